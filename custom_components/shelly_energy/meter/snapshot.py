@@ -1,0 +1,86 @@
+"""One vocabulary for every meter family: what a meter is, and what one poll of it says.
+
+Every client (Gen1 HTTP, Gen2+ RPC) parses its device's replies into these types, so nothing
+downstream asks which generation a meter is. Power is in W (positive when importing from the
+grid side of the CT), energy counters stay in Wh, cumulative, as the device keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ChannelKind(StrEnum):
+    """What a reading measures."""
+
+    PHASE = "phase"  # one phase of a three-phase meter: ids "a", "b", "c"
+    CHANNEL = "channel"  # an independent single-phase channel: ids "1", "2", "3"
+    TOTAL = "total"  # the sum over the phases of a three-phase meter: id "total"
+
+
+TOTAL_ID = "total"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelReading:
+    """What one phase, channel or three-phase total reads at one poll. None: not reported."""
+
+    id: str
+    kind: ChannelKind
+    power: float | None = None
+    apparent_power: float | None = None
+    reactive_power: float | None = None
+    current: float | None = None
+    voltage: float | None = None
+    power_factor: float | None = None
+    frequency: float | None = None
+    energy_in: float | None = None
+    energy_out: float | None = None
+    flags: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSnapshot:
+    """Everything one poll of a meter says."""
+
+    time: float  # the device's own clock (unix seconds) when known, else the poll's local time
+    channels: tuple[ChannelReading, ...]  # phases or channels, in the device's order
+    total: ChannelReading | None = None  # three-phase meters only
+    neutral_current: float | None = None
+    switch_on: bool | None = None  # None: the meter has no relay output
+    errors: tuple[str, ...] = ()  # meter-wide errors, e.g. "power_meter_failure"
+    rssi: int | None = None
+    uptime: int | None = None
+    update_available: bool | None = None
+
+    def channel(self, channel_id: str) -> ChannelReading | None:
+        """Return the reading of a phase, channel or the total, by id."""
+        if channel_id == TOTAL_ID:
+            return self.total
+        for reading in self.channels:
+            if reading.id == channel_id:
+                return reading
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """What a meter is: identity and layout, read once when connecting."""
+
+    mac: str  # upper-case hex without separators, as the device reports it
+    model: str  # the device's model id, e.g. "SPEM-003CEBEU"
+    model_name: str  # for people, e.g. "Pro 3EM"
+    generation: int
+    firmware: str
+    name: str | None  # the name the user gave the device, if any
+    profile: str | None  # Gen2+ Pro 3EM: "triphase" or "monophase"
+    channel_kind: ChannelKind  # PHASE for three-phase meters, CHANNEL otherwise
+    channel_ids: tuple[str, ...]
+    has_switch: bool
+
+    @property
+    def three_phase(self) -> bool:
+        """Return whether the meter measures the phases of one three-phase supply."""
+        return self.channel_kind is ChannelKind.PHASE
