@@ -73,7 +73,7 @@ class Role(StrEnum):
 
 
 # The roles whose channels enter the energy balance (loads are sub-circuits of consumption).
-BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
+_BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
 
 
 class GridMetering(StrEnum):
@@ -248,7 +248,7 @@ _FLOW_ROLES: Final[Mapping[str, tuple[Role, ...]]] = {
     "solar": (Role.SOLAR,),
     "battery": (Role.BATTERY,),
     "self_consumed_solar": (Role.GRID, Role.SOLAR),
-    "home_consumption": BALANCE_ROLES,
+    "home_consumption": _BALANCE_ROLES,
 }
 
 
@@ -305,14 +305,14 @@ class SiteAccumulator:
         self._totals = _Totals()
         self._today = _Today()
         self._counters: dict[ChannelRef, tuple[float, float]] = {}  # reused by every update
-        self._use(config)
+        self._apply_config(config)
 
-    def _use(self, config: SiteConfig) -> None:
+    def _apply_config(self, config: SiteConfig) -> None:
         self._config = config
         self._balanced = config.grid_metering == GridMetering.BALANCED
         self._channels = {role: config.channels(role) for role in Role}
         self._balance_channels = tuple(
-            ref for role in BALANCE_ROLES for ref in self._channels[role]
+            ref for role in _BALANCE_ROLES for ref in self._channels[role]
         )
 
     def update_config(self, config: SiteConfig) -> None:
@@ -325,7 +325,7 @@ class SiteAccumulator:
         for flow in self._flows.values():
             for ref in [ref for ref in flow.baselines if new_roles.get(ref) != old_roles.get(ref)]:
                 del flow.baselines[ref]
-        self._use(config)
+        self._apply_config(config)
 
     def update(self, readings: Mapping[ChannelRef, ChannelInput | None], day: date) -> SiteState:
         """Accrue the readings' counters and return the site's state.
@@ -459,7 +459,8 @@ class SiteAccumulator:
         today = self._today
         if not available or today.solar_production == 0:
             return None
-        return 100.0 * today.self_consumed_solar / today.solar_production
+        # Never above 100 in exact arithmetic; the clamp absorbs the sums' rounding.
+        return min(100.0 * today.self_consumed_solar / today.solar_production, 100.0)
 
     def _self_sufficiency(self, *, available: bool) -> float | None:
         """Return 1 - import / consumption today in percent (>= 0); None: unavailable or none."""
@@ -479,7 +480,7 @@ class SiteAccumulator:
             "roles": [
                 {"meter_id": ref.meter_id, "channel_id": ref.channel_id, "role": str(role)}
                 for ref, role in self._config.roles.items()
-                if role in BALANCE_ROLES
+                if role in _BALANCE_ROLES
             ],
             "totals": asdict(self._totals),
             "today": today,
