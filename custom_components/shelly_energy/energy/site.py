@@ -1,0 +1,532 @@
+"""Energy sites: what a home does, from meter channels that the user gave roles.
+
+A site spans one or more meters. Each channel has a role (grid, solar, battery or load); the site
+derives the home's flows from them: power at every update, and energy totals from the meters' own
+counters.
+
+Sign convention. Every channel reads positive when power flows from the grid side towards the
+home's consumers (a CT installed the other way round is fixed upstream by the channel's
+"reversed" option, before this module sees its readings):
+
+- grid: positive while importing; ``energy_in`` counts import, ``energy_out`` export.
+- solar: negative while producing; ``energy_out`` counts production, ``energy_in`` the inverter's
+  standby draw.
+- battery: positive while charging; ``energy_in`` counts charge, ``energy_out`` discharge.
+- load (a circuit): positive while consuming.
+
+Definitions, the same for power (W) and energy (Wh):
+
+- grid import / export, per-phase metering (each phase billed on its own): the sum of what flows
+  in / out on each grid channel. Balanced metering (the phases are netted): the net over the grid
+  channels, import = max(in - out, 0), export = max(out - in, 0).
+- solar production = max(out - in, 0) over all solar channels together: net of the inverters'
+  standby draw, so that draw at night reaches consumption through grid import instead.
+- battery charge / discharge: what flows in / out on the battery channels, as their counters say.
+- home consumption = max(import - export + production + discharge - charge, 0).
+- self-consumed solar = max(production - export, 0).
+
+No power or energy value is ever negative: measurement noise (a solar CT reading +3 W at night) is
+clamped to 0, not propagated. The only signed values are the two net powers: ``grid_net``
+(positive importing) and ``battery_net`` (positive discharging).
+
+Energy comes from the meters' counter deltas, never from integrating power, so it stays exact
+across missed polls. Each derived flow (grid, solar, battery, self-consumed solar, home
+consumption) keeps the counters of its own input channels as they were when it last accrued. At an
+update where all its inputs are available, a flow adds the energy of the interval since then
+(per interval, with the clamps above) and moves its baselines; otherwise it waits, so what
+accrued while a meter was offline is added, exactly once, when the meter returns. A counter that
+dropped by more than ``COUNTER_JITTER_WH`` restarted from 0 (its delta is its new value); a smaller
+drop is jitter (delta 0, and the baseline keeps the higher value so the rebound is not counted
+twice). A channel's first sighting only sets its baseline. A counter reset while the meter was
+offline loses what the counter held past the flow's last baseline; nothing can recover that.
+
+Availability: a value that depends on an unavailable channel is None; the site never reports a
+partial sum as if it were complete. Energy totals are kept while a flow is unavailable and resume
+when it returns. A role without any channel contributes 0 and is always available (a site without
+solar produces 0 W; one without a grid meter is off-grid and imports nothing); the adapter creates
+no entities for roles a site lacks (`SiteConfig.has_role`).
+
+"Today" (for the ratios) is the local calendar day passed to each update; energy that accrues
+after an offline spell counts on the day it is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any, Final
+
+COUNTER_JITTER_WH: Final = 1.0  # a counter decrease up to this is jitter; beyond it, a reset
+STORAGE_VERSION: Final = 1
+
+
+class Role(StrEnum):
+    """What a channel measures within a site."""
+
+    GRID = "grid"
+    SOLAR = "solar"
+    BATTERY = "battery"
+    LOAD = "load"
+    UNUSED = "unused"
+
+
+# The roles whose channels enter the energy balance (loads are sub-circuits of consumption).
+_BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
+
+
+class GridMetering(StrEnum):
+    """How the utility meter counts a multi-phase grid connection."""
+
+    PER_PHASE = "per_phase"  # each phase imports and exports on its own
+    BALANCED = "balanced"  # the phases are netted: one phase's export offsets another's import
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """One channel of one meter: an opaque meter id and a `ChannelReading.id`."""
+
+    meter_id: str
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """The channels' roles in a site and how its grid is metered. Missing means unused."""
+
+    roles: Mapping[ChannelRef, Role]
+    grid_metering: GridMetering
+
+    def channels(self, role: Role) -> tuple[ChannelRef, ...]:
+        """Return the channels with a role, in the configuration's order."""
+        return tuple(ref for ref, channel_role in self.roles.items() if channel_role == role)
+
+    def has_role(self, role: Role) -> bool:
+        """Return whether any channel has a role."""
+        return role in self.roles.values()
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInput:
+    """What the site needs of one channel's reading: signed W and cumulative Wh. None: missing."""
+
+    power: float | None
+    energy_in: float | None
+    energy_out: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SitePower:
+    """The site's power flows in W: all >= 0 but the two nets. None: unavailable."""
+
+    grid_net: float | None  # positive importing, negative exporting
+    grid_import: float | None
+    grid_export: float | None
+    solar_production: float | None
+    battery_charging: float | None
+    battery_discharging: float | None
+    battery_net: float | None  # positive discharging, negative charging
+    home_consumption: float | None
+    self_consumed_solar: float | None
+    loads: Mapping[ChannelRef, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEnergy:
+    """The site's energy totals in Wh, never decreasing. None: unavailable at this update."""
+
+    grid_import: float | None
+    grid_export: float | None
+    solar_production: float | None
+    battery_charged: float | None
+    battery_discharged: float | None
+    home_consumption: float | None
+    self_consumed_solar: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    """What a site does at one update: power, energy totals and today's ratios (percent)."""
+
+    power: SitePower
+    energy: SiteEnergy
+    self_consumption_rate: float | None  # self-consumed solar / production today
+    self_sufficiency: float | None  # 1 - import / consumption today, at least 0
+
+
+@dataclass(slots=True)
+class _Totals:
+    """The energy totals (Wh), whether or not their flows are available now."""
+
+    grid_import: float = 0.0
+    grid_export: float = 0.0
+    solar_production: float = 0.0
+    battery_charged: float = 0.0
+    battery_discharged: float = 0.0
+    home_consumption: float = 0.0
+    self_consumed_solar: float = 0.0
+
+
+@dataclass(slots=True)
+class _Today:
+    """Today's sums (Wh) behind the ratios.
+
+    Each ratio divides values from one flow's own intervals (production as the self-consumption
+    flow saw it, import as the consumption flow saw it), so it stays within 0..100 % even while
+    another flow catches up on an offline spell.
+    """
+
+    day: date | None = None
+    solar_production: float = 0.0
+    self_consumed_solar: float = 0.0
+    grid_import: float = 0.0
+    home_consumption: float = 0.0
+
+
+class _Counter:
+    """A cumulative counter's value when a flow last accrued it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def advance(self, current: float) -> float:
+        """Move to the current value; return the energy counted since (Wh, >= 0)."""
+        if current >= self.value:
+            delta = current - self.value
+        elif self.value - current <= COUNTER_JITTER_WH:
+            return 0.0  # jitter: keep the higher value so that the rebound is not counted twice
+        else:
+            delta = current  # the counter restarted from 0
+        self.value = current
+        return delta
+
+
+class _Flow:
+    """One derived energy flow's inputs: each input channel's counters when it last accrued.
+
+    After an `advance` that accrued, ``inflow[role]`` and ``outflow[role]`` hold the energy (Wh)
+    that the role's channels counted in and out since the previous one.
+    """
+
+    __slots__ = ("baselines", "inflow", "outflow", "roles")
+
+    def __init__(self, roles: tuple[Role, ...]) -> None:
+        self.roles = roles
+        self.baselines: dict[ChannelRef, tuple[_Counter, _Counter]] = {}  # (in, out)
+        self.inflow = dict.fromkeys(roles, 0.0)
+        self.outflow = dict.fromkeys(roles, 0.0)
+
+    def advance(
+        self,
+        channels: Mapping[Role, tuple[ChannelRef, ...]],
+        counters: Mapping[ChannelRef, tuple[float, float]],
+    ) -> bool:
+        """Accrue the interval since the last accrual if every input is available; say so."""
+        if not all(ref in counters for role in self.roles for ref in channels[role]):
+            return False  # the baselines stay, so the interval accrues when the inputs return
+        for role in self.roles:
+            inflow = outflow = 0.0
+            for ref in channels[role]:
+                energy_in, energy_out = counters[ref]
+                baseline = self.baselines.get(ref)
+                if baseline is None:  # first sighting: nothing to compare with yet
+                    self.baselines[ref] = (_Counter(energy_in), _Counter(energy_out))
+                else:
+                    inflow += baseline[0].advance(energy_in)
+                    outflow += baseline[1].advance(energy_out)
+            self.inflow[role] = inflow
+            self.outflow[role] = outflow
+        return True
+
+
+# The derived energy flows by storage name, and the roles whose channels each reads.
+_FLOW_ROLES: Final[Mapping[str, tuple[Role, ...]]] = {
+    "grid": (Role.GRID,),
+    "solar": (Role.SOLAR,),
+    "battery": (Role.BATTERY,),
+    "self_consumed_solar": (Role.GRID, Role.SOLAR),
+    "home_consumption": _BALANCE_ROLES,
+}
+
+
+def _production(solar_in: float, solar_out: float) -> float:
+    """Return solar production, net of the inverters' standby draw."""
+    return max(solar_out - solar_in, 0.0)
+
+
+def _consumption(
+    grid_import: float, grid_export: float, production: float, charge: float, discharge: float
+) -> float:
+    """Return home consumption."""
+    return max(grid_import - grid_export + production + discharge - charge, 0.0)
+
+
+def _self_consumed(production: float, grid_export: float) -> float:
+    """Return the solar production the home used itself."""
+    return max(production - grid_export, 0.0)
+
+
+def _power_flows(
+    channels: tuple[ChannelRef, ...], readings: Mapping[ChannelRef, ChannelInput | None]
+) -> tuple[float, float] | None:
+    """Return the power flowing in and out (W, both >= 0) over channels; None: unavailable."""
+    inflow = outflow = 0.0
+    for ref in channels:
+        reading = readings.get(ref)
+        if reading is None or reading.power is None:
+            return None
+        if reading.power > 0:
+            inflow += reading.power
+        else:
+            outflow -= reading.power
+    return inflow, outflow
+
+
+def _load_power(reading: ChannelInput | None) -> float | None:
+    """Return a load's power (W, >= 0); None: unavailable."""
+    if reading is None or reading.power is None:
+        return None
+    return max(reading.power, 0.0)
+
+
+class SiteAccumulator:
+    """One site's state: energy totals, the flows' baselines and today's sums.
+
+    Call `update` with every new set of readings; persist `to_dict` (totals and baselines
+    together) and restore it with `from_dict`, so a restart loses and double-counts nothing.
+    """
+
+    def __init__(self, config: SiteConfig) -> None:
+        """Start a site with zero totals; each channel's first sighting sets its baselines."""
+        self._flows = {name: _Flow(roles) for name, roles in _FLOW_ROLES.items()}
+        self._totals = _Totals()
+        self._today = _Today()
+        self._counters: dict[ChannelRef, tuple[float, float]] = {}  # reused by every update
+        self._apply_config(config)
+
+    def _apply_config(self, config: SiteConfig) -> None:
+        self._config = config
+        self._balanced = config.grid_metering == GridMetering.BALANCED
+        self._channels = {role: config.channels(role) for role in Role}
+        self._balance_channels = tuple(
+            ref for role in _BALANCE_ROLES for ref in self._channels[role]
+        )
+
+    def update_config(self, config: SiteConfig) -> None:
+        """Use new roles from the next update on.
+
+        Totals stay as they are. Every flow forgets the baselines of channels whose role changed,
+        so the energy they count under their new role starts from their next sighting.
+        """
+        old_roles, new_roles = self._config.roles, config.roles
+        for flow in self._flows.values():
+            for ref in [ref for ref in flow.baselines if new_roles.get(ref) != old_roles.get(ref)]:
+                del flow.baselines[ref]
+        self._apply_config(config)
+
+    def update(self, readings: Mapping[ChannelRef, ChannelInput | None], day: date) -> SiteState:
+        """Accrue the readings' counters and return the site's state.
+
+        ``readings`` maps channels to their current readings; None or a missing channel means its
+        meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
+        """
+        if day != self._today.day:
+            self._today = _Today(day)
+        energy = self._accrue(readings)
+        return SiteState(
+            power=self._power(readings),
+            energy=energy,
+            self_consumption_rate=self._self_consumption_rate(
+                available=energy.self_consumed_solar is not None
+            ),
+            self_sufficiency=self._self_sufficiency(available=energy.home_consumption is not None),
+        )
+
+    def _import_export(self, inflow: float, outflow: float) -> tuple[float, float]:
+        """Return grid import and export from what flowed in and out on the grid channels."""
+        if self._balanced:
+            return max(inflow - outflow, 0.0), max(outflow - inflow, 0.0)
+        return inflow, outflow
+
+    def _accrue(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SiteEnergy:
+        counters = self._counters
+        counters.clear()
+        for ref in self._balance_channels:
+            reading = readings.get(ref)
+            if (
+                reading is not None
+                and reading.energy_in is not None
+                and reading.energy_out is not None
+            ):
+                counters[ref] = (reading.energy_in, reading.energy_out)
+        totals, today, flows = self._totals, self._today, self._flows
+
+        grid = flows["grid"]
+        grid_ok = grid.advance(self._channels, counters)
+        if grid_ok:
+            grid_import, grid_export = self._import_export(
+                grid.inflow[Role.GRID], grid.outflow[Role.GRID]
+            )
+            totals.grid_import += grid_import
+            totals.grid_export += grid_export
+
+        solar = flows["solar"]
+        solar_ok = solar.advance(self._channels, counters)
+        if solar_ok:
+            totals.solar_production += _production(
+                solar.inflow[Role.SOLAR], solar.outflow[Role.SOLAR]
+            )
+
+        battery = flows["battery"]
+        battery_ok = battery.advance(self._channels, counters)
+        if battery_ok:
+            totals.battery_charged += battery.inflow[Role.BATTERY]
+            totals.battery_discharged += battery.outflow[Role.BATTERY]
+
+        self_consumption = flows["self_consumed_solar"]
+        self_consumption_ok = self_consumption.advance(self._channels, counters)
+        if self_consumption_ok:
+            production = _production(
+                self_consumption.inflow[Role.SOLAR], self_consumption.outflow[Role.SOLAR]
+            )
+            _, grid_export = self._import_export(
+                self_consumption.inflow[Role.GRID], self_consumption.outflow[Role.GRID]
+            )
+            self_consumed = _self_consumed(production, grid_export)
+            totals.self_consumed_solar += self_consumed
+            today.solar_production += production
+            today.self_consumed_solar += self_consumed
+
+        consumption = flows["home_consumption"]
+        consumption_ok = consumption.advance(self._channels, counters)
+        if consumption_ok:
+            grid_import, grid_export = self._import_export(
+                consumption.inflow[Role.GRID], consumption.outflow[Role.GRID]
+            )
+            home_consumption = _consumption(
+                grid_import,
+                grid_export,
+                _production(consumption.inflow[Role.SOLAR], consumption.outflow[Role.SOLAR]),
+                consumption.inflow[Role.BATTERY],
+                consumption.outflow[Role.BATTERY],
+            )
+            totals.home_consumption += home_consumption
+            today.grid_import += grid_import
+            today.home_consumption += home_consumption
+
+        return SiteEnergy(
+            grid_import=totals.grid_import if grid_ok else None,
+            grid_export=totals.grid_export if grid_ok else None,
+            solar_production=totals.solar_production if solar_ok else None,
+            battery_charged=totals.battery_charged if battery_ok else None,
+            battery_discharged=totals.battery_discharged if battery_ok else None,
+            home_consumption=totals.home_consumption if consumption_ok else None,
+            self_consumed_solar=totals.self_consumed_solar if self_consumption_ok else None,
+        )
+
+    def _power(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SitePower:
+        grid = _power_flows(self._channels[Role.GRID], readings)
+        solar = _power_flows(self._channels[Role.SOLAR], readings)
+        battery = _power_flows(self._channels[Role.BATTERY], readings)
+        grid_import = grid_export = grid_net = None
+        if grid is not None:
+            grid_import, grid_export = self._import_export(*grid)
+            grid_net = grid[0] - grid[1]
+        production = None if solar is None else _production(*solar)
+        self_consumed = home_consumption = None
+        if grid_import is not None and grid_export is not None and production is not None:
+            self_consumed = _self_consumed(production, grid_export)
+            if battery is not None:
+                home_consumption = _consumption(grid_import, grid_export, production, *battery)
+        return SitePower(
+            grid_net=grid_net,
+            grid_import=grid_import,
+            grid_export=grid_export,
+            solar_production=production,
+            battery_charging=None if battery is None else battery[0],
+            battery_discharging=None if battery is None else battery[1],
+            battery_net=None if battery is None else battery[1] - battery[0],
+            home_consumption=home_consumption,
+            self_consumed_solar=self_consumed,
+            loads={ref: _load_power(readings.get(ref)) for ref in self._channels[Role.LOAD]},
+        )
+
+    def _self_consumption_rate(self, *, available: bool) -> float | None:
+        """Return self-consumed / produced today in percent; None: unavailable or no production."""
+        today = self._today
+        if not available or today.solar_production == 0:
+            return None
+        # Never above 100 in exact arithmetic; the clamp absorbs the sums' rounding.
+        return min(100.0 * today.self_consumed_solar / today.solar_production, 100.0)
+
+    def _self_sufficiency(self, *, available: bool) -> float | None:
+        """Return 1 - import / consumption today in percent (>= 0); None: unavailable or none."""
+        today = self._today
+        if not available or today.home_consumption == 0:
+            return None
+        # Import is never negative, so the ratio never exceeds 100; it falls below 0 when the
+        # battery charged from the grid (consumption < import).
+        return max(100.0 * (1.0 - today.grid_import / today.home_consumption), 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the state as JSON-safe data: totals, today's sums, baselines and their roles."""
+        today = asdict(self._today)
+        today["day"] = None if self._today.day is None else self._today.day.isoformat()
+        return {
+            "version": STORAGE_VERSION,
+            "roles": [
+                {"meter_id": ref.meter_id, "channel_id": ref.channel_id, "role": str(role)}
+                for ref, role in self._config.roles.items()
+                if role in _BALANCE_ROLES
+            ],
+            "totals": asdict(self._totals),
+            "today": today,
+            "baselines": {
+                name: [
+                    {
+                        "meter_id": ref.meter_id,
+                        "channel_id": ref.channel_id,
+                        "energy_in": counter_in.value,
+                        "energy_out": counter_out.value,
+                    }
+                    for ref, (counter_in, counter_out) in flow.baselines.items()
+                ]
+                for name, flow in self._flows.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, config: SiteConfig, data: Mapping[str, Any]) -> SiteAccumulator:
+        """Restore a state saved by `to_dict`, then apply ``config`` as `update_config` would.
+
+        Raises ValueError for data of another storage version.
+        """
+        if data.get("version") != STORAGE_VERSION:
+            raise ValueError(f"unsupported site storage version {data.get('version')!r}")
+        saved_roles = {
+            ChannelRef(entry["meter_id"], entry["channel_id"]): Role(entry["role"])
+            for entry in data["roles"]
+        }
+        accumulator = cls(SiteConfig(saved_roles, config.grid_metering))
+        accumulator._totals = _Totals(**data["totals"])
+        today = data["today"]
+        accumulator._today = _Today(
+            day=None if today["day"] is None else date.fromisoformat(today["day"]),
+            solar_production=today["solar_production"],
+            self_consumed_solar=today["self_consumed_solar"],
+            grid_import=today["grid_import"],
+            home_consumption=today["home_consumption"],
+        )
+        for name, flow in accumulator._flows.items():
+            flow.baselines = {
+                ChannelRef(entry["meter_id"], entry["channel_id"]): (
+                    _Counter(entry["energy_in"]),
+                    _Counter(entry["energy_out"]),
+                )
+                for entry in data["baselines"][name]
+            }
+        accumulator.update_config(config)
+        return accumulator

@@ -1,0 +1,853 @@
+"""Tests for the energy site: roles, power flows, energy from counter deltas, ratios, persistence.
+
+Every expected value is worked out by hand in the comments next to it. Signs follow the module's
+convention: positive towards the home's consumers (grid importing, battery charging, load
+consuming); a producing solar CT reads negative.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import fields
+from datetime import date
+
+import pytest
+
+from custom_components.shelly_energy.energy.site import (
+    ChannelInput,
+    ChannelRef,
+    GridMetering,
+    Role,
+    SiteAccumulator,
+    SiteConfig,
+    SiteEnergy,
+    SitePower,
+    SiteState,
+)
+
+DAY = date(2025, 6, 21)
+NEXT_DAY = date(2025, 6, 22)
+
+# A single-meter site (a two-channel EM): channel 1 on the grid, channel 2 on the solar inverter.
+GRID = ChannelRef("EM0001", "1")
+SOLAR = ChannelRef("EM0001", "2")
+# A second meter with a battery inverter and a load circuit.
+BATTERY = ChannelRef("EM0002", "1")
+HEAT_PUMP = ChannelRef("EM0002", "2")
+# A three-phase mains meter.
+PHASE_A = ChannelRef("PRO3EM01", "a")
+PHASE_B = ChannelRef("PRO3EM01", "b")
+PHASE_C = ChannelRef("PRO3EM01", "c")
+# A second meter on the solar inverter's output.
+INVERTER = ChannelRef("PROEM01", "1")
+
+PV_SITE = SiteConfig({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+BATTERY_SITE = SiteConfig(
+    {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY, HEAT_PUMP: Role.LOAD},
+    GridMetering.PER_PHASE,
+)
+
+
+def three_phase_site(metering: GridMetering) -> SiteConfig:
+    """Mains phases a, b, c on the grid, and a second meter's channel 1 on the solar inverter."""
+    return SiteConfig(
+        {PHASE_A: Role.GRID, PHASE_B: Role.GRID, PHASE_C: Role.GRID, INVERTER: Role.SOLAR},
+        metering,
+    )
+
+
+def ch(power: float | None, energy_in: float | None, energy_out: float | None) -> ChannelInput:
+    return ChannelInput(power=power, energy_in=energy_in, energy_out=energy_out)
+
+
+def energy(
+    *,
+    grid_import: float | None = 0.0,
+    grid_export: float | None = 0.0,
+    solar_production: float | None = 0.0,
+    battery_charged: float | None = 0.0,
+    battery_discharged: float | None = 0.0,
+    home_consumption: float | None = 0.0,
+    self_consumed_solar: float | None = 0.0,
+) -> SiteEnergy:
+    return SiteEnergy(
+        grid_import=grid_import,
+        grid_export=grid_export,
+        solar_production=solar_production,
+        battery_charged=battery_charged,
+        battery_discharged=battery_discharged,
+        home_consumption=home_consumption,
+        self_consumed_solar=self_consumed_solar,
+    )
+
+
+# --- one household, several moments of a day ------------------------------------------------------
+
+
+def test_night_import_only() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    first = acc.update({GRID: ch(500, 10_000, 2_000), SOLAR: ch(2, 50, 30_000)}, DAY)
+    # The inverter draws 2 W standby: production max(-2, 0) = 0; the grid's 500 W include that
+    # draw, so consumption = 500 - 0 + 0 = 500. No battery channel: it contributes 0.
+    assert first.power == SitePower(
+        grid_net=500.0,
+        grid_import=500.0,
+        grid_export=0.0,
+        solar_production=0.0,
+        battery_charging=0.0,
+        battery_discharging=0.0,
+        battery_net=0.0,
+        home_consumption=500.0,
+        self_consumed_solar=0.0,
+        loads={},
+    )
+    # First sighting: baselines only.
+    assert first.energy == energy()
+    assert first.self_consumption_rate is None
+    assert first.self_sufficiency is None
+
+    # Half an hour later: +250 Wh imported, +1 Wh standby into the inverter, nothing produced.
+    second = acc.update({GRID: ch(500, 10_250, 2_000), SOLAR: ch(2, 51, 30_000)}, DAY)
+    # production = max(0 - 1, 0) = 0; consumption = 250 - 0 + 0 = 250.
+    assert second.energy == energy(grid_import=250.0, home_consumption=250.0)
+    assert second.self_consumption_rate is None  # nothing produced today
+    assert second.self_sufficiency == 0.0  # 1 - 250 / 250
+
+
+def test_sunny_midday_export() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(-1_200, 10_000, 2_000), SOLAR: ch(-3_000, 50, 30_000)}, DAY)
+    state = acc.update({GRID: ch(-1_200, 10_000, 2_600), SOLAR: ch(-3_000, 50, 31_500)}, DAY)
+    # Power: export 1200, production 3000, consumption = 0 - 1200 + 3000 = 1800,
+    # self-consumed = 3000 - 1200 = 1800.
+    assert state.power.grid_net == -1_200.0
+    assert state.power.grid_import == 0.0
+    assert state.power.grid_export == 1_200.0
+    assert state.power.solar_production == 3_000.0
+    assert state.power.home_consumption == 1_800.0
+    assert state.power.self_consumed_solar == 1_800.0
+    # Energy: export +600, production +1500, consumption = 0 - 600 + 1500 = 900,
+    # self-consumed = 1500 - 600 = 900.
+    assert state.energy == energy(
+        grid_export=600.0,
+        solar_production=1_500.0,
+        home_consumption=900.0,
+        self_consumed_solar=900.0,
+    )
+    assert state.self_consumption_rate == 60.0  # 900 / 1500
+    assert state.self_sufficiency == 100.0  # 1 - 0 / 900
+
+
+def test_battery_charging_from_solar() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    acc.update(
+        {
+            GRID: ch(50, 10_000, 2_000),
+            SOLAR: ch(-4_000, 50, 30_000),
+            BATTERY: ch(2_500, 5_000, 4_000),
+            HEAT_PUMP: ch(1_200, 7_000, 0),
+        },
+        DAY,
+    )
+    state = acc.update(
+        {
+            GRID: ch(50, 10_025, 2_000),
+            SOLAR: ch(-4_000, 50, 32_000),
+            BATTERY: ch(2_500, 6_250, 4_000),
+            HEAT_PUMP: ch(1_200, 7_600, 0),
+        },
+        DAY,
+    )
+    # Power: consumption = 50 - 0 + 4000 + 0 - 2500 = 1550; self-consumed = 4000 - 0 = 4000
+    # (the battery's charge is self-consumed solar too). The heat pump is a load within the 1550.
+    assert state.power == SitePower(
+        grid_net=50.0,
+        grid_import=50.0,
+        grid_export=0.0,
+        solar_production=4_000.0,
+        battery_charging=2_500.0,
+        battery_discharging=0.0,
+        battery_net=-2_500.0,
+        home_consumption=1_550.0,
+        self_consumed_solar=4_000.0,
+        loads={HEAT_PUMP: 1_200.0},
+    )
+    # Energy: import +25, production +2000, charged +1250; consumption = 25 + 2000 - 1250 = 775.
+    assert state.energy == energy(
+        grid_import=25.0,
+        solar_production=2_000.0,
+        battery_charged=1_250.0,
+        home_consumption=775.0,
+        self_consumed_solar=2_000.0,
+    )
+    assert state.self_consumption_rate == 100.0  # 2000 / 2000
+    assert state.self_sufficiency == pytest.approx(100 * (1 - 25 / 775))  # 96.774...
+
+
+def test_battery_discharging_at_night() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    acc.update(
+        {
+            GRID: ch(100, 10_000, 2_000),
+            SOLAR: ch(4, 50, 30_000),
+            BATTERY: ch(-800, 5_000, 4_000),
+            HEAT_PUMP: ch(0, 7_000, 0),
+        },
+        DAY,
+    )
+    state = acc.update(
+        {
+            GRID: ch(100, 10_050, 2_000),
+            SOLAR: ch(4, 52, 30_000),
+            BATTERY: ch(-800, 5_000, 4_400),
+            HEAT_PUMP: ch(-1, 7_000, 0),
+        },
+        DAY,
+    )
+    # Power: production max(-4, 0) = 0; consumption = 100 - 0 + 0 + 800 - 0 = 900.
+    # The heat pump's -1 W is noise: clamped to 0.
+    assert state.power.solar_production == 0.0
+    assert state.power.battery_charging == 0.0
+    assert state.power.battery_discharging == 800.0
+    assert state.power.battery_net == 800.0
+    assert state.power.home_consumption == 900.0
+    assert state.power.self_consumed_solar == 0.0
+    assert state.power.loads == {HEAT_PUMP: 0.0}
+    # Energy: import +50, standby +2 (production max(0 - 2, 0) = 0), discharged +400;
+    # consumption = 50 + 0 + 400 = 450.
+    assert state.energy == energy(
+        grid_import=50.0, battery_discharged=400.0, home_consumption=450.0
+    )
+    assert state.self_sufficiency == pytest.approx(100 * (1 - 50 / 450))  # 88.888...
+
+
+def test_two_meter_site() -> None:
+    acc = SiteAccumulator(three_phase_site(GridMetering.PER_PHASE))
+    acc.update(
+        {
+            PHASE_A: ch(-200, 1_000, 500),
+            PHASE_B: ch(-150, 2_000, 600),
+            PHASE_C: ch(-250, 3_000, 700),
+            INVERTER: ch(-2_000, 10, 9_000),
+        },
+        DAY,
+    )
+    state = acc.update(
+        {
+            PHASE_A: ch(-200, 1_000, 600),
+            PHASE_B: ch(-150, 2_000, 675),
+            PHASE_C: ch(-250, 3_000, 825),
+            INVERTER: ch(-2_000, 10, 10_000),
+        },
+        DAY,
+    )
+    # Power: export 200 + 150 + 250 = 600, production 2000, consumption = 2000 - 600 = 1400.
+    assert state.power.grid_net == -600.0
+    assert state.power.grid_export == 600.0
+    assert state.power.home_consumption == 1_400.0
+    assert state.power.self_consumed_solar == 1_400.0
+    # Energy: export 100 + 75 + 125 = 300, production 1000, consumption and self-consumed 700.
+    assert state.energy == energy(
+        grid_export=300.0,
+        solar_production=1_000.0,
+        home_consumption=700.0,
+        self_consumed_solar=700.0,
+    )
+
+
+# Phase a imports 1000 W, phase b exports 600 W, phase c imports 100 W; the inverter makes 700 W.
+# Over the interval: a +500 Wh in, b +300 Wh out, c +50 Wh in, the inverter +350 Wh out.
+MIXED_PHASES_BEFORE = {
+    PHASE_A: ch(1_000, 1_000, 500),
+    PHASE_B: ch(-600, 2_000, 600),
+    PHASE_C: ch(100, 3_000, 700),
+    INVERTER: ch(-700, 10, 9_000),
+}
+MIXED_PHASES_AFTER = {
+    PHASE_A: ch(1_000, 1_500, 500),
+    PHASE_B: ch(-600, 2_000, 900),
+    PHASE_C: ch(100, 3_050, 700),
+    INVERTER: ch(-700, 10, 9_350),
+}
+
+
+def test_per_phase_metering_bills_each_phase() -> None:
+    acc = SiteAccumulator(three_phase_site(GridMetering.PER_PHASE))
+    acc.update(MIXED_PHASES_BEFORE, DAY)
+    state = acc.update(MIXED_PHASES_AFTER, DAY)
+    # Power: import 1000 + 100 = 1100, export 600, net 500; consumption = 1100 - 600 + 700 = 1200;
+    # self-consumed = 700 - 600 = 100.
+    assert state.power.grid_net == 500.0
+    assert state.power.grid_import == 1_100.0
+    assert state.power.grid_export == 600.0
+    assert state.power.home_consumption == 1_200.0
+    assert state.power.self_consumed_solar == 100.0
+    # Energy: import 500 + 50 = 550, export 300; consumption = 550 - 300 + 350 = 600;
+    # self-consumed = 350 - 300 = 50.
+    assert state.energy == energy(
+        grid_import=550.0,
+        grid_export=300.0,
+        solar_production=350.0,
+        home_consumption=600.0,
+        self_consumed_solar=50.0,
+    )
+
+
+def test_balanced_metering_nets_the_phases() -> None:
+    acc = SiteAccumulator(three_phase_site(GridMetering.BALANCED))
+    acc.update(MIXED_PHASES_BEFORE, DAY)
+    state = acc.update(MIXED_PHASES_AFTER, DAY)
+    # Power: net 1000 - 600 + 100 = 500 imported, nothing exported; consumption = 500 + 700 = 1200
+    # (the same as per phase: the metering mode moves energy between import, export and
+    # self-consumption, never into or out of consumption); self-consumed = 700 - 0 = 700.
+    assert state.power.grid_net == 500.0
+    assert state.power.grid_import == 500.0
+    assert state.power.grid_export == 0.0
+    assert state.power.home_consumption == 1_200.0
+    assert state.power.self_consumed_solar == 700.0
+    # Energy: net 500 - 300 + 50 = 250 imported; consumption = 250 + 350 = 600; self-consumed 350.
+    assert state.energy == energy(
+        grid_import=250.0,
+        solar_production=350.0,
+        home_consumption=600.0,
+        self_consumed_solar=350.0,
+    )
+
+
+def test_balanced_metering_exports_when_the_net_is_negative() -> None:
+    acc = SiteAccumulator(three_phase_site(GridMetering.BALANCED))
+    acc.update(
+        {PHASE_A: ch(0, 0, 0), PHASE_B: ch(0, 0, 0), PHASE_C: ch(0, 0, 0), INVERTER: ch(0, 0, 0)},
+        DAY,
+    )
+    state = acc.update(
+        {
+            PHASE_A: ch(-900, 0, 450),
+            PHASE_B: ch(200, 100, 0),
+            PHASE_C: ch(-100, 0, 50),
+            INVERTER: ch(-2_000, 0, 1_000),
+        },
+        DAY,
+    )
+    # Power: net -900 + 200 - 100 = -800: export 800; consumption = -800 + 2000 = 1200.
+    assert state.power.grid_import == 0.0
+    assert state.power.grid_export == 800.0
+    assert state.power.home_consumption == 1_200.0
+    # Energy: net 100 - 450 - 50 = -400: export 400; consumption = -400 + 1000 = 600.
+    assert state.energy == energy(
+        grid_export=400.0,
+        solar_production=1_000.0,
+        home_consumption=600.0,
+        self_consumed_solar=600.0,
+    )
+
+
+# --- availability ---------------------------------------------------------------------------------
+
+
+def test_offline_meter_returns_with_its_energy_added_once() -> None:
+    acc = SiteAccumulator(three_phase_site(GridMetering.PER_PHASE))
+
+    def mains(energy_in_a: float) -> dict[ChannelRef, ChannelInput | None]:
+        return {
+            PHASE_A: ch(100, energy_in_a, 0),
+            PHASE_B: ch(0, 0, 0),
+            PHASE_C: ch(0, 0, 0),
+        }
+
+    acc.update({**mains(1_000), INVERTER: ch(-800, 0, 5_000)}, DAY)
+    # The inverter's meter is offline: the grid still accrues (+100), everything that depends on
+    # the inverter is unavailable, its total kept.
+    offline = acc.update({**mains(1_100), INVERTER: None}, DAY)
+    assert offline.energy == energy(
+        grid_import=100.0, solar_production=None, home_consumption=None, self_consumed_solar=None
+    )
+    assert offline.power.grid_import == 100.0
+    assert offline.power.solar_production is None
+    assert offline.power.home_consumption is None
+    assert offline.power.self_consumed_solar is None
+    assert offline.self_consumption_rate is None
+    assert offline.self_sufficiency is None
+    # A missing key means the same as None.
+    assert acc.update(mains(1_100), DAY).energy == offline.energy
+
+    # Back: +50 more imported (150 since the first update), +400 produced while away.
+    back = acc.update({**mains(1_150), INVERTER: ch(-800, 0, 5_400)}, DAY)
+    # Consumption and self-consumed accrue the whole spell since the first update:
+    # consumption = 150 - 0 + 400 = 550; self-consumed = 400 - 0 = 400.
+    assert back.energy == energy(
+        grid_import=150.0, solar_production=400.0, home_consumption=550.0, self_consumed_solar=400.0
+    )
+    assert back.self_sufficiency == pytest.approx(100 * (1 - 150 / 550))
+
+    # Another +100 produced: added once, nothing of the offline spell counted again.
+    later = acc.update({**mains(1_150), INVERTER: ch(-800, 0, 5_500)}, DAY)
+    assert later.energy == energy(
+        grid_import=150.0, solar_production=500.0, home_consumption=650.0, self_consumed_solar=500.0
+    )
+    assert later.self_consumption_rate == 100.0  # 500 / 500
+    assert later.self_sufficiency == pytest.approx(100 * (1 - 150 / 650))
+
+    # Offline again: the ratios known a moment ago are unavailable, not frozen.
+    again = acc.update({**mains(1_150), INVERTER: None}, DAY)
+    assert again.self_consumption_rate is None
+    assert again.self_sufficiency is None
+
+
+def test_partial_availability_never_yields_partial_sums() -> None:
+    acc = SiteAccumulator(three_phase_site(GridMetering.PER_PHASE))
+    acc.update(
+        {
+            PHASE_A: ch(0, 0, 0),
+            PHASE_B: ch(0, 0, 0),
+            PHASE_C: ch(0, 0, 0),
+            INVERTER: ch(0, 0, 0),
+        },
+        DAY,
+    )
+    # Phase b reports counters but no power; phase c's export counter is missing.
+    state = acc.update(
+        {
+            PHASE_A: ch(300, 10, 0),
+            PHASE_B: ch(None, 20, 0),
+            PHASE_C: ch(200, 30, None),
+            INVERTER: ch(-500, 0, 40),
+        },
+        DAY,
+    )
+    # Power needs every grid phase's power; energy needs every grid phase's two counters.
+    assert state.power.grid_net is None
+    assert state.power.grid_import is None
+    assert state.power.grid_export is None
+    assert state.power.home_consumption is None
+    assert state.power.self_consumed_solar is None
+    assert state.power.solar_production == 500.0
+    assert state.energy == energy(
+        grid_import=None,
+        grid_export=None,
+        solar_production=40.0,
+        home_consumption=None,
+        self_consumed_solar=None,
+    )
+
+
+def test_loads_are_available_each_on_its_own() -> None:
+    fridge = ChannelRef("EM0003", "1")
+    config = SiteConfig(
+        {GRID: Role.GRID, HEAT_PUMP: Role.LOAD, fridge: Role.LOAD}, GridMetering.PER_PHASE
+    )
+    state = SiteAccumulator(config).update(
+        {GRID: ch(900, 0, 0), HEAT_PUMP: ch(700, 0, 0), fridge: ch(None, 0, 0)}, DAY
+    )
+    assert state.power.loads == {HEAT_PUMP: 700.0, fridge: None}
+    state = SiteAccumulator(config).update({GRID: ch(900, 0, 0), fridge: ch(80, 0, 0)}, DAY)
+    assert state.power.loads == {HEAT_PUMP: None, fridge: 80.0}
+    assert state.power.home_consumption == 900.0  # loads are part of consumption, not added
+
+
+def test_roles_without_channels_contribute_zero() -> None:
+    # A grid-only site: no production, consumption = import - export.
+    grid_only = SiteConfig({GRID: Role.GRID, SOLAR: Role.UNUSED}, GridMetering.PER_PHASE)
+    assert grid_only.has_role(Role.GRID)
+    assert not grid_only.has_role(Role.SOLAR)
+    assert not grid_only.has_role(Role.BATTERY)
+    acc = SiteAccumulator(grid_only)
+    acc.update({GRID: ch(300, 100, 0)}, DAY)
+    state = acc.update({GRID: ch(300, 250, 0)}, DAY)
+    assert state.power.solar_production == 0.0
+    assert state.power.home_consumption == 300.0
+    assert state.energy == energy(grid_import=150.0, home_consumption=150.0)
+
+    # An off-grid site: consumption = production + discharge - charge; all of it self-supplied.
+    off_grid = SiteConfig({SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, GridMetering.PER_PHASE)
+    acc = SiteAccumulator(off_grid)
+    acc.update({SOLAR: ch(-1_000, 0, 0), BATTERY: ch(400, 0, 0)}, DAY)
+    state = acc.update({SOLAR: ch(-1_000, 0, 500), BATTERY: ch(400, 200, 0)}, DAY)
+    assert state.power.grid_import == 0.0
+    assert state.power.home_consumption == 600.0  # 1000 - 400
+    # Consumption = 500 - 200 = 300; self-consumed = 500 - 0 = 500.
+    assert state.energy == energy(
+        solar_production=500.0,
+        battery_charged=200.0,
+        home_consumption=300.0,
+        self_consumed_solar=500.0,
+    )
+    assert state.self_sufficiency == 100.0
+
+
+def test_config_lists_channels_by_role_in_order() -> None:
+    config = three_phase_site(GridMetering.BALANCED)
+    assert config.channels(Role.GRID) == (PHASE_A, PHASE_B, PHASE_C)
+    assert config.channels(Role.SOLAR) == (INVERTER,)
+    assert config.channels(Role.LOAD) == ()
+
+
+# --- counters -------------------------------------------------------------------------------------
+
+
+def grid_only_site() -> SiteAccumulator:
+    return SiteAccumulator(SiteConfig({GRID: Role.GRID}, GridMetering.PER_PHASE))
+
+
+def test_counter_reset_counts_the_new_value() -> None:
+    acc = grid_only_site()
+    acc.update({GRID: ch(0, 1_000, 500)}, DAY)
+    acc.update({GRID: ch(0, 1_200, 500)}, DAY)  # +200
+    # The meter restarted: its import counter now reads 20, i.e. 20 Wh since the restart.
+    state = acc.update({GRID: ch(0, 20, 500)}, DAY)
+    assert state.energy.grid_import == 220.0  # 200 + 20, not 200 - 1180 nor 200 + 1200
+    state = acc.update({GRID: ch(0, 50, 500)}, DAY)
+    assert state.energy.grid_import == 250.0  # + (50 - 20)
+
+
+def test_counter_jitter_is_not_counted_twice() -> None:
+    acc = grid_only_site()
+    acc.update({GRID: ch(0, 1_000, 500)}, DAY)
+    # The counter dips by 5 mWh, then rebounds: only the rise above 1000 counts.
+    assert acc.update({GRID: ch(0, 999.995, 500)}, DAY).energy.grid_import == 0.0
+    assert acc.update({GRID: ch(0, 1_000.5, 500)}, DAY).energy.grid_import == 0.5
+
+
+def test_counter_drop_of_exactly_the_jitter_limit_is_jitter_and_beyond_is_a_reset() -> None:
+    acc = grid_only_site()
+    acc.update({GRID: ch(0, 1_000, 500)}, DAY)
+    assert acc.update({GRID: ch(0, 999, 500)}, DAY).energy.grid_import == 0.0  # drop of 1 Wh
+    assert acc.update({GRID: ch(0, 998.5, 500)}, DAY).energy.grid_import == 998.5  # 1.5 Wh: reset
+
+
+# --- role changes ---------------------------------------------------------------------------------
+
+
+def test_role_change_keeps_totals_and_rebaselines_changed_channels() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(0, 1_000, 0), SOLAR: ch(0, 0, 2_000), BATTERY: ch(0, 100, 100)}, DAY)
+    before = acc.update(
+        {GRID: ch(0, 1_100, 0), SOLAR: ch(0, 0, 2_300), BATTERY: ch(0, 150, 100)}, DAY
+    )
+    # import 100, production 300, consumption 400, self-consumed 300.
+    assert before.energy == energy(
+        grid_import=100.0, solar_production=300.0, home_consumption=400.0, self_consumed_solar=300.0
+    )
+
+    # The user adds the battery; the solar channel turns out to be a heat pump (a load).
+    acc.update_config(
+        SiteConfig(
+            {GRID: Role.GRID, SOLAR: Role.LOAD, BATTERY: Role.BATTERY}, GridMetering.PER_PHASE
+        )
+    )
+    # Totals stay. The battery's first sighting under its new role is a baseline only, though
+    # it charged 50 Wh before (150 -> 200); the grid keeps its baseline: +50.
+    after = acc.update(
+        {GRID: ch(0, 1_150, 0), SOLAR: ch(0, 0, 2_400), BATTERY: ch(0, 200, 100)}, DAY
+    )
+    assert after.energy == energy(
+        grid_import=150.0, solar_production=300.0, home_consumption=450.0, self_consumed_solar=300.0
+    )
+    # Now the battery counts: +30 charged; import +40; consumption = 40 - 30 = 10.
+    later = acc.update(
+        {GRID: ch(0, 1_190, 0), SOLAR: ch(0, 0, 2_500), BATTERY: ch(0, 230, 100)}, DAY
+    )
+    assert later.energy == energy(
+        grid_import=190.0,
+        solar_production=300.0,
+        battery_charged=30.0,
+        home_consumption=460.0,
+        self_consumed_solar=300.0,
+    )
+
+
+def test_a_channel_moving_between_roles_starts_afresh_under_its_new_role() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(0, 1_000, 0), SOLAR: ch(0, 0, 2_000)}, DAY)
+    # The "solar" channel turns out to be a battery inverter.
+    acc.update_config(SiteConfig({GRID: Role.GRID, SOLAR: Role.BATTERY}, GridMetering.PER_PHASE))
+    # Import +100. What channel 2 counted meanwhile (+300 out) belongs to neither role: the
+    # consumption flow re-baselines it rather than taking it as discharge, so consumption
+    # = 100 (not 100 + 300).
+    state = acc.update({GRID: ch(0, 1_100, 0), SOLAR: ch(0, 0, 2_300)}, DAY)
+    assert state.energy == energy(grid_import=100.0, home_consumption=100.0)
+    # Import +50, discharge +200: consumption = 50 + 200 = 250 more.
+    state = acc.update({GRID: ch(0, 1_150, 0), SOLAR: ch(0, 0, 2_500)}, DAY)
+    assert state.energy == energy(
+        grid_import=150.0, battery_discharged=200.0, home_consumption=350.0
+    )
+
+
+def test_a_channel_that_loses_its_role_leaves_no_baseline() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(0, 1_000, 0), SOLAR: ch(0, 0, 2_000)}, DAY)
+    acc.update_config(SiteConfig({GRID: Role.GRID}, GridMetering.PER_PHASE))
+    saved = acc.to_dict()
+    assert saved["roles"] == [{"meter_id": "EM0001", "channel_id": "1", "role": "grid"}]
+    assert saved["baselines"] == {
+        "grid": [{"meter_id": "EM0001", "channel_id": "1", "energy_in": 1_000, "energy_out": 0}],
+        "solar": [],
+        "battery": [],
+        "self_consumed_solar": [
+            {"meter_id": "EM0001", "channel_id": "1", "energy_in": 1_000, "energy_out": 0}
+        ],
+        "home_consumption": [
+            {"meter_id": "EM0001", "channel_id": "1", "energy_in": 1_000, "energy_out": 0}
+        ],
+    }
+
+
+# --- persistence ----------------------------------------------------------------------------------
+
+
+def restarted(acc: SiteAccumulator, config: SiteConfig) -> SiteAccumulator:
+    """Save as the adapter would (through JSON) and restore."""
+    return SiteAccumulator.from_dict(config, json.loads(json.dumps(acc.to_dict())))
+
+
+BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
+    (
+        {
+            GRID: ch(300, 1_000, 0),
+            SOLAR: ch(0, 0, 2_000),
+            BATTERY: ch(0, 500, 500),
+            HEAT_PUMP: ch(0, 0, 0),
+        },
+        DAY,
+    ),
+    (
+        {
+            GRID: ch(-200, 1_150, 0),
+            SOLAR: ch(-900, 0, 2_300),
+            BATTERY: ch(300, 600, 500),
+            HEAT_PUMP: ch(0, 0, 0),
+        },
+        DAY,
+    ),
+    # The battery's meter goes offline: battery and consumption wait.
+    ({GRID: ch(-200, 1_150, 80), SOLAR: ch(-900, 0, 2_700), BATTERY: None}, DAY),
+    # -- a save and restart happens here in the second run --
+    (
+        {
+            GRID: ch(100, 1_200, 80),
+            SOLAR: ch(0, 1, 2_800),
+            BATTERY: ch(-400, 700, 650),
+            HEAT_PUMP: ch(0, 0, 0),
+        },
+        DAY,
+    ),
+    (
+        {
+            GRID: ch(100, 1_250, 80),
+            SOLAR: ch(0, 2, 2_800),
+            BATTERY: ch(-400, 700, 850),
+            HEAT_PUMP: ch(0, 0, 0),
+        },
+        NEXT_DAY,
+    ),
+]
+
+
+def run(
+    acc: SiteAccumulator, steps: list[tuple[dict[ChannelRef, ChannelInput | None], date]]
+) -> SiteState:
+    state = None
+    for readings, day in steps:
+        state = acc.update(readings, day)
+    assert state is not None
+    return state
+
+
+def test_restart_in_the_middle_loses_and_double_counts_nothing() -> None:
+    straight = SiteAccumulator(BATTERY_SITE)
+    end = run(straight, BATTERY_SCENARIO)
+    # By hand, interval by interval (updates 1..5; update 1 sets the baselines):
+    # import: +150, 0, +50, +50 = 250. Export: 0, +80, 0, 0 = 80.
+    # Production: 300, 400, max(100 - 1, 0) = 99, max(0 - 1, 0) = 0 -> 799.
+    # Battery (offline at 3, so 2 -> 4 is one interval): charged +100, +100 = 200;
+    # discharged +150, +200 = 350.
+    # Consumption (waits at 3 too): 150 + 300 - 100 = 350; then 2 -> 4: import 50 - export 80
+    # + production max(500 - 1, 0) = 499 + discharged 150 - charged 100 = 519;
+    # then 50 + 0 + 200 = 250 -> 1119.
+    # Self-consumed: 300, max(400 - 80, 0) = 320, 99, 0 -> 719.
+    assert end.energy == energy(
+        grid_import=250.0,
+        grid_export=80.0,
+        solar_production=799.0,
+        battery_charged=200.0,
+        battery_discharged=350.0,
+        home_consumption=1_119.0,
+        self_consumed_solar=719.0,
+    )
+    # The last update is on the next day: today holds its interval alone.
+    # Self-consumption: 0 / 0 -> None; self-sufficiency: 1 - 50 / 250 = 80 %.
+    assert end.self_consumption_rate is None
+    assert end.self_sufficiency == 80.0
+
+    interrupted = SiteAccumulator(BATTERY_SITE)
+    run(interrupted, BATTERY_SCENARIO[:3])
+    assert run(restarted(interrupted, BATTERY_SITE), BATTERY_SCENARIO[3:]) == end
+
+
+def test_restart_keeps_todays_ratios() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(0, 0, 0), SOLAR: ch(0, 0, 0)}, DAY)
+    acc.update({GRID: ch(0, 100, 300), SOLAR: ch(0, 0, 1_000)}, DAY)
+    acc = restarted(acc, PV_SITE)
+    state = acc.update({GRID: ch(0, 100, 300), SOLAR: ch(0, 0, 1_000)}, DAY)
+    # Self-consumed 1000 - 300 = 700 of 1000; consumption 100 - 300 + 1000 = 800, import 100.
+    assert state.self_consumption_rate == 70.0
+    assert state.self_sufficiency == 87.5  # 1 - 100 / 800
+
+
+def test_restart_before_any_update() -> None:
+    acc = restarted(SiteAccumulator(PV_SITE), PV_SITE)
+    assert acc.update({GRID: ch(0, 10, 0), SOLAR: ch(0, 0, 20)}, DAY).energy == energy()
+
+
+def test_restart_with_roles_changed_while_stopped() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(0, 1_000, 0), SOLAR: ch(0, 0, 2_000)}, DAY)
+    acc.update({GRID: ch(0, 1_100, 0), SOLAR: ch(0, 0, 2_300)}, DAY)
+    # Home Assistant reloads the site with the solar channel now a load.
+    acc = restarted(acc, SiteConfig({GRID: Role.GRID, SOLAR: Role.LOAD}, GridMetering.PER_PHASE))
+    state = acc.update({GRID: ch(0, 1_150, 0), SOLAR: ch(0, 0, 2_600)}, DAY)
+    # Import 100 + 50; the former solar channel's +300 counts nowhere; totals kept.
+    assert state.energy == energy(
+        grid_import=150.0, solar_production=300.0, home_consumption=450.0, self_consumed_solar=300.0
+    )
+    assert state.power.loads == {SOLAR: 0.0}
+
+
+def test_restoring_another_storage_version_fails() -> None:
+    data = SiteAccumulator(PV_SITE).to_dict()
+    data["version"] = 2
+    with pytest.raises(ValueError, match="unsupported site storage version 2"):
+        SiteAccumulator.from_dict(PV_SITE, data)
+
+
+# --- noise and ratios -----------------------------------------------------------------------------
+
+
+def test_noise_is_clamped_to_zero() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    acc.update(
+        {GRID: ch(0, 0, 0), SOLAR: ch(0, 0, 0), BATTERY: ch(0, 0, 0), HEAT_PUMP: ch(0, 0, 0)}, DAY
+    )
+    # Night, everything idle: the grid CT reads -5 W, the solar CT +3 W, the battery -2 W.
+    state = acc.update(
+        {
+            GRID: ch(-5, 0, 0.01),
+            SOLAR: ch(3, 0.01, 0),
+            BATTERY: ch(-2, 0, 0),
+            HEAT_PUMP: ch(0, 0, 0),
+        },
+        DAY,
+    )
+    # Power: production max(-3, 0) = 0; consumption max(0 - 5 + 0 + 2 - 0, 0) = 0.
+    assert state.power.solar_production == 0.0
+    assert state.power.home_consumption == 0.0
+    assert state.power.self_consumed_solar == 0.0
+    # Energy: production max(0 - 0.01, 0) = 0; consumption max(0 - 0.01 + 0, 0) = 0.
+    assert state.energy == energy(grid_export=0.01)
+
+
+def test_self_sufficiency_is_zero_when_the_battery_charges_from_the_grid() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    acc.update({GRID: ch(0, 0, 0), SOLAR: ch(0, 0, 0), BATTERY: ch(0, 0, 0)}, DAY)
+    state = acc.update({GRID: ch(0, 1_000, 0), SOLAR: ch(0, 0, 0), BATTERY: ch(0, 600, 0)}, DAY)
+    # Consumption 1000 - 600 = 400, all of it imported and more: 1 - 1000 / 400 < 0 -> 0.
+    assert state.energy.home_consumption == 400.0
+    assert state.self_sufficiency == 0.0
+
+
+def test_ratios_restart_on_a_new_day() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update({GRID: ch(0, 0, 0), SOLAR: ch(0, 0, 0)}, DAY)
+    # Day 1: import 200, export 100, production 400 -> self-consumed 300, consumption 500.
+    state = acc.update({GRID: ch(0, 200, 100), SOLAR: ch(0, 0, 400)}, DAY)
+    assert state.self_consumption_rate == 75.0  # 300 / 400
+    assert state.self_sufficiency == 60.0  # 1 - 200 / 500
+    # Day 2, first update: the interval since the last update counts for the new day alone:
+    # import 100, production 0 -> consumption 100.
+    state = acc.update({GRID: ch(0, 300, 100), SOLAR: ch(0, 0, 400)}, NEXT_DAY)
+    assert state.self_consumption_rate is None  # nothing produced yet today
+    assert state.self_sufficiency == 0.0  # 1 - 100 / 100
+    # Totals do not restart.
+    assert state.energy.grid_import == 300.0
+    # Day 2 goes on: production 100, all self-consumed; consumption 100 more.
+    state = acc.update({GRID: ch(0, 300, 100), SOLAR: ch(0, 0, 500)}, NEXT_DAY)
+    assert state.self_consumption_rate == 100.0
+    assert state.self_sufficiency == 50.0  # 1 - 100 / 200
+
+
+# --- properties over random sequences -------------------------------------------------------------
+
+SCENARIO_CHANNELS = (PHASE_A, PHASE_B, PHASE_C, INVERTER, BATTERY)
+MIXED_SITE = SiteConfig(
+    {
+        PHASE_A: Role.GRID,
+        PHASE_B: Role.GRID,
+        PHASE_C: Role.GRID,
+        INVERTER: Role.SOLAR,
+        BATTERY: Role.BATTERY,
+    },
+    GridMetering.BALANCED,
+)
+METER_IDS = {ref.meter_id for ref in SCENARIO_CHANNELS}
+
+
+def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | None], date]]:
+    """Meters that go offline, counters that rise, jitter and reset, over three days."""
+    rng = random.Random(seed)
+    counters = {ref: [rng.uniform(0, 10_000), rng.uniform(0, 10_000)] for ref in SCENARIO_CHANNELS}
+    steps: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = []
+    for step in range(60):
+        offline = {meter_id for meter_id in METER_IDS if rng.random() < 0.15}
+        readings: dict[ChannelRef, ChannelInput | None] = {}
+        for ref, counter in counters.items():
+            roll = rng.random()
+            if roll < 0.05:
+                counter[:] = rng.uniform(0, 5), rng.uniform(0, 5)  # reset
+            elif roll < 0.15:
+                counter[0] -= rng.uniform(0, 0.01)  # jitter
+            else:
+                counter[0] += rng.choice((0.0, rng.uniform(0, 300)))
+                counter[1] += rng.choice((0.0, rng.uniform(0, 300)))
+            power = rng.uniform(-3_000, 3_000)
+            readings[ref] = None if ref.meter_id in offline else ch(power, *counter)
+        steps.append((readings, date(2025, 6, 21 + step // 20)))
+    return steps
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_totals_never_decrease_and_survive_a_restart_anywhere(seed: int) -> None:
+    steps = random_scenario(seed)
+    straight = SiteAccumulator(MIXED_SITE)
+    previous = straight.to_dict()["totals"]
+    states = []
+    for readings, day in steps:
+        state = straight.update(readings, day)
+        states.append(state)
+        totals = straight.to_dict()["totals"]
+        assert all(totals[name] >= previous[name] for name in totals)
+        for value in non_negative_values(state):
+            assert value is None or value >= 0
+        for ratio in (state.self_consumption_rate, state.self_sufficiency):
+            assert ratio is None or 0 <= ratio <= 100
+        previous = totals
+
+    restart_at = random.Random(seed).randrange(1, len(steps))
+    interrupted = SiteAccumulator(MIXED_SITE)
+    run(interrupted, steps[:restart_at])
+    resumed = restarted(interrupted, MIXED_SITE)
+    for (readings, day), expected in zip(steps[restart_at:], states[restart_at:], strict=True):
+        assert resumed.update(readings, day) == expected
+
+
+def non_negative_values(state: SiteState) -> list[float | None]:
+    """Every power and energy value of a state but the two signed nets."""
+    values: list[float | None] = [
+        getattr(state.power, field.name)
+        for field in fields(SitePower)
+        if field.name not in {"grid_net", "battery_net", "loads"}
+    ]
+    values += state.power.loads.values()
+    values += (getattr(state.energy, field.name) for field in fields(SiteEnergy))
+    return values
