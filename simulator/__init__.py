@@ -1,0 +1,1 @@
+"""A Shelly energy meter simulator speaking the real wire protocols on loopback."""
