@@ -441,7 +441,7 @@ class SimulatedMeter:
         ]
         period = self.preset.record_period
         retention_days = min(retention_days, MAX_RETENTION_DAYS)
-        self.records = RecordStore(
+        self._records = RecordStore(
             len(self._channels), period, int(retention_days * _DAY) // period
         )
         rng = random.Random(seed)
@@ -506,6 +506,12 @@ class SimulatedMeter:
     def channel_count(self) -> int:
         """The number of physical channels (phases or single channels)."""
         return len(self._channels)
+
+    @property
+    def records(self) -> RecordStore:
+        """The stored records, as of now (reading them advances the physics)."""
+        self.sync()
+        return self._records
 
     @property
     def wiring(self) -> tuple[Source, ...]:
@@ -663,8 +669,8 @@ class SimulatedMeter:
                 self._powered_in_period = True
             t = step_end
             if t == period_end:
-                self._close_period(int(period_end) - self.records.period)
-                period_end += self.records.period
+                self._close_period(int(period_end) - self._records.period)
+                period_end += self._records.period
         self._time = end
         self._period_end = period_end
         self._events = [event for event in self._events if event > end]
@@ -678,7 +684,7 @@ class SimulatedMeter:
                 columns.append(channel.stats.record(in_mwh, out_mwh))
             channel.stats.reset(in_mwh, out_mwh)
         if self._powered_in_period:
-            self.records.extend(ts, columns)
+            self._records.extend(ts, columns)
         self._powered_in_period = False
 
     def _add_event(self, t: float) -> None:
@@ -688,11 +694,11 @@ class SimulatedMeter:
 
     def _generate_history(self, end_ts: int, days: float) -> None:
         """Fill the records for `days` before `end_ts` and set the counters to match."""
-        period = self.records.period
-        count = min(int(days * _DAY) // period, self.records.capacity)
+        period = self._records.period
+        count = min(int(days * _DAY) // period, self._records.capacity)
         energies = [(channel.energy_in, channel.energy_out) for channel in self._channels]
         columns, energies = self._synthesise(end_ts - count * period, count, energies)
-        self.records.extend(end_ts - count * period, columns)
+        self._records.extend(end_ts - count * period, columns)
         for channel, (energy_in, energy_out) in zip(self._channels, energies, strict=True):
             channel.energy_in, channel.energy_out = energy_in, energy_out
             channel.stats.reset(to_mwh(energy_in), to_mwh(energy_out))
@@ -706,14 +712,14 @@ class SimulatedMeter:
         the counters at their end. Vectorised per minute: no 10-second slots, the wobble only
         widens each record's power range.
         """
-        minutes_per_record = self.records.period // 60
+        minutes_per_record = self._records.period // 60
         minutes = count * minutes_per_record
         powers = self.household.minute_powers(
             [channel.source for channel in self._channels], start_ts // 60, minutes
         )
         noise = self._voltage_noise
         first_slot = start_ts // SLOT_SECONDS
-        slot_step = self.records.period // SLOT_SECONDS
+        slot_step = self._records.period // SLOT_SECONDS
         seconds_per_record = 60.0 * minutes_per_record
         columns: list[RecordColumns] = []
         ends: list[tuple[float, float]] = []
@@ -805,7 +811,7 @@ class SimulatedMeter:
     def delete_all_data(self) -> None:
         """Wipe the records and zero the counters (`EMData.DeleteAllData`)."""
         self.reset_counters()
-        self.records.clear()
+        self._records.clear()
 
     def jitter(self, channel: ChannelRef, mwh: float = 3.0, reads: int = 1) -> None:
         """Make the next `reads` reads of a channel's counters `mwh` lower, as real meters do."""
@@ -817,7 +823,7 @@ class SimulatedMeter:
         """Prepend `count` records stamped before the clock was synced (ts 1000 + i*period)."""
         zero = [(0.0, 0.0)] * len(self._channels)
         columns, _ = self._synthesise(1000, count, zero)
-        self.records.prepend(1000, columns)
+        self._records.prepend(1000, columns)
 
     # --- scenarios: voltage and grid ------------------------------------------------------
 

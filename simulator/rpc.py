@@ -250,7 +250,7 @@ class RpcApi:
         channel = state.channels[0]
         # A plug measures through its relay; a meter's relay output measures nothing.
         measured = not meter.preset.energy_meter
-        by_minute = [mwh / 1.0 for mwh in meter.records.last_import_mwh(0, 3)] if measured else []
+        by_minute = [float(mwh) for mwh in meter.records.last_import_mwh(0, 3)] if measured else []
         return {
             "id": 0,
             "source": state.relay_source,

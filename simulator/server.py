@@ -231,7 +231,7 @@ class Simulator:
     def add_meter(
         self, kind: str, *, port: int = 0, seed: int | None = None, **options: Unpack[MeterOptions]
     ) -> SimulatedMeter:
-        """Add a meter of `kind`; it is served from `start` (or at once if already started).
+        """Add a meter of `kind`; the next `start` serves it.
 
         Its seed defaults to one derived from the simulator's seed and the meter's position,
         which also gives every meter its own MAC.
