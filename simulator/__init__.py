@@ -1,0 +1,54 @@
+"""A Shelly energy meter simulator speaking the real wire protocols on loopback.
+
+Start with `Simulator` (many meters, one port each, a control API) or `SimulatedMeter` +
+`MeterServer` (one meter). See ``simulator/README.md``.
+"""
+
+from .clock import Clock
+from .gen1 import CSV_BUSY_BODY, Gen1Api, create_gen1_app
+from .household import Household, Source
+from .meter import (
+    METER_KINDS,
+    PRESETS,
+    ChannelRef,
+    ChannelState,
+    MeterListener,
+    MeterState,
+    Preset,
+    ReplyOverride,
+    SimulatedMeter,
+)
+from .records import EM1_KEYS, TRIPHASE_KEYS, RecordColumns, RecordStore
+from .rpc import DigestAuth, RpcApi, RpcError, create_rpc_app
+from .server import CONTROL_ACTIONS, HOST, MeterOptions, MeterServer, Simulator
+
+__all__ = [
+    "CONTROL_ACTIONS",
+    "CSV_BUSY_BODY",
+    "EM1_KEYS",
+    "HOST",
+    "METER_KINDS",
+    "PRESETS",
+    "TRIPHASE_KEYS",
+    "ChannelRef",
+    "ChannelState",
+    "Clock",
+    "DigestAuth",
+    "Gen1Api",
+    "Household",
+    "MeterListener",
+    "MeterOptions",
+    "MeterServer",
+    "MeterState",
+    "Preset",
+    "RecordColumns",
+    "RecordStore",
+    "ReplyOverride",
+    "RpcApi",
+    "RpcError",
+    "SimulatedMeter",
+    "Simulator",
+    "Source",
+    "create_gen1_app",
+    "create_rpc_app",
+]
