@@ -22,12 +22,11 @@ from .client import (
     UnsupportedFirmwareError,
 )
 from .models import GEN1_METER_MODELS, firmware_supported, model_name
-from .snapshot import TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
+from .snapshot import PHASE_IDS, TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
 from .values import number
 
 REQUEST_TIMEOUT = ClientTimeout(total=10)
 THREE_PHASE_MODEL = "SHEM-3"
-_PHASE_IDS = ("a", "b", "c")
 _CHANNEL_IDS = ("1", "2")
 
 
@@ -148,7 +147,7 @@ class Gen1Client:
             name=name if isinstance(name, str) and name else None,
             profile=None,
             channel_kind=ChannelKind.PHASE if three_phase else ChannelKind.CHANNEL,
-            channel_ids=_PHASE_IDS if three_phase else _CHANNEL_IDS,
+            channel_ids=PHASE_IDS if three_phase else _CHANNEL_IDS,
             has_switch=isinstance(relays, list) and bool(relays),
         )
         return self._info

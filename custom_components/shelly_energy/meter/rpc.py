@@ -25,10 +25,9 @@ from .client import (
     UnsupportedFirmwareError,
 )
 from .models import firmware_supported, model_name
-from .snapshot import TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
+from .snapshot import PHASE_IDS, TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
 from .values import number, strings
 
-PHASES = ("a", "b", "c")
 MAX_CHANNELS = 3
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
 
@@ -51,14 +50,14 @@ class _PhaseKeys:
         self.out = f"{phase}_total_act_ret_energy"
 
 
-_PHASE_KEYS = tuple((phase, _PhaseKeys(phase)) for phase in PHASES)
+_PHASE_KEYS = tuple((phase, _PhaseKeys(phase)) for phase in PHASE_IDS)
 _CHANNEL_KEYS = tuple((str(n + 1), f"em1:{n}", f"em1data:{n}") for n in range(MAX_CHANNELS))
 
 
 def layout(status: Mapping[str, Any]) -> tuple[ChannelKind, tuple[str, ...]] | None:
     """Return which meter components a status holds, or None when it holds none."""
     if "em:0" in status:
-        return ChannelKind.PHASE, PHASES
+        return ChannelKind.PHASE, PHASE_IDS
     channels = tuple(channel for channel, em1, _ in _CHANNEL_KEYS if em1 in status)
     return (ChannelKind.CHANNEL, channels) if channels else None
 

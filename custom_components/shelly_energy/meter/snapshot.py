@@ -20,6 +20,7 @@ class ChannelKind(StrEnum):
 
 
 TOTAL_ID = "total"
+PHASE_IDS = ("a", "b", "c")
 
 
 @dataclass(frozen=True, slots=True)

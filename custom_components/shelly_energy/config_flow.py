@@ -1,0 +1,489 @@
+"""The setup wizard: add a meter (typed or discovered), reauthenticate, reconfigure, options."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from homeassistant.util import slugify
+from yarl import URL
+
+from .const import (
+    CONF_BATTERY,
+    CONF_DEADBAND,
+    CONF_GENERATION,
+    CONF_GRID,
+    CONF_GRID_METERING,
+    CONF_KIND,
+    CONF_MODEL,
+    CONF_POLL_INTERVAL,
+    CONF_REVERSED_CHANNELS,
+    CONF_SOLAR,
+    DEFAULT_DEADBAND,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_SITE_NAME,
+    DOMAIN,
+    KIND_SITE,
+    MAX_DEADBAND,
+    MAX_POLL_INTERVAL,
+    MIN_POLL_INTERVAL,
+    ROLE_FIELDS,
+)
+from .coordinator import (
+    MeterConfigEntry,
+    channel_key,
+    channel_label,
+    entry_kind,
+    loaded_meters,
+    parse_channel_key,
+)
+from .energy.site import ChannelRef, GridMetering
+from .meter.client import (
+    Credentials,
+    DeviceIdentity,
+    MeterAuthError,
+    MeterError,
+    NotEnergyMeterError,
+    UnsupportedFirmwareError,
+)
+from .meter.connect import is_known_meter, make_client, probe
+from .meter.models import model_name
+from .meter.snapshot import MeterInfo
+
+GEN1_DEFAULT_USERNAME = "admin"
+# Host names, IPv4 and IPv6 addresses: anything else (spaces, a URL) is a typing mistake.
+_HOST_CHARACTERS = re.compile(r"[A-Za-z0-9.:_-]+")
+
+HOST_SCHEMA = vol.Schema({vol.Required(CONF_HOST): TextSelector()})
+PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    """Split "host" or "host:port" (IPv6 in brackets) into host and port."""
+    try:
+        url = URL(f"http://{value.strip()}")
+        port = url.explicit_port or DEFAULT_PORT
+    except ValueError as err:
+        raise ValueError(f"not a host: {value!r}") from err
+    if (
+        not url.host
+        or not _HOST_CHARACTERS.fullmatch(url.host)
+        or url.path not in ("", "/")
+        or url.query_string
+        or url.user
+    ):
+        raise ValueError(f"not a host: {value!r}")
+    return url.host, port
+
+
+def credentials_schema(generation: int) -> vol.Schema:
+    """Gen1 meters have a user name of the user's choosing; Gen2+ always use "admin"."""
+    if generation == 1:
+        return vol.Schema(
+            {
+                vol.Required(CONF_USERNAME, default=GEN1_DEFAULT_USERNAME): TextSelector(),
+                vol.Required(CONF_PASSWORD): PASSWORD_SELECTOR,
+            }
+        )
+    return vol.Schema({vol.Required(CONF_PASSWORD): PASSWORD_SELECTOR})
+
+
+def credentials_from(user_input: Mapping[str, Any]) -> Credentials:
+    """Return the credentials a credentials form was filled with."""
+    return Credentials(user_input.get(CONF_USERNAME), user_input[CONF_PASSWORD])
+
+
+def error_key(err: MeterError) -> str:
+    """Return the translated form error for what went wrong."""
+    if isinstance(err, MeterAuthError):
+        return "invalid_auth"
+    if isinstance(err, NotEnergyMeterError):
+        return "not_energy_meter"
+    if isinstance(err, UnsupportedFirmwareError):
+        return "unsupported_firmware"
+    return "cannot_connect"
+
+
+class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add a Shelly energy meter."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing known about the device."""
+        self._host = ""
+        self._port = DEFAULT_PORT
+        self._identity: DeviceIdentity | None = None
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+        """Return the options flow of a meter or an energy site."""
+        if entry_kind(config_entry) == KIND_SITE:
+            return SiteOptionsFlow()
+        return MeterOptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Offer what can be added: a meter or an energy site."""
+        return self.async_show_menu(step_id="user", menu_options=["meter", "site"])
+
+    async def async_step_meter(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the meter's address."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                self._host, self._port = parse_host(user_input[CONF_HOST])
+            except ValueError:
+                errors[CONF_HOST] = "invalid_host"
+            else:
+                try:
+                    self._identity = await probe(
+                        async_get_clientsession(self.hass), self._host, self._port
+                    )
+                    await self.async_set_unique_id(self._identity.mac)
+                    self._abort_if_unique_id_configured(
+                        updates={CONF_HOST: self._host, CONF_PORT: self._port}
+                    )
+                    return await self._async_continue()
+                except MeterError as err:
+                    errors["base"] = error_key(err)
+        return self.async_show_form(
+            step_id="meter",
+            data_schema=self.add_suggested_values_to_schema(HOST_SCHEMA, user_input),
+            errors=errors,
+        )
+
+    async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Create an energy site: a name and the roles of the meters' channels."""
+        channels = site_channel_options(self.hass, {})
+        if not channels:
+            return self.async_abort(reason="no_meters")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            name = user_input[CONF_NAME].strip()
+            await self.async_set_unique_id(f"site_{slugify(name)}")
+            self._abort_if_unique_id_configured()
+            options = {key: value for key, value in user_input.items() if key != CONF_NAME}
+            if not (errors := site_roles_errors(options)):
+                return self.async_create_entry(
+                    title=name, data={CONF_KIND: KIND_SITE}, options=options
+                )
+        schema = vol.Schema({vol.Required(CONF_NAME, default=DEFAULT_SITE_NAME): TextSelector()})
+        schema = schema.extend(site_roles_schema(channels).schema)
+        return self.async_show_form(
+            step_id="site",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+        )
+
+    async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
+        """Offer a discovered device when it is an energy meter."""
+        host, port = discovery_info.host, discovery_info.port or DEFAULT_PORT
+        try:
+            identity = await probe(async_get_clientsession(self.hass), host, port)
+        except MeterError as err:
+            return self.async_abort(reason=error_key(err))
+        if not is_known_meter(identity):
+            return self.async_abort(reason="not_energy_meter")
+        await self.async_set_unique_id(identity.mac)
+        # A known meter seen at a new address gets its address updated (and is reloaded).
+        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
+        self._host, self._port, self._identity = host, port, identity
+        self.context["title_placeholders"] = {"name": self._device_name()}
+        return await self.async_step_zeroconf_confirm()
+
+    async def async_step_zeroconf_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask the user to confirm adding a discovered meter."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                return await self._async_continue()
+            except MeterError as err:
+                errors["base"] = error_key(err)
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="zeroconf_confirm",
+            description_placeholders=self._placeholders(),
+            errors=errors,
+        )
+
+    async def async_step_credentials(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the password of a meter that has authentication enabled."""
+        assert self._identity is not None
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            credentials = credentials_from(user_input)
+            try:
+                info = await self._async_connect(credentials)
+            except MeterError as err:
+                errors["base"] = error_key(err)
+            else:
+                return self._create_entry(info, credentials)
+        return self.async_show_form(
+            step_id="credentials",
+            data_schema=credentials_schema(self._identity.generation),
+            description_placeholders=self._placeholders(),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start re-authentication after the meter refused the stored password."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the meter's new password."""
+        entry = self._get_reauth_entry()
+        self._host, self._port = entry.data[CONF_HOST], entry.data[CONF_PORT]
+        generation: int = entry.data[CONF_GENERATION]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            credentials = credentials_from(user_input)
+            try:
+                await self._async_connect(credentials, generation)
+            except MeterError as err:
+                errors["base"] = error_key(err)
+            else:
+                return self.async_update_reload_and_abort(
+                    entry, data_updates=self._credentials_data(credentials)
+                )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=credentials_schema(generation),
+            description_placeholders={"name": entry.title},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the address of a meter (it must be the same device)."""
+        entry = self._get_reconfigure_entry()
+        if entry_kind(entry) == KIND_SITE:
+            return self.async_abort(reason="site_not_reconfigurable")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                host, port = parse_host(user_input[CONF_HOST])
+            except ValueError:
+                errors[CONF_HOST] = "invalid_host"
+            else:
+                try:
+                    identity = await probe(async_get_clientsession(self.hass), host, port)
+                except MeterError as err:
+                    errors["base"] = error_key(err)
+                else:
+                    await self.async_set_unique_id(identity.mac)
+                    self._abort_if_unique_id_mismatch(reason="wrong_device")
+                    # The stored password stays; if the meter refuses it, reauth asks for it.
+                    return self.async_update_reload_and_abort(
+                        entry,
+                        data_updates={
+                            CONF_HOST: host,
+                            CONF_PORT: port,
+                            CONF_GENERATION: identity.generation,
+                            CONF_MODEL: identity.model,
+                        },
+                    )
+        current = entry.data[CONF_HOST]
+        if entry.data[CONF_PORT] != DEFAULT_PORT:
+            current = f"{current}:{entry.data[CONF_PORT]}"
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                HOST_SCHEMA, user_input or {CONF_HOST: current}
+            ),
+            description_placeholders={"name": entry.title},
+            errors=errors,
+        )
+
+    async def _async_continue(self) -> ConfigFlowResult:
+        """Ask for credentials when the meter needs them, else connect and finish.
+
+        Raises MeterError when the meter cannot be added without credentials.
+        """
+        assert self._identity is not None
+        if self._identity.auth_required:
+            return await self.async_step_credentials()
+        return self._create_entry(await self._async_connect(Credentials()), Credentials())
+
+    async def _async_connect(
+        self, credentials: Credentials, generation: int | None = None
+    ) -> MeterInfo:
+        """Connect once with these credentials, check the device meters energy, and close."""
+        if generation is None:
+            assert self._identity is not None
+            generation = self._identity.generation
+        client = make_client(
+            async_get_clientsession(self.hass), self._host, self._port, generation, credentials
+        )
+        try:
+            return await client.connect()
+        finally:
+            await client.close()
+
+    def _create_entry(self, info: MeterInfo, credentials: Credentials) -> ConfigFlowResult:
+        return self.async_create_entry(
+            title=info.name or info.model_name,
+            data={
+                CONF_HOST: self._host,
+                CONF_PORT: self._port,
+                CONF_GENERATION: info.generation,
+                CONF_MODEL: info.model,
+                **self._credentials_data(credentials),
+            },
+        )
+
+    @staticmethod
+    def _credentials_data(credentials: Credentials) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if credentials.username:
+            data[CONF_USERNAME] = credentials.username
+        if credentials.password:
+            data[CONF_PASSWORD] = credentials.password
+        return data
+
+    def _device_name(self) -> str:
+        assert self._identity is not None
+        return self._identity.name or model_name(self._identity.model)
+
+    def _placeholders(self) -> dict[str, str]:
+        assert self._identity is not None
+        return {
+            "name": self._device_name(),
+            "model": model_name(self._identity.model),
+            "host": self._host,
+        }
+
+
+class MeterOptionsFlow(OptionsFlow):
+    """Change how a meter is read."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show and store the meter's options."""
+        entry: MeterConfigEntry = self.config_entry
+        if user_input is not None:
+            return self.async_create_entry(data=user_input)
+        if not hasattr(entry, "runtime_data"):
+            # The channel list comes from the connected meter.
+            return self.async_abort(reason="meter_not_loaded")
+        channels = list(entry.runtime_data.coordinator.info.channel_ids)
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_POLL_INTERVAL, default=DEFAULT_POLL_INTERVAL): NumberSelector(
+                    NumberSelectorConfig(
+                        min=MIN_POLL_INTERVAL,
+                        max=MAX_POLL_INTERVAL,
+                        step=1,
+                        unit_of_measurement="s",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+                vol.Required(CONF_REVERSED_CHANNELS, default=[]): SelectSelector(
+                    SelectSelectorConfig(options=channels, multiple=True, translation_key="channel")
+                ),
+                vol.Required(CONF_DEADBAND, default=DEFAULT_DEADBAND): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0,
+                        max=MAX_DEADBAND,
+                        step=0.1,
+                        unit_of_measurement="W",
+                        mode=NumberSelectorMode.BOX,
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, entry.options),
+        )
+
+
+def site_channel_options(hass: HomeAssistant, options: Mapping[str, Any]) -> list[SelectOptionDict]:
+    """Return every channel of the loaded meters, and those the site already uses, labelled."""
+    keys = [
+        channel_key(ChannelRef(mac, channel_id))
+        for mac, meter in sorted(loaded_meters(hass).items(), key=lambda item: item[1].name)
+        for channel_id in meter.info.channel_ids
+    ]
+    keys.extend(key for role in ROLE_FIELDS for key in options.get(role, ()) if key not in keys)
+    return [
+        SelectOptionDict(value=key, label=channel_label(hass, parse_channel_key(key)))
+        for key in keys
+    ]
+
+
+def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
+    """Return the form giving channels their roles, and the grid metering mode."""
+    schema: dict[vol.Marker, Any] = {
+        vol.Optional(role, default=[]): SelectSelector(
+            SelectSelectorConfig(options=channels, multiple=True)
+        )
+        for role in ROLE_FIELDS
+    }
+    schema[vol.Required(CONF_GRID_METERING, default=GridMetering.PER_PHASE)] = SelectSelector(
+        SelectSelectorConfig(
+            options=[mode.value for mode in GridMetering],
+            translation_key=CONF_GRID_METERING,
+            mode=SelectSelectorMode.LIST,
+        )
+    )
+    return vol.Schema(schema)
+
+
+def site_roles_errors(options: Mapping[str, Any]) -> dict[str, str]:
+    """Return the form errors of a role assignment (empty when it is valid)."""
+    chosen = [key for role in ROLE_FIELDS for key in options.get(role, ())]
+    if len(chosen) != len(set(chosen)):
+        return {"base": "channel_in_two_roles"}
+    if not any(options.get(role) for role in (CONF_GRID, CONF_SOLAR, CONF_BATTERY)):
+        return {"base": "no_supply_role"}
+    return {}
+
+
+class SiteOptionsFlow(OptionsFlow):
+    """Change the roles of an energy site's channels (past totals stay as they are)."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Start with the roles."""
+        return await self.async_step_roles()
+
+    async def async_step_roles(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show and store the site's roles."""
+        errors: dict[str, str] = {}
+        if user_input is not None and not (errors := site_roles_errors(user_input)):
+            return self.async_create_entry(data=user_input)
+        options = self.config_entry.options
+        return self.async_show_form(
+            step_id="roles",
+            data_schema=self.add_suggested_values_to_schema(
+                site_roles_schema(site_channel_options(self.hass, options)),
+                user_input or options,
+            ),
+            errors=errors,
+        )

@@ -1,0 +1,278 @@
+"""The meter coordinator: polls one meter and publishes cleaned, corrected snapshots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
+from homeassistant.util.hass_dict import HassKey
+
+from .const import (
+    CONF_DEADBAND,
+    CONF_GRID_METERING,
+    CONF_KIND,
+    CONF_POLL_INTERVAL,
+    CONF_REVERSED_CHANNELS,
+    DEFAULT_DEADBAND,
+    DEFAULT_POLL_INTERVAL,
+    DOMAIN,
+    KIND_METER,
+    ROLE_FIELDS,
+    SITE_SAVE_DELAY_S,
+)
+from .energy.site import (
+    ChannelInput,
+    ChannelRef,
+    GridMetering,
+    Role,
+    SiteAccumulator,
+    SiteConfig,
+    SiteState,
+)
+from .meter.client import MeterAuthError, MeterChangedError, MeterClient, MeterError
+from .meter.corrections import Corrections
+from .meter.counters import CounterGuard
+from .meter.snapshot import PHASE_IDS, MeterInfo, MeterSnapshot
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class MeterRuntime:
+    """What a loaded meter entry holds."""
+
+    coordinator: MeterCoordinator
+    options: dict[str, Any]  # as the entry was set up with: a change reloads it
+
+
+type MeterConfigEntry = ConfigEntry[MeterRuntime]
+
+# The loaded meters by MAC, shared by the energy sites; a signal tells when the set changes.
+_METERS: HassKey[dict[str, MeterCoordinator]] = HassKey(f"{DOMAIN}_meters")
+SIGNAL_METERS_CHANGED = f"{DOMAIN}_meters_changed"
+
+
+def loaded_meters(hass: HomeAssistant) -> dict[str, MeterCoordinator]:
+    """Return the meters that are set up, by MAC."""
+    return hass.data.setdefault(_METERS, {})
+
+
+@callback
+def async_register_meter(hass: HomeAssistant, coordinator: MeterCoordinator) -> CALLBACK_TYPE:
+    """Make a meter known to the energy sites until the returned callback removes it."""
+    mac = coordinator.info.mac
+    loaded_meters(hass)[mac] = coordinator
+    async_dispatcher_send(hass, SIGNAL_METERS_CHANGED)
+
+    @callback
+    def unregister() -> None:
+        loaded_meters(hass).pop(mac, None)
+        async_dispatcher_send(hass, SIGNAL_METERS_CHANGED)
+
+    return unregister
+
+
+class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
+    """A coordinator that knows the entities made for it, so that stale ones can be removed."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, **kwargs: Any) -> None:
+        """Set up the coordinator of an entry."""
+        super().__init__(hass, _LOGGER, config_entry=entry, name=entry.title, **kwargs)
+        self.unique_ids: set[str] = set()
+
+
+class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
+    """Poll one meter at the interval the user chose."""
+
+    config_entry: MeterConfigEntry
+
+    def __init__(self, hass: HomeAssistant, entry: MeterConfigEntry, client: MeterClient) -> None:
+        """Set up polling of a meter; nothing is read before the first refresh."""
+        options = entry.options
+        super().__init__(
+            hass,
+            entry,
+            update_interval=timedelta(
+                seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
+            ),
+        )
+        self.client = client
+        self._counters = CounterGuard()
+        self._corrections = Corrections(
+            reversed_channels=frozenset(options.get(CONF_REVERSED_CHANNELS, ())),
+            deadband=float(options.get(CONF_DEADBAND, DEFAULT_DEADBAND)),
+        )
+
+    @property
+    def info(self) -> MeterInfo:
+        """Return what the meter is."""
+        return self.client.info
+
+    async def _async_setup(self) -> None:
+        """Connect once before the first poll, so the entities know the meter's layout."""
+        with self._meter_errors():
+            await self.client.connect()
+
+    async def _async_update_data(self) -> MeterSnapshot:
+        """Read the meter once."""
+        with self._meter_errors():
+            snapshot = await self.client.fetch()
+        return self._corrections.apply(self._counters.clean(snapshot))
+
+    @contextmanager
+    def _meter_errors(self) -> Iterator[None]:
+        """Turn the meter's errors into what Home Assistant acts on, with translated messages."""
+        try:
+            yield
+        except MeterAuthError as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="invalid_auth"
+            ) from err
+        except MeterChangedError as err:
+            # A new profile or firmware can change the entity set: set the meter up again.
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="meter_changed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        except MeterError as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={"error": str(err)},
+            ) from err
+
+
+def entry_kind(entry: ConfigEntry) -> str:
+    """Return whether an entry is a meter or an energy site."""
+    kind: str = entry.data.get(CONF_KIND, KIND_METER)
+    return kind
+
+
+def channel_label(hass: HomeAssistant, ref: ChannelRef) -> str:
+    """Return a channel's name for people: its meter's name and the phase or channel."""
+    entry = hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, ref.meter_id)
+    meter = entry.title if entry else ref.meter_id
+    if ref.channel_id in PHASE_IDS:
+        return f"{meter} phase {ref.channel_id.upper()}"
+    return f"{meter} channel {ref.channel_id}"
+
+
+def channel_key(ref: ChannelRef) -> str:
+    """Return how a channel is stored in options: "<MAC>:<channel id>"."""
+    return f"{ref.meter_id}:{ref.channel_id}"
+
+
+def parse_channel_key(key: str) -> ChannelRef:
+    """Return the channel an options value names."""
+    meter_id, _, channel_id = key.partition(":")
+    return ChannelRef(meter_id, channel_id)
+
+
+def site_config(options: Mapping[str, Any]) -> SiteConfig:
+    """Return a site's configuration from its options."""
+    roles = {
+        parse_channel_key(key): Role(role) for role in ROLE_FIELDS for key in options.get(role, ())
+    }
+    return SiteConfig(
+        roles=roles,
+        grid_metering=GridMetering(options.get(CONF_GRID_METERING, GridMetering.PER_PHASE)),
+    )
+
+
+@dataclass
+class SiteRuntime:
+    """What a loaded energy site entry holds."""
+
+    coordinator: SiteCoordinator
+
+
+type SiteConfigEntry = ConfigEntry[SiteRuntime]
+
+
+class SiteCoordinator(EntityCoordinator[SiteState]):
+    """Derive a site's flows whenever one of its meters has new data (no polling of its own)."""
+
+    config_entry: SiteConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: SiteConfigEntry,
+        accumulator: SiteAccumulator,
+        store: Store[dict[str, Any]],
+    ) -> None:
+        """Set up the site; it computes once its meters are attached."""
+        super().__init__(hass, entry)
+        self.config = site_config(entry.options)
+        self.accumulator = accumulator
+        self._store = store
+        self._meter_ids = {ref.meter_id for ref in self.config.roles}
+        self._unsubscribe_meters: list[CALLBACK_TYPE] = []
+
+    @callback
+    def async_start(self) -> CALLBACK_TYPE:
+        """Follow the site's meters, as they come and go, until the returned callback."""
+        unsubscribe_signal = async_dispatcher_connect(
+            self.hass, SIGNAL_METERS_CHANGED, self._attach_meters
+        )
+        self._attach_meters()
+
+        @callback
+        def stop() -> None:
+            unsubscribe_signal()
+            self._detach_meters()
+
+        return stop
+
+    async def async_save(self) -> None:
+        """Write the totals now (when unloading)."""
+        await self._store.async_save(self.accumulator.to_dict())
+
+    @callback
+    def _attach_meters(self) -> None:
+        self._detach_meters()
+        self._unsubscribe_meters = [
+            coordinator.async_add_listener(self._recompute)
+            for mac, coordinator in loaded_meters(self.hass).items()
+            if mac in self._meter_ids
+        ]
+        self._recompute()
+
+    @callback
+    def _detach_meters(self) -> None:
+        for unsubscribe in self._unsubscribe_meters:
+            unsubscribe()
+        self._unsubscribe_meters = []
+
+    @callback
+    def _recompute(self) -> None:
+        meters = loaded_meters(self.hass)
+        readings: dict[ChannelRef, ChannelInput | None] = {}
+        for ref in self.config.roles:
+            meter = meters.get(ref.meter_id)
+            reading = (
+                meter.data.channel(ref.channel_id)
+                if meter is not None and meter.last_update_success and meter.data
+                else None
+            )
+            readings[ref] = (
+                None
+                if reading is None
+                else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
+            )
+        state = self.accumulator.update(readings, dt_util.now().date())
+        self._store.async_delay_save(self.accumulator.to_dict, SITE_SAVE_DELAY_S)
+        self.async_set_updated_data(state)

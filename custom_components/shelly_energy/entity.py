@@ -1,0 +1,101 @@
+"""Base entities: devices, unique ids, availability, and state writes only on change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import (
+    CONNECTION_NETWORK_MAC,
+    DeviceEntryType,
+    DeviceInfo,
+    format_mac,
+)
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN
+from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
+
+
+class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntity[CoordinatorT]):
+    """An entity showing one value of a coordinator's data.
+
+    The value is read once per update; the state is written only when it or the availability
+    changed, since most polls repeat most values.
+    """
+
+    _attr_has_entity_name = True
+
+    def __init__(
+        self, coordinator: CoordinatorT, description: EntityDescription, unique_id: str
+    ) -> None:
+        """Describe the entity."""
+        super().__init__(coordinator)
+        self.entity_description = description
+        self._attr_unique_id = unique_id
+        coordinator.unique_ids.add(unique_id)
+        self._value: ValueT | None = self._read()
+        self._written: tuple[bool, ValueT | None] | None = None
+
+    def _read(self) -> ValueT | None:
+        """Return the entity's value in the coordinator's data; None when not known."""
+        raise NotImplementedError
+
+    @property
+    def available(self) -> bool:
+        """Return False while the source is unreachable or the value is not known."""
+        return super().available and self._value is not None
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Read the new value and write the state if anything changed."""
+        self._value = self._read()
+        written = (self.available, self._value)
+        if written != self._written:
+            self._written = written
+            self.async_write_ha_state()
+
+
+class MeterEntity[ValueT](ValueEntity[MeterCoordinator, ValueT]):
+    """An entity of one meter, keyed by the meter's MAC."""
+
+    def __init__(
+        self,
+        coordinator: MeterCoordinator,
+        description: EntityDescription,
+        key: str | None = None,
+    ) -> None:
+        """Describe the entity; key (default: the description's) makes its unique id."""
+        info = coordinator.info
+        super().__init__(coordinator, description, f"{info.mac}_{key or description.key}")
+        entry = coordinator.config_entry
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, info.mac)},
+            connections={(CONNECTION_NETWORK_MAC, format_mac(info.mac))},
+            manufacturer="Shelly",
+            model=info.model_name,
+            model_id=info.model,
+            sw_version=info.firmware,
+            name=entry.title,
+            configuration_url=f"http://{entry.data[CONF_HOST]}:{entry.data[CONF_PORT]}",
+        )
+
+
+class SiteEntity[ValueT](ValueEntity[SiteCoordinator, ValueT]):
+    """An entity of one energy site, keyed by its config entry."""
+
+    def __init__(
+        self, coordinator: SiteCoordinator, description: EntityDescription, key: str | None = None
+    ) -> None:
+        """Describe the entity; key (default: the description's) makes its unique id."""
+        entry = coordinator.config_entry
+        super().__init__(coordinator, description, f"{entry.entry_id}_{key or description.key}")
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, f"site_{entry.entry_id}")},
+            entry_type=DeviceEntryType.SERVICE,
+            manufacturer="Shelly Energy Monitor",
+            model="Energy site",
+            name=entry.title,
+        )

@@ -1,0 +1,438 @@
+"""Sensors of a meter: per phase or channel, three-phase totals, and diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import (
+    PERCENTAGE,
+    SIGNAL_STRENGTH_DECIBELS_MILLIWATT,
+    EntityCategory,
+    UnitOfApparentPower,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfReactivePower,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
+
+from .const import KIND_SITE
+from .coordinator import (
+    MeterConfigEntry,
+    MeterCoordinator,
+    SiteConfigEntry,
+    SiteCoordinator,
+    channel_key,
+    channel_label,
+    entry_kind,
+)
+from .energy.site import ChannelRef, Role, SiteState
+from .entity import MeterEntity, SiteEntity
+from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
+
+# Polling happens in the coordinator; entities only read its data.
+PARALLEL_UPDATES = 0
+
+
+def _kwh(wh: float | None) -> float | None:
+    return None if wh is None else wh / 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSensorDescription(SensorEntityDescription):
+    """A quantity measured per phase, per channel or as a three-phase total."""
+
+    value_fn: Callable[[ChannelReading], float | None]
+    # Created for every phase and channel; the others only where the meter reports the quantity.
+    always_present: bool = False
+
+
+CHANNEL_SENSORS: tuple[ChannelSensorDescription, ...] = (
+    ChannelSensorDescription(
+        key="power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda r: r.power,
+        always_present=True,
+    ),
+    ChannelSensorDescription(
+        key="apparent_power",
+        device_class=SensorDeviceClass.APPARENT_POWER,
+        native_unit_of_measurement=UnitOfApparentPower.VOLT_AMPERE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        entity_registry_enabled_default=False,
+        value_fn=lambda r: r.apparent_power,
+    ),
+    ChannelSensorDescription(
+        key="reactive_power",
+        device_class=SensorDeviceClass.REACTIVE_POWER,
+        native_unit_of_measurement=UnitOfReactivePower.VOLT_AMPERE_REACTIVE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        entity_registry_enabled_default=False,
+        value_fn=lambda r: r.reactive_power,
+    ),
+    ChannelSensorDescription(
+        key="current",
+        device_class=SensorDeviceClass.CURRENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        entity_registry_enabled_default=False,
+        value_fn=lambda r: r.current,
+    ),
+    ChannelSensorDescription(
+        key="voltage",
+        device_class=SensorDeviceClass.VOLTAGE,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda r: r.voltage,
+        always_present=True,
+    ),
+    ChannelSensorDescription(
+        key="power_factor",
+        device_class=SensorDeviceClass.POWER_FACTOR,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        entity_registry_enabled_default=False,
+        value_fn=lambda r: r.power_factor,
+    ),
+    ChannelSensorDescription(
+        key="frequency",
+        device_class=SensorDeviceClass.FREQUENCY,
+        native_unit_of_measurement=UnitOfFrequency.HERTZ,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        entity_registry_enabled_default=False,
+        value_fn=lambda r: r.frequency,
+    ),
+    ChannelSensorDescription(
+        key="energy_imported",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        suggested_display_precision=3,
+        value_fn=lambda r: _kwh(r.energy_in),
+        always_present=True,
+    ),
+    ChannelSensorDescription(
+        key="energy_exported",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        suggested_display_precision=3,
+        value_fn=lambda r: _kwh(r.energy_out),
+        always_present=True,
+    ),
+)
+
+# Three-phase totals are what most people look at: enabled where the quantity is.
+_TOTALS_ENABLED = frozenset({"power", "current", "energy_imported", "energy_exported"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeterSensorDescription(SensorEntityDescription):
+    """A quantity of the whole meter."""
+
+    value_fn: Callable[[MeterSnapshot], float | None]
+
+
+METER_SENSORS: tuple[MeterSensorDescription, ...] = (
+    MeterSensorDescription(
+        key="neutral_current",
+        translation_key="neutral_current",
+        device_class=SensorDeviceClass.CURRENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.neutral_current,
+    ),
+    MeterSensorDescription(
+        key="rssi",
+        translation_key="rssi",
+        device_class=SensorDeviceClass.SIGNAL_STRENGTH,
+        native_unit_of_measurement=SIGNAL_STRENGTH_DECIBELS_MILLIWATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.rssi,
+    ),
+)
+
+LAST_RESTART = SensorEntityDescription(
+    key="last_restart",
+    translation_key="last_restart",
+    device_class=SensorDeviceClass.TIMESTAMP,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    entity_registry_enabled_default=False,
+)
+# The restart time is now minus the uptime: both jitter, so move it only for a real restart.
+RESTART_TOLERANCE_S = 60
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: ConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Create the sensors of a meter or an energy site."""
+    if entry_kind(entry) == KIND_SITE:
+        _add_site_sensors(hass, entry, async_add_entities)
+    else:
+        _add_meter_sensors(entry, async_add_entities)
+
+
+def _add_meter_sensors(
+    entry: MeterConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
+    """Create the sensors of what the meter reports."""
+    coordinator = entry.runtime_data.coordinator
+    snapshot = coordinator.data
+    readings = (*snapshot.channels, *((snapshot.total,) if snapshot.total else ()))
+    entities: list[SensorEntity] = [
+        ChannelSensor(coordinator, description, reading)
+        for reading in readings
+        for description in CHANNEL_SENSORS
+        if (description.always_present and reading.kind is not ChannelKind.TOTAL)
+        or description.value_fn(reading) is not None
+    ]
+    entities.extend(
+        MeterSensor(coordinator, description)
+        for description in METER_SENSORS
+        if description.value_fn(snapshot) is not None
+    )
+    if snapshot.uptime is not None:
+        entities.append(LastRestartSensor(coordinator, LAST_RESTART))
+    async_add_entities(entities)
+
+
+class ChannelSensor(MeterEntity[float], SensorEntity):
+    """One quantity of one phase, channel or the three-phase total."""
+
+    entity_description: ChannelSensorDescription
+
+    def __init__(
+        self,
+        coordinator: MeterCoordinator,
+        description: ChannelSensorDescription,
+        reading: ChannelReading,
+    ) -> None:
+        """Name the sensor after its phase or channel ("Phase A power", "Channel 1 power")."""
+        self._channel_id = reading.id
+        super().__init__(coordinator, description, f"{reading.id}_{description.key}")
+        self._attr_translation_key = f"{reading.kind}_{description.key}"
+        if reading.kind is ChannelKind.PHASE:
+            self._attr_translation_placeholders = {"phase": reading.id.upper()}
+        elif reading.kind is ChannelKind.CHANNEL:
+            self._attr_translation_placeholders = {"channel": reading.id}
+        elif description.key in _TOTALS_ENABLED:
+            self._attr_entity_registry_enabled_default = True
+
+    def _read(self) -> float | None:
+        reading = self.coordinator.data.channel(self._channel_id)
+        return None if reading is None else self.entity_description.value_fn(reading)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the reading."""
+        return self._value
+
+
+class MeterSensor(MeterEntity[float], SensorEntity):
+    """A quantity of the whole meter."""
+
+    entity_description: MeterSensorDescription
+
+    def _read(self) -> float | None:
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the value the meter reports."""
+        return self._value
+
+
+class LastRestartSensor(MeterEntity[datetime], SensorEntity):
+    """When the meter last started: its uptime as a stable timestamp."""
+
+    def __init__(self, coordinator: MeterCoordinator, description: SensorEntityDescription) -> None:
+        """Describe the sensor."""
+        self._restarted_at: datetime | None = None
+        super().__init__(coordinator, description)
+
+    def _read(self) -> datetime | None:
+        """Return the restart time, moved only when the meter really restarted."""
+        snapshot = self.coordinator.data
+        if snapshot.uptime is None:
+            return None
+        restarted_at = dt_util.utc_from_timestamp(snapshot.time - snapshot.uptime)
+        previous = self._restarted_at
+        if previous is None or abs((restarted_at - previous).total_seconds()) > RESTART_TOLERANCE_S:
+            self._restarted_at = previous = restarted_at
+        return previous
+
+    @property
+    def native_value(self) -> datetime | None:
+        """Return when the meter last started."""
+        return self._value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteSensorDescription(SensorEntityDescription):
+    """A flow or ratio of an energy site."""
+
+    value_fn: Callable[[SiteState], float | None]
+    # Created when the site has a channel with one of these roles (empty: always).
+    roles: frozenset[Role] = frozenset()
+
+
+def _power(**kwargs: Any) -> SiteSensorDescription:
+    return SiteSensorDescription(
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        **kwargs,
+    )
+
+
+def _energy(**kwargs: Any) -> SiteSensorDescription:
+    return SiteSensorDescription(
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        suggested_display_precision=3,
+        **kwargs,
+    )
+
+
+def _ratio(**kwargs: Any) -> SiteSensorDescription:
+    return SiteSensorDescription(
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        **kwargs,
+    )
+
+
+_GRID = frozenset({Role.GRID})
+_SOLAR = frozenset({Role.SOLAR})
+_BATTERY = frozenset({Role.BATTERY})
+
+SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
+    _power(key="grid_net_power", roles=_GRID, value_fn=lambda s: s.power.grid_net),
+    _power(key="grid_import_power", roles=_GRID, value_fn=lambda s: s.power.grid_import),
+    _power(key="grid_export_power", roles=_GRID, value_fn=lambda s: s.power.grid_export),
+    _power(key="solar_power", roles=_SOLAR, value_fn=lambda s: s.power.solar_production),
+    _power(
+        key="battery_charging_power", roles=_BATTERY, value_fn=lambda s: s.power.battery_charging
+    ),
+    _power(
+        key="battery_discharging_power",
+        roles=_BATTERY,
+        value_fn=lambda s: s.power.battery_discharging,
+    ),
+    _power(key="battery_net_power", roles=_BATTERY, value_fn=lambda s: s.power.battery_net),
+    _power(key="home_power", value_fn=lambda s: s.power.home_consumption),
+    _power(key="self_consumed_power", roles=_SOLAR, value_fn=lambda s: s.power.self_consumed_solar),
+    _energy(key="grid_import_energy", roles=_GRID, value_fn=lambda s: _kwh(s.energy.grid_import)),
+    _energy(key="grid_export_energy", roles=_GRID, value_fn=lambda s: _kwh(s.energy.grid_export)),
+    _energy(key="solar_energy", roles=_SOLAR, value_fn=lambda s: _kwh(s.energy.solar_production)),
+    _energy(
+        key="battery_charged_energy",
+        roles=_BATTERY,
+        value_fn=lambda s: _kwh(s.energy.battery_charged),
+    ),
+    _energy(
+        key="battery_discharged_energy",
+        roles=_BATTERY,
+        value_fn=lambda s: _kwh(s.energy.battery_discharged),
+    ),
+    _energy(key="home_energy", value_fn=lambda s: _kwh(s.energy.home_consumption)),
+    _energy(
+        key="self_consumed_energy",
+        roles=_SOLAR,
+        value_fn=lambda s: _kwh(s.energy.self_consumed_solar),
+    ),
+    _ratio(key="self_consumption_rate", roles=_SOLAR, value_fn=lambda s: s.self_consumption_rate),
+    _ratio(key="self_sufficiency", roles=_GRID, value_fn=lambda s: s.self_sufficiency),
+)
+
+
+def _add_site_sensors(
+    hass: HomeAssistant,
+    entry: SiteConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Create the flows of the roles the site has, and a power sensor per load."""
+    coordinator = entry.runtime_data.coordinator
+    config = coordinator.config
+    entities: list[SensorEntity] = [
+        SiteSensor(coordinator, description)
+        for description in SITE_SENSORS
+        if not description.roles or any(config.has_role(role) for role in description.roles)
+    ]
+    entities.extend(
+        LoadPowerSensor(coordinator, ref, channel_label(hass, ref))
+        for ref in config.channels(Role.LOAD)
+    )
+    async_add_entities(entities)
+
+
+class SiteSensor(SiteEntity[float], SensorEntity):
+    """A flow or ratio of an energy site."""
+
+    entity_description: SiteSensorDescription
+
+    def __init__(self, coordinator: SiteCoordinator, description: SiteSensorDescription) -> None:
+        """Describe the sensor."""
+        self._attr_translation_key = description.key
+        super().__init__(coordinator, description)
+
+    def _read(self) -> float | None:
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the site's value."""
+        return self._value
+
+
+LOAD_POWER = _power(key="load_power", translation_key="load_power", value_fn=lambda s: None)
+
+
+class LoadPowerSensor(SiteEntity[float], SensorEntity):
+    """The power of one circuit (a channel with the load role)."""
+
+    def __init__(self, coordinator: SiteCoordinator, ref: ChannelRef, label: str) -> None:
+        """Name the sensor after the circuit's channel."""
+        self._ref = ref
+        self._attr_translation_placeholders = {"load": label}
+        super().__init__(coordinator, LOAD_POWER, f"load_{channel_key(ref)}")
+
+    def _read(self) -> float | None:
+        return self.coordinator.data.power.loads.get(self._ref)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the circuit's power."""
+        return self._value

@@ -1,0 +1,100 @@
+"""Fixtures shared by the integration's tests: Home Assistant, the simulator, meter entries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+from unittest.mock import PropertyMock, patch
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+
+from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, DOMAIN
+from simulator import Clock, SimulatedMeter, Simulator
+
+
+@pytest.fixture(autouse=True)
+def _integration_test_setup(enable_custom_integrations: None, socket_enabled: None) -> None:
+    """Load custom integrations and allow loopback sockets (the simulator's) in every test."""
+
+
+@pytest.fixture
+def all_entities_enabled() -> Iterator[None]:
+    """Create every entity enabled, including those disabled by default."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
+
+
+@pytest.fixture
+def sim_clock() -> Clock:
+    """Return the simulator's manual clock (2025-06-01 00:00 UTC); tests move it."""
+    return Clock.manual()
+
+
+@pytest.fixture
+async def simulator(sim_clock: Clock) -> AsyncIterator[Simulator]:
+    """Return a running simulator; add meters, then `await simulator.start()` to serve them."""
+    sim = Simulator(sim_clock, seed=7)
+    yield sim
+    await sim.stop()
+
+
+async def serve(simulator: Simulator, kind: str, **options: Any) -> SimulatedMeter:
+    """Add a meter to the simulator and serve it."""
+    meter = simulator.add_meter(kind, **options)
+    await simulator.start()
+    return meter
+
+
+def meter_entry(
+    simulator: Simulator,
+    meter: SimulatedMeter,
+    *,
+    password: str | None = None,
+    options: dict[str, Any] | None = None,
+    title: str = "Meter",
+) -> MockConfigEntry:
+    """Return a config entry for a served meter, as the setup wizard would create it."""
+    data: dict[str, Any] = {
+        CONF_HOST: "127.0.0.1",
+        CONF_PORT: simulator.server(meter).port,
+        CONF_GENERATION: meter.gen,
+        CONF_MODEL: meter.model,
+    }
+    if password is not None:
+        data[CONF_PASSWORD] = password
+        if meter.gen == 1:
+            data[CONF_USERNAME] = "admin"
+    return MockConfigEntry(
+        domain=DOMAIN, title=title, unique_id=meter.mac, data=data, options=options or {}
+    )
+
+
+async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Add an entry to Home Assistant and set it up."""
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float = 6) -> None:
+    """Let Home Assistant's time pass so that the meters are polled once more."""
+    freezer.tick(timedelta(seconds=seconds))
+    async_fire_time_changed(hass)
+    # Interval refreshes run as background tasks, and the simulator answers over real sockets.
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+def state_of(hass: HomeAssistant, entity_id: str) -> str:
+    """Return an entity's state, failing clearly when the entity does not exist."""
+    state = hass.states.get(entity_id)
+    assert state is not None, f"{entity_id} does not exist"
+    return state.state
