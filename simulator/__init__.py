@@ -1,0 +1,1 @@
+"""Simulated peers of the integration, for tests, development and benchmarks; not shipped to users."""  # noqa: E501
