@@ -34,6 +34,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from types import TracebackType
 from typing import Any, Self
 
@@ -294,8 +295,11 @@ class EmoncmsDouble:
         """Write values into the inputs of a node, creating inputs as needed."""
         inputs = self.received.setdefault(node, {})
         for name, value in values.items():
-            self._input_ids.setdefault((node, name), len(self._input_ids) + 1)
-            inputs.setdefault(name, []).append((row_time, value))
+            pairs = inputs.get(name)
+            if pairs is None:
+                pairs = inputs[name] = []
+                self._input_ids[node, name] = len(self._input_ids) + 1
+            pairs.append((row_time, value))
 
     def _get(self, node: str) -> Any:
         """Return the last time and value of the inputs of a node, or of every node."""
@@ -343,6 +347,7 @@ def _refuse_constant(literal: str) -> float:
     raise ValueError(f"{literal} is not JSON")
 
 
+@lru_cache(maxsize=1024)
 def _clean(name: str) -> str:
     """Remove the characters Emoncms does not keep in names."""
     return _REJECTED_NAME_CHARACTERS.sub("", name)
@@ -361,7 +366,7 @@ def _php_string(value: object) -> str:
 
 def _php_float(value: object) -> float:
     """Return a JSON value as PHP's (float) cast does: null -> 0, true -> 1, "12abc" -> 12."""
-    if isinstance(value, int | float):  # bool included: True -> 1.0
+    if isinstance(value, (int, float)):  # bool included: True -> 1.0
         return float(value)
     if isinstance(value, str):
         match = _NUMERIC_PREFIX.match(value)

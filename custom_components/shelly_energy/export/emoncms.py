@@ -108,9 +108,10 @@ def sendable_values(values: Mapping[str, object]) -> dict[str, float]:
     """
     sendable: dict[str, float] = {}
     for name, value in values.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+        elif not isinstance(value, int) or isinstance(value, bool):
             continue
         if clean_name := clean_input_name(name):
             sendable[clean_name] = value
