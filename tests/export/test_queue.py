@@ -117,6 +117,39 @@ def test_to_dict_is_compact_and_json_safe() -> None:
     json.dumps(data, allow_nan=False)
 
 
+def test_to_dict_writes_only_the_layouts_in_use() -> None:
+    queue = ExportQueue(10)
+    queue.append(Sample(T0, "house", {"power": 1.0}))
+    queue.append(Sample(T0 + 10, "garage", {"power": 2.0}))
+    queue.acknowledge(1)
+
+    assert queue.to_dict()["layouts"] == [["garage", ["power"]]]
+    assert queue.to_dict()["samples"] == [[T0 + 10, 0, 2.0]]
+
+
+def test_from_dict_maps_each_saved_layout_index() -> None:
+    data = {
+        "version": STORAGE_VERSION,
+        "dropped": 0,
+        "layouts": [["a", ["p"]], ["a", ["p"]], ["b", ["p"]]],  # not written so, but readable
+        "samples": [[T0, 2, 1.0], [T0, 1, 2.0]],
+    }
+
+    restored = ExportQueue.from_dict(data, max_samples=10)
+
+    assert restored.peek(2) == [Sample(T0, "b", {"p": 1.0}), Sample(T0, "a", {"p": 2.0})]
+
+
+def test_values_come_back_as_floats() -> None:
+    queue = ExportQueue(10)
+    queue.append(Sample(T0, "garage", {"count": 3}))
+
+    [sample] = queue.peek(1)
+
+    assert sample.values == {"count": 3.0}
+    assert type(sample.values["count"]) is float
+
+
 def test_from_dict_restores_samples_and_dropped_count() -> None:
     queue = filled(6, max_samples=4)
     queue.append(Sample(T0 + 99, "house", {"power": 7.0}))
@@ -154,6 +187,8 @@ def test_from_dict_refuses_other_versions(version: object) -> None:
         {"samples": None},  # not a list
         {"layouts": [["garage"]]},  # no input names
         {"samples": [[T0, 5, 1.0, 2.0]]},  # no such layout
+        {"samples": [[T0, -1, 1.0, 2.0]]},
+        {"samples": [[T0, True, 1.0, 2.0]]},
         {"samples": [[T0, 0, 1.0]]},  # fewer values than names
         {"samples": [[T0, 0, 1.0, "many"]]},  # not a number
         {"samples": [[T0]]},  # no layout
