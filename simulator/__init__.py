@@ -1,7 +1,8 @@
-"""A Shelly energy meter simulator speaking the real wire protocols on loopback.
+"""Simulated peers of the integration, for tests, development and benchmarks; not shipped.
 
-Start with `Simulator` (many meters, one port each, a control API) or `SimulatedMeter` +
-`MeterServer` (one meter). See ``simulator/README.md``.
+A Shelly energy meter simulator speaking the real wire protocols on loopback: start with
+`Simulator` (many meters, one port each, a control API) or `SimulatedMeter` + `MeterServer`
+(one meter); see ``simulator/README.md``. `simulator.emoncms` is a local Emoncms server.
 """
 
 from .clock import Clock
