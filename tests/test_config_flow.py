@@ -142,7 +142,7 @@ async def test_unreachable_host_then_right_one(hass: HomeAssistant, simulator: S
 async def test_refused_devices(
     hass: HomeAssistant, simulator: Simulator, kind: str, options: dict[str, str], error: str
 ) -> None:
-    meter = await serve(simulator, kind, **options)  # type: ignore[arg-type]
+    meter = await serve(simulator, kind, **options)
     flow_id = await start_meter_flow(hass)
     result = await submit(hass, flow_id, {CONF_HOST: address(simulator, meter)})
     assert result["type"] is FlowResultType.FORM
@@ -215,7 +215,7 @@ def zeroconf(simulator: Simulator, meter: SimulatedMeter, **kwargs: Any) -> Zero
 
 async def test_discovered_meter(hass: HomeAssistant, simulator: Simulator) -> None:
     meter = await serve(simulator, "pro3em", name="Mains")
-    result = await hass.config_entries.flow.async_init(
+    result: Any = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf(simulator, meter)
     )
     assert result["type"] is FlowResultType.FORM
@@ -337,7 +337,7 @@ async def test_meter_options(hass: HomeAssistant, simulator: Simulator) -> None:
     meter = await serve(simulator, "pro3em")
     entry = meter_entry(simulator, meter)
     await setup_entry(hass, entry)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     schema = result["data_schema"]
     assert schema({}) == {CONF_POLL_INTERVAL: 5, CONF_REVERSED_CHANNELS: [], CONF_DEADBAND: 0.0}
@@ -423,7 +423,7 @@ async def test_site_options(hass: HomeAssistant, simulator: Simulator) -> None:
         options={CONF_GRID: [f"{mains.mac}:1"], CONF_LOAD: ["GONE:1"]},
     )
     await setup_entry(hass, site)
-    result = await hass.config_entries.options.async_init(site.entry_id)
+    result: Any = await hass.config_entries.options.async_init(site.entry_id)
     assert result["step_id"] == "roles"
     labels = [o["label"] for o in result["data_schema"].schema[CONF_LOAD].config["options"]]
     assert labels == ["Pro EM channel 1", "Pro EM channel 2", "GONE channel 1"]

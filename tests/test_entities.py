@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from syrupy.assertion import SnapshotAssertion
@@ -60,7 +59,7 @@ async def test_entity_set(
     kind: str,
     options: dict[str, str],
 ) -> None:
-    meter = await serve(simulator, kind, **options)  # type: ignore[arg-type]
+    meter = await serve(simulator, kind, **options)
     entry = meter_entry(simulator, meter, title="Meter")
     await setup_entry(hass, entry)
     assert registry_table(hass, entry.entry_id) == snapshot

@@ -214,4 +214,4 @@ async def test_unload_and_stop_close_the_connection(
     client = entry.runtime_data.coordinator.client
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
-    assert client._device is None  # type: ignore[attr-defined]
+    assert client._device is None

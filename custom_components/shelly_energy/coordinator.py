@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -221,6 +222,9 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         self._store = store
         self._meter_ids = {ref.meter_id for ref in self.config.roles}
         self._unsubscribe_meters: list[CALLBACK_TYPE] = []
+        # The meters not yet read since the site last computed: it waits for a full round, so
+        # that energy flows combine counters read at nearly the same time.
+        self._waiting_for: set[str] = set()
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:
@@ -245,11 +249,21 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
     def _attach_meters(self) -> None:
         self._detach_meters()
         self._unsubscribe_meters = [
-            coordinator.async_add_listener(self._recompute)
+            coordinator.async_add_listener(partial(self._meter_updated, mac))
             for mac, coordinator in loaded_meters(self.hass).items()
             if mac in self._meter_ids
         ]
         self._recompute()
+
+    @callback
+    def _meter_updated(self, mac: str) -> None:
+        self._waiting_for.discard(mac)
+        meters = loaded_meters(self.hass)
+        if not any(
+            (meter := meters.get(waiting)) is not None and meter.last_update_success
+            for waiting in self._waiting_for
+        ):
+            self._recompute()
 
     @callback
     def _detach_meters(self) -> None:
@@ -260,6 +274,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
     @callback
     def _recompute(self) -> None:
         meters = loaded_meters(self.hass)
+        self._waiting_for = set(self._meter_ids)
         readings: dict[ChannelRef, ChannelInput | None] = {}
         for ref in self.config.roles:
             meter = meters.get(ref.meter_id)

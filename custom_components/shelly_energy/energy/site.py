@@ -33,8 +33,12 @@ Energy comes from the meters' counter deltas, never from integrating power, so i
 across missed polls. Each derived flow (grid, solar, battery, self-consumed solar, home
 consumption) keeps the counters of its own input channels as they were when it last accrued. At an
 update where all its inputs are available, a flow adds the energy of the interval since then
-(per interval, with the clamps above) and moves its baselines; otherwise it waits, so what
-accrued while a meter was offline is added, exactly once, when the meter returns. A counter that
+and moves its baselines; otherwise it waits, so what accrued while a meter was offline is added,
+exactly once, when the meter returns. Home consumption and self-consumed solar are not clamped per
+interval: meters are read at different instants, so one update may see a phase's export before
+the next sees the solar production behind it, and clamping that interval's negative value would
+count the production again later. They keep a signed running sum and publish its highest value so
+far: never decreasing, never negative, and exact once every meter has been read. A counter that
 dropped by more than ``COUNTER_JITTER_WH`` restarted from 0 (its delta is its new value); a smaller
 drop is jitter (delta 0, and the baseline keeps the higher value so the rebound is not counted
 twice). A channel's first sighting only sets its baseline. A counter reset while the meter was
@@ -166,6 +170,9 @@ class _Totals:
     battery_discharged: float = 0.0
     home_consumption: float = 0.0
     self_consumed_solar: float = 0.0
+    # The signed running sums behind the two derived totals, which publish their maximum so far.
+    home_consumption_net: float = 0.0
+    self_consumed_solar_net: float = 0.0
 
 
 @dataclass(slots=True)
@@ -260,13 +267,13 @@ def _production(solar_in: float, solar_out: float) -> float:
 def _consumption(
     grid_import: float, grid_export: float, production: float, charge: float, discharge: float
 ) -> float:
-    """Return home consumption."""
-    return max(grid_import - grid_export + production + discharge - charge, 0.0)
+    """Return home consumption, signed: the callers clamp (power) or ratchet (energy)."""
+    return grid_import - grid_export + production + discharge - charge
 
 
 def _self_consumed(production: float, grid_export: float) -> float:
-    """Return the solar production the home used itself."""
-    return max(production - grid_export, 0.0)
+    """Return the solar production the home used itself, signed like `_consumption`."""
+    return production - grid_export
 
 
 def _power_flows(
@@ -395,7 +402,8 @@ class SiteAccumulator:
             _, grid_export = self._import_export(
                 self_consumption.inflow[Role.GRID], self_consumption.outflow[Role.GRID]
             )
-            self_consumed = _self_consumed(production, grid_export)
+            totals.self_consumed_solar_net += _self_consumed(production, grid_export)
+            self_consumed = max(totals.self_consumed_solar_net - totals.self_consumed_solar, 0.0)
             totals.self_consumed_solar += self_consumed
             today.solar_production += production
             today.self_consumed_solar += self_consumed
@@ -406,13 +414,14 @@ class SiteAccumulator:
             grid_import, grid_export = self._import_export(
                 consumption.inflow[Role.GRID], consumption.outflow[Role.GRID]
             )
-            home_consumption = _consumption(
+            totals.home_consumption_net += _consumption(
                 grid_import,
                 grid_export,
                 _production(consumption.inflow[Role.SOLAR], consumption.outflow[Role.SOLAR]),
                 consumption.inflow[Role.BATTERY],
                 consumption.outflow[Role.BATTERY],
             )
+            home_consumption = max(totals.home_consumption_net - totals.home_consumption, 0.0)
             totals.home_consumption += home_consumption
             today.grid_import += grid_import
             today.home_consumption += home_consumption
@@ -438,9 +447,11 @@ class SiteAccumulator:
         production = None if solar is None else _production(*solar)
         self_consumed = home_consumption = None
         if grid_import is not None and grid_export is not None and production is not None:
-            self_consumed = _self_consumed(production, grid_export)
+            self_consumed = max(_self_consumed(production, grid_export), 0.0)
             if battery is not None:
-                home_consumption = _consumption(grid_import, grid_export, production, *battery)
+                home_consumption = max(
+                    _consumption(grid_import, grid_export, production, *battery), 0.0
+                )
         return SitePower(
             grid_net=grid_net,
             grid_import=grid_import,

@@ -1,0 +1,287 @@
+"""Energy sites end to end: simulated meters, their entries, a site entry and its sensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.shelly_energy.const import (
+    CONF_BATTERY,
+    CONF_GRID,
+    CONF_GRID_METERING,
+    CONF_KIND,
+    CONF_LOAD,
+    CONF_REVERSED_CHANNELS,
+    CONF_SOLAR,
+    DOMAIN,
+    KIND_SITE,
+)
+from simulator import SimulatedMeter, Simulator
+
+from .conftest import meter_entry, poll, serve, setup_entry, state_of
+
+
+class House:
+    """A Pro 3EM on the mains (phases a, b, c) and a Shelly EM: channel 1 solar, 2 battery."""
+
+    def __init__(self, mains: SimulatedMeter, inverters: SimulatedMeter) -> None:
+        self.mains = mains
+        self.inverters = inverters
+
+    def set(self, a: float, b: float, c: float, solar: float = 0.0, battery: float = 0.0) -> None:
+        """Pin every CT's power (W, as the CTs read it)."""
+        for phase, watts in (("a", a), ("b", b), ("c", c)):
+            self.mains.set_power(phase, watts)
+        self.inverters.set_power("0", solar)
+        self.inverters.set_power("1", battery)
+
+
+@pytest.fixture
+async def house(hass: HomeAssistant, simulator: Simulator) -> House:
+    mains = await serve(simulator, "pro3em")
+    inverters = await serve(simulator, "gen1_em")
+    house = House(mains, inverters)
+    house.set(0, 0, 0)
+    for meter in (mains, inverters):
+        for channel in range(meter.channel_count):
+            meter.set_counters(str(channel), 1000.0, 1000.0)
+    await setup_entry(hass, meter_entry(simulator, mains, title="Mains"))
+    await setup_entry(hass, meter_entry(simulator, inverters, title="Inverters"))
+    return house
+
+
+def roles(house: House, **overrides: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        CONF_GRID: [f"{house.mains.mac}:{phase}" for phase in "abc"],
+        CONF_SOLAR: [f"{house.inverters.mac}:1"],
+        CONF_BATTERY: [f"{house.inverters.mac}:2"],
+        CONF_LOAD: [],
+        CONF_GRID_METERING: "per_phase",
+    }
+    options.update(overrides)
+    return options
+
+
+async def add_site(hass: HomeAssistant, options: dict[str, Any]) -> MockConfigEntry:
+    site = MockConfigEntry(
+        domain=DOMAIN, title="Home", data={CONF_KIND: KIND_SITE}, options=options
+    )
+    await setup_entry(hass, site)
+    return site
+
+
+async def run_for(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, seconds: float
+) -> None:
+    """Let the simulated house run, then poll every meter once."""
+    simulator.clock.advance(seconds)
+    await poll(hass, freezer)
+
+
+def site_states(hass: HomeAssistant, *names: str) -> dict[str, str]:
+    return {name: state_of(hass, f"sensor.home_{name}") for name in names}
+
+
+ENERGY = (
+    "grid_import_energy",
+    "grid_export_energy",
+    "solar_energy",
+    "battery_charged_energy",
+    "battery_discharged_energy",
+    "home_consumption_energy",
+    "self_consumed_solar_energy",
+)
+POWER = (
+    "grid_power",
+    "grid_import_power",
+    "grid_export_power",
+    "solar_power",
+    "battery_charging_power",
+    "battery_discharging_power",
+    "battery_power",
+    "home_consumption_power",
+    "self_consumed_solar_power",
+)
+
+
+def kwh(*values: float) -> dict[str, str]:
+    return {name: str(value) for name, value in zip(ENERGY, values, strict=True)}
+
+
+def watts(*values: float) -> dict[str, str]:
+    return {name: str(value) for name, value in zip(POWER, values, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "pins", "metering", "power", "energy"),
+    [
+        # Night: the house imports 600 W, nothing else happens.
+        (
+            "night",
+            {"a": 300.0, "b": 200.0, "c": 100.0},
+            "per_phase",
+            watts(600.0, 600.0, 0.0, 0.0, 0.0, 0.0, 0.0, 600.0, 0.0),
+            kwh(0.6, 0.0, 0.0, 0.0, 0.0, 0.6, 0.0),
+        ),
+        # Sunny midday: phase a exports 1 kW while b and c import 100 W each; 2.5 kW of solar.
+        # Per phase: import 0.2, export 1.0; home = 0.2 + 2.5 - 1.0 = 1.7; self-consumed 1.5.
+        (
+            "midday per phase",
+            {"a": -1000.0, "b": 100.0, "c": 100.0, "solar": -2500.0},
+            "per_phase",
+            watts(-800.0, 200.0, 1000.0, 2500.0, 0.0, 0.0, 0.0, 1700.0, 1500.0),
+            kwh(0.2, 1.0, 2.5, 0.0, 0.0, 1.7, 1.5),
+        ),
+        # The same hour, balanced: the phases net to an export of 800 W.
+        (
+            "midday balanced",
+            {"a": -1000.0, "b": 100.0, "c": 100.0, "solar": -2500.0},
+            "balanced",
+            watts(-800.0, 0.0, 800.0, 2500.0, 0.0, 0.0, 0.0, 1700.0, 1700.0),
+            kwh(0.0, 0.8, 2.5, 0.0, 0.0, 1.7, 1.7),
+        ),
+        # The battery charges 1 kW from 3 kW of solar; the grid stands still: home = 3 - 1 = 2.
+        (
+            "battery charging",
+            {"solar": -3000.0, "battery": 1000.0},
+            "per_phase",
+            watts(0.0, 0.0, 0.0, 3000.0, 1000.0, 0.0, -1000.0, 2000.0, 3000.0),
+            kwh(0.0, 0.0, 3.0, 1.0, 0.0, 2.0, 3.0),
+        ),
+        # Night on the battery: it gives 800 W, the grid 200 W: home = 1 kW.
+        (
+            "battery discharging",
+            {"a": 200.0, "battery": -800.0},
+            "per_phase",
+            watts(200.0, 200.0, 0.0, 0.0, 0.0, 800.0, 800.0, 1000.0, 0.0),
+            kwh(0.2, 0.0, 0.0, 0.0, 0.8, 1.0, 0.0),
+        ),
+    ],
+)
+async def test_scenarios(
+    hass: HomeAssistant,
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+    house: House,
+    scenario: str,
+    pins: dict[str, float],
+    metering: str,
+    power: dict[str, str],
+    energy: dict[str, str],
+) -> None:
+    await add_site(hass, roles(house, **{CONF_GRID_METERING: metering}))
+    house.set(**{"a": 0.0, "b": 0.0, "c": 0.0, **pins})
+    await run_for(hass, simulator, freezer, 3600)
+    assert site_states(hass, *POWER) == power
+    assert site_states(hass, *ENERGY) == energy
+
+
+async def test_ratios_today(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    await add_site(hass, roles(house))
+    house.set(-1000.0, 100.0, 100.0, solar=-2500.0)
+    await run_for(hass, simulator, freezer, 3600)
+    # self-consumed 1.5 of 2.5 produced = 60 %; 1 - import 0.2 / consumption 1.7 = 88.2 %.
+    assert site_states(hass, "self_consumption_rate_today", "self_sufficiency_today") == {
+        "self_consumption_rate_today": "60.0",
+        "self_sufficiency_today": "88.2352941176471",
+    }
+
+
+async def test_reversed_solar_ct(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    inverters_entry = hass.config_entries.async_entry_for_domain_unique_id(
+        DOMAIN, house.inverters.mac
+    )
+    assert inverters_entry is not None
+    hass.config_entries.async_update_entry(inverters_entry, options={CONF_REVERSED_CHANNELS: ["1"]})
+    await hass.async_block_till_done()
+    await add_site(hass, roles(house))
+    house.set(0.0, 0.0, -500.0, solar=2000.0)  # the solar CT reads positive: it is reversed
+    await run_for(hass, simulator, freezer, 1800)
+    assert site_states(hass, "solar_power", "solar_energy", "home_consumption_energy") == {
+        "solar_power": "2000.0",
+        "solar_energy": "1.0",
+        "home_consumption_energy": "0.75",
+    }
+
+
+async def test_offline_meter_makes_its_values_unavailable_and_catches_up(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    await add_site(hass, roles(house))
+    house.set(300.0, 0.0, 0.0, solar=-1000.0)
+    await run_for(hass, simulator, freezer, 600)
+    house.inverters.set_online(False)
+    await run_for(hass, simulator, freezer, 3000)
+    assert site_states(hass, "grid_import_energy", "solar_energy", "home_consumption_energy") == {
+        "grid_import_energy": "0.3",
+        "solar_energy": STATE_UNAVAILABLE,
+        "home_consumption_energy": STATE_UNAVAILABLE,
+    }
+    assert state_of(hass, "sensor.home_grid_power") == "300.0"
+    house.inverters.set_online(True)
+    await run_for(hass, simulator, freezer, 0)
+    await run_for(hass, simulator, freezer, 0)
+    # One hour in all: 1 kWh of solar, all of it used at home with 0.3 kWh from the grid.
+    assert site_states(hass, "grid_import_energy", "solar_energy", "home_consumption_energy") == {
+        "grid_import_energy": "0.3",
+        "solar_energy": "1.0",
+        "home_consumption_energy": "1.3",
+    }
+
+
+async def test_restart_loses_and_double_counts_nothing(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    site = await add_site(hass, roles(house))
+    house.set(300.0, 200.0, 100.0)
+    await run_for(hass, simulator, freezer, 1800)
+    assert await hass.config_entries.async_unload(site.entry_id)
+    await run_for(hass, simulator, freezer, 1800)  # the house goes on while the site is down
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await hass.async_block_till_done()
+    await run_for(hass, simulator, freezer, 0)
+    assert site_states(hass, "grid_import_energy", "home_consumption_energy") == {
+        "grid_import_energy": "0.6",
+        "home_consumption_energy": "0.6",
+    }
+
+
+async def test_role_change_keeps_totals_and_loads_get_sensors(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    site = await add_site(hass, roles(house, **{CONF_BATTERY: []}))
+    house.set(500.0, 0.0, 0.0, battery=250.0)
+    await run_for(hass, simulator, freezer, 3600)
+    assert state_of(hass, "sensor.home_grid_import_energy") == "0.5"
+    hass.config_entries.async_update_entry(
+        site, options=roles(house, **{CONF_BATTERY: [], CONF_LOAD: [f"{house.inverters.mac}:2"]})
+    )
+    await hass.async_block_till_done()
+    assert site.state is ConfigEntryState.LOADED
+    assert state_of(hass, "sensor.home_grid_import_energy") == "0.5"
+    assert state_of(hass, "sensor.home_inverters_channel_2_power") == "250.0"
+    registry = er.async_get(hass)
+    assert registry.async_get("sensor.home_battery_charged_energy") is None
+
+
+async def test_removing_a_site_forgets_its_totals(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    site = await add_site(hass, roles(house))
+    house.set(1000.0, 0.0, 0.0)
+    await run_for(hass, simulator, freezer, 3600)
+    assert await hass.config_entries.async_remove(site.entry_id)
+    await hass.async_block_till_done()
+    site = await add_site(hass, roles(house))
+    assert state_of(hass, "sensor.home_grid_import_energy") == "0.0"
