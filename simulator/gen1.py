@@ -327,9 +327,9 @@ class _Gen1Server:
         if self._transfer_busy:
             return web.Response(text=CSV_BUSY_BODY)
         self._transfer_busy = True
+        body = self.api.em_data_csv(int(index_text)).encode()
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
         try:
-            body = self.api.em_data_csv(int(index_text)).encode()
-            response = web.StreamResponse(headers={"Content-Type": "text/csv"})
             await response.prepare(request)
             rate = self.meter.csv_bytes_per_second
             for start in range(0, len(body), _CSV_CHUNK_BYTES):
@@ -338,9 +338,11 @@ class _Gen1Server:
                 if rate:
                     await asyncio.sleep(len(chunk) / rate)
             await response.write_eof()
-            return response
+        except ConnectionError:
+            pass  # the client gave up, or the device went away: the transfer just ends
         finally:
             self._transfer_busy = False
+        return response
 
 
 def create_gen1_app(meter: SimulatedMeter) -> web.Application:

@@ -192,3 +192,21 @@ async def test_reboot_endpoint_and_power_loss(
     clock.advance(5)
     async with session.get(f"{server.url}/status") as reply:
         assert (await reply.json())["emeters"][0]["is_valid"] is True
+
+
+async def test_em_data_csv_abandoned_download_frees_the_slot(
+    serve: Serve, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, server = await serve("gen1_em", history_days=0.5, csv_bytes_per_second=4000)
+    url = f"{server.url}/emeter/0/em_data.csv"
+    reply = await session.get(url)
+    await reply.content.readany()
+    reply.close()  # hang up mid-transfer
+    for _ in range(100):
+        async with session.get(url) as again:
+            if (await again.text()) != CSV_BUSY_BODY:
+                break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the transfer slot was never freed")
+    assert "Error handling request" not in caplog.text
