@@ -19,9 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from .meter import MeterState, SimulatedMeter
-from .rpc import dumps
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm
 
 CSV_BUSY_BODY = "Another file transfer is in progress!"
+_REBOOT_DELAY = 0.2  # seconds between answering /reboot and rebooting
 _CSV_CHUNK_BYTES = 1024
 _USERNAME = "admin"
 _NOT_JSON = '{"wifi_sta":{"connected":true,'  # a reply cut off mid-way
@@ -85,7 +86,7 @@ class Gen1Api:
             "tz_utc_offset": meter.utc_offset,
             "tz_dst": False,
             "tz_dst_auto": False,
-            "time": _local_time(now, meter.utc_offset),
+            "time": local_hhmm(now, meter.utc_offset),
             "unixtime": int(now),
             "led_status_disable": False,
             "debug_enable": False,
@@ -136,11 +137,11 @@ class Gen1Api:
                 "connected": True,
                 "ssid": "Wifi-Network-Name",
                 "ip": "127.0.0.1",
-                "rssi": -57 + round(2 * math.sin(state.time / 97)),
+                "rssi": state.rssi,
             },
             "cloud": {"enabled": False, "connected": False},
             "mqtt": {"connected": False},
-            "time": _local_time(state.time, meter.utc_offset),
+            "time": local_hhmm(state.time, meter.utc_offset),
             "unixtime": int(state.time),
             "serial": 1,
             "has_update": has_update,
@@ -160,7 +161,7 @@ class Gen1Api:
             status["overtemperature"] = False
             status["tmp"] = {
                 "tC": state.temperature,
-                "tF": round(state.temperature * 9 / 5 + 32, 1),
+                "tF": fahrenheit(state.temperature),
                 "is_valid": True,
             }
         status["update"] = {
@@ -238,11 +239,6 @@ class Gen1Api:
         return "\n".join(lines) + "\n"
 
 
-def _local_time(timestamp: float, utc_offset: int) -> str:
-    local = time.gmtime(timestamp + utc_offset)
-    return f"{local.tm_hour:02d}:{local.tm_min:02d}"
-
-
 class _Gen1Server:
     """The aiohttp application of one Gen1 device."""
 
@@ -250,7 +246,9 @@ class _Gen1Server:
         self.meter = meter
         self.api = Gen1Api(meter)
         self._transfer_busy = False
+        self._deferred = DeferredCalls()
         self.app = web.Application(middlewares=[self._guard])
+        self.app.cleanup_ctx.append(self._deferred.lifetime)
         self.app.add_routes(
             [
                 web.get("/shelly", self._json(self.api.shelly)),
@@ -318,7 +316,7 @@ class _Gen1Server:
         return web.json_response(self.api.relay(), dumps=dumps)
 
     async def _reboot(self, _request: web.Request) -> web.Response:
-        asyncio.get_running_loop().call_soon(self.meter.reboot)
+        self._deferred.call_later(_REBOOT_DELAY, self.meter.reboot)  # after this reply
         return web.json_response({"ok": True}, dumps=dumps)
 
     async def _em_data(self, request: web.Request) -> web.StreamResponse:
@@ -329,9 +327,9 @@ class _Gen1Server:
         if self._transfer_busy:
             return web.Response(text=CSV_BUSY_BODY)
         self._transfer_busy = True
+        body = self.api.em_data_csv(int(index_text)).encode()
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
         try:
-            body = self.api.em_data_csv(int(index_text)).encode()
-            response = web.StreamResponse(headers={"Content-Type": "text/csv"})
             await response.prepare(request)
             rate = self.meter.csv_bytes_per_second
             for start in range(0, len(body), _CSV_CHUNK_BYTES):
@@ -340,9 +338,11 @@ class _Gen1Server:
                 if rate:
                     await asyncio.sleep(len(chunk) / rate)
             await response.write_eof()
-            return response
+        except ConnectionError:
+            pass  # the client gave up, or the device went away: the transfer just ends
         finally:
             self._transfer_busy = False
+        return response
 
 
 def create_gen1_app(meter: SimulatedMeter) -> web.Application:

@@ -34,6 +34,7 @@ _WOBBLE = tuple(1 + 0.03 * math.sin(2 * math.pi * k / _SLOTS_PER_MINUTE) for k i
 _NOISE_TABLE_SIZE = 1009  # prime, so slot and channel strides do not line up
 _DAY = 86_400
 MAX_RETENTION_DAYS = 60
+_GEN1_INVALID_SECONDS = 5.0  # how long Gen1 counters read invalid after a (re)boot
 
 GEN1_FIRMWARE = "20230913-114244/v1.14.0-gcb84623"
 GEN2_FIRMWARE = "20250508-110717/1.6.1-g8dbd358"
@@ -221,6 +222,7 @@ class MeterState:
     relay_source: str
     errors: tuple[str, ...]
     temperature: float  # device temperature, degrees C
+    rssi: int  # Wi-Fi signal, dBm
 
 
 @dataclass(slots=True)
@@ -601,6 +603,7 @@ class SimulatedMeter:
             relay_source=self.relay_source,
             errors=self.errors,
             temperature=self.temperature,
+            rssi=-57 + round(2 * math.sin(now / 97)),  # drifts slowly around -57 dBm
         )
 
     def reachable(self) -> bool:
@@ -686,9 +689,6 @@ class SimulatedMeter:
         if self._powered_in_period:
             self._records.extend(ts, columns)
         self._powered_in_period = False
-
-    def _add_event(self, t: float) -> None:
-        self._events.append(t)
 
     # --- history --------------------------------------------------------------------------
 
@@ -801,12 +801,15 @@ class SimulatedMeter:
         state.energy_in = energy_in_wh * 3600
         state.energy_out = energy_out_wh * 3600
 
-    def reset_counters(self) -> None:
-        """Zero every counter and keep integrating (`EMData.ResetCounters`)."""
+    def reset_counters(self, channel: ChannelRef | None = None) -> None:
+        """Zero the counters of a channel (None: all) and keep integrating (`ResetCounters`)."""
         self.sync()
-        for channel in self._channels:
-            channel.energy_in = channel.energy_out = 0.0
-            channel.stats.start_in_mwh = channel.stats.start_out_mwh = 0
+        targets = (
+            self._channels if channel is None else [self._channels[self.channel_index(channel)]]
+        )
+        for state in targets:
+            state.energy_in = state.energy_out = 0.0
+            state.stats.start_in_mwh = state.stats.start_out_mwh = 0
 
     def delete_all_data(self) -> None:
         """Wipe the records and zero the counters (`EMData.DeleteAllData`)."""
@@ -841,7 +844,7 @@ class SimulatedMeter:
         for state in targets:
             state.hold_voltage = float(volts)
             state.hold_until = now + seconds
-        self._add_event(now + seconds)
+        self._events.append(now + seconds)
 
     def set_voltage(self, channel: ChannelRef, volts: float) -> None:
         """Pin a channel's voltage until `release_voltage`."""
@@ -871,12 +874,16 @@ class SimulatedMeter:
     def power_loss(self, seconds: float) -> None:
         """Lose power from now for `seconds`: unreachable, counters still, no records.
 
-        The records resume in a new block; uptime restarts when power returns.
+        The records resume in a new block; uptime restarts when power returns, and Gen1
+        counters then read invalid for a few seconds as after a `reboot`.
         """
         now = self.sync()
-        self._power_off = (now, now + seconds)
-        self._boot_time = now + seconds
-        self._add_event(now + seconds)
+        back = now + seconds
+        self._power_off = (now, back)
+        self._boot_time = back
+        if self.gen == 1:
+            self._invalidate_counters(until=back + _GEN1_INVALID_SECONDS, reads=1, value=-1)
+        self._events.append(back)
         self._drop_connections()
 
     # --- scenarios: device ----------------------------------------------------------------
@@ -890,7 +897,11 @@ class SimulatedMeter:
             self._listener.meter_online_changed(online)
 
     def reboot(
-        self, invalid_for: float = 5.0, *, invalid_reads: int = 1, counter_value: float = -1
+        self,
+        invalid_for: float = _GEN1_INVALID_SECONDS,
+        *,
+        invalid_reads: int = 1,
+        counter_value: float = -1,
     ) -> None:
         """Reboot: uptime restarts and connections drop.
 
@@ -901,9 +912,9 @@ class SimulatedMeter:
         now = self.sync()
         self._boot_time = now
         if self.gen == 1:
-            self._invalid_until = now + invalid_for
-            self._invalid_reads = invalid_reads
-            self._invalid_value = counter_value
+            self._invalidate_counters(
+                until=now + invalid_for, reads=invalid_reads, value=counter_value
+            )
         else:
             self._unreachable_until = now + invalid_for
         self._drop_connections()
@@ -994,6 +1005,11 @@ class SimulatedMeter:
                     self._overrides.remove(override)
                 return override
         return None
+
+    def _invalidate_counters(self, *, until: float, reads: int, value: float) -> None:
+        self._invalid_until = until
+        self._invalid_reads = reads
+        self._invalid_value = value
 
     def _drop_connections(self) -> None:
         if self._listener is not None:

@@ -18,9 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import math
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +27,7 @@ from aiohttp import WSMsgType, web
 
 from .meter import MeterState, SimulatedMeter
 from .records import EM1_KEYS, TRIPHASE_KEYS
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm
 
 NO_HANDLER = 404
 UNAUTHORIZED = 401
@@ -61,11 +60,6 @@ _COMPONENT_TYPES = {namespace: kind for kind, namespace in _NAMESPACES.items()}
 _DATA_COMPONENTS = {"EMData": "emdata", "EM1Data": "em1data"}
 
 
-def dumps(payload: Any) -> str:
-    """Serialise compactly, like the devices do."""
-    return json.dumps(payload, separators=(",", ":"))
-
-
 def sha256_hex(text: str) -> str:
     """Return the hex SHA-256 of a text."""
     return hashlib.sha256(text.encode()).hexdigest()
@@ -79,10 +73,6 @@ class RpcError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _fahrenheit(celsius: float) -> float:
-    return round(celsius * 9 / 5 + 32, 1)
 
 
 def _time_zone(utc_offset: int) -> str:
@@ -176,18 +166,17 @@ class RpcApi:
             case "sys":
                 return self._sys_status(state)
             case "wifi":
-                rssi = -57 + round(2 * math.sin(state.time / 97))
                 return {
                     "sta_ip": "127.0.0.1",
                     "status": "got ip",
                     "ssid": _SSID,
-                    "rssi": rssi,
+                    "rssi": state.rssi,
                     "sta_ip6": [],
                 }
             case "eth":
                 return {"ip": None, "ip6": None}
             case "temperature":
-                return {"id": 0, "tC": state.temperature, "tF": _fahrenheit(state.temperature)}
+                return {"id": 0, "tC": state.temperature, "tF": fahrenheit(state.temperature)}
             case "bthome":
                 return {"errors": ["bluetooth_disabled"]}
             case "cloud" | "mqtt" | "ws":
@@ -263,7 +252,7 @@ class RpcApi:
                 "by_minute": by_minute + [0.0] * (3 - len(by_minute)),
                 "minute_ts": int(state.time) // 60 * 60,
             },
-            "temperature": {"tC": state.temperature, "tF": _fahrenheit(state.temperature)},
+            "temperature": {"tC": state.temperature, "tF": fahrenheit(state.temperature)},
         }
 
     def _sys_status(self, state: MeterState) -> dict[str, Any]:
@@ -273,12 +262,11 @@ class RpcApi:
             updates["beta"] = {"version": meter.available_beta}
         if meter.available_update:
             updates["stable"] = {"version": meter.available_update}
-        local = time.gmtime(state.time + meter.utc_offset)
         unixtime = int(state.time)
         return {
             "mac": meter.mac,
             "restart_required": False,
-            "time": f"{local.tm_hour:02d}:{local.tm_min:02d}",
+            "time": local_hhmm(state.time, meter.utc_offset),
             "unixtime": unixtime,
             "last_sync_ts": unixtime - state.uptime % 3600,
             "uptime": state.uptime,
@@ -417,13 +405,13 @@ class RpcApi:
                 self._schedule_reboot(max(0, delay_ms) / 1000)
                 return None
             case "Switch.Set" | "Switch.Toggle":
-                self._component_key(namespace, params)
+                self.component_key(namespace, params)
                 was_on = self.meter.relay_on
                 on = not was_on if name == "Toggle" else _bool_param(params, "on")
                 self.meter.set_relay(on, source="WS_in")
                 return {"was_on": was_on}
         if name in ("GetStatus", "GetConfig") and namespace in _COMPONENT_TYPES:
-            key = self._component_key(namespace, params)
+            key = self.component_key(namespace, params)
             if name == "GetConfig":
                 return self._component_config(key)
             return self.status([key])[key]
@@ -436,7 +424,7 @@ class RpcApi:
             return self._data_call(namespace, name, params)
         raise RpcError(NO_HANDLER, f"No handler for {method}")
 
-    def _component_key(self, namespace: str, params: dict[str, Any]) -> str:
+    def component_key(self, namespace: str, params: dict[str, Any]) -> str:
         """Return the key of the component a call addresses, or raise."""
         kind = _COMPONENT_TYPES[namespace]
         keys = self.component_keys()
@@ -468,7 +456,7 @@ class RpcApi:
         }
 
     def _data_call(self, namespace: str, name: str, params: dict[str, Any]) -> Any:
-        key = self._component_key(namespace, params)
+        key = self.component_key(namespace, params)
         meter = self.meter
         match name:
             case "GetRecords":
@@ -476,7 +464,8 @@ class RpcApi:
             case "GetData":
                 return self._get_data(key, params)
             case "ResetCounters":
-                meter.reset_counters()
+                # EMData resets the three phases, EM1Data its one channel.
+                meter.reset_counters(None if namespace == "EMData" else int(key.split(":")[1]))
                 return None
         meter.delete_all_data()
         return None
@@ -648,11 +637,11 @@ class _RpcServer:
 
     def __init__(self, meter: SimulatedMeter, notify_interval: float | None) -> None:
         self.meter = meter
-        self.api = RpcApi(meter, self._schedule_reboot)
+        self._deferred = DeferredCalls()
+        self.api = RpcApi(meter, lambda delay: self._deferred.call_later(delay, meter.reboot))
         self.auth = DigestAuth(meter)
         self._notify_interval = notify_interval
         self._peers: dict[web.WebSocketResponse, str | None] = {}  # socket -> caller's src
-        self._timers: set[asyncio.TimerHandle] = set()
         self._notifier: asyncio.Task[None] | None = None
         self.app = web.Application()
         self.app.add_routes(
@@ -665,28 +654,17 @@ class _RpcServer:
                 web.get("/em1data/{id}/data.csv", self._csv),
             ]
         )
-        self.app.cleanup_ctx.append(self._lifetime)
+        self.app.cleanup_ctx.extend([self._deferred.lifetime, self._notifications])
 
-    async def _lifetime(self, _app: web.Application) -> AsyncIterator[None]:
-        """Run the notifier while the app runs; cancel what is pending when it stops."""
+    async def _notifications(self, _app: web.Application) -> AsyncIterator[None]:
+        """Run the notifier while the app runs."""
         if self._notify_interval:
             self._notifier = asyncio.create_task(self._notify_loop(self._notify_interval))
         yield
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
         if self._notifier is not None:
             self._notifier.cancel()
             await asyncio.gather(self._notifier, return_exceptions=True)
             self._notifier = None
-
-    def _schedule_reboot(self, delay: float) -> None:
-        def reboot() -> None:
-            self._timers.discard(handle)
-            self.meter.reboot()
-
-        handle = asyncio.get_running_loop().call_later(delay, reboot)
-        self._timers.add(handle)
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -817,7 +795,7 @@ class _RpcServer:
         params = {name: _query_value(value) for name, value in request.query.items()}
         params["id"] = _query_value(request.match_info["id"])
         try:
-            key = self.api._component_key(namespace, params)
+            key = self.api.component_key(namespace, params)
             since, until = _ts_param(params, "ts"), _ts_param(params, "end_ts")
             add_keys = _bool_param(params, "add_keys", default=False)
         except RpcError as err:

@@ -122,7 +122,8 @@ class MeterServer:
         self._notify_interval = notify_interval
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
-        self._reopening: set[asyncio.Task[None]] = set()
+        # Sockets bound while going back online, until their server is up.
+        self._reopening: dict[asyncio.Task[None], socket.socket] = {}
 
     @property
     def url(self) -> str:
@@ -156,9 +157,9 @@ class MeterServer:
     async def stop(self) -> None:
         """Stop serving and close every connection."""
         self.meter.attach(None)
-        for task in self._reopening:
-            task.cancel()
-        await asyncio.gather(*self._reopening, return_exceptions=True)
+        reopening = list(self._reopening)
+        self._cancel_reopening()
+        await asyncio.gather(*reopening, return_exceptions=True)
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -188,15 +189,23 @@ class MeterServer:
     def meter_online_changed(self, online: bool) -> None:
         """Close the listening socket, or listen again on the same port."""
         if not online:
+            self._cancel_reopening()
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
             self.meter_dropped_connections()
             return
         # Listening starts now (connections queue in the backlog); accepting a moment later.
-        task = asyncio.get_running_loop().create_task(self._serve(self._bind()))
-        self._reopening.add(task)
-        task.add_done_callback(self._reopening.discard)
+        sock = self._bind()
+        task = asyncio.get_running_loop().create_task(self._serve(sock))
+        self._reopening[task] = sock
+        task.add_done_callback(lambda done: self._reopening.pop(done, None))
+
+    def _cancel_reopening(self) -> None:
+        """Give up going back online (the port is free again at once)."""
+        for task, sock in self._reopening.items():
+            task.cancel()
+            sock.close()
 
     def meter_dropped_connections(self) -> None:
         """Close every open connection, HTTP keep-alive and WebSocket alike."""

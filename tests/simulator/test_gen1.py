@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -165,3 +166,47 @@ async def test_overrides_and_delay(serve: Serve, session: aiohttp.ClientSession)
     meter.set_delay(0.3)
     with pytest.raises(TimeoutError):
         await session.get(f"{server.url}/status", timeout=aiohttp.ClientTimeout(total=0.05))
+
+
+async def test_reboot_endpoint_and_power_loss(
+    serve: Serve, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    meter, server = await serve("gen1_em")
+    clock.advance(100)
+    async with session.get(f"{server.url}/reboot") as reply:
+        assert await reply.json() == {"ok": True}
+    for _ in range(100):
+        if meter.state(read_counters=False).uptime == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert meter.state(read_counters=False).uptime == 0
+    clock.advance(10)
+    meter.power_loss(60)
+    with pytest.raises(aiohttp.ClientError):
+        await session.get(f"{server.url}/status")
+    clock.advance(60)
+    async with session.get(f"{server.url}/status") as reply:
+        status = await reply.json()
+    assert status["uptime"] == 0
+    assert status["emeters"][0]["is_valid"] is False  # right after power returns
+    clock.advance(5)
+    async with session.get(f"{server.url}/status") as reply:
+        assert (await reply.json())["emeters"][0]["is_valid"] is True
+
+
+async def test_em_data_csv_abandoned_download_frees_the_slot(
+    serve: Serve, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, server = await serve("gen1_em", history_days=0.5, csv_bytes_per_second=4000)
+    url = f"{server.url}/emeter/0/em_data.csv"
+    reply = await session.get(url)
+    await reply.content.readany()
+    reply.close()  # hang up mid-transfer
+    for _ in range(100):
+        async with session.get(url) as again:
+            if (await again.text()) != CSV_BUSY_BODY:
+                break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the transfer slot was never freed")
+    assert "Error handling request" not in caplog.text

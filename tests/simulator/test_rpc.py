@@ -449,3 +449,31 @@ async def test_notify_status(clock: Clock, session: aiohttp.ClientSession) -> No
             assert {"ts", "em:0", "emdata:0"} <= set(notification["params"])
     finally:
         await server.stop()
+
+
+async def test_quick_offline_online_offline(serve: Serve, session: aiohttp.ClientSession) -> None:
+    meter, server = await serve("pro3em")
+    for _ in range(3):
+        meter.set_online(False)
+        meter.set_online(True)
+        meter.set_online(False)
+    await asyncio.sleep(0.05)
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await session.get(f"{server.url}/shelly")
+    meter.set_online(True)
+    async with session.get(f"{server.url}/shelly") as reply:
+        assert reply.status == 200
+
+
+async def test_em1data_reset_counters_resets_one_channel(
+    serve: Serve, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    meter, server = await serve("pro3em", profile="monophase")
+    for phase in "abc":
+        meter.set_power(phase, 100)
+    clock.advance(3600)
+    async with session.get(f"{server.url}/rpc/EM1Data.ResetCounters?id=1") as reply:
+        assert await reply.json() is None
+    assert [meter.counters(channel)[0] for channel in range(3)] == [100.0, 0.0, 100.0]
+    async with session.get(f"{server.url}/rpc/EMData.ResetCounters?id=0") as reply:
+        assert reply.status == 404  # no emdata:0 in the monophase profile

@@ -11,7 +11,8 @@ import pytest
 from simulator import Clock, Simulator
 from simulator.__main__ import build_parser, build_simulator, parse_meter_spec, serve
 from simulator.household import Source
-from simulator.rpc import RpcApi, dumps
+from simulator.rpc import RpcApi
+from simulator.wire import dumps
 
 from .helpers import HOST, rpc_device
 
