@@ -119,7 +119,7 @@ async def test_counter_jitter_is_not_published(
     entity = "sensor.m_phase_a_energy_imported"
     states: list[str] = []
     hass.bus.async_listen("state_changed", lambda e: states.append(e.data["new_state"].state))
-    meter.jitter("a", mwh=4, reads=1)
+    meter.jitter("a", mwh=30, reads=1)  # 0.03 Wh down: visible on the wire
     await poll(hass, freezer)
     await poll(hass, freezer)
     assert state_of(hass, entity) == "2.0"

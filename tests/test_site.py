@@ -95,7 +95,7 @@ ENERGY = (
     "solar_energy",
     "battery_charged_energy",
     "battery_discharged_energy",
-    "home_consumption_energy",
+    "consumption_energy",
     "self_consumed_solar_energy",
 )
 POWER = (
@@ -106,7 +106,7 @@ POWER = (
     "battery_charging_power",
     "battery_discharging_power",
     "battery_power",
-    "home_consumption_power",
+    "consumption_power",
     "self_consumed_solar_power",
 )
 
@@ -192,7 +192,7 @@ async def test_ratios_today(
     # self-consumed 1.5 of 2.5 produced = 60 %; 1 - import 0.2 / consumption 1.7 = 88.2 %.
     assert site_states(hass, "self_consumption_rate_today", "self_sufficiency_today") == {
         "self_consumption_rate_today": "60.0",
-        "self_sufficiency_today": "88.2352941176471",
+        "self_sufficiency_today": "88.2",
     }
 
 
@@ -208,10 +208,10 @@ async def test_reversed_solar_ct(
     await add_site(hass, roles(house))
     house.set(0.0, 0.0, -500.0, solar=2000.0)  # the solar CT reads positive: it is reversed
     await run_for(hass, simulator, freezer, 1800)
-    assert site_states(hass, "solar_power", "solar_energy", "home_consumption_energy") == {
+    assert site_states(hass, "solar_power", "solar_energy", "consumption_energy") == {
         "solar_power": "2000.0",
         "solar_energy": "1.0",
-        "home_consumption_energy": "0.75",
+        "consumption_energy": "0.75",
     }
 
 
@@ -223,20 +223,20 @@ async def test_offline_meter_makes_its_values_unavailable_and_catches_up(
     await run_for(hass, simulator, freezer, 600)
     house.inverters.set_online(False)
     await run_for(hass, simulator, freezer, 3000)
-    assert site_states(hass, "grid_import_energy", "solar_energy", "home_consumption_energy") == {
+    assert site_states(hass, "grid_import_energy", "solar_energy", "consumption_energy") == {
         "grid_import_energy": "0.3",
         "solar_energy": STATE_UNAVAILABLE,
-        "home_consumption_energy": STATE_UNAVAILABLE,
+        "consumption_energy": STATE_UNAVAILABLE,
     }
     assert state_of(hass, "sensor.home_grid_power") == "300.0"
     house.inverters.set_online(True)
     await run_for(hass, simulator, freezer, 0)
     await run_for(hass, simulator, freezer, 0)
     # One hour in all: 1 kWh of solar, all of it used at home with 0.3 kWh from the grid.
-    assert site_states(hass, "grid_import_energy", "solar_energy", "home_consumption_energy") == {
+    assert site_states(hass, "grid_import_energy", "solar_energy", "consumption_energy") == {
         "grid_import_energy": "0.3",
         "solar_energy": "1.0",
-        "home_consumption_energy": "1.3",
+        "consumption_energy": "1.3",
     }
 
 
@@ -251,9 +251,9 @@ async def test_restart_loses_and_double_counts_nothing(
     assert await hass.config_entries.async_setup(site.entry_id)
     await hass.async_block_till_done()
     await run_for(hass, simulator, freezer, 0)
-    assert site_states(hass, "grid_import_energy", "home_consumption_energy") == {
+    assert site_states(hass, "grid_import_energy", "consumption_energy") == {
         "grid_import_energy": "0.6",
-        "home_consumption_energy": "0.6",
+        "consumption_energy": "0.6",
     }
 
 

@@ -49,7 +49,8 @@ PARALLEL_UPDATES = 0
 
 
 def _kwh(wh: float | None) -> float | None:
-    return None if wh is None else wh / 1000
+    # Rounded to the mWh: sums of float deltas would otherwise show digits of noise.
+    return None if wh is None else round(wh / 1000, 6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,6 +335,10 @@ def _ratio(**kwargs: Any) -> SiteSensorDescription:
     )
 
 
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 _GRID = frozenset({Role.GRID})
 _SOLAR = frozenset({Role.SOLAR})
 _BATTERY = frozenset({Role.BATTERY})
@@ -373,8 +378,12 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         roles=_SOLAR,
         value_fn=lambda s: _kwh(s.energy.self_consumed_solar),
     ),
-    _ratio(key="self_consumption_rate", roles=_SOLAR, value_fn=lambda s: s.self_consumption_rate),
-    _ratio(key="self_sufficiency", roles=_GRID, value_fn=lambda s: s.self_sufficiency),
+    _ratio(
+        key="self_consumption_rate",
+        roles=_SOLAR,
+        value_fn=lambda s: _percent(s.self_consumption_rate),
+    ),
+    _ratio(key="self_sufficiency", roles=_GRID, value_fn=lambda s: _percent(s.self_sufficiency)),
 )
 
 

@@ -1,0 +1,1 @@
+"""Developer tools: set-up, a local Home Assistant, the benchmark and the browser test."""

@@ -1,0 +1,188 @@
+"""A real Home Assistant with its frontend and this integration, on loopback, for people and tools.
+
+Used by `scripts/develop` (a local instance with simulated meters already added) and by the
+browser test. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 120
+CONFIGURATION = """\
+# Written by scripts/hass_instance.py: a small Home Assistant for developing and testing.
+homeassistant:
+  name: Shelly Energy Monitor demo
+  time_zone: Europe/Berlin
+  unit_system: metric
+  currency: EUR
+  country: DE
+frontend:
+config:
+onboarding:
+energy:
+history:
+logbook:
+recorder:
+automation:
+script:
+logger:
+  default: warning
+  logs:
+    custom_components.shelly_energy: info
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+"""
+
+
+@dataclass
+class Credentials:
+    """The local user created at onboarding."""
+
+    username: str = "dev"
+    password: str = "dev"  # a throwaway account on a loopback-only instance
+
+
+def prepare_config(config_dir: Path, port: int) -> None:
+    """Write a configuration and link this repository's integration and blueprints into it."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=port))
+    for source, target in (
+        (REPO / "custom_components" / "shelly_energy", "custom_components/shelly_energy"),
+        (
+            REPO / "blueprints" / "automation" / "shelly_energy",
+            "blueprints/automation/shelly_energy",
+        ),
+    ):
+        link = config_dir / target
+        if source.exists() and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(source)
+
+
+def start_hass(config_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    """Start Home Assistant without letting it install packages (scripts/setup did)."""
+    log = log_file.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "homeassistant", "--config", str(config_dir), "--skip-pip"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+class HassApi:
+    """The few REST calls needed to onboard, log in and add config entries."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        """Talk to the instance at base_url (e.g. http://127.0.0.1:8123)."""
+        self.session = session
+        self.base_url = base_url
+        self.client_id = f"{base_url}/"
+        self.token: str | None = None
+
+    async def wait_until_up(self) -> None:
+        """Wait until the HTTP API answers (the front page only redirects, so ask onboarding)."""
+        async with asyncio.timeout(STARTUP_TIMEOUT_S):
+            while True:
+                try:
+                    async with self.session.get(f"{self.base_url}/api/onboarding") as response:
+                        if response.status in (200, 401):
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+
+    async def onboarded(self) -> bool:
+        """Return whether the owner account exists already."""
+        async with self.session.get(f"{self.base_url}/api/onboarding") as response:
+            steps = await response.json()
+        return any(step["step"] == "user" and step["done"] for step in steps)
+
+    async def onboard(self, user: Credentials) -> None:
+        """Create the owner account and finish onboarding without a browser."""
+        async with self.session.post(
+            f"{self.base_url}/api/onboarding/users",
+            json={
+                "client_id": self.client_id,
+                "name": "Developer",
+                "username": user.username,
+                "password": user.password,
+                "language": "en",
+            },
+        ) as response:
+            response.raise_for_status()
+            code = (await response.json())["auth_code"]
+        await self._token({"grant_type": "authorization_code", "code": code})
+        for step, body in (
+            ("core_config", {}),
+            ("analytics", {}),
+            ("integration", {"client_id": self.client_id, "redirect_uri": self.client_id}),
+        ):
+            await self.post(f"/api/onboarding/{step}", body)
+
+    async def login(self, user: Credentials) -> None:
+        """Log in with the login flow, as the frontend does."""
+        flow = await self.post(
+            "/auth/login_flow",
+            {
+                "client_id": self.client_id,
+                "handler": ["homeassistant", None],
+                "redirect_uri": self.client_id,
+            },
+        )
+        result = await self.post(
+            f"/auth/login_flow/{flow['flow_id']}",
+            {"client_id": self.client_id, "username": user.username, "password": user.password},
+        )
+        await self._token({"grant_type": "authorization_code", "code": result["result"]})
+
+    async def _token(self, form: dict[str, str]) -> None:
+        async with self.session.post(
+            f"{self.base_url}/auth/token", data={**form, "client_id": self.client_id}
+        ) as response:
+            response.raise_for_status()
+            self.token = (await response.json())["access_token"]
+
+    async def get(self, path: str) -> Any:
+        """GET an API path with the access token."""
+        async with self.session.get(f"{self.base_url}{path}", headers=self._auth()) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST JSON to an API path with the access token (when there is one)."""
+        async with self.session.post(
+            f"{self.base_url}{path}", json=body, headers=self._auth()
+        ) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def run_flow(self, handler: str, *steps: dict[str, Any]) -> dict[str, Any]:
+        """Start a config flow and answer its steps in order; return the last result."""
+        result: dict[str, Any] = await self.post(
+            "/api/config/config_entries/flow", {"handler": handler}
+        )
+        for answer in steps:
+            result = await self.post(f"/api/config/config_entries/flow/{result['flow_id']}", answer)
+        return result
+
+    async def entries(self, domain: str) -> list[dict[str, Any]]:
+        """Return the config entries of a domain."""
+        entries: list[dict[str, Any]] = await self.get(
+            f"/api/config/config_entries/entry?domain={domain}"
+        )
+        return entries
