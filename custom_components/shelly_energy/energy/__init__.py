@@ -1,0 +1,1 @@
+"""What the readings mean: energy-site flows, supply anomalies, tariffs."""
