@@ -191,12 +191,14 @@ def test_an_end_needs_readings_inside_by_the_margin_throughout_the_clear_delay()
             (20.0, single(245.0)),
             (25.0, single(252.0)),  # back near the limit: the clear starts again
             (30.0, single(245.0)),
-            (39.0, single(245.0)),
+            (35.0, single(254.0)),  # back beyond it: again
             (40.0, single(245.0)),
+            (49.0, single(245.0)),
+            (50.0, single(245.0)),
         ],
     )
     assert events == [
-        AnomalyEvent(RESTORED, "1", 256.0, 253.0, 0.0, restored_type=OVER, duration=30.0)
+        AnomalyEvent(RESTORED, "1", 256.0, 253.0, 0.0, restored_type=OVER, duration=40.0)
     ]
 
 
@@ -382,6 +384,23 @@ def test_low_frequency_crosses_the_lower_limit() -> None:
     ]
 
 
+def test_the_worst_frequency_is_the_furthest_from_nominal_on_either_side() -> None:
+    detector = AnomalyDetector(LIMITS)
+    events = feed(
+        detector,
+        [
+            *every(0.0, 10.0, 1.0, single(230.0, frequency=50.6)),
+            (300.0, single(230.0, frequency=49.2)),
+            (310.0, single(230.0, frequency=50.7)),
+            *every(311.0, 321.0, 1.0, single(230.0)),
+        ],
+    )
+    assert events == [
+        AnomalyEvent(FREQUENCY, None, 50.6, 50.5, 0.0, active=(FREQUENCY,)),
+        AnomalyEvent(RESTORED, None, 49.2, 49.5, 0.0, restored_type=FREQUENCY, duration=311.0),
+    ]
+
+
 def test_frequency_ignores_missing_values_and_phases_without_voltage() -> None:
     detector = AnomalyDetector(LIMITS)
     polls = [
@@ -430,6 +449,16 @@ def test_imbalance_needs_a_three_phase_meter_with_two_connected_phases(
 ) -> None:
     detector = AnomalyDetector(LIMITS)
     assert feed(detector, every(0.0, 600.0, 1.0, snapshot)) == []
+
+
+def test_imbalance_is_not_judged_from_a_single_reported_phase() -> None:
+    detector = AnomalyDetector(LIMITS)
+    feed(detector, every(0.0, 10.0, 1.0, three_phase(224.25, 224.25, 241.5)))
+    only_a = MeterSnapshot(
+        time=0.0, channels=(ChannelReading("a", ChannelKind.PHASE, voltage=230.0),)
+    )
+    assert feed(detector, every(11.0, 60.0, 1.0, only_a)) == []
+    assert detector.status() == SupplyStatus((ActiveAnomaly(IMBALANCE, None, 5.0, 2.0, 0.0),))
 
 
 def test_an_interrupted_phase_is_not_an_imbalance() -> None:
