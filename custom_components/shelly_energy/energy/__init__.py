@@ -1,4 +1,4 @@
-"""The meaning: what the meters' readings say about a home's energy.
+"""What the readings mean: energy-site flows, supply anomalies, tariffs and bills.
 
 Nothing in this package knows Home Assistant.
 """
