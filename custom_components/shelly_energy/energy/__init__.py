@@ -1,0 +1,4 @@
+"""What the readings mean: energy-site flows, supply anomalies, tariffs and bills.
+
+Nothing in this package knows Home Assistant.
+"""
