@@ -26,6 +26,7 @@ from custom_components.shelly_energy.const import (
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
     CONF_SOLAR,
+    CONF_SUPPLY,
     DOMAIN,
     KIND_SITE,
 )
@@ -340,14 +341,42 @@ async def test_meter_options(hass: HomeAssistant, simulator: Simulator) -> None:
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     schema = result["data_schema"]
-    assert schema({}) == {CONF_POLL_INTERVAL: 5, CONF_REVERSED_CHANNELS: [], CONF_DEADBAND: 0.0}
+    assert schema({CONF_SUPPLY: {}}) == {
+        CONF_POLL_INTERVAL: 5,
+        CONF_REVERSED_CHANNELS: [],
+        CONF_DEADBAND: 0.0,
+        CONF_SUPPLY: {
+            "nominal_voltage": "230",
+            "nominal_frequency": "50",
+            "overvoltage_percent": 10.0,
+            "undervoltage_percent": 10.0,
+            "spike_percent": 15.0,
+            "interruption_percent": 5.0,
+            "frequency_percent": 1.0,
+            "imbalance_percent": 2.0,
+            "start_delay": 10.0,
+            "clear_delay": 10.0,
+        },
+    }
     reversed_selector = schema.schema[CONF_REVERSED_CHANNELS]
     assert reversed_selector.config["options"] == ["a", "b", "c"]
-    options = {CONF_POLL_INTERVAL: 2, CONF_REVERSED_CHANNELS: ["b"], CONF_DEADBAND: 3.5}
+    supply = schema({CONF_SUPPLY: {}})[CONF_SUPPLY]
+    base = {CONF_POLL_INTERVAL: 2, CONF_REVERSED_CHANNELS: ["b"], CONF_DEADBAND: 3.5}
+    for nominal in ("abc", "30"):
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {**base, CONF_SUPPLY: {**supply, "nominal_voltage": nominal}}
+        )
+        assert result["errors"] == {CONF_SUPPLY: "invalid_voltage"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**base, CONF_SUPPLY: {**supply, "spike_percent": 5.0}}
+    )
+    assert result["errors"] == {CONF_SUPPLY: "invalid_limits"}
+    options = {**base, CONF_SUPPLY: {**supply, "nominal_voltage": "235"}}
     result = await hass.config_entries.options.async_configure(result["flow_id"], options)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == options
     await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.supply.detector._limits.overvoltage == 258.5
 
 
 async def test_meter_options_need_the_meter(hass: HomeAssistant, simulator: Simulator) -> None:

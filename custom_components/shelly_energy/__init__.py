@@ -38,7 +38,7 @@ from .energy.site import SiteAccumulator
 from .meter.client import Credentials
 from .meter.connect import make_client
 
-METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
 SITE_PLATFORMS = [Platform.SENSOR]
 SITE_STORAGE_VERSION = 1
 
@@ -61,7 +61,10 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         if unloaded:
             await entry.runtime_data.coordinator.async_save()
         return unloaded
-    return await hass.config_entries.async_unload_platforms(entry, METER_PLATFORMS)
+    unloaded = await hass.config_entries.async_unload_platforms(entry, METER_PLATFORMS)
+    if unloaded:
+        entry.runtime_data.coordinator.supply.clear_repairs()
+    return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:

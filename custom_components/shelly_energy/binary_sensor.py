@@ -1,6 +1,8 @@
-"""Binary sensors of a meter: whether a firmware update is available."""
+"""Binary sensors of a meter: a voltage problem per phase or channel, and firmware updates."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
@@ -10,9 +12,12 @@ from homeassistant.components.binary_sensor import (
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
 
-from .coordinator import MeterConfigEntry
-from .entity import MeterEntity
+from .coordinator import MeterConfigEntry, MeterCoordinator
+from .energy.anomalies import SupplyStatus
+from .entity import MeterEntity, channel_naming
+from .meter.snapshot import ChannelReading
 
 PARALLEL_UPDATES = 0
 
@@ -22,6 +27,9 @@ FIRMWARE_UPDATE = BinarySensorEntityDescription(
     device_class=BinarySensorDeviceClass.UPDATE,
     entity_category=EntityCategory.DIAGNOSTIC,
 )
+VOLTAGE_PROBLEM = BinarySensorEntityDescription(
+    key="voltage_problem", device_class=BinarySensorDeviceClass.PROBLEM
+)
 
 
 async def async_setup_entry(
@@ -29,10 +37,14 @@ async def async_setup_entry(
     entry: MeterConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Create the binary sensors of what the meter reports."""
+    """Create a voltage problem sensor per phase or channel, and the update sensor."""
     coordinator = entry.runtime_data.coordinator
+    entities: list[BinarySensorEntity] = [
+        VoltageProblemSensor(coordinator, reading) for reading in coordinator.data.channels
+    ]
     if coordinator.data.update_available is not None:
-        async_add_entities([FirmwareUpdateSensor(coordinator, FIRMWARE_UPDATE)])
+        entities.append(FirmwareUpdateSensor(coordinator, FIRMWARE_UPDATE))
+    async_add_entities(entities)
 
 
 class FirmwareUpdateSensor(MeterEntity[bool], BinarySensorEntity):
@@ -45,3 +57,36 @@ class FirmwareUpdateSensor(MeterEntity[bool], BinarySensorEntity):
     def is_on(self) -> bool | None:
         """Return whether an update is available."""
         return self._value
+
+
+class VoltageProblemSensor(MeterEntity[SupplyStatus], BinarySensorEntity):
+    """On while the supply of a phase (or the whole meter's frequency or balance) is anomalous."""
+
+    def __init__(self, coordinator: MeterCoordinator, reading: ChannelReading) -> None:
+        """Name the sensor after its phase or channel ("Phase A voltage problem")."""
+        self._phase = reading.id
+        super().__init__(coordinator, VOLTAGE_PROBLEM, f"{reading.id}_{VOLTAGE_PROBLEM.key}")
+        self._attr_translation_key, self._attr_translation_placeholders = channel_naming(
+            reading, VOLTAGE_PROBLEM.key
+        )
+
+    def _read(self) -> SupplyStatus:
+        return self.coordinator.supply.detector.status(self._phase)
+
+    @property
+    def is_on(self) -> bool | None:
+        """Return whether an anomaly is in progress."""
+        return None if self._value is None else self._value.problem
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return the worst anomaly in progress: its kind, value, limit and start."""
+        worst = None if self._value is None else self._value.worst
+        if worst is None:
+            return {"kind": None, "value": None, "limit": None, "since": None}
+        return {
+            "kind": worst.type.value,
+            "value": round(worst.value, 2),
+            "limit": round(worst.limit, 2),
+            "since": dt_util.utc_from_timestamp(worst.since).isoformat(),
+        }

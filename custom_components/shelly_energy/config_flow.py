@@ -10,6 +10,7 @@ import voluptuous as vol
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     NumberSelector,
@@ -29,15 +30,26 @@ from yarl import URL
 
 from .const import (
     CONF_BATTERY,
+    CONF_CLEAR_DELAY,
     CONF_DEADBAND,
+    CONF_FREQUENCY_DEVIATION,
     CONF_GENERATION,
     CONF_GRID,
     CONF_GRID_METERING,
+    CONF_IMBALANCE,
+    CONF_INTERRUPTION,
     CONF_KIND,
     CONF_MODEL,
+    CONF_NOMINAL_FREQUENCY,
+    CONF_NOMINAL_VOLTAGE,
+    CONF_OVERVOLTAGE,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
     CONF_SOLAR,
+    CONF_SPIKE,
+    CONF_START_DELAY,
+    CONF_SUPPLY,
+    CONF_UNDERVOLTAGE,
     DEFAULT_DEADBAND,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_PORT,
@@ -45,8 +57,12 @@ from .const import (
     DOMAIN,
     KIND_SITE,
     MAX_DEADBAND,
+    MAX_NOMINAL_VOLTAGE,
     MAX_POLL_INTERVAL,
+    MIN_NOMINAL_VOLTAGE,
     MIN_POLL_INTERVAL,
+    NOMINAL_FREQUENCIES,
+    NOMINAL_VOLTAGES,
     ROLE_FIELDS,
 )
 from .coordinator import (
@@ -57,6 +73,7 @@ from .coordinator import (
     loaded_meters,
     parse_channel_key,
 )
+from .energy.anomalies import AnomalyLimits
 from .energy.site import ChannelRef, GridMetering
 from .meter.client import (
     Credentials,
@@ -69,6 +86,7 @@ from .meter.client import (
 from .meter.connect import is_known_meter, make_client, probe
 from .meter.models import model_name
 from .meter.snapshot import MeterInfo
+from .supply import limits_from_options
 
 GEN1_DEFAULT_USERNAME = "admin"
 # Host names, IPv4 and IPv6 addresses: anything else (spaces, a URL) is a typing mistake.
@@ -381,13 +399,76 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         }
 
 
+def _number(minimum: float, maximum: float, step: float, unit: str) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum,
+            max=maximum,
+            step=step,
+            unit_of_measurement=unit,
+            mode=NumberSelectorMode.BOX,
+        )
+    )
+
+
+def supply_schema() -> vol.Schema:
+    """Return the supply monitoring fields: nominal values and limits (EN 50160 defaults)."""
+    defaults = AnomalyLimits()
+    percent = _number(0, 100, 0.1, "%")
+    seconds = _number(0, 3600, 1, "s")
+    return vol.Schema(
+        {
+            vol.Required(CONF_NOMINAL_VOLTAGE, default=str(int(defaults.nominal_voltage))): (
+                SelectSelector(
+                    SelectSelectorConfig(
+                        options=list(NOMINAL_VOLTAGES),
+                        custom_value=True,
+                        mode=SelectSelectorMode.DROPDOWN,
+                    )
+                )
+            ),
+            vol.Required(
+                CONF_NOMINAL_FREQUENCY, default=str(int(defaults.nominal_frequency))
+            ): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(NOMINAL_FREQUENCIES), mode=SelectSelectorMode.LIST
+                )
+            ),
+            vol.Required(CONF_OVERVOLTAGE, default=defaults.overvoltage_percent): percent,
+            vol.Required(CONF_UNDERVOLTAGE, default=defaults.undervoltage_percent): percent,
+            vol.Required(CONF_SPIKE, default=defaults.spike_percent): percent,
+            vol.Required(CONF_INTERRUPTION, default=defaults.interruption_percent): percent,
+            vol.Required(CONF_FREQUENCY_DEVIATION, default=defaults.frequency_percent): percent,
+            vol.Required(CONF_IMBALANCE, default=defaults.imbalance_percent): percent,
+            vol.Required(CONF_START_DELAY, default=defaults.start_delay): seconds,
+            vol.Required(CONF_CLEAR_DELAY, default=defaults.clear_delay): seconds,
+        }
+    )
+
+
+def supply_errors(options: Mapping[str, Any]) -> dict[str, str]:
+    """Return the form errors of the supply monitoring options (empty when they work)."""
+    try:
+        voltage = float(options[CONF_SUPPLY][CONF_NOMINAL_VOLTAGE])
+    except ValueError:
+        return {CONF_SUPPLY: "invalid_voltage"}
+    if not MIN_NOMINAL_VOLTAGE <= voltage <= MAX_NOMINAL_VOLTAGE:
+        return {CONF_SUPPLY: "invalid_voltage"}
+    try:
+        limits_from_options(options)
+    except ValueError:
+        return {CONF_SUPPLY: "invalid_limits"}
+    return {}
+
+
 class MeterOptionsFlow(OptionsFlow):
-    """Change how a meter is read."""
+    """Change how a meter is read and how its supply is watched."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and store the meter's options."""
         entry: MeterConfigEntry = self.config_entry
-        if user_input is not None:
+        errors: dict[str, str] = {}
+        if user_input is not None and not (errors := supply_errors(user_input)):
             return self.async_create_entry(data=user_input)
         if not hasattr(entry, "runtime_data"):
             # The channel list comes from the connected meter.
@@ -395,32 +476,22 @@ class MeterOptionsFlow(OptionsFlow):
         channels = list(entry.runtime_data.coordinator.info.channel_ids)
         schema = vol.Schema(
             {
-                vol.Required(CONF_POLL_INTERVAL, default=DEFAULT_POLL_INTERVAL): NumberSelector(
-                    NumberSelectorConfig(
-                        min=MIN_POLL_INTERVAL,
-                        max=MAX_POLL_INTERVAL,
-                        step=1,
-                        unit_of_measurement="s",
-                        mode=NumberSelectorMode.BOX,
-                    )
+                vol.Required(CONF_POLL_INTERVAL, default=DEFAULT_POLL_INTERVAL): _number(
+                    MIN_POLL_INTERVAL, MAX_POLL_INTERVAL, 1, "s"
                 ),
                 vol.Required(CONF_REVERSED_CHANNELS, default=[]): SelectSelector(
                     SelectSelectorConfig(options=channels, multiple=True, translation_key="channel")
                 ),
-                vol.Required(CONF_DEADBAND, default=DEFAULT_DEADBAND): NumberSelector(
-                    NumberSelectorConfig(
-                        min=0,
-                        max=MAX_DEADBAND,
-                        step=0.1,
-                        unit_of_measurement="W",
-                        mode=NumberSelectorMode.BOX,
-                    )
+                vol.Required(CONF_DEADBAND, default=DEFAULT_DEADBAND): _number(
+                    0, MAX_DEADBAND, 0.1, "W"
                 ),
+                vol.Required(CONF_SUPPLY): section(supply_schema(), {"collapsed": True}),
             }
         )
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, entry.options),
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or entry.options),
+            errors=errors,
         )
 
 

@@ -38,3 +38,23 @@ ROLE_FIELDS: Final = (CONF_GRID, CONF_SOLAR, CONF_BATTERY, CONF_LOAD)
 DEFAULT_SITE_NAME: Final = "Home"
 # How often an energy site's totals are written to disk at most (they are also written on unload).
 SITE_SAVE_DELAY_S: Final = 30
+
+# Supply monitoring options of a meter, in their own section of the options form
+CONF_SUPPLY: Final = "supply"
+CONF_NOMINAL_VOLTAGE: Final = "nominal_voltage"
+CONF_NOMINAL_FREQUENCY: Final = "nominal_frequency"
+CONF_OVERVOLTAGE: Final = "overvoltage_percent"
+CONF_UNDERVOLTAGE: Final = "undervoltage_percent"
+CONF_SPIKE: Final = "spike_percent"
+CONF_INTERRUPTION: Final = "interruption_percent"
+CONF_FREQUENCY_DEVIATION: Final = "frequency_percent"
+CONF_IMBALANCE: Final = "imbalance_percent"
+CONF_START_DELAY: Final = "start_delay"
+CONF_CLEAR_DELAY: Final = "clear_delay"
+NOMINAL_VOLTAGES: Final = ("120", "220", "230", "240")
+MIN_NOMINAL_VOLTAGE: Final = 50.0
+MAX_NOMINAL_VOLTAGE: Final = 500.0
+NOMINAL_FREQUENCIES: Final = ("50", "60")
+
+# Fired on the event bus for every supply anomaly and its end, with the meter's device id.
+EVENT_ANOMALY: Final = "shelly_energy_anomaly"

@@ -45,6 +45,7 @@ from .meter.client import MeterAuthError, MeterChangedError, MeterClient, MeterE
 from .meter.corrections import Corrections
 from .meter.counters import CounterGuard
 from .meter.snapshot import PHASE_IDS, MeterInfo, MeterSnapshot
+from .supply import SupplyWatch, limits_from_options
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             ),
         )
         self.client = client
+        self.supply = SupplyWatch(hass, entry, limits_from_options(options))
         self._counters = CounterGuard()
         self._corrections = Corrections(
             reversed_channels=frozenset(options.get(CONF_REVERSED_CHANNELS, ())),
@@ -126,10 +128,16 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             await self.client.connect()
 
     async def _async_update_data(self) -> MeterSnapshot:
-        """Read the meter once."""
-        with self._meter_errors():
-            snapshot = await self.client.fetch()
-        return self._corrections.apply(self._counters.clean(snapshot))
+        """Read the meter once, and watch its supply."""
+        try:
+            with self._meter_errors():
+                snapshot = await self.client.fetch()
+        except UpdateFailed:
+            self.supply.update(self.info.mac, None)
+            raise
+        snapshot = self._corrections.apply(self._counters.clean(snapshot))
+        self.supply.update(self.info.mac, snapshot)
+        return snapshot
 
     @contextmanager
     def _meter_errors(self) -> Iterator[None]:

@@ -17,6 +17,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
 from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
+from .meter.snapshot import ChannelKind, ChannelReading
 
 
 class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntity[CoordinatorT]):
@@ -58,6 +59,34 @@ class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntit
             self.async_write_ha_state()
 
 
+def channel_naming(reading: ChannelReading, key: str) -> tuple[str, dict[str, str]]:
+    """Return the translation key and placeholders of a quantity of a phase, channel or total.
+
+    For example ("phase_power", {"phase": "A"}): "Phase A power".
+    """
+    if reading.kind is ChannelKind.PHASE:
+        return f"phase_{key}", {"phase": reading.id.upper()}
+    if reading.kind is ChannelKind.CHANNEL:
+        return f"channel_{key}", {"channel": reading.id}
+    return f"total_{key}", {}
+
+
+def meter_device_info(coordinator: MeterCoordinator) -> DeviceInfo:
+    """Return the device registry entry of a meter."""
+    info = coordinator.info
+    entry = coordinator.config_entry
+    return DeviceInfo(
+        identifiers={(DOMAIN, info.mac)},
+        connections={(CONNECTION_NETWORK_MAC, format_mac(info.mac))},
+        manufacturer="Shelly",
+        model=info.model_name,
+        model_id=info.model,
+        sw_version=info.firmware,
+        name=entry.title,
+        configuration_url=f"http://{entry.data[CONF_HOST]}:{entry.data[CONF_PORT]}",
+    )
+
+
 class MeterEntity[ValueT](ValueEntity[MeterCoordinator, ValueT]):
     """An entity of one meter, keyed by the meter's MAC."""
 
@@ -68,19 +97,9 @@ class MeterEntity[ValueT](ValueEntity[MeterCoordinator, ValueT]):
         key: str | None = None,
     ) -> None:
         """Describe the entity; key (default: the description's) makes its unique id."""
-        info = coordinator.info
-        super().__init__(coordinator, description, f"{info.mac}_{key or description.key}")
-        entry = coordinator.config_entry
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, info.mac)},
-            connections={(CONNECTION_NETWORK_MAC, format_mac(info.mac))},
-            manufacturer="Shelly",
-            model=info.model_name,
-            model_id=info.model,
-            sw_version=info.firmware,
-            name=entry.title,
-            configuration_url=f"http://{entry.data[CONF_HOST]}:{entry.data[CONF_PORT]}",
-        )
+        mac = coordinator.info.mac
+        super().__init__(coordinator, description, f"{mac}_{key or description.key}")
+        self._attr_device_info = meter_device_info(coordinator)
 
 
 class SiteEntity[ValueT](ValueEntity[SiteCoordinator, ValueT]):

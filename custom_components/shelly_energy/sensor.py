@@ -40,8 +40,9 @@ from .coordinator import (
     channel_label,
     entry_kind,
 )
+from .energy.anomalies import VoltageRange
 from .energy.site import ChannelRef, Role, SiteState
-from .entity import MeterEntity, SiteEntity
+from .entity import MeterEntity, SiteEntity, channel_naming
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 
 # Polling happens in the coordinator; entities only read its data.
@@ -179,6 +180,30 @@ METER_SENSORS: tuple[MeterSensorDescription, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True, kw_only=True)
+class VoltageRangeDescription(SensorEntityDescription):
+    """The lowest or highest voltage of a phase or channel since midnight."""
+
+    value_fn: Callable[[VoltageRange], float]
+
+
+VOLTAGE_RANGE_SENSORS = tuple(
+    VoltageRangeDescription(
+        key=key,
+        device_class=SensorDeviceClass.VOLTAGE,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        entity_registry_enabled_default=False,
+        value_fn=value_fn,
+    )
+    for key, value_fn in (
+        ("voltage_min_today", lambda r: r.minimum),
+        ("voltage_max_today", lambda r: r.maximum),
+    )
+)
+
 LAST_RESTART = SensorEntityDescription(
     key="last_restart",
     translation_key="last_restart",
@@ -223,6 +248,11 @@ def _add_meter_sensors(
     )
     if snapshot.uptime is not None:
         entities.append(LastRestartSensor(coordinator, LAST_RESTART))
+    entities.extend(
+        VoltageRangeSensor(coordinator, description, reading)
+        for reading in snapshot.channels
+        for description in VOLTAGE_RANGE_SENSORS
+    )
     async_add_entities(entities)
 
 
@@ -240,12 +270,10 @@ class ChannelSensor(MeterEntity[float], SensorEntity):
         """Name the sensor after its phase or channel ("Phase A power", "Channel 1 power")."""
         self._channel_id = reading.id
         super().__init__(coordinator, description, f"{reading.id}_{description.key}")
-        self._attr_translation_key = f"{reading.kind}_{description.key}"
-        if reading.kind is ChannelKind.PHASE:
-            self._attr_translation_placeholders = {"phase": reading.id.upper()}
-        elif reading.kind is ChannelKind.CHANNEL:
-            self._attr_translation_placeholders = {"channel": reading.id}
-        elif description.key in _TOTALS_ENABLED:
+        self._attr_translation_key, self._attr_translation_placeholders = channel_naming(
+            reading, description.key
+        )
+        if reading.kind is ChannelKind.TOTAL and description.key in _TOTALS_ENABLED:
             self._attr_entity_registry_enabled_default = True
 
     def _read(self) -> float | None:
@@ -269,6 +297,34 @@ class MeterSensor(MeterEntity[float], SensorEntity):
     @property
     def native_value(self) -> float | None:
         """Return the value the meter reports."""
+        return self._value
+
+
+class VoltageRangeSensor(MeterEntity[float], SensorEntity):
+    """A phase's or channel's lowest or highest voltage today."""
+
+    entity_description: VoltageRangeDescription
+
+    def __init__(
+        self,
+        coordinator: MeterCoordinator,
+        description: VoltageRangeDescription,
+        reading: ChannelReading,
+    ) -> None:
+        """Name the sensor after its phase or channel ("Phase A lowest voltage today")."""
+        self._channel_id = reading.id
+        super().__init__(coordinator, description, f"{reading.id}_{description.key}")
+        self._attr_translation_key, self._attr_translation_placeholders = channel_naming(
+            reading, description.key
+        )
+
+    def _read(self) -> float | None:
+        voltage_range = self.coordinator.supply.voltage_range.voltage_range(self._channel_id)
+        return None if voltage_range is None else self.entity_description.value_fn(voltage_range)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the voltage."""
         return self._value
 
 
