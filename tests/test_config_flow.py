@@ -53,7 +53,7 @@ async def start_meter_flow(hass: HomeAssistant) -> str:
     """Open the wizard and choose "a meter"; return the flow id."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["meter", "site"]
+    assert result["menu_options"] == ["meter", "site", "emoncms"]
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": "meter"}
     )
@@ -439,7 +439,7 @@ async def test_add_site(hass: HomeAssistant, simulator: Simulator) -> None:
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": site.entry_id}
     )
-    assert result["reason"] == "site_not_reconfigurable"
+    assert result["reason"] == "not_reconfigurable"
 
 
 async def test_site_options(hass: HomeAssistant, simulator: Simulator) -> None:

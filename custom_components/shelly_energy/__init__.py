@@ -1,7 +1,7 @@
 """Shelly Energy Monitor: Shelly energy meters as a complete home energy monitor.
 
-Each config entry is a meter (polled by a MeterCoordinator) or an energy site (derived by a
-SiteCoordinator from the meters it spans).
+Each config entry is a meter (polled by a MeterCoordinator), an energy site (derived by a
+SiteCoordinator from the meters it spans) or an Emoncms export (an ExportCoordinator).
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from homeassistant.const import (
     Platform,
 )
 from homeassistant.core import Event, HomeAssistant
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
+from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_GENERATION, DOMAIN, KIND_SITE
+from .const import CONF_GENERATION, DOMAIN, KIND_EMONCMS, KIND_SITE
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -35,11 +38,22 @@ from .coordinator import (
     site_config,
 )
 from .energy.site import SiteAccumulator
+from .exporter import (
+    ISSUE_INVALID_KEY,
+    ISSUE_QUEUE_FULL,
+    ExportConfigEntry,
+    ExportRuntime,
+    async_create_exporter,
+    export_store,
+)
 from .meter.client import Credentials
 from .meter.connect import make_client
+from .services import async_setup_services
 
 METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
 SITE_PLATFORMS = [Platform.SENSOR]
+EXPORT_PLATFORMS = [Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 SITE_STORAGE_VERSION = 1
 
 
@@ -47,17 +61,28 @@ def _site_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]
     return Store(hass, SITE_STORAGE_VERSION, f"{DOMAIN}.site.{entry.entry_id}")
 
 
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the service actions (they exist whether or not entries are loaded)."""
+    async_setup_services(hass)
+    return True
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-    """Set up a meter or an energy site."""
-    if entry_kind(entry) == KIND_SITE:
+    """Set up a meter, an energy site or the Emoncms export."""
+    kind = entry_kind(entry)
+    if kind == KIND_SITE:
         return await _async_setup_site(hass, entry)
+    if kind == KIND_EMONCMS:
+        return await _async_setup_export(hass, entry)
     return await _async_setup_meter(hass, entry)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-    """Unload a meter or an energy site."""
-    if entry_kind(entry) == KIND_SITE:
-        unloaded = await hass.config_entries.async_unload_platforms(entry, SITE_PLATFORMS)
+    """Unload a meter, an energy site or the Emoncms export, saving what must be kept."""
+    kind = entry_kind(entry)
+    if kind in (KIND_SITE, KIND_EMONCMS):
+        platforms = SITE_PLATFORMS if kind == KIND_SITE else EXPORT_PLATFORMS
+        unloaded = await hass.config_entries.async_unload_platforms(entry, platforms)
         if unloaded:
             await entry.runtime_data.coordinator.async_save()
         return unloaded
@@ -68,9 +93,14 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
-    """Delete what a removed site kept on disk."""
-    if entry_kind(entry) == KIND_SITE:
+    """Delete what a removed site or export kept on disk, and its repair issues."""
+    kind = entry_kind(entry)
+    if kind == KIND_SITE:
         await _site_store(hass, entry).async_remove()
+    elif kind == KIND_EMONCMS:
+        await export_store(hass, entry).async_remove()
+        for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
+            ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
 
 
 async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bool:
@@ -115,9 +145,19 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
     coordinator = SiteCoordinator(hass, entry, accumulator, store)
     entry.runtime_data = SiteRuntime(coordinator)
     entry.async_on_unload(coordinator.async_start())
-    entry.async_on_unload(entry.add_update_listener(_async_site_options_updated))
+    entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, SITE_PLATFORMS)
     _remove_stale_entities(hass, entry, coordinator.unique_ids)
+    return True
+
+
+async def _async_setup_export(hass: HomeAssistant, entry: ExportConfigEntry) -> bool:
+    """Restore the export's queue and start exporting."""
+    coordinator = await async_create_exporter(hass, entry)
+    entry.runtime_data = ExportRuntime(coordinator)
+    entry.async_on_unload(coordinator.async_start())
+    entry.async_on_unload(entry.add_update_listener(_async_reload))
+    await hass.config_entries.async_forward_entry_setups(entry, EXPORT_PLATFORMS)
     return True
 
 
@@ -127,8 +167,8 @@ async def _async_options_updated(hass: HomeAssistant, entry: MeterConfigEntry) -
         hass.config_entries.async_schedule_reload(entry.entry_id)
 
 
-async def _async_site_options_updated(hass: HomeAssistant, entry: SiteConfigEntry) -> None:
-    """Apply new roles: the totals so far stay, the new roles count from now on."""
+async def _async_reload(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    """Apply new options by setting the entry up again (a site's totals and a queue stay)."""
     hass.config_entries.async_schedule_reload(entry.entry_id)
 
 

@@ -1,4 +1,4 @@
-"""The setup wizard: add a meter (typed or discovered), reauthenticate, reconfigure, options."""
+"""The setup wizard: meters (typed or discovered), energy sites, the Emoncms export, options."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from homeassistant.util import slugify
 from yarl import URL
 
 from .const import (
+    CONF_API_KEY,
     CONF_BATTERY,
     CONF_CLEAR_DELAY,
     CONF_DEADBAND,
@@ -38,8 +39,10 @@ from .const import (
     CONF_GRID_METERING,
     CONF_IMBALANCE,
     CONF_INTERRUPTION,
+    CONF_INTERVAL,
     CONF_KIND,
     CONF_MODEL,
+    CONF_NODES,
     CONF_NOMINAL_FREQUENCY,
     CONF_NOMINAL_VOLTAGE,
     CONF_OVERVOLTAGE,
@@ -50,15 +53,24 @@ from .const import (
     CONF_START_DELAY,
     CONF_SUPPLY,
     CONF_UNDERVOLTAGE,
+    CONF_URL,
+    CONF_VALUES,
     DEFAULT_DEADBAND,
+    DEFAULT_EMONCMS_URL,
+    DEFAULT_EXPORT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_SITE_NAME,
     DOMAIN,
+    EXPORT_VALUES,
+    KIND_EMONCMS,
+    KIND_METER,
     KIND_SITE,
     MAX_DEADBAND,
+    MAX_EXPORT_INTERVAL,
     MAX_NOMINAL_VOLTAGE,
     MAX_POLL_INTERVAL,
+    MIN_EXPORT_INTERVAL,
     MIN_NOMINAL_VOLTAGE,
     MIN_POLL_INTERVAL,
     NOMINAL_FREQUENCIES,
@@ -75,6 +87,8 @@ from .coordinator import (
 )
 from .energy.anomalies import AnomalyLimits
 from .energy.site import ChannelRef, GridMetering
+from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
+from .exporter import async_emoncms_client, default_node
 from .meter.client import (
     Credentials,
     DeviceIdentity,
@@ -152,18 +166,23 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         self._host = ""
         self._port = DEFAULT_PORT
         self._identity: DeviceIdentity | None = None
+        self._export_data: dict[str, Any] = {}
+        self._export_options: dict[str, Any] = {}
 
     @staticmethod
     @callback
     def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
         """Return the options flow of a meter or an energy site."""
-        if entry_kind(config_entry) == KIND_SITE:
+        kind = entry_kind(config_entry)
+        if kind == KIND_SITE:
             return SiteOptionsFlow()
+        if kind == KIND_EMONCMS:
+            return ExportOptionsFlow()
         return MeterOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be added: a meter or an energy site."""
-        return self.async_show_menu(step_id="user", menu_options=["meter", "site"])
+        return self.async_show_menu(step_id="user", menu_options=["meter", "site", "emoncms"])
 
     async def async_step_meter(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the meter's address."""
@@ -211,6 +230,58 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="site",
             data_schema=self.add_suggested_values_to_schema(schema, user_input),
+            errors=errors,
+        )
+
+    async def async_step_emoncms(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Set up the Emoncms export: the server, its write API key, and what to send."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            url = user_input[CONF_URL].strip().rstrip("/")
+            if not (errors := await emoncms_errors(self.hass, url, user_input[CONF_API_KEY])):
+                await self.async_set_unique_id(f"emoncms_{URL(url).host}{URL(url).path}")
+                self._abort_if_unique_id_configured()
+                self._export_data = {CONF_KIND: KIND_EMONCMS, CONF_URL: url}
+                self._export_data[CONF_API_KEY] = user_input[CONF_API_KEY]
+                self._export_options = {
+                    CONF_INTERVAL: user_input[CONF_INTERVAL],
+                    CONF_VALUES: user_input[CONF_VALUES],
+                }
+                return await self.async_step_emoncms_nodes()
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_URL, default=DEFAULT_EMONCMS_URL): TextSelector(
+                    TextSelectorConfig(type=TextSelectorType.URL)
+                ),
+                vol.Required(CONF_API_KEY): PASSWORD_SELECTOR,
+            }
+        ).extend(export_schema().schema)
+        return self.async_show_form(
+            step_id="emoncms",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, {k: v for k, v in (user_input or {}).items() if k != CONF_API_KEY}
+            ),
+            errors=errors,
+        )
+
+    async def async_step_emoncms_nodes(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Name the Emoncms node of each meter and site."""
+        nodes = export_nodes(self.hass, {})
+        errors: dict[str, str] = {}
+        if user_input is not None and not (errors := node_errors(user_input)):
+            host = URL(self._export_data[CONF_URL]).host
+            return self.async_create_entry(
+                title=f"Emoncms ({host})",
+                data=self._export_data,
+                options={**self._export_options, CONF_NODES: chosen_nodes(nodes, user_input)},
+            )
+        return self.async_show_form(
+            step_id="emoncms_nodes",
+            data_schema=nodes_schema(nodes, user_input),
             errors=errors,
         )
 
@@ -302,8 +373,8 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Change the address of a meter (it must be the same device)."""
         entry = self._get_reconfigure_entry()
-        if entry_kind(entry) == KIND_SITE:
-            return self.async_abort(reason="site_not_reconfigurable")
+        if entry_kind(entry) != KIND_METER:
+            return self.async_abort(reason="not_reconfigurable")
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
@@ -557,4 +628,125 @@ class SiteOptionsFlow(OptionsFlow):
                 user_input or options,
             ),
             errors=errors,
+        )
+
+
+def export_schema() -> vol.Schema:
+    """Return the export's interval and what it sends."""
+    return vol.Schema(
+        {
+            vol.Required(CONF_INTERVAL, default=DEFAULT_EXPORT_INTERVAL): _number(
+                MIN_EXPORT_INTERVAL, MAX_EXPORT_INTERVAL, 1, "s"
+            ),
+            vol.Required(CONF_VALUES, default=list(EXPORT_VALUES)): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(EXPORT_VALUES), multiple=True, translation_key=CONF_VALUES
+                )
+            ),
+        }
+    )
+
+
+async def emoncms_errors(hass: HomeAssistant, url: str, api_key: str) -> dict[str, str]:
+    """Check that the server answers and the key may write; return the form errors."""
+    try:
+        client = await async_emoncms_client(hass, url, api_key)
+    except ValueError:
+        return {CONF_URL: "invalid_url"}
+    try:
+        await client.check_key()
+    except EmoncmsAuthError:
+        return {CONF_API_KEY: "invalid_api_key"}
+    except EmoncmsError:
+        return {"base": "cannot_connect_emoncms"}
+    return {}
+
+
+def export_nodes(hass: HomeAssistant, chosen: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """Return (field label, meter MAC or site entry id, node name) for every meter and site."""
+    nodes: list[tuple[str, str, str]] = []
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        kind = entry_kind(entry)
+        if kind == KIND_EMONCMS:
+            continue
+        node_id = entry.unique_id if kind == KIND_METER and entry.unique_id else entry.entry_id
+        label = entry.title
+        while any(label == taken for taken, _, _ in nodes):
+            label = f"{label} ({node_id})"
+        nodes.append((label, node_id, chosen.get(node_id) or default_node(entry.title)))
+    return nodes
+
+
+def nodes_schema(
+    nodes: list[tuple[str, str, str]], user_input: Mapping[str, Any] | None
+) -> vol.Schema:
+    """Return one text field per meter and site, labelled with its name (no translation)."""
+    values = user_input or {}
+    return vol.Schema(
+        {
+            vol.Required(label, default=values.get(label, node)): TextSelector()
+            for label, _, node in nodes
+        }
+    )
+
+
+def node_errors(user_input: Mapping[str, Any]) -> dict[str, str]:
+    """Return the form errors of the node names: each usable, and no two the same."""
+    cleaned = [clean_node_name(str(name)) for name in user_input.values()]
+    if not all(cleaned):
+        return {"base": "invalid_node"}
+    if len(set(cleaned)) != len(cleaned):
+        return {"base": "duplicate_node"}
+    return {}
+
+
+def chosen_nodes(
+    nodes: list[tuple[str, str, str]], user_input: Mapping[str, Any]
+) -> dict[str, str]:
+    """Return the node names to store, by meter MAC or site entry id, cleaned."""
+    return {node_id: clean_node_name(str(user_input[label])) for label, node_id, _ in nodes}
+
+
+class ExportOptionsFlow(OptionsFlow):
+    """Change the export's interval, what it sends, the node names, or its API key."""
+
+    def __init__(self) -> None:
+        """Start with nothing chosen."""
+        self._options: dict[str, Any] = {}
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show the interval, the values and a field for a new key."""
+        entry = self.config_entry
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            new_key = user_input.get(CONF_API_KEY, "").strip()
+            if new_key and not (
+                errors := await emoncms_errors(self.hass, entry.data[CONF_URL], new_key)
+            ):
+                self.hass.config_entries.async_update_entry(
+                    entry, data={**entry.data, CONF_API_KEY: new_key}
+                )
+            if not errors:
+                self._options = {
+                    CONF_INTERVAL: user_input[CONF_INTERVAL],
+                    CONF_VALUES: user_input[CONF_VALUES],
+                }
+                return await self.async_step_nodes()
+        schema = export_schema().extend({vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR})
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, entry.options),
+            errors=errors,
+        )
+
+    async def async_step_nodes(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Name the node of each meter and site."""
+        nodes = export_nodes(self.hass, self.config_entry.options.get(CONF_NODES, {}))
+        errors: dict[str, str] = {}
+        if user_input is not None and not (errors := node_errors(user_input)):
+            return self.async_create_entry(
+                data={**self._options, CONF_NODES: chosen_nodes(nodes, user_input)}
+            )
+        return self.async_show_form(
+            step_id="nodes", data_schema=nodes_schema(nodes, user_input), errors=errors
         )

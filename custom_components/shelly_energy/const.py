@@ -58,3 +58,20 @@ NOMINAL_FREQUENCIES: Final = ("50", "60")
 
 # Fired on the event bus for every supply anomaly and its end, with the meter's device id.
 EVENT_ANOMALY: Final = "shelly_energy_anomaly"
+
+# The Emoncms export entry
+KIND_EMONCMS: Final = "emoncms"
+CONF_API_KEY: Final = "api_key"
+CONF_URL: Final = "url"
+CONF_INTERVAL: Final = "interval"
+CONF_VALUES: Final = "values"
+CONF_NODES: Final = "nodes"
+DEFAULT_EMONCMS_URL: Final = "https://emoncms.org"
+DEFAULT_EXPORT_INTERVAL: Final = 10
+MIN_EXPORT_INTERVAL: Final = 5
+MAX_EXPORT_INTERVAL: Final = 3600
+# What can be sent: power per channel and totals, energy counters, voltages, and site flows.
+EXPORT_VALUES: Final = ("power", "energy", "voltage", "site")
+# The queue holds this much at the configured interval before the oldest samples are dropped.
+EXPORT_QUEUE_DAYS: Final = 7
+EXPORT_SAVE_DELAY_S: Final = 60

@@ -1,31 +1,60 @@
-"""Diagnostics download of a meter, with credentials redacted."""
+"""Diagnostics downloads of meters, sites and the Emoncms export, with secrets redacted."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
-from .coordinator import MeterConfigEntry
+from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE
+from .coordinator import channel_key, entry_kind
 
-TO_REDACT = {CONF_PASSWORD, CONF_USERNAME}
+TO_REDACT = {CONF_PASSWORD, CONF_USERNAME, CONF_API_KEY}
 
 
 async def async_get_config_entry_diagnostics(
-    hass: HomeAssistant, entry: MeterConfigEntry
+    hass: HomeAssistant, entry: ConfigEntry
 ) -> dict[str, Any]:
-    """Return what helps to understand a meter's behaviour."""
+    """Return what helps to understand an entry's behaviour."""
+    kind = entry_kind(entry)
     coordinator = entry.runtime_data.coordinator
-    return {
+    result: dict[str, Any] = {
         "entry": {
             "title": entry.title,
+            "kind": kind,
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
         },
-        "meter": asdict(coordinator.info),
         "last_update_success": coordinator.last_update_success,
-        "snapshot": asdict(coordinator.data) if coordinator.data else None,
     }
+    if kind == KIND_SITE:
+        state = coordinator.data
+        # Loads are keyed by channel references, which JSON cannot key by: use their text form.
+        power = {
+            field.name: getattr(state.power, field.name)
+            for field in fields(state.power)
+            if field.name != "loads"
+        }
+        power["loads"] = {channel_key(ref): watts for ref, watts in state.power.loads.items()}
+        result["site"] = coordinator.accumulator.to_dict()
+        result["state"] = {
+            "power": power,
+            "energy": asdict(state.energy),
+            "self_consumption_rate": state.self_consumption_rate,
+            "self_sufficiency": state.self_sufficiency,
+        }
+    elif kind == KIND_EMONCMS:
+        result["exporter"] = coordinator.diagnostics()
+    else:
+        result["meter"] = asdict(coordinator.info)
+        result["snapshot"] = asdict(coordinator.data) if coordinator.data else None
+        status = coordinator.supply.detector.status()
+        result["supply"] = {
+            "anomalies": [asdict(anomaly) for anomaly in status.anomalies],
+            "seen_voltage": sorted(coordinator.supply.detector.seen_voltage),
+        }
+    return result

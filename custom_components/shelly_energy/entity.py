@@ -15,8 +15,9 @@ from homeassistant.helpers.device_registry import (
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import DOMAIN
+from .const import CONF_URL, DOMAIN
 from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
+from .exporter import ExportCoordinator
 from .meter.snapshot import ChannelKind, ChannelReading
 
 
@@ -117,4 +118,26 @@ class SiteEntity[ValueT](ValueEntity[SiteCoordinator, ValueT]):
             manufacturer="Shelly Energy Monitor",
             model="Energy site",
             name=entry.title,
+        )
+
+
+class ExportEntity(CoordinatorEntity[ExportCoordinator]):
+    """An entity of the Emoncms export, on a service device of its own."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: ExportCoordinator, description: EntityDescription) -> None:
+        """Describe the entity."""
+        super().__init__(coordinator)
+        entry = coordinator.config_entry
+        self.entity_description = description
+        self._attr_unique_id = unique_id = f"{entry.entry_id}_{description.key}"
+        coordinator.unique_ids.add(unique_id)
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, f"emoncms_{entry.entry_id}")},
+            entry_type=DeviceEntryType.SERVICE,
+            manufacturer="Emoncms",
+            model="Input API export",
+            name=entry.title,
+            configuration_url=entry.data[CONF_URL],
         )

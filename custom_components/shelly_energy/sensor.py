@@ -30,7 +30,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .const import KIND_SITE
+from .const import KIND_EMONCMS, KIND_SITE
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -42,7 +42,8 @@ from .coordinator import (
 )
 from .energy.anomalies import VoltageRange
 from .energy.site import ChannelRef, Role, SiteState
-from .entity import MeterEntity, SiteEntity, channel_naming
+from .entity import ExportEntity, MeterEntity, SiteEntity, channel_naming
+from .export.emoncms import ExportStatus
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 
 # Polling happens in the coordinator; entities only read its data.
@@ -221,8 +222,12 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create the sensors of a meter or an energy site."""
-    if entry_kind(entry) == KIND_SITE:
+    kind = entry_kind(entry)
+    if kind == KIND_SITE:
         _add_site_sensors(hass, entry, async_add_entities)
+    elif kind == KIND_EMONCMS:
+        coordinator = entry.runtime_data.coordinator
+        async_add_entities(ExportSensor(coordinator, description) for description in EXPORT_SENSORS)
     else:
         _add_meter_sensors(entry, async_add_entities)
 
@@ -501,3 +506,42 @@ class LoadPowerSensor(SiteEntity[float], SensorEntity):
     def native_value(self) -> float | None:
         """Return the circuit's power."""
         return self._value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportSensorDescription(SensorEntityDescription):
+    """A diagnostic value of the Emoncms export."""
+
+    value_fn: Callable[[ExportStatus], float | datetime | None]
+
+
+EXPORT_SENSORS: tuple[ExportSensorDescription, ...] = (
+    ExportSensorDescription(
+        key="queue_length",
+        translation_key="queue_length",
+        native_unit_of_measurement="samples",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda status: status.queued,
+    ),
+    ExportSensorDescription(
+        key="last_send",
+        translation_key="last_send",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda status: (
+            None if status.last_success is None else dt_util.utc_from_timestamp(status.last_success)
+        ),
+    ),
+)
+
+
+class ExportSensor(ExportEntity, SensorEntity):
+    """How the Emoncms export is doing."""
+
+    entity_description: ExportSensorDescription
+
+    @property
+    def native_value(self) -> float | datetime | None:
+        """Return the value from the exporter's state."""
+        return self.entity_description.value_fn(self.coordinator.data)
