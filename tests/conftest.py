@@ -18,8 +18,14 @@ from simulator import Clock, SimulatedMeter, Simulator
 
 
 @pytest.fixture(autouse=True)
-def _integration_test_setup(enable_custom_integrations: None, socket_enabled: None) -> None:
-    """Load custom integrations and allow loopback sockets (the simulator's) in every test."""
+def _integration_test_setup(
+    recorder_db_url: str, enable_custom_integrations: None, socket_enabled: None
+) -> None:
+    """Load custom integrations and allow loopback sockets (the simulator's) in every test.
+
+    The recorder's database URL comes first: tests with `recorder_mock` need it before the
+    `hass` fixture exists.
+    """
 
 
 @pytest.fixture

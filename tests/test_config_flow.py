@@ -453,6 +453,11 @@ async def test_site_options(hass: HomeAssistant, simulator: Simulator) -> None:
     )
     await setup_entry(hass, site)
     result: Any = await hass.config_entries.options.async_init(site.entry_id)
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["roles", "tariff"]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "roles"}
+    )
     assert result["step_id"] == "roles"
     labels = [o["label"] for o in result["data_schema"].schema[CONF_LOAD].config["options"]]
     assert labels == ["Pro EM channel 1", "Pro EM channel 2", "GONE channel 1"]

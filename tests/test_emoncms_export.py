@@ -24,10 +24,12 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.shelly_energy import exporter
 from custom_components.shelly_energy.const import (
     CONF_API_KEY,
+    CONF_BATTERY,
     CONF_GRID,
     CONF_INTERVAL,
     CONF_KIND,
     CONF_NODES,
+    CONF_SOLAR,
     CONF_URL,
     CONF_VALUES,
     DOMAIN,
@@ -59,13 +61,15 @@ async def mains(hass: HomeAssistant, simulator: Simulator) -> SimulatedMeter:
     return meter
 
 
-def export_entry(emoncms: EmoncmsDouble, key: str = WRITE_KEY, **options: Any) -> MockConfigEntry:
+def export_entry(
+    emoncms: EmoncmsDouble, key: str = WRITE_KEY, values: list[str] | None = None
+) -> MockConfigEntry:
     return MockConfigEntry(
         domain=DOMAIN,
         title="Emoncms (127.0.0.1)",
         unique_id="emoncms_127.0.0.1",
         data={CONF_KIND: KIND_EMONCMS, CONF_URL: emoncms.url, CONF_API_KEY: key},
-        options={CONF_INTERVAL: 10, CONF_VALUES: ["power", "energy", "voltage", "site"], **options},
+        options={CONF_INTERVAL: 10, CONF_VALUES: values or ["power", "energy", "voltage", "site"]},
     )
 
 
@@ -112,7 +116,7 @@ async def test_outage_then_recovery_delivers_every_sample_once_in_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     await mains(hass, simulator)
-    await setup_entry(hass, export_entry(emoncms, **{CONF_VALUES: ["power"]}))
+    await setup_entry(hass, export_entry(emoncms, values=["power"]))
     await tick(hass, freezer, simulator)
     caplog.set_level(logging.DEBUG)
     emoncms.set_down(True)
@@ -149,7 +153,7 @@ async def test_a_restart_with_a_queue_delivers_it(
     emoncms: EmoncmsDouble,
 ) -> None:
     await mains(hass, simulator)
-    entry = export_entry(emoncms, **{CONF_VALUES: ["power"]})
+    entry = export_entry(emoncms, values=["power"])
     await setup_entry(hass, entry)
     emoncms.set_down(True)
     for _ in range(3):
@@ -170,7 +174,7 @@ async def test_the_bound_drops_the_oldest_and_says_how_many(
 ) -> None:
     monkeypatch.setattr(exporter, "EXPORT_QUEUE_DAYS", 30 / 86_400)  # 3 samples at 10 s
     await mains(hass, simulator)
-    entry = export_entry(emoncms, **{CONF_VALUES: ["power"]})
+    entry = export_entry(emoncms, values=["power"])
     await setup_entry(hass, entry)
     emoncms.set_down(True)
     for _ in range(5):
@@ -191,7 +195,7 @@ async def test_a_refused_key_pauses_until_a_new_key_resumes(
     emoncms: EmoncmsDouble,
 ) -> None:
     await mains(hass, simulator)
-    entry = export_entry(emoncms, key=READ_KEY, **{CONF_VALUES: ["power"]})
+    entry = export_entry(emoncms, key=READ_KEY, values=["power"])
     await setup_entry(hass, entry)
     for _ in range(3):
         await tick(hass, freezer, simulator)
@@ -228,18 +232,39 @@ async def test_site_flows_are_sent(
     emoncms: EmoncmsDouble,
 ) -> None:
     meter = await mains(hass, simulator)
-    site = MockConfigEntry(
+    inverters = await serve(simulator, "gen1_em")
+    inverters.set_power("0", -400.0)
+    inverters.set_power("1", 100.0)
+    await setup_entry(hass, meter_entry(simulator, inverters, title="Inverters"))
+    grid_only = MockConfigEntry(
         domain=DOMAIN,
-        title="Home",
+        title="Garage",
         data={CONF_KIND: KIND_SITE},
         options={CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"]},
     )
-    await setup_entry(hass, site)
-    await setup_entry(hass, export_entry(emoncms, **{CONF_VALUES: ["site"]}))
+    full = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"],
+            CONF_SOLAR: [f"{inverters.mac}:1"],
+            CONF_BATTERY: [f"{inverters.mac}:2"],
+        },
+    )
+    await setup_entry(hass, grid_only)
+    await setup_entry(hass, full)
+    await setup_entry(hass, export_entry(emoncms, values=["site"]))
     await tick(hass, freezer, simulator)
     await tick(hass, freezer, simulator)
-    assert [value for _, value in emoncms.received["Home"]["grid_power"]] == [900.0, 900.0]
-    assert "solar_power" not in emoncms.received["Home"]  # no solar: never sent as a value
+    garage = emoncms.received["Garage"]
+    assert [value for _, value in garage["grid_power"]] == [900.0, 900.0]
+    assert sorted(garage) == [
+        "grid_export_kwh", "grid_import_kwh", "grid_power", "home_kwh", "home_power"
+    ]  # fmt: skip
+    home = emoncms.received["Home"]
+    assert [value for _, value in home["solar_power"]] == [400.0, 400.0]
+    assert [value for _, value in home["battery_power"]] == [-100.0, -100.0]
     assert "Mains house" not in emoncms.received  # meters' values were not chosen
 
 
@@ -254,7 +279,7 @@ async def test_flush_action(
         await hass.services.async_call(DOMAIN, "emoncms_flush", {}, blocking=True)
     assert raised.value.translation_key == "no_export"
     await mains(hass, simulator)
-    await setup_entry(hass, export_entry(emoncms, **{CONF_VALUES: ["power"]}))
+    await setup_entry(hass, export_entry(emoncms, values=["power"]))
     emoncms.set_down(True)
     await tick(hass, freezer, simulator)
     await tick(hass, freezer, simulator)
@@ -330,7 +355,7 @@ async def test_export_wizard(
     hass: HomeAssistant, simulator: Simulator, emoncms: EmoncmsDouble
 ) -> None:
     await mains(hass, simulator)
-    result = await start_export_flow(hass)
+    result: Any = await start_export_flow(hass)
     assert result["step_id"] == "emoncms"
     form = {CONF_INTERVAL: 10, CONF_VALUES: ["power", "energy"]}
     for url, key, error in (
@@ -380,7 +405,7 @@ async def test_node_names_must_differ(
     second = await serve(simulator, "gen1_em")
     await setup_entry(hass, meter_entry(simulator, first, title="EM"))
     await setup_entry(hass, meter_entry(simulator, second, title="EM"))
-    result = await start_export_flow(hass)
+    result: Any = await start_export_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
         {CONF_URL: emoncms.url, CONF_API_KEY: WRITE_KEY, CONF_INTERVAL: 10, CONF_VALUES: ["power"]},

@@ -11,6 +11,10 @@ from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.shelly_energy.const import (
     CONF_BATTERY,
@@ -285,3 +289,20 @@ async def test_removing_a_site_forgets_its_totals(
     await hass.async_block_till_done()
     site = await add_site(hass, roles(house))
     assert state_of(hass, "sensor.home_grid_import_energy") == "0.0"
+
+
+async def test_site_diagnostics(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, simulator: Simulator, house: House
+) -> None:
+    site = await add_site(hass, roles(house, **{CONF_LOAD: [f"{house.inverters.mac}:2"]}))
+    house.set(500.0, 0.0, 0.0, battery=250.0)
+    simulator.clock.advance(3600)
+    # Refreshed directly: the diagnostics download does not work under a frozen clock.
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry is not site:
+            await entry.runtime_data.coordinator.async_refresh()
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, site)
+    assert diagnostics["entry"]["kind"] == "site"
+    assert diagnostics["state"]["power"]["loads"] == {f"{house.inverters.mac}:2": 250.0}
+    assert diagnostics["state"]["energy"]["grid_import"] == 500.0
+    assert diagnostics["site"]["totals"]["grid_import"] == 500.0

@@ -25,7 +25,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from .const import CONF_GENERATION, DOMAIN, KIND_EMONCMS, KIND_SITE
+from .billing import SiteBilling
+from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_SITE
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -38,6 +39,7 @@ from .coordinator import (
     site_config,
 )
 from .energy.site import SiteAccumulator
+from .energy.tariff import Tariff
 from .exporter import (
     ISSUE_INVALID_KEY,
     ISSUE_QUEUE_FULL,
@@ -51,7 +53,7 @@ from .meter.connect import make_client
 from .services import async_setup_services
 
 METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
-SITE_PLATFORMS = [Platform.SENSOR]
+SITE_PLATFORMS = [Platform.EVENT, Platform.SENSOR]
 EXPORT_PLATFORMS = [Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 SITE_STORAGE_VERSION = 1
@@ -59,6 +61,10 @@ SITE_STORAGE_VERSION = 1
 
 def _site_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
     return Store(hass, SITE_STORAGE_VERSION, f"{DOMAIN}.site.{entry.entry_id}")
+
+
+def _billing_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
+    return Store(hass, SITE_STORAGE_VERSION, f"{DOMAIN}.billing.{entry.entry_id}")
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -97,6 +103,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
     kind = entry_kind(entry)
     if kind == KIND_SITE:
         await _site_store(hass, entry).async_remove()
+        await _billing_store(hass, entry).async_remove()
     elif kind == KIND_EMONCMS:
         await export_store(hass, entry).async_remove()
         for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
@@ -143,6 +150,17 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
         SiteAccumulator(config) if saved is None else SiteAccumulator.from_dict(config, saved)
     )
     coordinator = SiteCoordinator(hass, entry, accumulator, store)
+    if CONF_TARIFF in entry.options:
+        billing_store = _billing_store(hass, entry)
+        coordinator.billing = SiteBilling(
+            hass,
+            entry,
+            tariff=Tariff.from_dict(entry.options[CONF_TARIFF]),
+            store=billing_store,
+            saved=await billing_store.async_load(),
+            on_projection=coordinator.async_update_listeners,
+        )
+        entry.async_on_unload(coordinator.billing.async_start())
     entry.runtime_data = SiteRuntime(coordinator)
     entry.async_on_unload(coordinator.async_start())
     entry.async_on_unload(entry.add_update_listener(_async_reload))

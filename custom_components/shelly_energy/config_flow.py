@@ -28,6 +28,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util import slugify
 from yarl import URL
 
+from . import tariff_form
 from .const import (
     CONF_API_KEY,
     CONF_BATTERY,
@@ -52,6 +53,7 @@ from .const import (
     CONF_SPIKE,
     CONF_START_DELAY,
     CONF_SUPPLY,
+    CONF_TARIFF,
     CONF_UNDERVOLTAGE,
     CONF_URL,
     CONF_VALUES,
@@ -75,6 +77,7 @@ from .const import (
     MIN_POLL_INTERVAL,
     NOMINAL_FREQUENCIES,
     NOMINAL_VOLTAGES,
+    PRICING_NONE,
     ROLE_FIELDS,
 )
 from .coordinator import (
@@ -87,6 +90,7 @@ from .coordinator import (
 )
 from .energy.anomalies import AnomalyLimits
 from .energy.site import ChannelRef, GridMetering
+from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
 from .exporter import async_emoncms_client, default_node
 from .meter.client import (
@@ -609,18 +613,22 @@ def site_roles_errors(options: Mapping[str, Any]) -> dict[str, str]:
 
 
 class SiteOptionsFlow(OptionsFlow):
-    """Change the roles of an energy site's channels (past totals stay as they are)."""
+    """Change the roles of an energy site's channels, or its tariff (past totals stay)."""
+
+    def __init__(self) -> None:
+        """Start with nothing chosen."""
+        self._billing: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Start with the roles."""
-        return await self.async_step_roles()
+        """Offer what can be changed."""
+        return self.async_show_menu(step_id="init", menu_options=["roles", "tariff"])
 
     async def async_step_roles(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and store the site's roles."""
         errors: dict[str, str] = {}
-        if user_input is not None and not (errors := site_roles_errors(user_input)):
-            return self.async_create_entry(data=user_input)
         options = self.config_entry.options
+        if user_input is not None and not (errors := site_roles_errors(user_input)):
+            return self.async_create_entry(data={**options, **user_input})
         return self.async_show_form(
             step_id="roles",
             data_schema=self.add_suggested_values_to_schema(
@@ -629,6 +637,68 @@ class SiteOptionsFlow(OptionsFlow):
             ),
             errors=errors,
         )
+
+    async def async_step_tariff(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask how the site is billed: the pricing kind, the period, charges and credits."""
+        if user_input is not None:
+            if user_input[tariff_form.PRICING] == PRICING_NONE:
+                options = {k: v for k, v in self.config_entry.options.items() if k != CONF_TARIFF}
+                return self.async_create_entry(data=options)
+            self._billing = user_input
+            return await self.async_step_prices()
+        billing, _ = tariff_form.form_values(self._current_tariff())
+        return self.async_show_form(
+            step_id="tariff",
+            data_schema=self.add_suggested_values_to_schema(tariff_form.billing_schema(), billing),
+        )
+
+    async def async_step_prices(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the prices of the chosen pricing kind."""
+        kind = self._billing[tariff_form.PRICING]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                tariff = tariff_form.tariff_from_form(self._billing, user_input)
+            except TariffError as err:
+                errors["base"] = f"tariff_{err.reason}"
+            else:
+                return self.async_create_entry(
+                    data={**self.config_entry.options, CONF_TARIFF: tariff.to_dict()}
+                )
+        current = self._current_tariff()
+        _, prices = tariff_form.form_values(
+            current if current is not None and kind == current.pricing.KIND else None
+        )
+        return self.async_show_form(
+            step_id=f"prices_{kind}",
+            data_schema=self.add_suggested_values_to_schema(
+                tariff_form.prices_schema(kind), user_input or prices
+            ),
+            description_placeholders={"currency": self.hass.config.currency},
+            errors=errors,
+        )
+
+    async def async_step_prices_flat(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the flat price."""
+        return await self.async_step_prices(user_input)
+
+    async def async_step_prices_slabs(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the slabs."""
+        return await self.async_step_prices(user_input)
+
+    async def async_step_prices_time_of_use(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the time-of-use windows."""
+        return await self.async_step_prices(user_input)
+
+    def _current_tariff(self) -> Tariff | None:
+        stored = self.config_entry.options.get(CONF_TARIFF)
+        return None if stored is None else Tariff.from_dict(stored)
 
 
 def export_schema() -> vol.Schema:

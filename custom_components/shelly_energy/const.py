@@ -75,3 +75,12 @@ EXPORT_VALUES: Final = ("power", "energy", "voltage", "site")
 # The queue holds this much at the configured interval before the oldest samples are dropped.
 EXPORT_QUEUE_DAYS: Final = 7
 EXPORT_SAVE_DELAY_S: Final = 60
+
+# The tariff of an energy site (stored in its options as Tariff.to_dict())
+CONF_TARIFF: Final = "tariff"
+PRICING_NONE: Final = "none"
+PROJECTION_WEEKS: Final = 4
+PROJECTION_REFRESH_S: Final = 3600
+BILLING_SAVE_DELAY_S: Final = 60
+# Fired when a site's projected consumption rises into the next slab of its tariff.
+EVENT_TIER: Final = "shelly_energy_projected_tier"

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -46,6 +46,9 @@ from .meter.corrections import Corrections
 from .meter.counters import CounterGuard
 from .meter.snapshot import PHASE_IDS, MeterInfo, MeterSnapshot
 from .supply import SupplyWatch, limits_from_options
+
+if TYPE_CHECKING:
+    from .billing import SiteBilling
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -227,6 +230,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         super().__init__(hass, entry)
         self.config = site_config(entry.options)
         self.accumulator = accumulator
+        self.billing: SiteBilling | None = None  # when the site has a tariff
         self._store = store
         self._meter_ids = {ref.meter_id for ref in self.config.roles}
         self._unsubscribe_meters: list[CALLBACK_TYPE] = []
@@ -250,8 +254,10 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         return stop
 
     async def async_save(self) -> None:
-        """Write the totals now (when unloading)."""
+        """Write the totals and costs now (when unloading)."""
         await self._store.async_save(self.accumulator.to_dict())
+        if self.billing is not None:
+            await self.billing.async_save()
 
     @callback
     def _attach_meters(self) -> None:
@@ -298,4 +304,6 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
             )
         state = self.accumulator.update(readings, dt_util.now().date())
         self._store.async_delay_save(self.accumulator.to_dict, SITE_SAVE_DELAY_S)
+        if self.billing is not None:
+            self.billing.update(state)
         self.async_set_updated_data(state)

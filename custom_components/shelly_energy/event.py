@@ -1,15 +1,17 @@
-"""The supply event entity of a meter: one event per anomaly and per return to normal."""
+"""Event entities: a meter's supply anomalies, and a site's projected slab changes."""
 
 from __future__ import annotations
 
 from homeassistant.components.event import EventEntity, EventEntityDescription
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .coordinator import MeterConfigEntry, MeterCoordinator
+from .const import EVENT_TIER, KIND_SITE
+from .coordinator import MeterCoordinator, entry_kind
 from .energy.anomalies import AnomalyType
-from .entity import meter_device_info
+from .entity import SiteEntity, meter_device_info
 
 PARALLEL_UPDATES = 0
 
@@ -20,13 +22,21 @@ SUPPLY_EVENT = EventEntityDescription(
 )
 
 
+TIER_EVENT = EventEntityDescription(
+    key="tariff", translation_key="tariff", event_types=["projected_tier"]
+)
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
-    entry: MeterConfigEntry,
+    entry: ConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Create the meter's supply event entity."""
-    async_add_entities([SupplyEventEntity(entry.runtime_data.coordinator)])
+    """Create a meter's supply event entity, or a site's tariff event entity."""
+    if entry_kind(entry) != KIND_SITE:
+        async_add_entities([SupplyEventEntity(entry.runtime_data.coordinator)])
+    elif entry.runtime_data.coordinator.billing is not None:
+        async_add_entities([TierEventEntity(entry.runtime_data.coordinator, TIER_EVENT)])
 
 
 class SupplyEventEntity(CoordinatorEntity[MeterCoordinator], EventEntity):
@@ -60,3 +70,35 @@ class SupplyEventEntity(CoordinatorEntity[MeterCoordinator], EventEntity):
                 },
             )
         self.async_write_ha_state()
+
+
+class TierEventEntity(SiteEntity[None], EventEntity):
+    """Tells when a site's projected consumption rises into the next slab of its tariff."""
+
+    def _read(self) -> None:
+        return None
+
+    @property
+    def available(self) -> bool:
+        """Return True: the entity only tells what happened."""
+        return True
+
+    async def async_added_to_hass(self) -> None:
+        """Listen for the site's projection events."""
+        await super().async_added_to_hass()
+        entry_id = self.coordinator.config_entry.entry_id
+
+        @callback
+        def projected_tier(event: Event) -> None:
+            if event.data["entry_id"] == entry_id:
+                self._trigger_event(
+                    "projected_tier",
+                    {"tier": event.data["tier"], "projected_kwh": event.data["projected_kwh"]},
+                )
+                self.async_write_ha_state()
+
+        self.async_on_remove(self.hass.bus.async_listen(EVENT_TIER, projected_tier))
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Nothing to show between events."""

@@ -1,4 +1,4 @@
-"""Sensors of a meter: per phase or channel, three-phase totals, and diagnostics."""
+"""Sensors: a meter's readings and diagnostics, a site's flows and costs, the export's state."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from .billing import SiteBilling
 from .const import KIND_EMONCMS, KIND_SITE
 from .coordinator import (
     MeterConfigEntry,
@@ -41,7 +42,9 @@ from .coordinator import (
     entry_kind,
 )
 from .energy.anomalies import VoltageRange
+from .energy.projection import Projection
 from .energy.site import ChannelRef, Role, SiteState
+from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, channel_naming
 from .export.emoncms import ExportStatus
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
@@ -465,6 +468,11 @@ def _add_site_sensors(
         LoadPowerSensor(coordinator, ref, channel_label(hass, ref))
         for ref in config.channels(Role.LOAD)
     )
+    if coordinator.billing is not None:
+        currency = hass.config.currency
+        entities.extend(
+            CostSensor(coordinator, description, currency) for description in COST_SENSORS
+        )
     async_add_entities(entities)
 
 
@@ -545,3 +553,171 @@ class ExportSensor(ExportEntity, SensorEntity):
     def native_value(self) -> float | datetime | None:
         """Return the value from the exporter's state."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostSensorDescription(SensorEntityDescription):
+    """A cost, a price or the projection of a site with a tariff.
+
+    `per_kwh`: a price, in currency per kWh; otherwise an amount of money (device class monetary)
+    unless the description has a device class of its own. `resets`: when the amount restarts.
+    """
+
+    value_fn: Callable[[SiteBilling], float | None]
+    attributes_fn: Callable[[SiteBilling], dict[str, Any]] = lambda _: {}
+    per_kwh: bool = False
+    resets: Callable[[SiteBilling], datetime] | None = None
+
+
+def _projection(billing: SiteBilling) -> Projection | None:
+    projection = billing.projection
+    return projection if isinstance(projection, Projection) else None
+
+
+def _projected_bill(billing: SiteBilling) -> float | None:
+    projection = _projection(billing)
+    return None if projection is None else round(projection.bill.total, 2)
+
+
+def _projected_kwh(billing: SiteBilling) -> float | None:
+    projection = _projection(billing)
+    return None if projection is None else round(projection.import_kwh, 3)
+
+
+def _projection_attributes(billing: SiteBilling) -> dict[str, Any]:
+    projection = billing.projection
+    if not isinstance(projection, Projection):
+        return {"reason": "not_yet" if projection is None else projection.reason}
+    return {
+        "bill_low": round(projection.bill_low.total, 2),
+        "bill_high": round(projection.bill_high.total, 2),
+        "consumption_low": round(projection.import_low_kwh, 3),
+        "consumption_high": round(projection.import_high_kwh, 3),
+        "consumption_so_far": round(projection.import_so_far_kwh, 3),
+        "tier": projection.tier,
+        "method": projection.method.value,
+        "trend": round(projection.trend, 3),
+        "period_start": projection.period.start.isoformat(),
+        "period_end": projection.period.end.isoformat(),
+    }
+
+
+def _tier(billing: SiteBilling) -> dict[str, Any]:
+    pricing = billing.tariff.pricing
+    if not isinstance(pricing, SlabPricing):
+        return {}
+    return {"tier": pricing.tier_of(billing.accumulator.bill.import_kwh)}
+
+
+def _with_tax(billing: SiteBilling, amount: float) -> float:
+    return round(amount * (1 + billing.tariff.tax_percent / 100), 2)
+
+
+def _day_start(billing: SiteBilling) -> datetime:
+    return dt_util.start_of_local_day(billing.accumulator.today.day)
+
+
+def _period_start(billing: SiteBilling) -> datetime:
+    return billing.accumulator.bill.period.start
+
+
+COST_SENSORS: tuple[CostSensorDescription, ...] = (
+    CostSensorDescription(
+        key="cost_today",
+        translation_key="cost_today",
+        value_fn=lambda b: _with_tax(b, b.accumulator.today.energy_charge),
+        resets=_day_start,
+    ),
+    CostSensorDescription(
+        key="period_cost",
+        translation_key="period_cost",
+        value_fn=lambda b: _with_tax(b, b.accumulator.bill.energy_charge),
+        resets=_period_start,
+    ),
+    CostSensorDescription(
+        key="export_credit",
+        translation_key="export_credit",
+        value_fn=lambda b: round(b.accumulator.bill.export_credit, 2),
+        resets=_period_start,
+    ),
+    CostSensorDescription(
+        key="net_bill",
+        translation_key="net_bill",
+        value_fn=lambda b: round(b.accumulator.bill.total, 2),
+        resets=_period_start,
+    ),
+    CostSensorDescription(
+        key="projected_bill",
+        translation_key="projected_bill",
+        value_fn=_projected_bill,
+        attributes_fn=_projection_attributes,
+    ),
+    CostSensorDescription(
+        key="projected_consumption",
+        translation_key="projected_consumption",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        value_fn=_projected_kwh,
+        attributes_fn=_projection_attributes,
+    ),
+    CostSensorDescription(
+        key="marginal_price",
+        translation_key="marginal_price",
+        per_kwh=True,
+        value_fn=lambda b: b.accumulator.marginal_price,
+        attributes_fn=_tier,
+    ),
+    CostSensorDescription(
+        key="effective_price",
+        translation_key="effective_price",
+        per_kwh=True,
+        value_fn=lambda b: round(b.accumulator.effective_price, 6),
+    ),
+)
+
+
+class CostSensor(SiteEntity[float], SensorEntity):
+    """What a site's energy costs, will cost, and the price of the next kWh."""
+
+    entity_description: CostSensorDescription
+
+    def __init__(
+        self, coordinator: SiteCoordinator, description: CostSensorDescription, currency: str
+    ) -> None:
+        """Describe the sensor in the currency of Home Assistant's configuration."""
+        super().__init__(coordinator, description)
+        if description.per_kwh:
+            self._attr_native_unit_of_measurement = f"{currency}/{UnitOfEnergy.KILO_WATT_HOUR}"
+            self._attr_state_class = SensorStateClass.MEASUREMENT
+        elif description.device_class is None:
+            self._attr_device_class = SensorDeviceClass.MONETARY
+            self._attr_native_unit_of_measurement = currency
+            if description.resets is not None:
+                self._attr_state_class = SensorStateClass.TOTAL
+
+    def _read(self) -> float | None:
+        billing = self.coordinator.billing
+        return None if billing is None else self.entity_description.value_fn(billing)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the amount, price or projection."""
+        return self._value
+
+    @property
+    def available(self) -> bool:
+        """Return True: a projection not made yet is unknown, with the reason as attribute."""
+        return self.coordinator.last_update_success
+
+    @property
+    def last_reset(self) -> datetime | None:
+        """Return when the amount restarted from zero (a day or a billing period began)."""
+        billing = self.coordinator.billing
+        resets = self.entity_description.resets
+        return None if billing is None or resets is None else resets(billing)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return the projection's range and details, or the tier the period is in."""
+        billing = self.coordinator.billing
+        return {} if billing is None else self.entity_description.attributes_fn(billing)

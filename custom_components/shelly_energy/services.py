@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
     HomeAssistant,
@@ -11,11 +14,17 @@ from homeassistant.core import (
     callback,
 )
 from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN, KIND_EMONCMS
+from .const import DOMAIN, KIND_EMONCMS, KIND_SITE
 from .coordinator import entry_kind
 
 SERVICE_EMONCMS_FLUSH = "emoncms_flush"
+SERVICE_GET_BILL = "get_bill"
+ATTR_SITE = "site"
+ATTR_DATE = "date"
+GET_BILL_SCHEMA = vol.Schema({vol.Required(ATTR_SITE): cv.string, vol.Optional(ATTR_DATE): cv.date})
 
 
 @callback
@@ -26,6 +35,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_EMONCMS_FLUSH,
         _async_emoncms_flush,
         supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_GET_BILL,
+        _async_get_bill,
+        schema=GET_BILL_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
     )
 
 
@@ -47,3 +63,36 @@ async def _async_emoncms_flush(call: ServiceCall) -> ServiceResponse:
             "remaining": result.remaining,
         }
     return {"exports": response}  # type: ignore[dict-item]
+
+
+async def _async_get_bill(call: ServiceCall) -> ServiceResponse:
+    """Return the itemised bill of a site's billing period (by default the last complete one)."""
+    hass = call.hass
+    entry = hass.config_entries.async_get_entry(call.data[ATTR_SITE])
+    if (
+        entry is None
+        or entry_kind(entry) != KIND_SITE
+        or entry.state is not ConfigEntryState.LOADED
+    ):
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_a_site")
+    billing = entry.runtime_data.coordinator.billing
+    if billing is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_tariff",
+            translation_placeholders={"site": entry.title},
+        )
+    now = dt_util.now()
+    if ATTR_DATE in call.data:
+        moment = dt_util.start_of_local_day(call.data[ATTR_DATE])
+    else:
+        moment = billing.tariff.billing_period(now).start - timedelta(days=1)
+    period = billing.tariff.billing_period(moment)
+    bill = await billing.async_bill_for(period)
+    if bill is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_statistics",
+            translation_placeholders={"site": entry.title},
+        )
+    return {"site": entry.title, "currency": hass.config.currency, **bill.to_dict()}

@@ -99,10 +99,8 @@ def test_battery_stores_surplus_and_covers_the_night() -> None:
     )
 
 
-def test_sixty_days_of_three_phases_is_fast() -> None:
+def test_sixty_days_of_three_phases() -> None:
+    # How fast this is, is the benchmark's business (never a timed unit test).
     house = Household(11, battery_wh=10_000)
-    started = time.perf_counter()
     series = house.minute_powers(PHASES, MIDNIGHT - 60 * 1440, 60 * 1440)
-    elapsed = time.perf_counter() - started
     assert [len(phase) for phase in series] == [86_400] * 3
-    assert elapsed < 1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -198,11 +197,8 @@ def test_store_trims_and_compacts() -> None:
 
 
 @pytest.mark.parametrize(("kind", "period"), [("pro3em", 60), ("3em63g3", 300), ("gen1_3em", 600)])
-def test_sixty_days_generate_quickly_and_consistently(kind: str, period: int, clock: Clock) -> None:
-    started = time.perf_counter()
+def test_sixty_days_generate_consistently(kind: str, period: int, clock: Clock) -> None:
     meter = SimulatedMeter(kind, clock=clock, history_days=60, battery_wh=8000)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 4.0
     assert len(meter.records) == 60 * DAY // period
     for channel in range(3):
         energy_in, energy_out = meter.counters(channel)
