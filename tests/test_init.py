@@ -189,16 +189,31 @@ async def test_profile_switch_reloads_and_removes_stale_entities(
     assert not any("phase" in entity_id for entity_id in entity_ids)
 
 
+@pytest.mark.parametrize(
+    ("kind", "firmware", "seen_as"),
+    [
+        ("gen1_3em", "20240101-000000/v1.15.0-gnew", "20240101-000000/v1.15.0-gnew"),
+        ("pro3em", "20250901-000000/1.7.0-gnew", "1.7.0"),
+    ],
+)
 async def test_firmware_change_reloads(
-    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+    hass: HomeAssistant,
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+    kind: str,
+    firmware: str,
+    seen_as: str,
 ) -> None:
-    meter = await serve(simulator, "gen1_3em")
+    meter = await serve(simulator, kind)
     entry = meter_entry(simulator, meter, title="M")
     await setup_entry(hass, entry)
-    meter.set_firmware("20240101-000000/v1.15.0-gnew")
-    await poll(hass, freezer)
+    meter.set_firmware(firmware)
+    meter.reboot(invalid_for=0)  # a firmware update restarts the device
+    for _ in range(3):
+        await poll(hass, freezer)
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert entry.runtime_data.coordinator.info.firmware == "20240101-000000/v1.15.0-gnew"
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.coordinator.info.firmware == seen_as
 
 
 async def test_unload_and_stop_close_the_connection(
