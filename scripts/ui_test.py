@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from playwright.sync_api import Route, expect, sync_playwright
+from playwright.sync_api import Route, ViewportSize, expect, sync_playwright
 
 from custom_components.shelly_energy.meter.models import model_name
 from scripts.hass_instance import (
@@ -71,7 +71,10 @@ CHROMIUM_FLAGS = [
     # No host name resolves: nothing can reach past loopback even if a request slipped through.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
-VIEWPORT = {"width": 1280, "height": 1200}  # tall enough for the site form without scrolling
+VIEWPORT: ViewportSize = {
+    "width": 1280,
+    "height": 1200,
+}  # tall enough for the site form without scrolling
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TIMEOUT_MS = 20_000
 # The simulator's live values change every 10 s and a meter is polled every 5 s.
@@ -593,7 +596,7 @@ def main() -> int:
             executable_path=CHROMIUM,
             args=CHROMIUM_FLAGS,
             headless=True,
-            viewport=VIEWPORT,  # type: ignore[arg-type]
+            viewport=VIEWPORT,
             locale="en-US",
             timezone_id="Europe/Berlin",
         )
