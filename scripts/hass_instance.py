@@ -7,7 +7,9 @@ browser test. Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -70,6 +72,35 @@ def prepare_config(config_dir: Path, port: int) -> None:
             link.symlink_to(source)
 
 
+def skip_onboarding_integrations(config_dir: Path) -> None:
+    """Mark the onboarding steps after the owner account done, before the first start.
+
+    Onboarding's core-config step adds integrations that reach the internet (Met, Radio Browser,
+    Google Translate); an instance that must talk to loopback only gets none of them.
+    `HassApi.onboard` then creates the owner account and skips the steps done.
+    """
+    storage = config_dir / ".storage" / "onboarding"
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    storage.write_text(
+        json.dumps(
+            {
+                "version": 4,
+                "minor_version": 1,
+                "key": "onboarding",
+                "data": {"done": ["core_config", "analytics", "integration"]},
+            }
+        )
+    )
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def start_hass(config_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
     """Start Home Assistant without letting it install packages (scripts/setup did)."""
     log = log_file.open("wb")
@@ -105,9 +136,12 @@ class HassApi:
 
     async def onboarded(self) -> bool:
         """Return whether the owner account exists already."""
+        return "user" in await self._onboarding_steps_done()
+
+    async def _onboarding_steps_done(self) -> set[str]:
         async with self.session.get(f"{self.base_url}/api/onboarding") as response:
             steps = await response.json()
-        return any(step["step"] == "user" and step["done"] for step in steps)
+        return {step["step"] for step in steps if step["done"]}
 
     async def onboard(self, user: Credentials) -> None:
         """Create the owner account and finish onboarding without a browser."""
@@ -124,12 +158,14 @@ class HassApi:
             response.raise_for_status()
             code = (await response.json())["auth_code"]
         await self._token({"grant_type": "authorization_code", "code": code})
+        done = await self._onboarding_steps_done()
         for step, body in (
             ("core_config", {}),
             ("analytics", {}),
             ("integration", {"client_id": self.client_id, "redirect_uri": self.client_id}),
         ):
-            await self.post(f"/api/onboarding/{step}", body)
+            if step not in done:
+                await self.post(f"/api/onboarding/{step}", body)
 
     async def login(self, user: Credentials) -> None:
         """Log in with the login flow, as the frontend does."""

@@ -1,0 +1,268 @@
+"""Home Assistant's frontend as a user works it, for the browser test (scripts/ui_test.py).
+
+Every method does what a person does (click a button, type into a labelled field) and waits for
+what the page shows, never for a fixed time. Playwright's role and text locators pierce the
+frontend's shadow DOM; the few CSS selectors name the frontend's own elements.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from scripts.hass_instance import Credentials
+
+# The frontend's elements the walk reads (Home Assistant 2025.4's frontend).
+FLOW_DIALOG = "dialog-data-entry-flow"
+ADD_INTEGRATION_DIALOG = "dialog-add-integration"
+DIALOG_SURFACE = ".mdc-dialog__surface"
+ENTITY_ROW = "hui-sensor-entity-row"
+SHOT_MARGIN_PX = 24
+# The texts drawn under an element, shadow DOM included, without the "*" of required fields.
+TEXTS_SCRIPT = """(root) => {
+  const texts = [];
+  const collect = (node) => {
+    for (const child of node.childNodes) {
+      if (child.nodeType === Node.TEXT_NODE) {
+        const text = child.textContent.trim().replace(/\\*$/, "");
+        if (text) texts.push(text);
+      } else {
+        collect(child);
+      }
+    }
+    if (node.shadowRoot) collect(node.shadowRoot);
+  };
+  collect(root);
+  return texts;
+}"""
+# Unfocus a ticked box or a button (it draws a halo); a text field keeps its focus, for leaving
+# an empty required one would mark it invalid.
+BLUR_SCRIPT = """() => {
+  let element = document.activeElement;
+  while (element?.shadowRoot?.activeElement) element = element.shadowRoot.activeElement;
+  const typing = element?.tagName === "INPUT" && !["checkbox", "radio"].includes(element.type);
+  if (element && !typing) element.blur();
+}"""
+# Every shadow root, so that the saved HTML shows what the frontend drew inside its components.
+PAGE_HTML_SCRIPT = """() => {
+  const roots = [];
+  const collect = (node) => {
+    for (const element of node.querySelectorAll("*")) {
+      if (element.shadowRoot) { roots.push(element.shadowRoot); collect(element.shadowRoot); }
+    }
+  };
+  collect(document);
+  return document.documentElement.getHTML({ shadowRoots: roots });
+}"""
+
+
+class Frontend:
+    """One browser tab on Home Assistant's frontend, and the screenshots it takes."""
+
+    def __init__(self, page: Page, base_url: str, images: Path) -> None:
+        """Drive `page` on the instance at `base_url`; screenshots go to `images`."""
+        self.page = page
+        self.base_url = base_url
+        self.images = images
+        self.dialog = page.locator(FLOW_DIALOG)
+
+    # Pages
+
+    def log_in(self, user: Credentials) -> None:
+        """Log in on the login page and wait until the frontend stored its tokens."""
+        self.page.goto(self.base_url)
+        self.page.get_by_role("textbox", name="Username").fill(user.username)
+        self.page.get_by_role("textbox", name="Password").fill(user.password)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url("**/lovelace/**")
+        # Opening another page before the tokens are stored bounces back to the login page.
+        self.page.wait_for_function("() => localStorage.getItem('hassTokens') !== null")
+
+    def open_integration(self, domain: str) -> None:
+        """Open an integration's page (Settings > Devices & services > the integration)."""
+        self.page.goto(f"{self.base_url}/config/integrations/integration/{domain}")
+
+    def open_device(self, entry_title: str) -> None:
+        """Open the device page of a config entry from the integration's page."""
+        self.entry_row(entry_title).locator("a[href^='/config/devices/device/']").click()
+        self.page.wait_for_url("**/config/devices/device/**")
+
+    def entry_row(self, title: str) -> Locator:
+        """Return a config entry's row on the integration's page."""
+        return self.page.locator("ha-md-list-item").filter(
+            has=self.page.get_by_text(title, exact=True)
+        )
+
+    def configure(self, entry_title: str) -> None:
+        """Open an entry's options (its Configure button) on the integration's page."""
+        self.entry_row(entry_title).get_by_role("button", name="Configure").click()
+
+    def entity_row(self, name: str) -> Locator:
+        """Return an entity's row on a device page: its name and its state ("1,234.5 W")."""
+        return self.page.locator(ENTITY_ROW).filter(has=self.page.get_by_text(name, exact=True))
+
+    def expect_state(
+        self, name: str, state: str | re.Pattern[str], timeout: float | None = None
+    ) -> None:
+        """Expect a device page to show this state for an entity (waiting for updates)."""
+        expect(self.entity_row(name)).to_have_text(_shown(state), timeout=timeout)
+
+    def expect_state_change(self, name: str, timeout: float) -> None:
+        """Expect an entity's state on a device page to change from what it shows now."""
+        row = self.entity_row(name)
+        # The state is the row's own text; its name is drawn inside the row's shadow DOM.
+        shown: str = row.locator("hui-generic-entity-row").evaluate("e => e.textContent.trim()")
+        expect(row).not_to_have_text(_shown(shown), timeout=timeout)
+
+    def entities_card(self, title: str) -> Locator:
+        """Return a device page's card of entities, e.g. "Sensors"."""
+        return self.page.locator("ha-device-entities-card").filter(
+            has=self.page.get_by_role("heading", name=title, exact=True)
+        )
+
+    # The add-integration dialog and config flows
+
+    def add_integration(self, name: str) -> Locator:
+        """Open Add integration and search for `name`; return its entry in the list."""
+        self.page.goto(f"{self.base_url}/config/integrations/dashboard")
+        self.page.get_by_role("button", name="Add integration").click()
+        self.page.locator(f"{ADD_INTEGRATION_DIALOG} search-input input").fill(name)
+        item = self.page.locator(f"{ADD_INTEGRATION_DIALOG} ha-integration-list-item").filter(
+            has_text=name
+        )
+        expect(item).to_have_count(1)
+        return item
+
+    def expect_dialog(self, title: str, *texts: str) -> None:
+        """Expect the flow dialog to show this title and these texts."""
+        expect(self.dialog.get_by_role("heading", name=title, exact=True)).to_be_visible()
+        for text in texts:
+            expect(self.dialog.get_by_text(text, exact=True)).to_be_visible()
+
+    def expect_fields(self, *labels: str) -> None:
+        """Expect the flow's form to show fields with these labels.
+
+        A label is a text of its own (required fields add "*"); it is not always an element's
+        whole text (a group's label shares its element with the group's options).
+        """
+        dialog = self.dialog.element_handle()
+        try:
+            self.page.wait_for_function(
+                f"([root, labels]) => {{ const texts = ({TEXTS_SCRIPT})(root);"
+                " return labels.every((label) => texts.includes(label)); }",
+                arg=[dialog, list(labels)],
+            )
+        except PlaywrightTimeoutError:
+            texts = self.page.evaluate(TEXTS_SCRIPT, dialog)
+            missing = [label for label in labels if label not in texts]
+            raise AssertionError(f"no field labelled {missing} in the form: {texts}") from None
+
+    def choose(self, menu_option: str) -> None:
+        """Pick an option of a flow's menu."""
+        self.dialog.get_by_text(menu_option, exact=True).click()
+
+    def type_text(self, label: str, value: str) -> None:
+        """Type into a text or password field."""
+        self.dialog.get_by_role("textbox", name=label).fill(value)
+
+    def number_field(self, label: str) -> Locator:
+        """Return a number field of the flow's form."""
+        return self.dialog.get_by_role("spinbutton", name=label)
+
+    def type_number(self, label: str, value: float) -> None:
+        """Type into a number field."""
+        self.number_field(label).fill(f"{value:g}")
+
+    def checkbox(self, label: str) -> Locator:
+        """Return a checkbox of the flow's form (one option of a multiple choice list)."""
+        return self.dialog.get_by_role("checkbox", name=label)
+
+    def check(self, label: str) -> None:
+        """Tick a checkbox."""
+        self.checkbox(label).check()
+
+    def select_radio(self, label: str) -> None:
+        """Pick an option of a single choice shown as a list."""
+        self.dialog.get_by_role("radio", name=label).check()
+
+    def add_choices(self, label: str, *options: str) -> None:
+        """Add options to a multiple-choice drop-down (each shows as a chip above it)."""
+        for option in options:
+            self.dialog.get_by_role("combobox", name=label).click()
+            self.page.get_by_role("option", name=option, exact=True).click()
+
+    def submit(self) -> None:
+        """Submit the flow's form."""
+        self.dialog.get_by_role("button", name="Submit").click()
+
+    def expect_error(self, message: str) -> None:
+        """Expect the form to show this error above its fields."""
+        expect(self.dialog.locator("ha-alert[alert-type=error]")).to_have_text(message)
+
+    def expect_success(self, *texts: str) -> None:
+        """Expect the dialog that ends a flow successfully, with these texts."""
+        self.expect_dialog("Success!", *texts)
+
+    def close_dialog(self) -> None:
+        """Close the flow's dialog with its close button (the flow is abandoned)."""
+        self.dialog.get_by_role("button", name="Close").click()
+        self._wait_until_dialog_closed()
+
+    def finish(self) -> None:
+        """Close the success dialog with Finish."""
+        self.dialog.get_by_role("button", name="Finish").click()
+        self._wait_until_dialog_closed()
+
+    def _wait_until_dialog_closed(self) -> None:
+        expect(self.dialog.locator("ha-dialog[open]")).to_have_count(0)
+        # A dialog has its own history entry, which closing it leaves with history.back(): a
+        # page opened before that would be aborted by it.
+        self.page.wait_for_function("() => !history.state?.dialog")
+
+    # Screenshots and diagnosis
+
+    def shoot(
+        self, name: str, target: Locator | None = None, down_to: Locator | None = None
+    ) -> Path:
+        """Save a screenshot of `target` (default: the open dialog) as <images>/<name>.png.
+
+        With `down_to`, the picture ends below that element (a tall dialog's empty rest is cut).
+        """
+        path = self.images / f"{name}.png"
+        target = target or self.page.locator(f"{FLOW_DIALOG} {DIALOG_SURFACE}")
+        # Hovered and focused controls draw a halo: show the page at rest.
+        self.page.evaluate(BLUR_SCRIPT)
+        self.page.mouse.move(0, 0)
+        if down_to is None:
+            target.screenshot(path=path, animations="disabled", caret="hide")
+            return path
+        area, last = target.bounding_box(), down_to.bounding_box()
+        assert area is not None and last is not None, "nothing to photograph"
+        bottom = last["y"] + last["height"] + SHOT_MARGIN_PX
+        self.page.screenshot(
+            path=path,
+            animations="disabled",
+            caret="hide",
+            clip={**area, "height": min(bottom, area["y"] + area["height"]) - area["y"]},
+        )
+        return path
+
+    def add_integration_dialog(self) -> Locator:
+        """Return the add-integration dialog's surface, for screenshots."""
+        return self.page.locator(f"{ADD_INTEGRATION_DIALOG} {DIALOG_SURFACE}")
+
+    def save_page(self, folder: Path) -> list[Path]:
+        """Save a screenshot of the whole page and its HTML (shadow roots included)."""
+        screenshot, html = folder / "screenshot.png", folder / "page.html"
+        self.page.screenshot(path=screenshot, full_page=True)
+        html.write_text(self.page.evaluate(PAGE_HTML_SCRIPT))
+        return [screenshot, html]
+
+
+def _shown(state: str | re.Pattern[str]) -> re.Pattern[str]:
+    """Match a row's text (its state and its entity's name, in either order) showing `state`."""
+    pattern = state.pattern if isinstance(state, re.Pattern) else re.escape(state)
+    return re.compile(rf"(?:^|\s)(?:{pattern})(?:\s|$)")
