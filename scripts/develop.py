@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,8 +61,15 @@ async def start_and_provision(base_url: str, user: Credentials, meter_ports: lis
         await provision(api, user, meter_ports)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
-    """Run the demo until interrupted."""
+    """Run the demo until interrupted (Ctrl-C or SIGTERM stop everything it started)."""
+    # A shell starts background jobs with SIGINT ignored: take both signals back.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8123, help="Home Assistant's port")
     parser.add_argument("--meter-port", type=int, default=18081, help="the first meter's port")
