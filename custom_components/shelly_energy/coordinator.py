@@ -1,4 +1,4 @@
-"""The meter coordinator: polls one meter and publishes cleaned, corrected snapshots."""
+"""Coordinators: meters polled and cleaned, energy sites derived from them, and their registry."""
 
 from __future__ import annotations
 
