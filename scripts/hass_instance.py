@@ -20,13 +20,14 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 120
+CURRENCY = "EUR"  # of the amounts an energy site's tariff gives
 CONFIGURATION = """\
 # Written by scripts/hass_instance.py: a small Home Assistant for developing and testing.
 homeassistant:
   name: Shelly Energy Monitor demo
   time_zone: Europe/Berlin
   unit_system: metric
-  currency: EUR
+  currency: {currency}
   country: DE
 frontend:
 config:
@@ -58,7 +59,9 @@ class Credentials:
 def prepare_config(config_dir: Path, port: int) -> None:
     """Write a configuration and link this repository's integration and blueprints into it."""
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=port))
+    (config_dir / "configuration.yaml").write_text(
+        CONFIGURATION.format(port=port, currency=CURRENCY)
+    )
     for source, target in (
         (REPO / "custom_components" / "shelly_energy", "custom_components/shelly_energy"),
         (

@@ -19,7 +19,10 @@ from scripts.hass_instance import Credentials
 FLOW_DIALOG = "dialog-data-entry-flow"
 ADD_INTEGRATION_DIALOG = "dialog-add-integration"
 DIALOG_SURFACE = ".mdc-dialog__surface"
-ENTITY_ROW = "hui-sensor-entity-row"
+# A sensor's row on a device page, and a binary sensor's.
+ENTITY_ROW = "hui-sensor-entity-row, hui-simple-entity-row"
+SECTION = "ha-expansion-panel"
+DROP_DOWN_LIST = "vaadin-combo-box-overlay[opened]"
 SHOT_MARGIN_PX = 24
 # The texts drawn under an element, shadow DOM included, without the "*" of required fields.
 TEXTS_SCRIPT = """(root) => {
@@ -184,6 +187,41 @@ class Frontend:
         """Tick a checkbox."""
         self.checkbox(label).check()
 
+    def section(self, name: str) -> Locator:
+        """Return a collapsible section of the flow's form by its name."""
+        return self.dialog.locator(SECTION).filter(has=self.page.get_by_text(name, exact=True))
+
+    def expand_section(self, name: str) -> None:
+        """Open a collapsed section of the flow's form."""
+        section = self.section(name)
+        section.get_by_text(name, exact=True).click()
+        expect(section.locator("[aria-expanded=true]")).to_have_count(1)
+
+    def scroll_to_top(self, target: Locator) -> None:
+        """Scroll the dialog so that `target` is at its top (to photograph a long form's end)."""
+        target.evaluate("element => element.scrollIntoView({block: 'start'})")
+
+    def combobox(self, label: str) -> Locator:
+        """Return a drop-down of the flow's form (a combo box: one can type into it)."""
+        return self.dialog.get_by_role("combobox", name=label)
+
+    def type_choice(self, label: str, value: str) -> None:
+        """Type a value of one's own into a drop-down that takes one, and confirm it with Enter.
+
+        The keys are pressed one by one: a value set at once (fill) is not committed.
+        """
+        box = self.combobox(label)
+        box.click()
+        box.press("Control+a")
+        box.press_sequentially(value)
+        box.press("Enter")
+        expect(self.page.locator(DROP_DOWN_LIST)).to_have_count(0)
+        expect(box).to_have_value(value)
+
+    def switch(self, label: str) -> Locator:
+        """Return an on/off switch of the flow's form."""
+        return self.dialog.get_by_role("switch", name=label)
+
     def select_radio(self, label: str) -> None:
         """Pick an option of a single choice shown as a list."""
         self.dialog.get_by_role("radio", name=label).check()
@@ -191,7 +229,7 @@ class Frontend:
     def add_choices(self, label: str, *options: str) -> None:
         """Add options to a multiple-choice drop-down (each shows as a chip above it)."""
         for option in options:
-            self.dialog.get_by_role("combobox", name=label).click()
+            self.combobox(label).click()
             self.page.get_by_role("option", name=option, exact=True).click()
 
     def submit(self) -> None:

@@ -1,12 +1,12 @@
 """The setup wizard walked as a user in a real browser against a real Home Assistant (ui-test).
 
-Starts the simulator (a Pro 3EM, a password-protected Pro EM-50, a Gen1 EM and a smart plug) and
-Home Assistant with its frontend and this integration installed but not configured (a fresh
-configuration under .ui-test/), creates the owner account through the REST API, logs in on the
-real login page with Debian's Chromium, and walks the steps of WALK in order: each asserts what
-the page shows, in the integration's own texts (translations/en.json), and saves a screenshot
-to docs/images/ for the README. The first failing step stops the walk and leaves a screenshot,
-the page's HTML and the logs in .ui-test/failure/.
+Starts the simulator (a Pro 3EM, a password-protected Pro EM-50, a Gen1 EM and a smart plug), the
+Emoncms double (simulator/emoncms.py) and Home Assistant with its frontend and this integration
+installed but not configured (a fresh configuration under .ui-test/), creates the owner account
+through the REST API, logs in on the real login page with Debian's Chromium, and walks the steps
+of WALK in order: each asserts what the page shows, in the integration's own texts
+(translations/en.json), and saves a screenshot to docs/images/ for the README. The first failing
+step stops the walk and leaves a screenshot, the page's HTML and the logs in .ui-test/failure/.
 
 Nothing leaves the machine: everything listens on 127.0.0.1, Chromium resolves no host name, and
 every request the page makes to anything but loopback is blocked.
@@ -32,13 +32,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from playwright.sync_api import Route, ViewportSize, expect, sync_playwright
 
+from custom_components.shelly_energy.const import MIN_EXPORT_INTERVAL
 from custom_components.shelly_energy.meter.models import model_name
 from scripts.hass_instance import (
+    CURRENCY,
     REPO,
     STARTUP_TIMEOUT_S,
     Credentials,
@@ -109,56 +111,121 @@ METER_SPECS = [
 ]
 
 
+def start_module(module: str, arguments: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+    """Run `python -m module arguments` from the repository; its output goes to log_file."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *arguments],
+        cwd=REPO,
+        stdout=log_file.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def request_json(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """GET (or with a body, POST) JSON from a server of the walk's own, on loopback."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        return json.load(reply)
+
+
+def wait_for_json(
+    url: str, process: subprocess.Popen[bytes], headers: dict[str, str] | None = None
+) -> Any:
+    """Wait until a process the walk started answers at url, then return its JSON."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return request_json(url, headers=headers)
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.2)  # the process is starting: ask again
+
+
 class Simulator:
     """The simulator in its own process, with its control API on loopback."""
 
     def __init__(self, log_file: Path) -> None:
         """Start the simulator with METER_SPECS; its output goes to log_file."""
         self.control_url = f"http://127.0.0.1:{free_port()}"
-        self.process = subprocess.Popen(
+        self.process = start_module(
+            "simulator",
             [
-                sys.executable,
-                "-m",
-                "simulator",
                 "--control-port",
                 str(urlsplit(self.control_url).port),
                 *(arg for spec in METER_SPECS for arg in ("--meter", spec)),
             ],
-            cwd=REPO,
-            stdout=log_file.open("wb"),
-            stderr=subprocess.STDOUT,
+            log_file,
         )
 
     def meters(self) -> dict[str, dict[str, Any]]:
         """Wait until the simulator serves, then return its meters by MAC."""
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.control_url}/meters", timeout=5) as reply:
-                    return {meter["mac"]: meter for meter in json.load(reply)}
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.2)  # the simulator is starting: poll its control API again
+        listed = wait_for_json(f"{self.control_url}/meters", self.process)
+        return {meter["mac"]: meter for meter in listed}
 
-    def set_power(self, mac: str, channel: str, watts: float) -> None:
-        """Pin a channel's active power (W, signed) so the page must show exact values."""
-        request = urllib.request.Request(
-            f"{self.control_url}/meters/{mac}/set_power",
-            data=json.dumps({"channel": channel, "watts": watts}).encode(),
-            method="POST",
+    def channels(self, mac: str) -> list[dict[str, Any]]:
+        """Return what a meter's channels read now (power, voltage, energy counters in Wh)."""
+        channels: list[dict[str, Any]] = request_json(f"{self.control_url}/meters/{mac}")[
+            "channels"
+        ]
+        return channels
+
+    def control(self, mac: str, action: str, **arguments: Any) -> None:
+        """Run a scenario control of a meter, e.g. set_power(channel="a", watts=1500)."""
+        request_json(f"{self.control_url}/meters/{mac}/{action}", arguments)
+
+
+# Throwaway keys of the Emoncms double.
+EMONCMS_WRITE_KEY, EMONCMS_READ_KEY = "ui-test-write-key", "ui-test-read-key"
+
+
+class Emoncms:
+    """The Emoncms test double (simulator/emoncms.py) in its own process, on loopback."""
+
+    write_key = EMONCMS_WRITE_KEY
+    read_key = EMONCMS_READ_KEY
+
+    def __init__(self, log_file: Path) -> None:
+        """Start the double on a free port; its output goes to log_file."""
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = start_module(
+            "simulator.emoncms",
+            ["--port", str(port), "--write-key", self.write_key, "--read-key", self.read_key],
+            log_file,
         )
-        with urllib.request.urlopen(request, timeout=5):
-            pass
+
+    def _get(self, path: str) -> Any:
+        return request_json(f"{self.url}{path}", headers=self._read_access)
+
+    @property
+    def _read_access(self) -> dict[str, str]:
+        # As Emoncms' own pages read inputs: with the read key.
+        return {"Authorization": f"Bearer {self.read_key}"}
+
+    def wait_until_up(self) -> None:
+        """Wait until the double answers."""
+        wait_for_json(f"{self.url}/input/list.json", self.process, self._read_access)
+
+    def nodes(self) -> set[str]:
+        """Return the nodes the double received inputs of."""
+        return {received["nodeid"] for received in self._get("/input/list.json")}
+
+    def last_values(self, node: str) -> dict[str, float]:
+        """Return the last value the double received for each input of a node."""
+        inputs: dict[str, dict[str, float]] = self._get(f"/input/get/{quote(node)}")
+        return {name: received["value"] for name, received in inputs.items()}
 
 
 @dataclass
 class Lab:
-    """What the walk works with: the user, the simulated meters and Home Assistant's log."""
+    """What the walk works with: the user, the simulated devices and Home Assistant's log."""
 
     user: Credentials
     hass_log: Path
     simulator: Simulator
+    emoncms: Emoncms
     mains: Meter
     heat_pump: Meter
     inverter: Meter
@@ -175,15 +242,26 @@ def form(step_id: str, flow: str = "config") -> dict[str, Any]:
     return step
 
 
-def error(key: str) -> str:
-    """Return the text of a form error."""
-    text: str = STRINGS["config"]["error"][key]
+def section(name: str) -> dict[str, Any]:
+    """Return the texts of a collapsed section of the meter options form."""
+    texts: dict[str, Any] = STRINGS["options"]["step"]["init"]["sections"][name]
+    return texts
+
+
+# The options flows of meters, sites and the export share the step "init", and so its texts:
+# these are the meter's fields.
+METER_OPTIONS = ("poll_interval", "reversed_channels", "deadband")
+
+
+def error(key: str, flow: str = "config") -> str:
+    """Return the text of a form error (of the config or the options flow)."""
+    text: str = STRINGS[flow]["error"][key]
     return text
 
 
-def entity_name(key: str, **placeholders: str) -> str:
-    """Return a sensor's name as a device page shows it (without the device's name)."""
-    name: str = STRINGS["entity"]["sensor"][key]["name"]
+def entity_name(key: str, platform: str = "sensor", **placeholders: str) -> str:
+    """Return an entity's name as a device page shows it (without the device's name)."""
+    name: str = STRINGS["entity"][platform][key]["name"]
     return name.format(**placeholders)
 
 
@@ -249,7 +327,7 @@ def logs_in(ui: Frontend, lab: Lab) -> None:
 
 @walk_step
 def offers_meter_or_site(ui: Frontend, lab: Lab) -> None:
-    """Find Shelly Energy Monitor under Add integration: it offers a meter or an energy site."""
+    """Find Shelly Energy Monitor under Add integration: a meter, a site or an Emoncms export."""
     item = ui.add_integration(INTEGRATION_NAME)
     ui.shoot("add-integration", ui.add_integration_dialog(), down_to=item)
     item.click()
@@ -369,7 +447,7 @@ PINNED_MAINS_W = {"a": 1500.0, "b": 400.0, "c": -200.0}
 def shows_site_flows(ui: Frontend, lab: Lab) -> None:
     """Read the site's power flows on its device page."""
     for phase, watts in PINNED_MAINS_W.items():
-        lab.simulator.set_power(lab.mains.mac, phase, watts)
+        lab.simulator.control(lab.mains.mac, "set_power", channel=phase, watts=watts)
     ui.open_device("Home")
     load = entity_name("load_power", load=channel_label(lab.heat_pump, "2"))
     ui.expect_state(load, re.compile(r"[\d,]+ W"))
@@ -397,7 +475,7 @@ def changes_meter_options(ui: Frontend, lab: Lab) -> None:
     ui.open_integration(DOMAIN)
     ui.configure(lab.mains.name)
     ui.expect_dialog(options["title"])
-    ui.expect_fields(*labels.values())
+    ui.expect_fields(*(labels[key] for key in METER_OPTIONS), section("supply")["name"])
     ui.type_number(labels["poll_interval"], 2)
     ui.check(phase_a)
     ui.shoot("meter-options")
@@ -416,15 +494,59 @@ def changes_meter_options(ui: Frontend, lab: Lab) -> None:
     ui.close_dialog()
 
 
+# A supply of one's own nominal voltage, and an overvoltage on it: above its 10 % limit (258.5 V)
+# and below its 15 % spike limit (270.25 V), so that it counts only after the start delay.
+NOMINAL_VOLTAGE = "235"
+OVERVOLTAGE_V = 260.0
+
+
+@walk_step
+def watches_the_supply(ui: Frontend, lab: Lab) -> None:
+    """Type the supply's nominal voltage; an overvoltage on phase A turns its problem sensor on."""
+    supply = section("supply")
+    labels = supply["data"]
+    ui.open_integration(DOMAIN)
+    ui.configure(lab.mains.name)
+    ui.expect_dialog(form("init", "options")["title"])
+    ui.expand_section(supply["name"])
+    ui.expect_fields(supply["description"], *labels.values())
+    ui.type_choice(labels["nominal_voltage"], NOMINAL_VOLTAGE)
+    ui.scroll_to_top(ui.section(supply["name"]))
+    ui.shoot("meter-supply")
+    ui.submit()
+    ui.expect_success("Options successfully saved.")
+    ui.finish()
+    # The form shows the stored value when opened again.
+    ui.configure(lab.mains.name)
+    ui.expand_section(supply["name"])
+    expect(ui.combobox(labels["nominal_voltage"])).to_have_value(NOMINAL_VOLTAGE)
+    ui.close_dialog()
+    lab.simulator.control(lab.mains.mac, "set_voltage", channel="a", volts=OVERVOLTAGE_V)
+    ui.open_device(lab.mains.name)
+    ui.expect_state(entity_name("phase_voltage", phase="A"), "260.0 V", LIVE_VALUE_TIMEOUT_MS)
+    problem = entity_name("phase_voltage_problem", "binary_sensor", phase="A")
+    ui.expect_state(problem, "Problem", LIVE_VALUE_TIMEOUT_MS)
+    ui.shoot("meter-supply-problem", ui.entities_card("Sensors"))
+    lab.simulator.control(lab.mains.mac, "release_voltage", channel="a")
+
+
+def configure_site(ui: Frontend, what: str) -> None:
+    """Open the site's options (Configure) and choose what to change ("roles" or "tariff")."""
+    ui.open_integration(DOMAIN)
+    ui.configure("Home")
+    # The menu's title is the options flow's shared "Meter options"; its choices are the site's.
+    ui.choose(form("init", "options")["menu_options"][what])
+
+
 @walk_step
 def changes_site_options(ui: Frontend, lab: Lab) -> None:
     """Change the site's options to per-phase grid metering; import and export follow."""
     roles = form("roles", "options")
     # Phase A now reads -1,500 W: balanced, the phases net to an export of 1,300 W.
+    ui.open_integration(DOMAIN)
     ui.open_device("Home")
     expect_site_grid(ui, net="-1,300 W", imported="0 W", exported="1,300 W")
-    ui.open_integration(DOMAIN)
-    ui.configure("Home")
+    configure_site(ui, "roles")
     ui.expect_dialog(roles["title"], roles["description"])
     for phase in "abc":
         expect(ui.dialog.get_by_text(channel_label(lab.mains, phase), exact=True)).to_be_visible()
@@ -436,6 +558,154 @@ def changes_site_options(ui: Frontend, lab: Lab) -> None:
     # Per phase, phase B's 400 W is imported while A and C export 1,700 W.
     ui.open_device("Home")
     expect_site_grid(ui, net="-1,300 W", imported="400 W", exported="1,700 W")
+
+
+# The README's worked example: slabs billed every two months, a fixed charge and a tax (EUR here).
+FIXED_CHARGE, TAX_PERCENT, ABOVE_PRICE = 50, 5, 6.0
+SLABS = ((100, 3.0), (300, 4.5))
+
+
+def type_slabs(ui: Frontend, labels: dict[str, str], slabs: tuple[tuple[int, float], ...]) -> None:
+    """Fill the slabs form: each slab's limit and price, and the price above the last."""
+    for number, (up_to, price) in enumerate(slabs, start=1):
+        ui.type_number(labels[f"slab_{number}_up_to"], up_to)
+        ui.type_number(labels[f"slab_{number}_price"], price)
+    ui.type_number(labels["above_price"], ABOVE_PRICE)
+
+
+@walk_step
+def sets_a_tariff(ui: Frontend, lab: Lab) -> None:
+    """Give the site a slab tariff billed every two months; slab limits that fall are refused."""
+    # Nothing is imported from here on (phases A and C export), so that the costs are exact.
+    lab.simulator.control(lab.mains.mac, "set_power", channel="b", watts=0)
+    billing = form("tariff", "options")
+    fields = billing["data"]
+    configure_site(ui, "tariff")
+    ui.expect_dialog(billing["title"], billing["description"])
+    ui.expect_fields(*fields.values())
+    ui.select_radio(selector_option("pricing", "slabs"))
+    ui.select_radio(selector_option("billing_months", "2"))
+    ui.type_number(fields["fixed_charge"], FIXED_CHARGE)
+    ui.type_number(fields["tax_percent"], TAX_PERCENT)
+    ui.shoot("tariff-billing")
+    ui.submit()
+    slabs = form("prices_slabs", "options")
+    labels = slabs["data"]
+    ui.expect_dialog(slabs["title"], slabs["description"].format(currency=CURRENCY))
+    ui.expect_fields(*labels.values())
+    expect(ui.switch(labels["telescopic"])).to_be_checked()
+    type_slabs(ui, labels, tuple(reversed(SLABS)))
+    ui.submit()
+    ui.expect_error(error("tariff_slab_order", "options"))
+    ui.shoot("tariff-slab-error")
+    type_slabs(ui, labels, SLABS)
+    ui.shoot("tariff-slabs")
+    ui.submit()
+    ui.expect_success("Options successfully saved.")
+    ui.finish()
+
+
+def money(amount: float) -> str:
+    """Return an amount of the instance's currency as the frontend shows it (en-US)."""
+    assert CURRENCY == "EUR", "the walk writes amounts in euros"
+    return f"€{amount:,.2f}"
+
+
+def price(per_kwh: float) -> str:
+    """Return a price per kWh as the frontend shows it (the sensor's own value and unit)."""
+    return f"{per_kwh} {CURRENCY}/kWh"
+
+
+IMPORT_KWH = 250  # the worked example's consumption: 100 kWh in slab 1 and 150 kWh in slab 2
+
+
+@walk_step
+def shows_costs(ui: Frontend, lab: Lab) -> None:
+    """Read the site's costs: the fixed charge with tax, then 250 kWh priced by slab."""
+    ui.open_device("Home")
+    # Nothing imported yet: the bill is the fixed charge plus 5 %, at slab 1's price.
+    ui.expect_state(entity_name("net_bill"), money(52.50), LIVE_VALUE_TIMEOUT_MS)
+    ui.expect_state(entity_name("period_cost"), money(0))
+    ui.expect_state(entity_name("cost_today"), money(0))
+    ui.expect_state(entity_name("marginal_price"), price(3.0))
+    # A new instance has no statistics to project from.
+    ui.expect_state(entity_name("projected_bill"), "Unknown")
+    # 250 kWh imported on phase B in an instant: its import counter jumps.
+    phase_b = lab.simulator.channels(lab.mains.mac)[1]
+    lab.simulator.control(
+        lab.mains.mac,
+        "set_counters",
+        channel="b",
+        energy_in_wh=phase_b["energy_in"] + IMPORT_KWH * 1000,
+        energy_out_wh=phase_b["energy_out"],
+    )
+    # 100 * 3.00 + 150 * 4.50 = 975.00; the bill adds the fixed charge; both plus 5 %.
+    ui.expect_state(entity_name("period_cost"), money(1023.75), LIVE_VALUE_TIMEOUT_MS)
+    ui.expect_state(entity_name("cost_today"), money(1023.75))
+    ui.expect_state(entity_name("net_bill"), money(1076.25))
+    ui.expect_state(entity_name("marginal_price"), price(4.5))
+    ui.shoot(
+        "site-costs",
+        ui.entities_card("Sensors"),
+        down_to=ui.entity_row(entity_name("projected_consumption")),
+    )
+
+
+@walk_step
+def exports_to_emoncms(ui: Frontend, lab: Lab) -> None:
+    """Export to Emoncms: a read key and a dead server are refused; the meters' values arrive."""
+    export = form("emoncms")
+    fields = export["data"]
+    emoncms = lab.emoncms
+    start_adding(ui, "emoncms")
+    ui.expect_dialog(export["title"], export["description"])
+    ui.expect_fields(*fields.values())
+    for url, key, refusal, shot in (
+        (emoncms.url, emoncms.read_key, "invalid_api_key", "emoncms-key-refused"),
+        (
+            f"http://{lab.unreachable_host}",
+            emoncms.write_key,
+            "cannot_connect_emoncms",
+            "emoncms-unreachable",
+        ),
+    ):
+        ui.type_text(fields["url"], url)
+        ui.type_text(fields["api_key"], key)
+        ui.type_number(fields["interval"], MIN_EXPORT_INTERVAL)
+        ui.submit()
+        ui.expect_error(error(refusal))
+        ui.shoot(shot)
+    ui.type_text(fields["url"], emoncms.url)
+    ui.type_text(fields["api_key"], emoncms.write_key)
+    ui.submit()
+    nodes = form("emoncms_nodes")
+    # One node per meter and site, named after it.
+    names = [lab.mains.name, lab.heat_pump.name, lab.inverter.name, "Home"]
+    ui.expect_dialog(nodes["title"], nodes["description"])
+    ui.expect_fields(*names)
+    for name in names:
+        expect(ui.dialog.get_by_role("textbox", name=name)).to_have_value(name)
+    ui.shoot("emoncms-nodes")
+    ui.submit()
+    title = f"Emoncms ({urlsplit(emoncms.url).hostname})"
+    expect_added(ui, title)
+    ui.finish()
+    ui.open_device(title)
+    ui.expect_state(
+        entity_name("last_send"), re.compile(r"\d+ seconds? ago"), LIVE_VALUE_TIMEOUT_MS
+    )
+    ui.expect_state(entity_name("queue_length"), "0 samples")
+    ui.shoot("emoncms-device", ui.entities_card("Diagnostic"))
+    # The double holds the pinned powers: phase A reversed, B at 0 W since the tariff.
+    assert emoncms.nodes() == set(names)
+    mains = emoncms.last_values(lab.mains.name)
+    assert [mains[f"power{suffix}"] for suffix in ("_a", "_b", "_c", "")] == [
+        -1500.0,
+        0.0,
+        -200.0,
+        -1700.0,
+    ], mains
+    assert emoncms.last_values("Home")["grid_power"] == -1700.0
 
 
 # Errors the browser reports from the frontend's scripts: the add-integration dialog of frontend
@@ -527,9 +797,10 @@ async def onboard(base_url: str, user: Credentials) -> None:
         await api.onboard(user)
 
 
-def lab_from(simulator: Simulator, user: Credentials, hass_log: Path) -> Lab:
-    """Describe the simulator's meters for the walk."""
+def lab_from(simulator: Simulator, emoncms: Emoncms, user: Credentials, hass_log: Path) -> Lab:
+    """Describe the simulator's meters for the walk (once it and the Emoncms double serve)."""
     served = simulator.meters()
+    emoncms.wait_until_up()
 
     def meter(mac: str, password: str | None = None) -> Meter:
         info = served[mac]
@@ -539,6 +810,7 @@ def lab_from(simulator: Simulator, user: Credentials, hass_log: Path) -> Lab:
         user=user,
         hass_log=hass_log,
         simulator=simulator,
+        emoncms=emoncms,
         mains=meter(MAINS_MAC),
         heat_pump=meter(HEAT_PUMP_MAC, HEAT_PUMP_PASSWORD),
         inverter=meter(INVERTER_MAC),
@@ -573,17 +845,20 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
     WORK.mkdir(exist_ok=True)
     args.images.mkdir(parents=True, exist_ok=True)
-    config, hass_log, sim_log = WORK / "config", WORK / "home-assistant.log", WORK / "simulator.log"
+    config, hass_log = WORK / "config", WORK / "home-assistant.log"
+    sim_log, emoncms_log = WORK / "simulator.log", WORK / "emoncms.log"
     base_url = f"http://127.0.0.1:{free_port()}"
     user = Credentials()
     guard = LoopbackGuard()
     with ExitStack() as stack:
         simulator = Simulator(sim_log)
         stack.enter_context(running(simulator.process))
+        emoncms = Emoncms(emoncms_log)
+        stack.enter_context(running(emoncms.process))
         prepare_config(config, urlsplit(base_url).port or 0)
         skip_onboarding_integrations(config)
         stack.enter_context(running(start_hass(config, hass_log)))
-        lab = lab_from(simulator, user, hass_log)
+        lab = lab_from(simulator, emoncms, user, hass_log)
         try:
             asyncio.run(onboard(base_url, user))
         except TimeoutError:
@@ -605,7 +880,9 @@ def main() -> int:
         browser.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
         page = browser.pages[0] if browser.pages else browser.new_page()
-        outcome = run_walk(Frontend(page, base_url, args.images), lab, [hass_log, sim_log])
+        outcome = run_walk(
+            Frontend(page, base_url, args.images), lab, [hass_log, sim_log, emoncms_log]
+        )
     if guard.blocked:
         print(
             f"ui-test: blocked {len(guard.blocked)} requests past loopback: {guard.blocked[0]}, ..."
