@@ -248,8 +248,6 @@ def section(name: str) -> dict[str, Any]:
     return texts
 
 
-# The options flows of meters, sites and the export share the step "init", and so its texts:
-# these are the meter's fields.
 METER_OPTIONS = ("poll_interval", "reversed_channels", "deadband")
 
 
@@ -534,8 +532,9 @@ def configure_site(ui: Frontend, what: str) -> None:
     """Open the site's options (Configure) and choose what to change ("roles" or "tariff")."""
     ui.open_integration(DOMAIN)
     ui.configure("Home")
-    # The menu's title is the options flow's shared "Meter options"; its choices are the site's.
-    ui.choose(form("init", "options")["menu_options"][what])
+    menu = form("site", "options")
+    ui.expect_dialog(menu["title"])
+    ui.choose(menu["menu_options"][what])
 
 
 @walk_step

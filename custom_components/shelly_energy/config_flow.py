@@ -620,8 +620,12 @@ class SiteOptionsFlow(OptionsFlow):
         self._billing: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Start with the site's own menu ("init" is the meter's options form)."""
+        return await self.async_step_site()
+
+    async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be changed."""
-        return self.async_show_menu(step_id="init", menu_options=["roles", "tariff"])
+        return self.async_show_menu(step_id="site", menu_options=["roles", "tariff"])
 
     async def async_step_roles(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and store the site's roles."""
@@ -785,6 +789,10 @@ class ExportOptionsFlow(OptionsFlow):
         self._options: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Start with the export's own form ("init" is the meter's options form)."""
+        return await self.async_step_export(user_input)
+
+    async def async_step_export(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show the interval, the values and a field for a new key."""
         entry = self.config_entry
         errors: dict[str, str] = {}
@@ -804,7 +812,7 @@ class ExportOptionsFlow(OptionsFlow):
                 return await self.async_step_nodes()
         schema = export_schema().extend({vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR})
         return self.async_show_form(
-            step_id="init",
+            step_id="export",
             data_schema=self.add_suggested_values_to_schema(schema, entry.options),
             errors=errors,
         )
