@@ -138,7 +138,10 @@ class SitePower:
 
 @dataclass(frozen=True, slots=True)
 class SiteEnergy:
-    """The site's energy totals in Wh, never decreasing. None: unavailable at this update."""
+    """The site's energy in Wh: totals, or the flows of one interval (`interval_energy`).
+
+    Totals in a `SiteState` never decrease; None: unavailable at this update.
+    """
 
     grid_import: float | None
     grid_export: float | None
@@ -276,6 +279,53 @@ def _self_consumed(production: float, grid_export: float) -> float:
     return production - grid_export
 
 
+def import_export(metering: GridMetering, inflow: float, outflow: float) -> tuple[float, float]:
+    """Return grid import and export from what flowed in and out on the grid channels."""
+    if metering is GridMetering.BALANCED:
+        return max(inflow - outflow, 0.0), max(outflow - inflow, 0.0)
+    return inflow, outflow
+
+
+def _counted(
+    channels: tuple[ChannelRef, ...], energy: Mapping[ChannelRef, tuple[float, float]]
+) -> tuple[float, float]:
+    """Return the energy counted in and out (Wh) over channels; a missing channel counted 0."""
+    inflow = outflow = 0.0
+    for ref in channels:
+        energy_in, energy_out = energy.get(ref, (0.0, 0.0))
+        inflow += energy_in
+        outflow += energy_out
+    return inflow, outflow
+
+
+def interval_energy(
+    config: SiteConfig, energy: Mapping[ChannelRef, tuple[float, float]]
+) -> SiteEnergy:
+    """Return the site's flows (Wh) over one interval that every channel measured together.
+
+    ``energy`` maps channels to what they counted in and out during the interval (stored
+    records of the same minutes, say). Unlike live updates, where meters are read at different
+    instants, such an interval is complete: home consumption and self-consumed solar are
+    clamped to 0 within it, as their definitions say.
+    """
+    grid_import, grid_export = import_export(
+        config.grid_metering, *_counted(config.channels(Role.GRID), energy)
+    )
+    production = _production(*_counted(config.channels(Role.SOLAR), energy))
+    charged, discharged = _counted(config.channels(Role.BATTERY), energy)
+    return SiteEnergy(
+        grid_import=grid_import,
+        grid_export=grid_export,
+        solar_production=production,
+        battery_charged=charged,
+        battery_discharged=discharged,
+        home_consumption=max(
+            _consumption(grid_import, grid_export, production, charged, discharged), 0.0
+        ),
+        self_consumed_solar=max(_self_consumed(production, grid_export), 0.0),
+    )
+
+
 def _power_flows(
     channels: tuple[ChannelRef, ...], readings: Mapping[ChannelRef, ChannelInput | None]
 ) -> tuple[float, float] | None:
@@ -316,7 +366,6 @@ class SiteAccumulator:
 
     def _apply_config(self, config: SiteConfig) -> None:
         self._config = config
-        self._balanced = config.grid_metering == GridMetering.BALANCED
         self._channels = {role: config.channels(role) for role in Role}
         self._balance_channels = tuple(
             ref for role in _BALANCE_ROLES for ref in self._channels[role]
@@ -353,10 +402,7 @@ class SiteAccumulator:
         )
 
     def _import_export(self, inflow: float, outflow: float) -> tuple[float, float]:
-        """Return grid import and export from what flowed in and out on the grid channels."""
-        if self._balanced:
-            return max(inflow - outflow, 0.0), max(outflow - inflow, 0.0)
-        return inflow, outflow
+        return import_export(self._config.grid_metering, inflow, outflow)
 
     def _accrue(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SiteEnergy:
         counters = self._counters

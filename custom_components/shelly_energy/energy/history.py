@@ -1,0 +1,427 @@
+"""Energy history from the meters' stored records: hourly energy, and how to fill the statistics.
+
+A meter keeps fixed-period records (1, 5 or 10 minutes) of the energy each channel counted in and
+out. `MeterHours` sums them per UTC hour for each of the meter's energy series (a phase's or
+channel's import and export, and the three-phase total), and optionally keeps them per record
+interval (`MeterIntervals`, compact arrays) so that `SiteHours` can apply a site's flow math to
+every interval that its meters measured together.
+
+`plan_fill` decides which hourly statistics rows to write for one series, given the rows that
+exist and the device's energy per hour. Rows are (hour start, state, sum); a row's *bar* is its
+sum minus the previous row's sum. Rules:
+
+- Live rows are never double counted: the sum of a live row is never changed.
+- A *gap* is a run of hours without a row (Home Assistant was down) or with a bar of about 0
+  (the meter was unreachable), ending at an *anchor*: a row whose bar exceeds the device's
+  energy of that hour by more than `JUMP_KWH` (the catch-up jump). The gap's rows get sums going
+  backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The anchor's bar becomes the
+  device's energy of its hour, each filled hour's bar the device's energy of that hour, and the
+  gap's first hour keeps what remains (its own energy, plus anything before the records); sums
+  never fall below the row before the gap, so the total is unchanged.
+- Day one: the hours before the first row are filled backwards from it in the same way (down to
+  a base row before the first record), so the sums before it may be negative: only differences
+  count.
+- Before any live row exists (a meter just added), the rows are written *provisionally*, ending
+  with sum 0 at the last complete hour; `own_until` remembers that the rows before it are ours.
+  Once the first live row exists, a later plan moves them all by the same amount so that the
+  first live hour's bar is the device's energy of that hour.
+
+Running a plan again on its own result writes nothing: every bar then matches the device.
+Time is unix seconds throughout; hours start on multiples of 3600 (UTC).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, Final
+
+from ..meter.records import EnergyRecord
+from .site import ChannelRef, Role, SiteConfig, interval_energy
+
+HOUR: Final = 3600
+# A bar up to this is "about 0" (kWh).
+ZERO_KWH: Final = 0.001
+# A bar this much above the device's energy of its hour is a catch-up jump (kWh). Larger than
+# what a poll falling just after the hour moves between hours.
+JUMP_KWH: Final = 0.02
+# Records stamped before this (2020-01-01) were made before the device synced its clock.
+FIRST_VALID_TS: Final = 1_577_836_800
+
+IMPORTED: Final = "energy_imported"
+EXPORTED: Final = "energy_exported"
+TOTAL: Final = "total"
+
+
+def meter_series(channel_ids: Sequence[str], *, three_phase: bool) -> tuple[str, ...]:
+    """Return a meter's energy series keys ("a_energy_imported", ..., "total_energy_exported")."""
+    ids = (*channel_ids, TOTAL) if three_phase else tuple(channel_ids)
+    return tuple(f"{channel_id}_{key}" for channel_id in ids for key in (IMPORTED, EXPORTED))
+
+
+def site_series() -> tuple[str, ...]:
+    """Return a site's energy series keys, as its energy sensors are keyed."""
+    return tuple(_SITE_SERIES.values())
+
+
+# The site's energy sensors' keys by `SiteEnergy` field.
+_SITE_SERIES: Final = {
+    "grid_import": "grid_import_energy",
+    "grid_export": "grid_export_energy",
+    "solar_production": "solar_energy",
+    "battery_charged": "battery_charged_energy",
+    "battery_discharged": "battery_discharged_energy",
+    "home_consumption": "home_energy",
+    "self_consumed_solar": "self_consumed_energy",
+}
+
+
+class MeterIntervals:
+    """One meter's records per interval: what each channel counted in and out (Wh).
+
+    Interval i starts at ``start + i * period``; an interval without a record counted nothing
+    (the meter was off). Arrays keep 60 days of 1-minute records of three phases in about 4 MB.
+    """
+
+    __slots__ = ("channel_ids", "energy_in", "energy_out", "period", "start")
+
+    def __init__(self, channel_ids: Sequence[str], period: int, start: int) -> None:
+        """Start empty at `start` (a multiple of `period`)."""
+        self.channel_ids = tuple(channel_ids)
+        self.period = period
+        self.start = start
+        self.energy_in = [array("d") for _ in self.channel_ids]
+        self.energy_out = [array("d") for _ in self.channel_ids]
+
+    @property
+    def end(self) -> int:
+        """Return the end of the last interval."""
+        return self.start + len(self.energy_in[0]) * self.period
+
+    def add(self, ts: int, energy_in: Sequence[float], energy_out: Sequence[float]) -> None:
+        """Add one (corrected) record, stamped at or after the last one's start."""
+        index = (ts - self.start) // self.period
+        length = len(self.energy_in[0])
+        if index >= length:
+            padding = array("d", bytes(8 * (index + 1 - length)))
+            for column in (*self.energy_in, *self.energy_out):
+                column.extend(padding)
+        for channel, value in enumerate(energy_in):
+            self.energy_in[channel][index] += value
+        for channel, value in enumerate(energy_out):
+            self.energy_out[channel][index] += value
+
+    def counted(self, channel: int, start: int, end: int) -> tuple[float, float]:
+        """Return what a channel counted in and out (Wh) in intervals starting in [start, end)."""
+        first = max((start - self.start + self.period - 1) // self.period, 0)
+        last = min((end - self.start + self.period - 1) // self.period, len(self.energy_in[0]))
+        if first >= last:
+            return 0.0, 0.0
+        return (
+            math.fsum(self.energy_in[channel][first:last]),
+            math.fsum(self.energy_out[channel][first:last]),
+        )
+
+
+class MeterHours:
+    """One meter's records summed per hour for each of its energy series (Wh).
+
+    Records arrive oldest first, as the device gives them (raw: a reversed CT counts the other
+    way round until `reversed_channels` swaps it). Records stamped before the device synced its
+    clock, or before the last one, are dropped.
+    """
+
+    def __init__(
+        self,
+        channel_ids: Sequence[str],
+        *,
+        three_phase: bool,
+        reversed_channels: frozenset[str] = frozenset(),
+        keep_intervals: bool = False,
+    ) -> None:
+        """Start empty; with `keep_intervals`, also keep the records per interval for sites."""
+        self.channel_ids = tuple(channel_ids)
+        self.three_phase = three_phase
+        self.series = meter_series(self.channel_ids, three_phase=three_phase)
+        self._reversed = tuple(channel_id in reversed_channels for channel_id in self.channel_ids)
+        self._keep_intervals = keep_intervals
+        self.intervals: MeterIntervals | None = None
+        self.first_hour: int | None = None
+        self.end = 0  # the end of the last record (unix seconds)
+        self.records = 0
+        # Per series, Wh per hour from `first_hour` on.
+        self._wh: dict[str, list[float]] = {key: [] for key in self.series}
+        self._bind_columns()
+
+    def _bind_columns(self) -> None:
+        """Look the columns up once: `add` runs for every record."""
+        self._columns_in = [self._wh[f"{channel_id}_{IMPORTED}"] for channel_id in self.channel_ids]
+        self._columns_out = [
+            self._wh[f"{channel_id}_{EXPORTED}"] for channel_id in self.channel_ids
+        ]
+        self._total_columns = (
+            (self._wh[f"{TOTAL}_{IMPORTED}"], self._wh[f"{TOTAL}_{EXPORTED}"])
+            if self.three_phase
+            else None
+        )
+
+    def add(self, records: Sequence[EnergyRecord]) -> None:
+        """Add a batch of records."""
+        for record in records:
+            if record.ts < FIRST_VALID_TS or record.ts < self.end:
+                continue
+            energy_in, energy_out = record.energy_in, record.energy_out
+            if any(self._reversed):
+                pairs = zip(energy_in, energy_out, self._reversed, strict=True)
+                swapped = [(o, i) if r else (i, o) for i, o, r in pairs]
+                energy_in = tuple(pair[0] for pair in swapped)
+                energy_out = tuple(pair[1] for pair in swapped)
+            hour = record.ts - record.ts % HOUR
+            if self.first_hour is None:
+                self.first_hour = hour
+            index = (hour - self.first_hour) // HOUR
+            for column, value in zip(self._columns_in, energy_in, strict=True):
+                _add(column, index, value)
+            for column, value in zip(self._columns_out, energy_out, strict=True):
+                _add(column, index, value)
+            if self._total_columns is not None:
+                _add(self._total_columns[0], index, sum(energy_in))
+                _add(self._total_columns[1], index, sum(energy_out))
+            if self._keep_intervals:
+                if self.intervals is None:
+                    start = record.ts - record.ts % record.period
+                    self.intervals = MeterIntervals(self.channel_ids, record.period, start)
+                self.intervals.add(record.ts, energy_in, energy_out)
+            self.end = record.ts + record.period
+            self.records += 1
+
+    def complete_hours(self) -> dict[str, dict[int, float]]:
+        """Return each series' energy (kWh) per hour that the records cover to its end."""
+        if self.first_hour is None:
+            return {key: {} for key in self.series}
+        count = (self.end - self.end % HOUR - self.first_hour) // HOUR
+        return {
+            key: {
+                self.first_hour + index * HOUR: (column[index] if index < len(column) else 0.0)
+                / 1000
+                for index in range(count)
+            }
+            for key, column in self._wh.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the hourly sums as JSON-safe data (to resume an interrupted import)."""
+        return {
+            "first_hour": self.first_hour,
+            "end": self.end,
+            "records": self.records,
+            "wh": self._wh,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Continue from what `to_dict` returned (for the same series); intervals restart."""
+        if set(data["wh"]) != set(self.series):
+            raise ValueError("the saved hours are of other series")
+        self.first_hour = data["first_hour"]
+        self.end = data["end"]
+        self.records = data["records"]
+        self._wh = {key: list(data["wh"][key]) for key in self.series}
+        self._bind_columns()
+
+
+def _add(column: list[float], index: int, value: float) -> None:
+    if index >= len(column):
+        column.extend([0.0] * (index + 1 - len(column)))
+    column[index] += value
+
+
+class SiteHours:
+    """A site's energy flows per hour (Wh), from its meters' records, interval by interval.
+
+    The meters' intervals are summed to a common interval (the least common multiple of their
+    record periods) over the time all of them cover, then each interval gets the site's flow
+    math (`interval_energy`). Run `steps` to the end; it yields between chunks of intervals so
+    that a caller on an event loop can let others run.
+    """
+
+    def __init__(self, config: SiteConfig, meters: Mapping[str, MeterIntervals]) -> None:
+        """Prepare; `meters` maps the meter ids of the site's channels to their intervals."""
+        self.config = config
+        self.hours: dict[str, dict[int, float]] = {key: {} for key in site_series()}
+        refs = [
+            ref
+            for ref, role in config.roles.items()
+            if role in (Role.GRID, Role.SOLAR, Role.BATTERY)
+        ]
+        self._channels: list[tuple[ChannelRef, MeterIntervals, int]] = [
+            (ref, meters[ref.meter_id], meters[ref.meter_id].channel_ids.index(ref.channel_id))
+            for ref in refs
+        ]
+        used = {ref.meter_id for ref in refs}
+        self.period = math.lcm(*(meters[meter_id].period for meter_id in used)) if used else HOUR
+        start = max((meters[meter_id].start for meter_id in used), default=0)
+        self.start = -(-start // self.period) * self.period
+        self.end = min((meters[meter_id].end for meter_id in used), default=0)
+
+    def steps(self, chunk: int = 1440) -> Iterator[None]:
+        """Compute the hours, yielding after every `chunk` intervals."""
+        start, count = self.start, 0
+        while start + self.period <= self.end:
+            end = start + self.period
+            flows = interval_energy(
+                self.config,
+                {ref: meter.counted(channel, start, end) for ref, meter, channel in self._channels},
+            )
+            hour = start - start % HOUR
+            for name, key in _SITE_SERIES.items():
+                series = self.hours[key]
+                series[hour] = series.get(hour, 0.0) + getattr(flows, name)
+            start = end
+            count += 1
+            if count % chunk == 0:
+                yield
+
+    def complete_hours(self) -> dict[str, dict[int, float]]:
+        """Return each flow's energy (kWh) per hour that every meter's records cover whole."""
+        first = self.start - self.start % HOUR + (HOUR if self.start % HOUR else 0)
+        last = self.end - self.end % HOUR
+        return {
+            key: {hour: wh / 1000 for hour, wh in series.items() if first <= hour < last}
+            for key, series in self.hours.items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatRow:
+    """One hourly statistics row of an energy series: hour start, state and sum (kWh)."""
+
+    start: int
+    state: float
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class FillPlan:
+    """The rows to write (oldest first), and until when the series' rows are provisional."""
+
+    rows: tuple[StatRow, ...]
+    own_until: int | None
+
+
+def _backwards(
+    anchor: StatRow, low: int, energy: Mapping[int, float], floor: float = -math.inf
+) -> list[StatRow]:
+    """Return rows for the hours [low, anchor) with sums going backwards from the anchor."""
+    rows: list[StatRow] = []
+    total, state, hour = anchor.sum, anchor.state, anchor.start
+    while hour > low:
+        counted = energy.get(hour, 0.0)
+        total, state, hour = max(total - counted, floor), state - counted, hour - HOUR
+        rows.append(StatRow(hour, state, total))
+    return rows
+
+
+def _bars(rows: Sequence[StatRow]) -> dict[int, float]:
+    """Return each row's bar (the first row has none)."""
+    return {row.start: row.sum - before.sum for before, row in pairwise(rows)}
+
+
+def _gap_start(
+    anchor: int, rows: Mapping[int, StatRow], bars: Mapping[int, float], low: int
+) -> int:
+    """Return the first hour of the gap before an anchor (the anchor itself: no gap)."""
+    hour = anchor - HOUR
+    while hour >= low and (hour not in rows or bars.get(hour, math.inf) <= ZERO_KWH):
+        hour -= HOUR
+    return hour + HOUR
+
+
+def plan_fill(
+    rows: Sequence[StatRow],
+    energy: Mapping[int, float],
+    *,
+    own_until: int | None = None,
+    state: float = 0.0,
+) -> FillPlan:
+    """Return the rows that fill one series' day one and gaps from the device's energy.
+
+    ``rows``: the series' rows, oldest first, from far enough back to hold the row before any
+    gap (a first row without one counts as the first ever). ``energy``: the device's energy
+    (kWh) per complete hour, from its first to its last hour (a missing hour counted 0).
+    ``own_until``: rows before this hour were written provisionally by an earlier plan.
+    ``state``: the counter (kWh) at the end of the last hour, for provisional rows.
+    """
+    if not energy:
+        return FillPlan((), own_until)
+    first_hour, last_hour = min(energy), max(energy)
+    own = [row for row in rows if own_until is not None and row.start < own_until]
+    live = [row for row in rows if own_until is None or row.start >= own_until]
+    if not live:
+        if own:
+            return FillPlan((), own_until)  # still no live row to anchor on
+        written = _backwards(StatRow(last_hour + HOUR, state, 0.0), first_hour - HOUR, energy)
+        return FillPlan(tuple(reversed(written)), last_hour + HOUR)
+
+    planned: dict[int, StatRow] = {}
+    first = live[0]
+    if own:
+        mine = own[-1]
+        if first.start > last_hour or mine.start + HOUR < first_hour:
+            return FillPlan((), own_until)  # the anchor's hour is not recorded yet
+        filled = _backwards(first, mine.start, energy)
+        target = filled[-1]
+        shift_sum, shift_state = target.sum - mine.sum, target.state - mine.state
+        planned.update((row.start, row) for row in filled)
+        planned.update(
+            (row.start, StatRow(row.start, row.state + shift_state, row.sum + shift_sum))
+            for row in own
+        )
+    elif first_hour < first.start <= last_hour:
+        planned.update((row.start, row) for row in _backwards(first, first_hour - HOUR, energy))
+
+    by_hour = {row.start: row for row in live}
+    starts = [row.start for row in live]
+    bars = _bars(live)
+    for row in live[1:]:
+        if not first_hour < row.start <= last_hour:
+            continue
+        if bars[row.start] <= energy.get(row.start, 0.0) + JUMP_KWH:
+            continue
+        gap_start = _gap_start(row.start, by_hour, bars, first_hour)
+        if gap_start == row.start:
+            continue
+        before = bisect.bisect_left(starts, gap_start) - 1
+        floor = live[before].sum if before >= 0 else -math.inf
+        planned.update(
+            (filled.start, filled) for filled in _backwards(row, gap_start, energy, floor)
+        )
+    return FillPlan(tuple(planned[hour] for hour in sorted(planned)), None)
+
+
+def records_needed_since(
+    rows: Sequence[StatRow], *, after: int, own_until: int | None = None
+) -> int | None:
+    """Return the first hour whose device energy a plan may need; None: nothing to fill.
+
+    Looks for anchors later than ``after`` (the last hour already checked): a row with a
+    positive jump after a run of hours without rows or with bars of about 0. Provisional rows
+    (before ``own_until``) need the hours from ``own_until`` once a live row follows them.
+    """
+    live = [row for row in rows if own_until is None or row.start >= own_until]
+    if own_until is not None:
+        return own_until if live else None
+    by_hour = {row.start: row for row in live}
+    bars = _bars(live)
+    low = live[0].start if live else 0
+    needed: int | None = None
+    for row in live[1:]:
+        if row.start <= after or bars[row.start] <= JUMP_KWH:
+            continue
+        gap_start = _gap_start(row.start, by_hour, bars, low)
+        if gap_start < row.start and (needed is None or gap_start < needed):
+            needed = gap_start
+    return needed

@@ -1,0 +1,382 @@
+"""Hourly energy from stored records, and the plan that fills statistics with it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+
+import pytest
+
+from custom_components.shelly_energy.energy.history import (
+    HOUR,
+    JUMP_KWH,
+    FillPlan,
+    MeterHours,
+    MeterIntervals,
+    SiteHours,
+    StatRow,
+    meter_series,
+    plan_fill,
+    records_needed_since,
+    site_series,
+)
+from custom_components.shelly_energy.energy.site import (
+    ChannelRef,
+    GridMetering,
+    Role,
+    SiteConfig,
+)
+from custom_components.shelly_energy.meter.records import EnergyRecord
+
+T0 = 1_748_736_000  # 2025-06-01 00:00 UTC
+
+
+def record(
+    ts: int, energy_in: Sequence[float], energy_out: Sequence[float], period: int = 60
+) -> EnergyRecord:
+    return EnergyRecord(ts, period, tuple(energy_in), tuple(energy_out))
+
+
+def minutes(
+    start: int, count: int, energy_in: Sequence[float], energy_out: Sequence[float]
+) -> list[EnergyRecord]:
+    return [record(start + 60 * i, energy_in, energy_out) for i in range(count)]
+
+
+def test_series_keys() -> None:
+    assert meter_series(("1", "2"), three_phase=False) == (
+        "1_energy_imported",
+        "1_energy_exported",
+        "2_energy_imported",
+        "2_energy_exported",
+    )
+    assert meter_series(("a", "b", "c"), three_phase=True)[-2:] == (
+        "total_energy_imported",
+        "total_energy_exported",
+    )
+    assert site_series() == (
+        "grid_import_energy",
+        "grid_export_energy",
+        "solar_energy",
+        "battery_charged_energy",
+        "battery_discharged_energy",
+        "home_energy",
+        "self_consumed_energy",
+    )
+
+
+def test_hours_of_a_three_phase_meter_with_a_reversed_phase() -> None:
+    hours = MeterHours(("a", "b", "c"), three_phase=True, reversed_channels=frozenset({"b"}))
+    # Two whole hours of 1-minute records and half of a third (not complete).
+    hours.add(minutes(T0, 60, (10.0, 1.0, 0.0), (0.0, 5.0, 2.0)))
+    hours.add(minutes(T0 + HOUR, 60, (20.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
+    hours.add(minutes(T0 + 2 * HOUR, 30, (1.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
+    complete = hours.complete_hours()
+    assert complete["a_energy_imported"] == {T0: pytest.approx(0.6), T0 + HOUR: pytest.approx(1.2)}
+    # Phase b's CT is reversed: what it counted out was imported.
+    assert complete["b_energy_imported"][T0] == pytest.approx(0.3)
+    assert complete["b_energy_exported"][T0] == pytest.approx(0.06)
+    assert complete["total_energy_imported"][T0] == pytest.approx(0.6 + 0.3)
+    assert complete["total_energy_exported"][T0] == pytest.approx(0.06 + 0.12)
+    assert hours.records == 150
+    assert hours.end == T0 + 2 * HOUR + 30 * 60
+    assert hours.intervals is None
+
+
+def test_bogus_and_repeated_records_are_dropped() -> None:
+    hours = MeterHours(("1",), three_phase=False)
+    hours.add([record(1000, (500.0,), (0.0,)), record(1060, (500.0,), (0.0,))])
+    hours.add(minutes(T0, 60, (1.0,), (0.0,)))
+    hours.add([record(T0 + 30 * 60, (999.0,), (0.0,))])  # stamped before the last one
+    assert hours.records == 60
+    assert hours.first_hour == T0
+    assert hours.complete_hours()["1_energy_imported"] == {T0: pytest.approx(0.06)}
+
+
+def test_a_missing_hour_counts_nothing_and_an_empty_meter_has_no_hours() -> None:
+    assert MeterHours(("1",), three_phase=False).complete_hours() == {
+        "1_energy_imported": {},
+        "1_energy_exported": {},
+    }
+    hours = MeterHours(("1",), three_phase=False)
+    hours.add(minutes(T0, 60, (1.0,), (0.0,)))
+    hours.add(minutes(T0 + 2 * HOUR, 60, (2.0,), (0.0,)))  # the meter was off in between
+    assert hours.complete_hours()["1_energy_imported"] == {
+        T0: pytest.approx(0.06),
+        T0 + HOUR: 0.0,
+        T0 + 2 * HOUR: pytest.approx(0.12),
+    }
+
+
+def test_hours_resume_from_saved_data() -> None:
+    whole = MeterHours(("1",), three_phase=False)
+    whole.add(minutes(T0, 120, (1.0,), (0.5,)))
+    first = MeterHours(("1",), three_phase=False)
+    first.add(minutes(T0, 70, (1.0,), (0.5,)))
+    resumed = MeterHours(("1",), three_phase=False)
+    resumed.restore(first.to_dict())
+    resumed.add(minutes(T0, 120, (1.0,), (0.5,)))  # the first 70 again are dropped
+    assert resumed.complete_hours() == whole.complete_hours()
+    assert resumed.records == 120
+    with pytest.raises(ValueError, match="other series"):
+        MeterHours(("a", "b", "c"), three_phase=True).restore(first.to_dict())
+
+
+def test_intervals_are_kept_for_sites() -> None:
+    hours = MeterHours(("1", "2"), three_phase=False, keep_intervals=True)
+    hours.add([record(T0 + 5, (1.0, 2.0), (0.0, 3.0)), record(T0 + 180, (4.0, 0.0), (0.0, 0.0))])
+    intervals = hours.intervals
+    assert intervals is not None
+    assert (intervals.start, intervals.period, intervals.end) == (T0, 60, T0 + 240)
+    assert list(intervals.energy_in[0]) == [1.0, 0.0, 0.0, 4.0]
+    assert intervals.counted(1, T0, T0 + 240) == (2.0, 3.0)
+    assert intervals.counted(0, T0 + 60, T0 + 240) == (4.0, 0.0)
+    assert intervals.counted(0, T0 + 300, T0 + 600) == (0.0, 0.0)
+    assert intervals.counted(0, T0 - 600, T0 + 30) == (1.0, 0.0)
+
+
+def intervals(
+    channel_ids: Sequence[str],
+    period: int,
+    start: int,
+    values: Sequence[tuple[Sequence[float], Sequence[float]]],
+) -> MeterIntervals:
+    result = MeterIntervals(channel_ids, period, start)
+    for index, (energy_in, energy_out) in enumerate(values):
+        result.add(start + index * period, energy_in, energy_out)
+    return result
+
+
+def site(roles: Mapping[ChannelRef, Role], metering: GridMetering) -> SiteConfig:
+    return SiteConfig(roles=roles, grid_metering=metering)
+
+
+def run(hours: SiteHours, chunk: int = 7) -> dict[str, dict[int, float]]:
+    for _ in hours.steps(chunk):
+        pass
+    return hours.complete_hours()
+
+
+def test_site_hours_per_interval_balanced_and_per_phase() -> None:
+    a, b = ChannelRef("M", "a"), ChannelRef("M", "b")
+    # Every minute phase a imports 10 Wh while phase b exports 4 Wh, for one hour.
+    meter = intervals(("a", "b"), 60, T0, [((10.0, 0.0), (0.0, 4.0))] * 60)
+    balanced = run(
+        SiteHours(site({a: Role.GRID, b: Role.GRID}, GridMetering.BALANCED), {"M": meter})
+    )
+    assert balanced["grid_import_energy"] == {T0: pytest.approx(0.36)}
+    assert balanced["grid_export_energy"] == {T0: 0.0}
+    assert balanced["home_energy"] == {T0: pytest.approx(0.36)}
+    per_phase = run(
+        SiteHours(site({a: Role.GRID, b: Role.GRID}, GridMetering.PER_PHASE), {"M": meter})
+    )
+    assert per_phase["grid_import_energy"] == {T0: pytest.approx(0.6)}
+    assert per_phase["grid_export_energy"] == {T0: pytest.approx(0.24)}
+    assert per_phase["home_energy"] == {T0: pytest.approx(0.36)}
+
+
+def test_site_hours_across_meters_of_different_periods() -> None:
+    grid, solar, battery, load = (
+        ChannelRef("PRO", "a"),
+        ChannelRef("EM", "1"),
+        ChannelRef("EM", "2"),
+        ChannelRef("PRO", "b"),
+    )
+    config = site(
+        {grid: Role.GRID, solar: Role.SOLAR, battery: Role.BATTERY, load: Role.LOAD},
+        GridMetering.PER_PHASE,
+    )
+    # The Pro 3EM's 1-minute records from 00:00 to 02:05, the EM's 10-minute ones from 00:30.
+    pro = intervals(("a", "b"), 60, T0, [((5.0, 9.0), (1.0, 0.0))] * 125)
+    em = intervals(("1", "2"), 600, T0 + 1800, [((1.0, 20.0), (30.0, 5.0))] * 9)
+    hours = SiteHours(config, {"PRO": pro, "EM": em})
+    assert (hours.period, hours.start, hours.end) == (600, T0 + 1800, T0 + 7200)
+    result = run(hours, chunk=2)
+    # Only 01:00-02:00 is covered whole by both meters. Per 10 minutes: import 50, export 10,
+    # production 29, charge 20, discharge 5: consumption 50 - 10 + 29 + 5 - 20 = 54,
+    # self-consumed 29 - 10 = 19.
+    hour = T0 + HOUR
+    assert result["grid_import_energy"] == {hour: pytest.approx(0.3)}
+    assert result["grid_export_energy"] == {hour: pytest.approx(0.06)}
+    assert result["solar_energy"] == {hour: pytest.approx(0.174)}
+    assert result["battery_charged_energy"] == {hour: pytest.approx(0.12)}
+    assert result["battery_discharged_energy"] == {hour: pytest.approx(0.03)}
+    assert result["home_energy"] == {hour: pytest.approx(0.324)}
+    assert result["self_consumed_energy"] == {hour: pytest.approx(0.114)}
+
+
+def test_a_site_without_balance_channels_has_no_hours() -> None:
+    hours = SiteHours(site({ChannelRef("M", "1"): Role.LOAD}, GridMetering.PER_PHASE), {})
+    assert run(hours) == {key: {} for key in site_series()}
+
+
+# --- plan_fill --------------------------------------------------------------------------
+
+
+def hourly(start: int, values: Sequence[float]) -> dict[int, float]:
+    return {start + index * HOUR: value for index, value in enumerate(values)}
+
+
+def live(start: int, sums: Sequence[float | None], state0: float = 100.0) -> list[StatRow]:
+    """Rows from `start` with these sums (None: no row); states follow the sums."""
+    return [
+        StatRow(start + index * HOUR, state0 + value, value)
+        for index, value in enumerate(sums)
+        if value is not None
+    ]
+
+
+def apply(rows: Sequence[StatRow], plan: FillPlan) -> list[StatRow]:
+    merged = {row.start: row for row in rows}
+    merged.update((row.start, row) for row in plan.rows)
+    return [merged[hour] for hour in sorted(merged)]
+
+
+def bars(rows: Sequence[StatRow]) -> dict[int, float]:
+    return {row.start: round(row.sum - before.sum, 9) for before, row in pairwise(rows)}
+
+
+def test_day_one_before_the_first_live_row() -> None:
+    energy = hourly(T0, [1.0, 2.0, 3.0, 4.0, 5.0])
+    # The first live row is the hour T0+3h (its sum: what HA saw of it); then one more.
+    rows = live(T0 + 3 * HOUR, [0.5, 5.5])
+    plan = plan_fill(rows, energy)
+    assert plan.own_until is None
+    assert [row.start for row in plan.rows] == [T0 - HOUR, T0, T0 + HOUR, T0 + 2 * HOUR]
+    result = apply(rows, plan)
+    assert bars(result) == {
+        T0: 1.0,
+        T0 + HOUR: 2.0,
+        T0 + 2 * HOUR: 3.0,
+        T0 + 3 * HOUR: 4.0,  # the first live hour's bar is now the device's whole hour
+        T0 + 4 * HOUR: 5.0,
+    }
+    assert result[0].sum == pytest.approx(0.5 - 10.0)  # negative before day one: fine
+    assert [row.state for row in result] == pytest.approx([90.5, 91.5, 93.5, 96.5, 100.5, 105.5])
+    assert plan_fill(result, energy).rows == ()  # idempotent
+
+
+def test_provisional_rows_before_any_live_row_then_anchored() -> None:
+    energy = hourly(T0, [1.0, 2.0, 3.0])
+    plan = plan_fill([], energy, state=50.0)
+    assert plan.own_until == T0 + 3 * HOUR
+    assert [(row.start, row.sum, row.state) for row in plan.rows] == [
+        (T0 - HOUR, -6.0, 44.0),
+        (T0, -5.0, 45.0),
+        (T0 + HOUR, -3.0, 47.0),
+        (T0 + 2 * HOUR, 0.0, 50.0),
+    ]
+    own = list(plan.rows)
+    # Still no live row: nothing to do yet.
+    assert plan_fill(own, energy, own_until=plan.own_until) == FillPlan((), plan.own_until)
+    # The first live hour came: HA saw 0.4 kWh of its 4 kWh (set up in the middle of it).
+    rows = [*own, StatRow(T0 + 3 * HOUR, 50.4, 0.4), StatRow(T0 + 4 * HOUR, 55.4, 5.4)]
+    # Its hour is not recorded yet: wait.
+    assert plan_fill(rows, energy, own_until=plan.own_until).rows == ()
+    energy = hourly(T0 + 3 * HOUR, [4.0, 5.0])  # what the device recorded since own_until
+    anchored = plan_fill(rows, energy, own_until=plan.own_until)
+    assert anchored.own_until is None
+    result = apply(rows, anchored)
+    assert bars(result) == {
+        T0: 1.0,
+        T0 + HOUR: 2.0,
+        T0 + 2 * HOUR: 3.0,
+        T0 + 3 * HOUR: 4.0,
+        T0 + 4 * HOUR: 5.0,
+    }
+    assert result[-3].state == pytest.approx(46.4)
+    assert plan_fill(result, energy).rows == ()
+
+
+def test_provisional_rows_followed_by_downtime() -> None:
+    own = [StatRow(T0 - HOUR, -1.0, 9.0), StatRow(T0, 0.0, 10.0)]
+    # HA was down for the two hours after the provisional rows; the next hour caught up.
+    rows = [*own, StatRow(T0 + 3 * HOUR, 20.0, 2.5)]
+    energy = hourly(T0 + HOUR, [1.0, 2.0, 3.0])
+    result = apply(rows, plan_fill(rows, energy, own_until=T0 + HOUR))
+    assert bars(result) == {T0: 1.0, T0 + HOUR: 1.0, T0 + 2 * HOUR: 2.0, T0 + 3 * HOUR: 3.0}
+    assert result[-1].sum == 2.5  # the live row's sum is unchanged
+
+
+def test_downtime_gap_is_filled_and_the_total_unchanged() -> None:
+    energy = hourly(T0, [1.0] * 10)
+    # Live until T0+2h, HA down T0+3h..T0+7h (no rows), catch-up in T0+8h: 6 hours in one bar.
+    rows = live(T0, [1.0, 2.0, 3.0, None, None, None, None, None, 9.0, 10.0])
+    plan = plan_fill(rows, energy)
+    assert [row.start for row in plan.rows] == [T0 + hour * HOUR for hour in range(3, 8)]
+    result = apply(rows, plan)
+    assert set(bars(result).values()) == {1.0}
+    assert result[-1].sum == 10.0
+    assert plan_fill(result, energy).rows == ()
+
+
+def test_unreachable_meter_gap_with_zero_bars() -> None:
+    energy = hourly(T0, [1.0, 1.0, 2.0, 2.0, 1.0])
+    # Rows kept coming with bar 0 while the meter was unreachable; it came back in T0+4h.
+    rows = live(T0, [1.0, 2.0, 2.0, 2.0, 7.0])
+    result = apply(rows, plan_fill(rows, energy))
+    assert bars(result) == {
+        T0 + HOUR: 1.0,
+        T0 + 2 * HOUR: 2.0,
+        T0 + 3 * HOUR: 2.0,
+        T0 + 4 * HOUR: 1.0,
+    }
+
+
+def test_live_hours_that_match_are_never_touched() -> None:
+    energy = hourly(T0, [1.0, 0.0, 2.0])
+    # A quiet hour (bar 0, device 0) before an hour whose bar is a little above the device's.
+    rows = live(T0, [1.0, 1.0, 1.0 + 2.0 + JUMP_KWH / 2])
+    assert plan_fill(rows, energy).rows == ()
+
+
+def test_a_gap_never_takes_more_than_the_jump() -> None:
+    # The device counted more than HA's catch-up jump (HA's counter was behind): the filled
+    # sums stop at the row before the gap rather than fall below it.
+    energy = hourly(T0, [1.0, 5.0, 5.0, 1.0])
+    rows = live(T0, [1.0, None, None, 4.0])
+    result = apply(rows, plan_fill(rows, energy))
+    assert [row.sum for row in result] == [1.0, 1.0, 3.0, 4.0]
+    assert all(bar >= 0 for bar in bars(result).values())
+
+
+def test_a_gap_reaching_back_before_the_records() -> None:
+    energy = hourly(T0 + 2 * HOUR, [1.0, 1.0, 1.0])
+    rows = live(T0, [1.0, None, None, None, 10.0])
+    result = apply(rows, plan_fill(rows, energy))
+    # The records start at T0+2h: its bar keeps all that came before.
+    assert bars(result) == {T0 + 2 * HOUR: 7.0, T0 + 3 * HOUR: 1.0, T0 + 4 * HOUR: 1.0}
+
+
+def test_nothing_to_plan_without_energy() -> None:
+    assert plan_fill(live(T0, [1.0]), {}) == FillPlan((), None)
+    assert plan_fill([], {}, own_until=T0) == FillPlan((), T0)
+
+
+def test_records_needed_since() -> None:
+    rows = live(T0, [1.0, 2.0, None, None, 9.0, 10.0, 10.0, 10.0, 15.0])
+    assert records_needed_since(rows, after=T0) == T0 + 2 * HOUR
+    # Anchors up to `after` were checked already; the zero bars before T0+8h are a candidate.
+    assert records_needed_since(rows, after=T0 + 4 * HOUR) == T0 + 6 * HOUR
+    assert records_needed_since(rows, after=T0 + 8 * HOUR) is None
+    assert records_needed_since(live(T0, [1.0, 2.0, 3.0]), after=0) is None
+    assert records_needed_since([], after=0) is None
+    own = [StatRow(T0, 0.0, 0.0)]
+    assert records_needed_since(own, after=0, own_until=T0 + HOUR) is None
+    assert (
+        records_needed_since([*own, StatRow(T0 + 2 * HOUR, 0.0, 1.0)], after=0, own_until=T0 + HOUR)
+        == T0 + HOUR
+    )
+
+
+def test_a_jump_after_a_live_hour_is_no_gap() -> None:
+    # HA counted much more than the device in T0+2h, but the hour before was live: no gap.
+    energy = hourly(T0, [1.0, 1.0, 1.0])
+    assert plan_fill(live(T0, [1.0, 2.0, 9.0]), energy).rows == ()
+
+
+def test_intervals_add_up_records_of_one_interval() -> None:
+    meter = MeterIntervals(("1",), 600, T0)
+    meter.add(T0, (1.0,), (0.0,))
+    meter.add(T0 + 300, (2.0,), (1.0,))
+    assert meter.counted(0, T0, T0 + 600) == (3.0, 1.0)
