@@ -48,6 +48,7 @@ from .exporter import (
     async_create_exporter,
     export_store,
 )
+from .history import MeterHistory, SiteHistory, history_store
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
@@ -99,7 +100,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
-    """Delete what a removed site or export kept on disk, and its repair issues."""
+    """Delete what a removed entry kept on disk, and its repair issues."""
     kind = entry_kind(entry)
     if kind == KIND_SITE:
         await _site_store(hass, entry).async_remove()
@@ -108,6 +109,8 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
         await export_store(hass, entry).async_remove()
         for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
             ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
+    if kind != KIND_EMONCMS:
+        await history_store(hass, entry).async_remove()
 
 
 async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bool:
@@ -126,6 +129,8 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
         await client.close()
         raise
     entry.runtime_data = MeterRuntime(coordinator, dict(entry.options))
+    if "recorder" in hass.config.components:
+        entry.runtime_data.history = MeterHistory(hass, entry, coordinator)
     entry.async_on_unload(client.close)
 
     async def _async_close_on_stop(_event: Event) -> None:
@@ -138,6 +143,8 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
     await hass.config_entries.async_forward_entry_setups(entry, METER_PLATFORMS)
     _remove_stale_entities(hass, entry, coordinator.unique_ids)
     entry.async_on_unload(async_register_meter(hass, coordinator))
+    if entry.runtime_data.history is not None:
+        entry.async_on_unload(entry.runtime_data.history.async_start())
     return True
 
 
@@ -166,6 +173,9 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, SITE_PLATFORMS)
     _remove_stale_entities(hass, entry, coordinator.unique_ids)
+    if "recorder" in hass.config.components:
+        entry.runtime_data.history = SiteHistory(hass, entry, coordinator)
+        entry.async_on_unload(entry.runtime_data.history.async_start())
     return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 DOMAIN: Final = "shelly_energy"
@@ -84,3 +85,8 @@ PROJECTION_REFRESH_S: Final = 3600
 BILLING_SAVE_DELAY_S: Final = 60
 # Fired when a site's projected consumption rises into the next slab of its tariff.
 EVENT_TIER: Final = "shelly_energy_projected_tier"
+
+# History from the meters' stored records: the event fired when a run completes, and how often
+# the statistics are checked for gaps.
+EVENT_HISTORY_IMPORTED: Final = "shelly_energy_history_imported"
+HISTORY_CHECK_INTERVAL: Final = timedelta(hours=1)

@@ -49,6 +49,7 @@ from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
     from .billing import SiteBilling
+    from .history import MeterHistory, SiteHistory
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class MeterRuntime:
 
     coordinator: MeterCoordinator
     options: dict[str, Any]  # as the entry was set up with: a change reloads it
+    history: MeterHistory | None = None  # with the recorder: the stored records' import
 
 
 type MeterConfigEntry = ConfigEntry[MeterRuntime]
@@ -209,6 +211,7 @@ class SiteRuntime:
     """What a loaded energy site entry holds."""
 
     coordinator: SiteCoordinator
+    history: SiteHistory | None = None  # with the recorder: history from the meters' records
 
 
 type SiteConfigEntry = ConfigEntry[SiteRuntime]

@@ -12,6 +12,7 @@ from homeassistant.core import HomeAssistant
 
 from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE
 from .coordinator import channel_key, entry_kind
+from .history import MeterHistory, SiteHistory
 
 TO_REDACT = {CONF_PASSWORD, CONF_USERNAME, CONF_API_KEY}
 
@@ -41,6 +42,7 @@ async def async_get_config_entry_diagnostics(
         }
         power["loads"] = {channel_key(ref): watts for ref, watts in state.power.loads.items()}
         result["site"] = coordinator.accumulator.to_dict()
+        result["history"] = _history(entry.runtime_data.history)
         result["state"] = {
             "power": power,
             "energy": asdict(state.energy),
@@ -57,4 +59,10 @@ async def async_get_config_entry_diagnostics(
             "anomalies": [asdict(anomaly) for anomaly in status.anomalies],
             "seen_voltage": sorted(coordinator.supply.detector.seen_voltage),
         }
+        result["history"] = _history(entry.runtime_data.history)
     return result
+
+
+def _history(history: MeterHistory | SiteHistory | None) -> dict[str, Any] | None:
+    """Return the history import's progress, last run and errors (None: no recorder)."""
+    return None if history is None else history.diagnostics()

@@ -26,7 +26,8 @@ from homeassistant.const import (
     UnitOfPower,
     UnitOfReactivePower,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
@@ -47,6 +48,7 @@ from .energy.site import ChannelRef, Role, SiteState
 from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, channel_naming
 from .export.emoncms import ExportStatus
+from .history import MeterHistory, signal_history_updated
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 
 # Polling happens in the coordinator; entities only read its data.
@@ -261,6 +263,9 @@ def _add_meter_sensors(
         for reading in snapshot.channels
         for description in VOLTAGE_RANGE_SENSORS
     )
+    history = entry.runtime_data.history
+    if history is not None:
+        entities.append(HistoryImportSensor(coordinator, history))
     async_add_entities(entities)
 
 
@@ -359,6 +364,65 @@ class LastRestartSensor(MeterEntity[datetime], SensorEntity):
     def native_value(self) -> datetime | None:
         """Return when the meter last started."""
         return self._value
+
+
+HISTORY_IMPORT = SensorEntityDescription(
+    key="history_import",
+    translation_key="history_import",
+    native_unit_of_measurement=PERCENTAGE,
+    entity_category=EntityCategory.DIAGNOSTIC,
+    suggested_display_precision=0,
+)
+
+
+class HistoryImportSensor(MeterEntity[float], SensorEntity):
+    """How far the import of the meter's stored records got, and how it went."""
+
+    def __init__(self, coordinator: MeterCoordinator, history: MeterHistory) -> None:
+        """Follow the meter's history import."""
+        self._history = history
+        super().__init__(coordinator, HISTORY_IMPORT)
+
+    async def async_added_to_hass(self) -> None:
+        """Write the state whenever the import moves on."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass,
+                signal_history_updated(self.coordinator.config_entry.entry_id),
+                self._history_updated,
+            )
+        )
+
+    @callback
+    def _history_updated(self) -> None:
+        # The attributes change without the percentage: always write.
+        self._value = self._read()
+        self.async_write_ha_state()
+
+    def _read(self) -> float | None:
+        return self._history.progress.percent
+
+    @property
+    def available(self) -> bool:
+        """Return True: the import's state is known while the meter is away too."""
+        return True
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the progress in percent."""
+        return self._value
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return the status, how far the records were read and how many."""
+        progress = self._history.progress
+        until = progress.imported_until
+        return {
+            "status": progress.status.value,
+            "imported_until": None if until is None else until.isoformat(),
+            "records": progress.records,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)

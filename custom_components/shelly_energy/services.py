@@ -13,18 +13,26 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN, KIND_EMONCMS, KIND_SITE
+from .const import DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
 from .coordinator import entry_kind
+from .history import HistoryStatus
 
 SERVICE_EMONCMS_FLUSH = "emoncms_flush"
 SERVICE_GET_BILL = "get_bill"
+SERVICE_BACKFILL = "backfill"
 ATTR_SITE = "site"
 ATTR_DATE = "date"
+ATTR_DEVICE_ID = "device_id"
+ATTR_SINCE = "since"
 GET_BILL_SCHEMA = vol.Schema({vol.Required(ATTR_SITE): cv.string, vol.Optional(ATTR_DATE): cv.date})
+BACKFILL_SCHEMA = vol.Schema(
+    {vol.Required(ATTR_DEVICE_ID): cv.string, vol.Optional(ATTR_SINCE): cv.date}
+)
 
 
 @callback
@@ -42,6 +50,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
         _async_get_bill,
         schema=GET_BILL_SCHEMA,
         supports_response=SupportsResponse.ONLY,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_BACKFILL,
+        _async_backfill,
+        schema=BACKFILL_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
 
 
@@ -96,3 +111,42 @@ async def _async_get_bill(call: ServiceCall) -> ServiceResponse:
             translation_placeholders={"site": entry.title},
         )
     return {"site": entry.title, "currency": hass.config.currency, **bill.to_dict()}
+
+
+async def _async_backfill(call: ServiceCall) -> ServiceResponse:
+    """Import a meter's or site's history from the records its meters keep; say what it wrote."""
+    hass = call.hass
+    device = dr.async_get(hass).async_get(call.data[ATTR_DEVICE_ID])
+    histories = [
+        entry.runtime_data.history
+        for entry_id in (device.config_entries if device else ())
+        if (entry := hass.config_entries.async_get_entry(entry_id)) is not None
+        and entry.domain == DOMAIN
+        and entry_kind(entry) in (KIND_METER, KIND_SITE)
+        and entry.state is ConfigEntryState.LOADED
+        and entry.runtime_data.history is not None
+    ]
+    if device is None or not histories:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN, translation_key="not_a_history_device"
+        )
+    history = histories[0]
+    since = call.data.get(ATTR_SINCE)
+    await history.async_run(
+        None if since is None else int(dt_util.start_of_local_day(since).timestamp())
+    )
+    progress = history.progress
+    name = device.name_by_user or device.name or device.id
+    if progress.status is HistoryStatus.UNSUPPORTED:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_stored_records",
+            translation_placeholders={"device": name},
+        )
+    if progress.status is HistoryStatus.FAILED:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="backfill_failed",
+            translation_placeholders={"device": name, "error": progress.error or ""},
+        )
+    return {"records": progress.records, "hours": progress.hours}

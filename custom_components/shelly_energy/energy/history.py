@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Final
 
-from ..meter.records import EnergyRecord
+from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
 from .site import ChannelRef, Role, SiteConfig, interval_energy
 
 HOUR: Final = 3600
@@ -49,8 +49,6 @@ ZERO_KWH: Final = 0.001
 # A bar this much above the device's energy of its hour is a catch-up jump (kWh). Larger than
 # what a poll falling just after the hour moves between hours.
 JUMP_KWH: Final = 0.02
-# Records stamped before this (2020-01-01) were made before the device synced its clock.
-FIRST_VALID_TS: Final = 1_577_836_800
 
 IMPORTED: Final = "energy_imported"
 EXPORTED: Final = "energy_exported"
@@ -65,11 +63,11 @@ def meter_series(channel_ids: Sequence[str], *, three_phase: bool) -> tuple[str,
 
 def site_series() -> tuple[str, ...]:
     """Return a site's energy series keys, as its energy sensors are keyed."""
-    return tuple(_SITE_SERIES.values())
+    return tuple(SITE_SERIES.values())
 
 
 # The site's energy sensors' keys by `SiteEnergy` field.
-_SITE_SERIES: Final = {
+SITE_SERIES: Final = {
     "grid_import": "grid_import_energy",
     "grid_export": "grid_export_energy",
     "solar_production": "solar_energy",
@@ -172,7 +170,7 @@ class MeterHours:
     def add(self, records: Sequence[EnergyRecord]) -> None:
         """Add a batch of records."""
         for record in records:
-            if record.ts < FIRST_VALID_TS or record.ts < self.end:
+            if record.ts < EARLIEST_VALID_TS or record.ts < self.end:
                 continue
             energy_in, energy_out = record.energy_in, record.energy_out
             if any(self._reversed):
@@ -266,10 +264,11 @@ class SiteHours:
         start = max((meters[meter_id].start for meter_id in used), default=0)
         self.start = -(-start // self.period) * self.period
         self.end = min((meters[meter_id].end for meter_id in used), default=0)
+        self.intervals = 0  # computed so far
 
     def steps(self, chunk: int = 1440) -> Iterator[None]:
         """Compute the hours, yielding after every `chunk` intervals."""
-        start, count = self.start, 0
+        start = self.start
         while start + self.period <= self.end:
             end = start + self.period
             flows = interval_energy(
@@ -277,12 +276,12 @@ class SiteHours:
                 {ref: meter.counted(channel, start, end) for ref, meter, channel in self._channels},
             )
             hour = start - start % HOUR
-            for name, key in _SITE_SERIES.items():
+            for name, key in SITE_SERIES.items():
                 series = self.hours[key]
                 series[hour] = series.get(hour, 0.0) + getattr(flows, name)
             start = end
-            count += 1
-            if count % chunk == 0:
+            self.intervals += 1
+            if self.intervals % chunk == 0:
                 yield
 
     def complete_hours(self) -> dict[str, dict[int, float]]:
