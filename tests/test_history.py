@@ -6,18 +6,21 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from unittest.mock import patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder.core import Recorder
+from homeassistant.components.recorder.models import StatisticData
 from homeassistant.components.recorder.statistics import (
+    StatisticsRow,
     async_import_statistics,
     statistics_during_period,
 )
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.recorder import get_instance
@@ -28,6 +31,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
+    do_adhoc_statistics,
 )
 
 from custom_components.shelly_energy.const import (
@@ -145,7 +149,7 @@ def expected_hours(
     return {hour: wh / 1000 for hour, wh in hours.items() if hour + HOUR <= end}
 
 
-async def rows(hass: HomeAssistant, entity_id: str) -> list[dict[str, Any]]:
+async def rows(hass: HomeAssistant, entity_id: str) -> list[StatisticsRow]:
     found = await get_instance(hass).async_add_executor_job(
         statistics_during_period,
         hass,
@@ -163,9 +167,14 @@ async def bars(hass: HomeAssistant, entity_id: str) -> dict[int, float]:
     """Return each hour's bar (its sum minus the previous hour's), rounded to the mWh."""
     found = await rows(hass, entity_id)
     return {
-        int(row["start"]): round(row["sum"] - before["sum"], 6)
-        for before, row in zip(found, found[1:], strict=False)
+        int(row["start"]): round(row["sum"] - before["sum"], 6) for before, row in pairwise(found)
     }
+
+
+def history_state(hass: HomeAssistant) -> State:
+    state = hass.states.get("sensor.meter_history_import")
+    assert state is not None
+    return state
 
 
 def rounded(hours: dict[int, float]) -> dict[int, float]:
@@ -201,10 +210,7 @@ async def test_day_one_import_gives_the_device_hours(
     first_hour = min(hours)
     # Provisional rows: the hour before the first record (the base), then every complete hour.
     assert len(hours) == 48
-    assert rounded(hours) == {
-        hour: bar
-        for hour, bar in (await bars(hass, "sensor.meter_phase_a_energy_imported")).items()
-    }
+    assert await bars(hass, "sensor.meter_phase_a_energy_imported") == rounded(hours)
     # Phase b's CT is reversed: its imported energy is what the device counted out.
     assert await bars(hass, "sensor.meter_phase_b_energy_imported") == rounded(
         expected_hours(records, 1, out=True)
@@ -219,8 +225,7 @@ async def test_day_one_import_gives_the_device_hours(
     assert int(found[0]["start"]) == first_hour - HOUR
     assert found[-1]["sum"] == 0.0  # provisional: ends at 0 until a live hour anchors it
     # The progress and the event.
-    state = hass.states.get("sensor.meter_history_import")
-    assert state is not None
+    state = history_state(hass)
     assert state.state == "100.0"
     assert state.attributes["status"] == "done"
     assert state.attributes["records"] == len(records)
@@ -237,3 +242,333 @@ async def test_day_one_import_gives_the_device_hours(
     await settle(hass)
     assert await rows(hass, "sensor.meter_phase_a_energy_imported") == before
     assert events[-1].data["hours"] == 0
+
+
+async def live_until(
+    hass: HomeAssistant, clock: Clock, freezer: FrozenDateTimeFactory, end: datetime
+) -> None:
+    """Let the meter and Home Assistant run in 5-minute steps, compiling statistics."""
+    while clock.now() < end.timestamp():
+        clock.advance(300)
+        freezer.tick(timedelta(seconds=300))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        do_adhoc_statistics(hass, start=datetime.fromtimestamp(clock.now() - 300, UTC))
+        await settle(hass)
+
+
+async def test_recorder_statistics_continue_after_the_import(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    meter = await serve(simulator, "pro3em", history_days=1)
+    meter.set_power("a", 1200.0)  # 20 Wh a minute from now on
+    entry = meter_entry(simulator, meter)
+    reader.meters[meter.mac] = meter
+    await setup_entry(hass, entry)
+    await settle(hass)
+    entity_id = "sensor.meter_phase_a_energy_imported"
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    # The recorder compiles the first live hour (from the entity's first state at 00:20 on).
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=5))
+    found = await rows(hass, entity_id)
+    assert int(found[-1]["start"]) == midnight.timestamp()
+    # The hourly check (an hour after setup) anchors the imported rows on it: the first live
+    # hour's bar becomes the device's whole hour, its sum unchanged.
+    live_sum = found[-1]["sum"]
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=5))
+    records = device_records(meter)
+    device = rounded(expected_hours(records, 0))
+    result = await bars(hass, entity_id)
+    assert {hour: result[hour] for hour in device if hour in result} == device
+    assert device[int(midnight.timestamp())] == pytest.approx(0.8 + device_first_third(records))
+    found = await rows(hass, entity_id)
+    assert found[-2]["sum"] == live_sum
+    # The next hour is the recorder's own, continuing from the same sum: 1.2 kWh.
+    assert result[int(midnight.timestamp()) + HOUR] == 1.2
+    assert history_state(hass).attributes["status"] == "done"
+
+
+def device_first_third(records: list[EnergyRecord]) -> float:
+    """Return phase a's energy (kWh) of the history's last 20 minutes (00:00-00:20)."""
+    midnight = int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())
+    return sum(r.energy_in[0] for r in records if midnight <= r.ts < midnight + 1200) / 1000
+
+
+def live_rows(start: int, hours: dict[int, float], skip: set[int]) -> list[StatisticData]:
+    """Return rows as the recorder compiles them: sums of the device's hours, none in `skip`."""
+    result: list[StatisticData] = []
+    total = 0.0
+    for hour in sorted(hours):
+        total += hours[hour]
+        if hour >= start and hour not in skip:
+            result.append(
+                {"start": datetime.fromtimestamp(hour, UTC), "state": total, "sum": total}
+            )
+    return result
+
+
+async def test_five_hours_of_downtime_are_filled(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    meter = await serve(simulator, "pro3em", history_days=1)
+    records = device_records(meter)
+    device = expected_hours(records, 1)  # phase b: no solar, some consumption every hour
+    hours = sorted(device)
+    # Home Assistant was down for five hours (of some consumption), then caught up.
+    first = next(i for i in range(4, 17) if all(device[hour] > 0.01 for hour in hours[i : i + 6]))
+    down = set(hours[first : first + 5])
+    entity_id = "sensor.meter_phase_b_energy_imported"
+    # What the recorder compiled live: every hour since the third, the catch-up jump after
+    # the downtime in the first hour back.
+    async_import_statistics(
+        hass,
+        statistic_metadata(entity_id),  # type: ignore[arg-type]
+        live_rows(hours[2], device, down),
+    )
+    await async_wait_recording_done(hass)
+    before = await bars(hass, entity_id)
+    back = hours[first + 5]
+    assert before[back] == pytest.approx(sum(device[hour] for hour in hours[first : first + 6]))
+    total = (await rows(hass, entity_id))[-1]["sum"]
+    entry = meter_entry(simulator, meter)
+    reader.meters[meter.mac] = meter
+    await setup_entry(hass, entry)
+    await settle(hass)
+    after = await bars(hass, entity_id)
+    assert after == rounded(device)  # day one and the downtime: the device's hours
+    assert (await rows(hass, entity_id))[-1]["sum"] == total  # nothing counted twice
+    assert {hour: after[hour] for hour in before if hour != back} == {
+        hour: bar for hour, bar in before.items() if hour != back
+    }  # live hours untouched
+
+
+async def test_gap_filled_hourly_reading_only_what_it_needs(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    events = async_capture_events(hass, EVENT_HISTORY_IMPORTED)
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    entity_id = "sensor.meter_phase_a_energy_imported"
+    # The meter was unreachable for two hours; then the recorder compiled the catch-up.
+    midnight = int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())
+    clock_at_0020.advance(3 * HOUR)
+    device = expected_hours(device_records(meter), 0)
+    total = (await rows(hass, entity_id))[-1]["sum"]
+    assert total == 0.0  # the provisional rows end at 0
+    total = device[midnight]
+    async_import_statistics(
+        hass,
+        statistic_metadata(entity_id),  # type: ignore[arg-type]
+        [
+            {"start": datetime.fromtimestamp(midnight, UTC), "state": 0.0, "sum": total},
+            {"start": datetime.fromtimestamp(midnight + HOUR, UTC), "state": 0.0, "sum": total},
+            {
+                "start": datetime.fromtimestamp(midnight + 2 * HOUR, UTC),
+                "state": 0.0,
+                "sum": total + device[midnight + HOUR] + device[midnight + 2 * HOUR],
+            },
+        ],
+    )
+    await async_wait_recording_done(hass)
+    freezer.tick(timedelta(hours=3))
+    async_fire_time_changed(hass)  # the hourly check
+    await settle(hass)
+    assert reader.calls == [None, midnight]  # only the records since the first hour needed
+    assert events[-1].data["records"] == 3 * 60 + 20
+    result = await bars(hass, entity_id)
+    assert result[midnight + HOUR] == round(device[midnight + HOUR], 6)
+    assert result[midnight + 2 * HOUR] == round(device[midnight + 2 * HOUR], 6)
+    # Nothing more to do: the next check reads nothing.
+    calls = len(reader.calls)
+    freezer.tick(timedelta(hours=1))
+    async_fire_time_changed(hass)
+    await settle(hass)
+    assert len(reader.calls) == calls
+
+
+async def test_interrupted_import_resumes(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    blocked = asyncio.Event()
+
+    async def stop_midway(index: int) -> None:
+        if index == 1500:
+            blocked.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    reader.gate = stop_midway
+    meter = await serve(simulator, "pro3em", history_days=2)
+    entry = meter_entry(simulator, meter)
+    reader.meters[meter.mac] = meter
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await blocked.wait()
+    assert history_state(hass).attributes["status"] == "importing"
+    await hass.config_entries.async_unload(entry.entry_id)
+    await settle(hass)
+    assert await rows(hass, "sensor.meter_phase_a_energy_imported") == []
+    reader.gate = None
+    await hass.config_entries.async_setup(entry.entry_id)
+    await settle(hass)
+    records = device_records(meter)
+    assert reader.calls == [None, records[1500].ts]  # resumed after the 1500 records read
+    assert await bars(hass, "sensor.meter_phase_a_energy_imported") == rounded(
+        expected_hours(records, 0)
+    )
+    state = history_state(hass)
+    assert state.attributes["records"] == len(records)
+
+
+async def test_gen1_records(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    meter, _ = await add_meter(hass, simulator, reader, "gen1_em", history_days=1)
+    records = device_records(meter)
+    assert records[0].period == 600
+    for channel in (0, 1):
+        for out, name in ((False, "imported"), (True, "exported")):
+            assert await bars(hass, f"sensor.meter_channel_{channel + 1}_energy_{name}") == (
+                rounded(expected_hours(records, channel, out=out))
+            )
+
+
+async def test_bogus_timestamps_are_dropped(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    meter = await serve(simulator, "pro3em", history_days=1)
+    meter.bogus_records(5)
+    entry = meter_entry(simulator, meter)
+    reader.meters[meter.mac] = meter
+    await setup_entry(hass, entry)
+    await settle(hass)
+    records = device_records(meter)
+    assert records[0].ts == 1000
+    found = await rows(hass, "sensor.meter_phase_a_energy_imported")
+    assert int(found[0]["start"]) == records[5].ts - records[5].ts % HOUR - HOUR
+    assert await bars(hass, "sensor.meter_phase_a_energy_imported") == rounded(
+        expected_hours(records[5:], 0)
+    )
+    assert state_of(hass, "sensor.meter_history_import") == "100.0"
+    assert history_state(hass).attributes["records"] == len(records) - 5
+
+
+async def test_site_history(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    events = async_capture_events(hass, EVENT_HISTORY_IMPORTED)
+    meter, _ = await add_meter(
+        hass, simulator, reader, wiring=["grid@a", "solar@a", "load@b"], history_days=1
+    )
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{meter.mac}:a", f"{meter.mac}:b"],
+            "solar": [f"{meter.mac}:c"],
+            CONF_GRID_METERING: "balanced",
+        },
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    records = device_records(meter)
+    # Per minute: grid import max(a + b - out, 0) balanced; production c's out - in.
+    grid_in: dict[int, float] = defaultdict(float)
+    solar: dict[int, float] = defaultdict(float)
+    home: dict[int, float] = defaultdict(float)
+    for r in records:
+        hour = r.ts - r.ts % HOUR
+        net = r.energy_in[0] + r.energy_in[1] - r.energy_out[0] - r.energy_out[1]
+        produced = max(r.energy_out[2] - r.energy_in[2], 0.0)
+        grid_in[hour] += max(net, 0.0)
+        solar[hour] += produced
+        home[hour] += max(net + produced, 0.0)
+    complete = set(expected_hours(records, 0))
+    for entity_id, expected in (
+        ("sensor.home_grid_import_energy", grid_in),
+        ("sensor.home_solar_energy", solar),
+        ("sensor.home_consumption_energy", home),
+    ):
+        result = await bars(hass, entity_id)
+        assert result == pytest.approx(
+            {hour: wh / 1000 for hour, wh in expected.items() if hour in complete}, abs=1e-6
+        ), entity_id
+    site_device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, f"site_{site.entry_id}")}
+    )
+    assert site_device is not None
+    assert events[-1].data["device_id"] == site_device.id
+    assert events[-1].data["records"] == len(records)
+
+
+async def test_backfill_action(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    meter, entry = await add_meter(hass, simulator, reader, history_days=2)
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
+    assert device is not None
+    entity_id = "sensor.meter_phase_a_energy_imported"
+    before = await rows(hass, entity_id)
+    response = await hass.services.async_call(
+        DOMAIN,
+        "backfill",
+        {"device_id": device.id, "since": "2025-05-31"},
+        blocking=True,
+        return_response=True,
+    )
+    assert response == {"records": 17 * 60 + 20, "hours": 0}  # since 07:00 UTC, local midnight
+    assert reader.calls[-1] == int(datetime(2025, 5, 31, 7, tzinfo=UTC).timestamp())
+    await settle(hass)
+    assert await rows(hass, entity_id) == before
+    # Errors: a device that is not a meter or site, and a meter without records.
+    other = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, identifiers={("other", "x")}
+    )
+    for device_id in (other.id, "unknown"):
+        with pytest.raises(ServiceValidationError) as raised:
+            await hass.services.async_call(
+                DOMAIN, "backfill", {"device_id": device_id}, blocking=True
+            )
+        assert raised.value.translation_key == "not_a_history_device"
+    reader.unsupported = True
+    with pytest.raises(ServiceValidationError) as raised:
+        await hass.services.async_call(
+            DOMAIN, "backfill", {"device_id": device.id, "since": "2025-05-31"}, blocking=True
+        )
+    assert raised.value.translation_key == "no_stored_records"
+    state = history_state(hass)
+    assert state.attributes["status"] == "unsupported"
+    assert entry.state is ConfigEntryState.LOADED

@@ -180,7 +180,7 @@ class _History:
         """Return what the unique ids of the entry's entities start with."""
         raise NotImplementedError
 
-    def _device_identifier(self) -> str:
+    def device_identifier(self) -> str:
         """Return the identifier of the entry's device in the integration's domain."""
         raise NotImplementedError
 
@@ -202,10 +202,14 @@ class _History:
         self.run_in_background()
         return async_track_time_interval(
             self.hass,
-            lambda _now: self.run_in_background(),
+            self._hourly,
             HISTORY_CHECK_INTERVAL,
             name=f"Shelly Energy history of {self.entry.title}",
         )
+
+    @callback
+    def _hourly(self, _now: datetime) -> None:
+        self.run_in_background()
 
     @callback
     def run_in_background(self) -> None:
@@ -254,7 +258,7 @@ class _History:
             progress.last_run = dt_util.utcnow()
             self._updated()
             device = dr.async_get(self.hass).async_get_device(
-                identifiers={(DOMAIN, self._device_identifier())}
+                identifiers={(DOMAIN, self.device_identifier())}
             )
             self.hass.bus.async_fire(
                 EVENT_HISTORY_IMPORTED,
@@ -370,7 +374,8 @@ class MeterHistory(_History):
     def _unique_id_prefix(self) -> str:
         return self.coordinator.info.mac
 
-    def _device_identifier(self) -> str:
+    def device_identifier(self) -> str:
+        """Return the meter's device identifier: its MAC."""
         return self.coordinator.info.mac
 
     @callback
@@ -478,7 +483,8 @@ class SiteHistory(_History):
     def _unique_id_prefix(self) -> str:
         return self.entry.entry_id
 
-    def _device_identifier(self) -> str:
+    def device_identifier(self) -> str:
+        """Return the site's device identifier."""
         return f"site_{self.entry.entry_id}"
 
     @callback

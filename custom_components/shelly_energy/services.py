@@ -20,7 +20,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
 from .coordinator import entry_kind
-from .history import HistoryStatus
+from .history import HistoryStatus, MeterHistory, SiteHistory
 
 SERVICE_EMONCMS_FLUSH = "emoncms_flush"
 SERVICE_GET_BILL = "get_bill"
@@ -117,20 +117,11 @@ async def _async_backfill(call: ServiceCall) -> ServiceResponse:
     """Import a meter's or site's history from the records its meters keep; say what it wrote."""
     hass = call.hass
     device = dr.async_get(hass).async_get(call.data[ATTR_DEVICE_ID])
-    histories = [
-        entry.runtime_data.history
-        for entry_id in (device.config_entries if device else ())
-        if (entry := hass.config_entries.async_get_entry(entry_id)) is not None
-        and entry.domain == DOMAIN
-        and entry_kind(entry) in (KIND_METER, KIND_SITE)
-        and entry.state is ConfigEntryState.LOADED
-        and entry.runtime_data.history is not None
-    ]
-    if device is None or not histories:
+    history = None if device is None else _history_of(hass, device)
+    if device is None or history is None:
         raise ServiceValidationError(
             translation_domain=DOMAIN, translation_key="not_a_history_device"
         )
-    history = histories[0]
     since = call.data.get(ATTR_SINCE)
     await history.async_run(
         None if since is None else int(dt_util.start_of_local_day(since).timestamp())
@@ -150,3 +141,20 @@ async def _async_backfill(call: ServiceCall) -> ServiceResponse:
             translation_placeholders={"device": name, "error": progress.error or ""},
         )
     return {"records": progress.records, "hours": progress.hours}
+
+
+def _history_of(hass: HomeAssistant, device: dr.DeviceEntry) -> MeterHistory | SiteHistory | None:
+    """Return the history of the loaded meter or site that a device is (None: neither)."""
+    for entry_id in device.config_entries:
+        entry = hass.config_entries.async_get_entry(entry_id)
+        if (
+            entry is None
+            or entry.domain != DOMAIN
+            or entry_kind(entry) not in (KIND_METER, KIND_SITE)
+            or entry.state is not ConfigEntryState.LOADED
+        ):
+            continue
+        history: MeterHistory | SiteHistory | None = entry.runtime_data.history
+        if history is not None and (DOMAIN, history.device_identifier()) in device.identifiers:
+            return history
+    return None

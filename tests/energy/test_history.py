@@ -192,11 +192,12 @@ def test_site_hours_across_meters_of_different_periods() -> None:
     hours = SiteHours(config, {"PRO": pro, "EM": em})
     assert (hours.period, hours.start, hours.end) == (600, T0 + 1800, T0 + 7200)
     result = run(hours, chunk=2)
-    # Only 01:00-02:00 is covered whole by both meters. Per 10 minutes: import 50, export 10,
-    # production 29, charge 20, discharge 5: consumption 50 - 10 + 29 + 5 - 20 = 54,
-    # self-consumed 29 - 10 = 19.
+    # Both meters cover 00:30-02:00: the half hour from 00:30, and the whole hour from 01:00.
+    # Per 10 minutes: import 50, export 10, production 29, charge 20, discharge 5:
+    # consumption 50 - 10 + 29 + 5 - 20 = 54, self-consumed 29 - 10 = 19.
+    assert result["grid_import_energy"] == {T0: pytest.approx(0.15), T0 + HOUR: pytest.approx(0.3)}
+    result = {key: {T0 + HOUR: hours[T0 + HOUR]} for key, hours in result.items()}
     hour = T0 + HOUR
-    assert result["grid_import_energy"] == {hour: pytest.approx(0.3)}
     assert result["grid_export_energy"] == {hour: pytest.approx(0.06)}
     assert result["solar_energy"] == {hour: pytest.approx(0.174)}
     assert result["battery_charged_energy"] == {hour: pytest.approx(0.12)}

@@ -285,8 +285,12 @@ class SiteHours:
                 yield
 
     def complete_hours(self) -> dict[str, dict[int, float]]:
-        """Return each flow's energy (kWh) per hour that every meter's records cover whole."""
-        first = self.start - self.start % HOUR + (HOUR if self.start % HOUR else 0)
+        """Return each flow's energy (kWh) per hour up to the last that all records cover.
+
+        The first hour may be partial, as a meter's own first hour is: nothing is known of it
+        before the records start.
+        """
+        first = self.start - self.start % HOUR
         last = self.end - self.end % HOUR
         return {
             key: {hour: wh / 1000 for hour, wh in series.items() if first <= hour < last}
