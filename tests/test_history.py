@@ -165,10 +165,8 @@ async def rows(hass: HomeAssistant, entity_id: str) -> list[StatisticsRow]:
 
 async def bars(hass: HomeAssistant, entity_id: str) -> dict[int, float]:
     """Return each hour's bar (its sum minus the previous hour's), rounded to the mWh."""
-    found = await rows(hass, entity_id)
-    return {
-        int(row["start"]): round(row["sum"] - before["sum"], 6) for before, row in pairwise(found)
-    }
+    sums = [(int(row["start"]), row["sum"] or 0.0) for row in await rows(hass, entity_id)]
+    return {start: round(total - before, 6) for (_, before), (start, total) in pairwise(sums)}
 
 
 def history_state(hass: HomeAssistant) -> State:
