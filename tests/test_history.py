@@ -21,8 +21,10 @@ from homeassistant.components.recorder.statistics import (
 )
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, State
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.recorder import get_instance
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -43,13 +45,14 @@ from custom_components.shelly_energy.const import (
     EVENT_HISTORY_IMPORTED,
     KIND_SITE,
 )
-from custom_components.shelly_energy.history import statistic_metadata
+from custom_components.shelly_energy.diagnostics import async_get_config_entry_diagnostics
+from custom_components.shelly_energy.history import SIGNAL_METER_HISTORY_DONE, statistic_metadata
 from custom_components.shelly_energy.meter.gen1 import Gen1Client
 from custom_components.shelly_energy.meter.records import EnergyRecord, NoStoredRecordsError
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, SimulatedMeter, Simulator
 
-from .conftest import meter_entry, serve, setup_entry, state_of
+from .conftest import meter_entry, poll, serve, setup_entry, state_of
 
 HOUR = 3600
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -459,7 +462,7 @@ async def test_bogus_timestamps_are_dropped(
     clock_at_0020: Clock,
 ) -> None:
     meter = await serve(simulator, "pro3em", history_days=1)
-    meter.bogus_records(5)
+    meter.bogus_records(600)  # more than a whole batch
     entry = meter_entry(simulator, meter)
     reader.meters[meter.mac] = meter
     await setup_entry(hass, entry)
@@ -467,12 +470,12 @@ async def test_bogus_timestamps_are_dropped(
     records = device_records(meter)
     assert records[0].ts == 1000
     found = await rows(hass, "sensor.meter_phase_a_energy_imported")
-    assert int(found[0]["start"]) == records[5].ts - records[5].ts % HOUR - HOUR
+    assert int(found[0]["start"]) == records[600].ts - records[600].ts % HOUR - HOUR
     assert await bars(hass, "sensor.meter_phase_a_energy_imported") == rounded(
-        expected_hours(records[5:], 0)
+        expected_hours(records[600:], 0)
     )
     assert state_of(hass, "sensor.meter_history_import") == "100.0"
-    assert history_state(hass).attributes["records"] == len(records) - 5
+    assert history_state(hass).attributes["records"] == len(records) - 600
 
 
 async def test_site_history(
@@ -526,6 +529,21 @@ async def test_site_history(
     assert site_device is not None
     assert events[-1].data["device_id"] == site_device.id
     assert events[-1].data["records"] == len(records)
+    # A backfill of the meter from a day keeps only that day's intervals: the site's own
+    # backfill from an earlier day reads the records again, and changes nothing.
+    meter_device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
+    assert meter_device is not None
+    for device_id, since in ((meter_device.id, "2025-05-31"), (site_device.id, "2025-05-30")):
+        response = await hass.services.async_call(
+            DOMAIN,
+            "backfill",
+            {"device_id": device_id, "since": since},
+            blocking=True,
+            return_response=True,
+        )
+        assert response is not None
+        assert response["hours"] == 0
+    assert reader.calls[-1] == int(datetime(2025, 5, 30, 7, tzinfo=UTC).timestamp())
 
 
 async def test_backfill_action(
@@ -555,7 +573,12 @@ async def test_backfill_action(
     other = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id, identifiers={("other", "x")}
     )
-    for device_id in (other.id, "unknown"):
+    foreign_entry = MockConfigEntry(domain="other")
+    foreign_entry.add_to_hass(hass)
+    foreign = dr.async_get(hass).async_get_or_create(
+        config_entry_id=foreign_entry.entry_id, identifiers={("other", "y")}
+    )
+    for device_id in (other.id, foreign.id, "unknown"):
         with pytest.raises(ServiceValidationError) as raised:
             await hass.services.async_call(
                 DOMAIN, "backfill", {"device_id": device_id}, blocking=True
@@ -570,3 +593,109 @@ async def test_backfill_action(
     state = history_state(hass)
     assert state.attributes["status"] == "unsupported"
     assert entry.state is ConfigEntryState.LOADED
+    calls = len(reader.calls)
+    entry.runtime_data.history.run_in_background()  # the hourly check: no more tries
+    await settle(hass)
+    assert len(reader.calls) == calls
+
+
+async def test_a_returning_meter_is_checked_and_diagnostics_tell(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    events = async_capture_events(hass, EVENT_HISTORY_IMPORTED)
+    meter, entry = await add_meter(hass, simulator, reader, history_days=1)
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    assert diagnostics["history"]["status"] == "done"
+    assert diagnostics["history"]["stored"]["day_one_done"] is True
+    assert diagnostics["history"]["stored"]["own_until"]["a_energy_imported"] == int(
+        datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    )
+    meter.set_online(False)
+    await poll(hass, freezer)
+    assert len(events) == 1
+    meter.set_online(True)
+    await poll(hass, freezer)
+    await settle(hass)
+    assert len(events) == 2  # checked again once it answered
+
+
+async def test_no_records_no_sensors_no_meter(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    events = async_capture_events(hass, EVENT_HISTORY_IMPORTED)
+    meter, entry = await add_meter(hass, simulator, reader)  # no stored records yet
+    assert events[-1].data["records"] == 0
+    assert await rows(hass, "sensor.meter_phase_a_energy_imported") == []
+    # A site over it and over a meter that is not set up: its history cannot be made.
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={CONF_GRID: [f"{meter.mac}:a"], "solar": ["AABBCCDDEEFF:1"]},
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    assert site.runtime_data.history.progress.status == "failed"
+    site_device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, f"site_{site.entry_id}")}
+    )
+    assert site_device is not None
+    with pytest.raises(HomeAssistantError) as raised:
+        await hass.services.async_call(
+            DOMAIN, "backfill", {"device_id": site_device.id}, blocking=True
+        )
+    assert raised.value.translation_key == "backfill_failed"
+    # A site over the meter alone: nothing to import while it has no records.
+    garage = MockConfigEntry(
+        domain=DOMAIN,
+        title="Garage",
+        data={CONF_KIND: KIND_SITE},
+        options={CONF_GRID: [f"{meter.mac}:b"]},
+    )
+    await setup_entry(hass, garage)
+    await settle(hass)
+    assert garage.runtime_data.history.progress.status == "done"
+    calls = len(reader.calls)
+    async_dispatcher_send(hass, SIGNAL_METER_HISTORY_DONE, "AABBCCDDEEFF")  # not its meter
+    await settle(hass)
+    assert len(reader.calls) == calls
+    # Two runs asked for at once: one.
+    count = len(events)
+    entry.runtime_data.history.run_in_background()
+    entry.runtime_data.history.run_in_background()
+    await settle(hass)
+    # The meter's run, then its sites' (the failing one fires nothing).
+    assert [event.data["entry_id"] for event in events[count:]] == [
+        entry.entry_id,
+        garage.entry_id,
+    ]
+    # Without energy sensors there is nothing to import.
+    registry = er.async_get(hass)
+    for registered in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if "energy" in registered.entity_id:
+            registry.async_remove(registered.entity_id)
+    with patch("custom_components.shelly_energy.history.statistics_during_period") as statistics:
+        await entry.runtime_data.history.async_run()
+    statistics.assert_not_called()
+    assert events[-1].data["hours"] == 0
+
+
+async def test_metadata_for_both_ends_of_the_supported_range() -> None:
+    metadata = statistic_metadata("sensor.x")
+    assert metadata["mean_type"] == 0
+    assert metadata["has_sum"] is True
+    assert "unit_class" not in metadata  # 2025.4's recorder would drop the rows
+    with (
+        patch("custom_components.shelly_energy.history.MAJOR_VERSION", 2025),
+        patch("custom_components.shelly_energy.history.MINOR_VERSION", 11),
+    ):
+        assert statistic_metadata("sensor.x")["unit_class"] == "energy"

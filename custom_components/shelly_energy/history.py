@@ -171,6 +171,7 @@ class _History:
         self._store = history_store(hass, entry)
         self._state: dict[str, Any] = {}  # as stored: day one done, hours checked, own rows
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None  # the last run started in the background
 
     def _series(self) -> tuple[str, ...]:
         """Return the keys of the entry's energy series."""
@@ -213,10 +214,12 @@ class _History:
 
     @callback
     def run_in_background(self) -> None:
-        """Start a run, unless one is going on or the device keeps no records."""
-        if self._lock.locked() or self.progress.status is HistoryStatus.UNSUPPORTED:
+        """Start a run, unless one is on its way or the device keeps no records."""
+        if (
+            self._task is not None and not self._task.done()
+        ) or self.progress.status is HistoryStatus.UNSUPPORTED:
             return
-        self.entry.async_create_background_task(
+        self._task = self.entry.async_create_background_task(
             self.hass, self.async_run(), f"Shelly Energy history of {self.entry.title}"
         )
 
@@ -326,10 +329,9 @@ class _History:
 
     def _read_until(self, since: int, end: int) -> None:
         """Show that a run reading from `since` has read the records up to `end`."""
-        now = time.time()
+        span = max(time.time() - since, 1.0)
         self.progress.imported_until = dt_util.utc_from_timestamp(end)
-        if now > since:
-            self.progress.percent = round(min(100.0 * (end - since) / (now - since), 99.9), 1)
+        self.progress.percent = round(min(100.0 * (end - since) / span, 99.9), 1)
         self._updated()
 
     def diagnostics(self) -> dict[str, Any]:
@@ -391,8 +393,7 @@ class MeterHistory(_History):
         def stop() -> None:
             stop_runs()
             stop_listening()
-            if histories.get(mac) is self:
-                del histories[mac]
+            histories.pop(mac, None)
 
         return stop
 
@@ -508,14 +509,13 @@ class SiteHistory(_History):
 
     async def _async_read(self, since: int | None) -> dict[str, dict[int, float]]:
         histories = meter_histories(self.hass)
+        if missing := sorted(self._meter_ids - histories.keys()):
+            raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
         meters: dict[str, MeterIntervals] = {}
-        for meter_id in self._meter_ids:
-            history = histories.get(meter_id)
-            if history is None:
-                raise MeterError(f"the site's meter {meter_id} is not loaded")
-            intervals = await history.async_intervals(since)
+        for meter_id in sorted(self._meter_ids):
+            intervals = await histories[meter_id].async_intervals(since)
             if intervals is None:
-                return {}
+                return {}  # a meter without records yet
             meters[meter_id] = intervals
         site_hours = SiteHours(self.coordinator.config, meters)
         for _ in site_hours.steps():
