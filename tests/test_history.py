@@ -685,7 +685,8 @@ async def test_no_records_no_sensors_no_meter(
             registry.async_remove(registered.entity_id)
     with patch("custom_components.shelly_energy.history.statistics_during_period") as statistics:
         await entry.runtime_data.history.async_run()
-    statistics.assert_not_called()
+    read = [call.args[3] for call in statistics.call_args_list]
+    assert not [ids for ids in read if any(id_.startswith("sensor.meter_") for id_ in ids)]
     assert events[-1].data["hours"] == 0
 
 
