@@ -381,3 +381,12 @@ def test_intervals_add_up_records_of_one_interval() -> None:
     meter.add(T0, (1.0,), (0.0,))
     meter.add(T0 + 300, (2.0,), (1.0,))
     assert meter.counted(0, T0, T0 + 600) == (3.0, 1.0)
+
+
+def test_saved_hours_are_a_snapshot() -> None:
+    hours = MeterHours(("1",), three_phase=False)
+    hours.add(minutes(T0, 10, (1.0,), (0.0,)))
+    saved = hours.to_dict()
+    hours.add(minutes(T0 + 600, 10, (1.0,), (0.0,)))
+    assert saved["wh"]["1_energy_imported"] == [10.0]
+    assert saved["end"] == T0 + 600

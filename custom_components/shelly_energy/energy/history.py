@@ -212,12 +212,15 @@ class MeterHours:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the hourly sums as JSON-safe data (to resume an interrupted import)."""
+        """Return the hourly sums as JSON-safe data (to resume an interrupted import).
+
+        A copy: it may be written out while more records arrive.
+        """
         return {
             "first_hour": self.first_hour,
             "end": self.end,
             "records": self.records,
-            "wh": self._wh,
+            "wh": {key: list(column) for key, column in self._wh.items()},
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
