@@ -403,6 +403,7 @@ async def test_gap_filled_hourly_reading_only_what_it_needs(
 async def test_interrupted_import_resumes(
     recorder_mock: Recorder,
     hass: HomeAssistant,
+    monkeypatch: pytest.MonkeyPatch,
     simulator: Simulator,
     reader: Reader,
     clock_at_0020: Clock,
@@ -415,6 +416,8 @@ async def test_interrupted_import_resumes(
             await asyncio.Event().wait()  # until cancelled
 
     reader.gate = stop_midway
+    # The progress is kept after every batch, not once a second.
+    monkeypatch.setattr("custom_components.shelly_energy.history.PROGRESS_INTERVAL", 0.0)
     meter = await serve(simulator, "pro3em", history_days=2)
     entry = meter_entry(simulator, meter)
     reader.meters[meter.mac] = meter

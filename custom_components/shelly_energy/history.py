@@ -68,7 +68,9 @@ _LOGGER = logging.getLogger(__name__)
 STORAGE_VERSION: Final = 1
 # How far back the statistics are read to find gaps: the devices keep about 60 days.
 LOOKBACK: Final = timedelta(days=62)
-# How often an interrupted day-one import's progress is written at most (seconds).
+# How often a run's progress is shown and a day-one import's kept, at most (seconds), and how
+# soon after it is kept it is written.
+PROGRESS_INTERVAL: Final = 1.0
 SAVE_DELAY: Final = 10
 # Writing statistics from this version on needs the unit class, which older versions refuse.
 UNIT_CLASS_SINCE: Final = (2025, 11)
@@ -423,16 +425,20 @@ class MeterHistory(_History):
         if day_one and (partial := self._state.get("partial")) is not None:
             hours.restore(partial)  # resume the interrupted day-one import
             since = hours.end
-        start = since
+        start, shown = since, 0.0
         async for batch in self.coordinator.client.records(since):
             hours.add(batch)
             start = start if start is not None else hours.first_hour
+            # Batches can be a few records each: show and keep the progress now and then.
+            if start is None or time.monotonic() - shown < PROGRESS_INTERVAL:
+                continue
+            shown = time.monotonic()
             self.progress.records = hours.records
-            if start is not None:
-                self._read_until(start, hours.end)
+            self._read_until(start, hours.end)
             if day_one:
                 self._state["partial"] = hours.to_dict()
                 self._store.async_delay_save(lambda: self._state, SAVE_DELAY)
+        self.progress.records = hours.records
         self.intervals, self._intervals_since = hours.intervals, since
         return hours.complete_hours()
 
