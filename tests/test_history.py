@@ -350,6 +350,11 @@ async def test_five_hours_of_downtime_are_filled(
     assert {hour: after[hour] for hour in before if hour != back} == {
         hour: bar for hour, bar in before.items() if hour != back
     }  # live hours untouched
+    # Running again writes the same: nothing.
+    written = await rows(hass, entity_id)
+    await entry.runtime_data.history.async_run()
+    await settle(hass)
+    assert await rows(hass, entity_id) == written
 
 
 async def test_gap_filled_hourly_reading_only_what_it_needs(
