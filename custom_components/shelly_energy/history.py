@@ -199,10 +199,15 @@ class _History:
     def _after_run(self) -> None:
         """Tell whom it concerns that a run ended."""
 
+    def _ready(self) -> bool:
+        """Return whether a run can start now."""
+        return True
+
     @callback
     def async_start(self) -> CALLBACK_TYPE:
-        """Run now in the background and every hour, until the returned callback."""
-        self.run_in_background()
+        """Run now (if ready) in the background and every hour, until the returned callback."""
+        if self._ready():
+            self.run_in_background()
         return async_track_time_interval(
             self.hass,
             self._hourly,
@@ -493,6 +498,10 @@ class SiteHistory(_History):
     def device_identifier(self) -> str:
         """Return the site's device identifier."""
         return f"site_{self.entry.entry_id}"
+
+    def _ready(self) -> bool:
+        """Return whether all the site's meters are set up (at startup they may come later)."""
+        return self._meter_ids <= meter_histories(self.hass).keys()
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:
