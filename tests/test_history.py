@@ -710,3 +710,29 @@ async def test_metadata_for_both_ends_of_the_supported_range() -> None:
         patch("custom_components.shelly_energy.history.MINOR_VERSION", 11),
     ):
         assert statistic_metadata("sensor.x")["unit_class"] == "energy"
+
+
+async def test_a_saved_import_of_another_layout_starts_over(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    meter = await serve(simulator, "pro3em", history_days=1)
+    entry = meter_entry(simulator, meter)
+    reader.meters[meter.mac] = meter
+    # Saved while the meter was in the single-phase profile.
+    hass_storage[f"{DOMAIN}.history.{entry.entry_id}"] = {
+        "version": 1,
+        "data": {
+            "partial": {"first_hour": 0, "end": 0, "records": 0, "wh": {"1_energy_imported": []}}
+        },
+    }
+    await setup_entry(hass, entry)
+    await settle(hass)
+    assert reader.calls == [None]
+    assert await bars(hass, "sensor.meter_phase_a_energy_imported") == rounded(
+        expected_hours(device_records(meter), 0)
+    )

@@ -428,8 +428,11 @@ class MeterHistory(_History):
         hours = self._new_hours()
         day_one = not self._state.get("day_one_done")
         if day_one and (partial := self._state.get("partial")) is not None:
-            hours.restore(partial)  # resume the interrupted day-one import
-            since = hours.end
+            try:
+                hours.restore(partial)  # resume the interrupted day-one import
+                since = hours.end
+            except ValueError:
+                _LOGGER.debug("%s: the saved import is of another layout", self.entry.title)
         start, shown = since, 0.0
         async for batch in self.coordinator.client.records(since):
             hours.add(batch)
