@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -118,7 +119,7 @@ async def test_pro3em_records_are_the_stored_ones_and_add_up_to_the_counters(
     assert records == stored(meter)
     assert records[0].ts == 1748736000 - DAY
     assert {record.period for record in records} == {60}
-    assert all(b.ts - a.ts == 60 for a, b in zip(records, records[1:], strict=False))
+    assert all(b.ts - a.ts == 60 for a, b in itertools.pairwise(records))
     for phase in range(3):
         imported, exported = meter.counters(phase)
         assert round(sum(r.energy_in[phase] for r in records) * 1000) == round(imported * 1000)
@@ -253,6 +254,22 @@ async def test_a_meter_with_its_records_deleted_yields_nothing(
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "value"),
+    [
+        ("EMData.GetRecords", "data_blocks.0.records", 0),
+        ("EMData.GetData", "data.0.values", [None, None]),
+    ],
+)
+async def test_empty_blocks_and_unusable_rows_yield_nothing(
+    serve: Serve, session: aiohttp.ClientSession, method: str, path: str, value: Any
+) -> None:
+    meter, server = await serve("pro3em", history_days=2 / 1440)
+    assert len(stored(meter)) == 2
+    meter.override_reply("set", method=method, path=path, value=value)
+    assert await batches_of(client_of(session, meter, server)) == []
+
+
+@pytest.mark.parametrize(
     ("method", "kind", "path", "value", "message"),
     [
         ("EMData.GetRecords", "set", "data_blocks", None, "answered no data blocks"),
@@ -290,7 +307,7 @@ async def test_an_unreachable_meter_is_a_connection_error(
     client = client_of(session, meter, server)
     await client.connect()
     meter.set_online(False)
-    with pytest.raises(MeterConnectionError, match="em_data.csv failed"):
+    with pytest.raises(MeterConnectionError, match=r"em_data\.csv failed"):
         await read_all(client)
 
 

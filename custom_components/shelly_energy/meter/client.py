@@ -53,7 +53,8 @@ def error_text(err: BaseException) -> str:
             told.append(error_text(arg))
         elif isinstance(arg, str | int):
             told.append(str(arg))
-    return f"{type(err).__name__}({', '.join(told)})"
+    name = type(err).__name__
+    return f"{name}({', '.join(told)})" if told else name
 
 
 @dataclass(frozen=True, slots=True)
