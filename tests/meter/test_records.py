@@ -269,6 +269,14 @@ async def test_empty_blocks_and_unusable_rows_yield_nothing(
     assert await batches_of(client_of(session, meter, server)) == []
 
 
+async def test_a_next_record_beyond_the_window_is_left_for_later(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=3 / 1440)
+    meter.override_reply("set", method="EMData.GetData", path="next_record_ts", value=4 * 10**9)
+    assert await read_all(client_of(session, meter, server)) == stored(meter)
+
+
 @pytest.mark.parametrize(
     ("method", "kind", "path", "value", "message"),
     [
@@ -312,12 +320,12 @@ async def test_an_unreachable_meter_is_a_connection_error(
 
 
 async def test_gen1_em_data_csv_records(serve: Serve, session: aiohttp.ClientSession) -> None:
-    meter, server = await serve("gen1_3em", history_days=2)
+    meter, server = await serve("gen1_3em", history_days=4)
     meter.bogus_records(4)
     everything = stored(meter, 2)
     records = await read_all(client_of(session, meter, server))
     assert records == everything[4:]
-    assert len(records) == 288
+    assert len(records) == 576
     assert {record.period for record in records} == {600}
     for phase in range(3):
         total = sum(round(record.energy_in[phase] * 100) for record in records)

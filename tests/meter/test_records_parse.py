@@ -44,17 +44,21 @@ def test_merger_fills_a_channel_without_the_row_with_zero() -> None:
     assert merger.take() == []
 
 
-def test_read_data_reply_keeps_rows_from_since_and_skips_unusable_ones() -> None:
+def test_read_data_reply_keeps_the_window_and_skips_unusable_rows() -> None:
     reply = {
         "keys": KEYS,
         "data": [
-            {"ts": 1000, "period": 60, "values": [[1, 230, 0], [2, 230, 0.5], [3], None, [4, 1, 0]]}
+            {
+                "ts": 1000,
+                "period": 60,
+                "values": [[1, 230, 0], [2, 230, 0.5], [3], None, [4, 1, 0], [5, 1, 0]],
+            }
         ],
     }
     merger = RecordMerger(1)
     garbage = GarbageLog("meter")
     columns = DataColumns([("a_total_act_energy", "a_total_act_ret_energy")])
-    read_data_reply(reply, columns, (0,), merger, garbage, since=1060)
+    read_data_reply(reply, columns, (0,), merger, garbage, since=1060, until=1300)
     assert merger.take() == [
         EnergyRecord(1060, 60, (2.0,), (0.5,)),
         EnergyRecord(1240, 60, (4.0,), (0.0,)),

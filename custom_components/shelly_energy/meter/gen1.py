@@ -47,6 +47,7 @@ CSV_BUSY = "Another file transfer is in progress!"
 CSV_BUSY_RETRIES = 3
 CSV_BUSY_WAIT = 10.0  # seconds before asking again for a file the meter is busy sending
 RECORDS_PER_BATCH = 1000
+CSV_LINES_PER_TURN = 500  # lines parsed between two turns of the event loop
 THREE_PHASE_MODEL = "SHEM-3"
 _CHANNEL_IDS = ("1", "2")
 
@@ -232,6 +233,7 @@ class Gen1Client:
     ) -> bool:
         """Parse one download as it arrives; return False when the meter was busy."""
         positions = (position,)
+        lines = 0
         try:
             async with self._session.get(
                 self._base.with_path(path), auth=self._auth, timeout=CSV_TIMEOUT
@@ -247,6 +249,10 @@ class Gen1Client:
                 if not first.startswith(CSV_HEADER):
                     raise MeterConnectionError(f"GET {path} answered no energy log")
                 async for raw in response.content:
+                    lines += 1
+                    if not lines % CSV_LINES_PER_TURN:
+                        # A fast (or buffered) download must not hold the event loop.
+                        await asyncio.sleep(0)
                     line = raw.decode(errors="replace").strip()
                     if not line:
                         continue

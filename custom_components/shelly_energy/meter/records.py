@@ -154,8 +154,9 @@ def read_data_reply(
     garbage: GarbageLog,
     *,
     since: int,
+    until: int,
 ) -> None:
-    """Collect the records of one `GetData` reply stamped at or after `since` into `merger`.
+    """Collect the records of one `GetData` reply stamped in [since, until) into `merger`.
 
     `positions` are the channels (indices into `MeterInfo.channel_ids`) of the series' columns.
     """
@@ -173,18 +174,24 @@ def read_data_reply(
             raise MeterConnectionError(f"the records reply has a period of {period} s")
         for number, row in enumerate(rows):
             stamp = ts + number * period
-            if stamp < since:
+            if not since <= stamp < until:
                 continue
-            try:
-                imported = [energy(row[index]) for index in imported_at]
-                exported = [energy(row[index]) for index in exported_at]
-            except (IndexError, KeyError, TypeError):
-                imported = exported = [None]
-            if None in imported or None in exported:
+            imported = _energies(row, imported_at)
+            exported = _energies(row, exported_at)
+            if imported is None or exported is None:
                 garbage.drop(stamp, row)
                 merger.drop(stamp)
-                continue
-            merger.add(stamp, period, positions, imported, exported)  # type: ignore[arg-type]
+            else:
+                merger.add(stamp, period, positions, imported, exported)
+
+
+def _energies(row: Any, indices: tuple[int, ...]) -> list[float] | None:
+    """Return the energies at `indices` of a GetData row; None unless every one is usable."""
+    try:
+        values = [energy(row[index]) for index in indices]
+    except (IndexError, KeyError, TypeError):
+        return None
+    return None if None in values else values  # type: ignore[return-value]
 
 
 def read_csv_line(line: str) -> tuple[int, float | None, float | None] | None:

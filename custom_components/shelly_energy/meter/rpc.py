@@ -356,12 +356,16 @@ class RpcClient:
             reply = await self._records_call(
                 method, {"id": series.ident, "ts": ts, "end_ts": end - 1}
             )
-            read_data_reply(reply, series.columns, series.positions, merger, garbage, since=first)
+            read_data_reply(
+                reply, series.columns, series.positions, merger, garbage, since=first, until=end
+            )
             following = reply.get("next_record_ts")
             if following is None:
                 return
             if isinstance(following, bool) or not isinstance(following, int) or following <= ts:
                 raise MeterConnectionError(f"{method} answered a bad next_record_ts")
+            if following >= end:  # the rest is another window's
+                return
             ts = following
             # Let the event loop breathe between calls (one is in flight at a time).
             await asyncio.sleep(0)
