@@ -94,7 +94,7 @@ class RecordMerger:
         energy_in: list[float],
         energy_out: list[float],
     ) -> None:
-        """Set the energies of the channels at `positions` (ascending) of the record at `ts`."""
+        """Set the energies of the channels at `positions` of the record at `ts`."""
         if len(positions) == self.channels:  # a series of every channel: nothing to merge
             self._rows[ts] = (energy_in, energy_out, period)
             return
@@ -187,11 +187,16 @@ def read_data_reply(
 
 def _energies(row: Any, indices: tuple[int, ...]) -> list[float] | None:
     """Return the energies at `indices` of a GetData row; None unless every one is usable."""
+    values = []
     try:
-        values = [energy(row[index]) for index in indices]
+        for index in indices:
+            value = energy(row[index])
+            if value is None:
+                return None
+            values.append(value)
     except (IndexError, KeyError, TypeError):
         return None
-    return None if None in values else values  # type: ignore[return-value]
+    return values
 
 
 def read_csv_line(line: str) -> tuple[int, float | None, float | None] | None:
