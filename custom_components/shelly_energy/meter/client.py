@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import ClientResponseError
 
 from .snapshot import MeterInfo, MeterSnapshot
+
+if TYPE_CHECKING:
+    from .records import EnergyRecord
 
 
 class MeterError(Exception):
@@ -30,6 +36,25 @@ class UnsupportedFirmwareError(MeterError):
 
 class MeterChangedError(MeterError):
     """The meter changed what it is (profile or firmware): it must be set up again."""
+
+
+def error_text(err: BaseException) -> str:
+    """Describe a transport error for a message without leaking credentials.
+
+    The repr of aiohttp's response errors holds the request's headers (Basic auth included)
+    and aioshelly's timeouts carry the calls in flight, so only the status of the former and
+    plain text or number arguments of others are told.
+    """
+    if isinstance(err, ClientResponseError):
+        return f"HTTP {err.status}"
+    told = []
+    for arg in err.args:
+        if isinstance(arg, BaseException):
+            told.append(error_text(arg))
+        elif isinstance(arg, str | int):
+            told.append(str(arg))
+    name = type(err).__name__
+    return f"{name}({', '.join(told)})" if told else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +114,9 @@ class MeterClient(Protocol):
 
     async def set_switch(self, on: bool) -> None:
         """Switch the meter's relay output."""
+
+    def records(self, since: int | None = None) -> AsyncIterator[list[EnergyRecord]]:
+        """Yield the stored records from `since` (None: all), oldest first, in batches."""
 
     async def close(self) -> None:
         """Release the connection."""

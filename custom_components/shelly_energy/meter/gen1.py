@@ -5,8 +5,10 @@ CoIoT push is not used: /status carries everything and needs no UDP listener.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import BasicAuth, ClientError, ClientSession, ClientTimeout
@@ -20,12 +22,32 @@ from .client import (
     MeterConnectionError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
+    error_text,
 )
 from .models import GEN1_METER_MODELS, firmware_supported, model_name
+from .records import (
+    EARLIEST_VALID_TS,
+    EnergyRecord,
+    GarbageLog,
+    NoStoredRecordsError,
+    RecordMerger,
+    read_csv_line,
+)
 from .snapshot import PHASE_IDS, TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
 from .values import number
 
+_LOGGER = logging.getLogger(__name__)
+
 REQUEST_TIMEOUT = ClientTimeout(total=10)
+# em_data.csv is the whole log every time, at ~8 KB/s: minutes in all, but never silent long.
+CSV_TIMEOUT = ClientTimeout(total=None, sock_connect=10, sock_read=30)
+CSV_PERIOD = 600
+CSV_HEADER = "Date/time UTC"
+CSV_BUSY = "Another file transfer is in progress!"
+CSV_BUSY_RETRIES = 3
+CSV_BUSY_WAIT = 10.0  # seconds before asking again for a file the meter is busy sending
+RECORDS_PER_BATCH = 1000
+CSV_LINES_PER_TURN = 500  # lines parsed between two turns of the event loop
 THREE_PHASE_MODEL = "SHEM-3"
 _CHANNEL_IDS = ("1", "2")
 
@@ -119,6 +141,8 @@ class Gen1Client:
             else None
         )
         self._info: MeterInfo | None = None
+        # The meter sends one file at a time: never ask for a second one.
+        self._download = asyncio.Lock()
 
     @property
     def info(self) -> MeterInfo:
@@ -166,6 +190,88 @@ class Gen1Client:
         """Switch the relay output."""
         await self._get("/relay/0", params={"turn": "on" if on else "off"})
 
+    async def records(self, since: int | None = None) -> AsyncIterator[list[EnergyRecord]]:
+        """Yield the stored records from `since` (None: all), oldest first, in batches.
+
+        Each emeter's `em_data.csv` (10-minute buckets) is downloaded in turn and parsed as it
+        streams; the channels are merged by stamp (a bucket one lacks reads 0.0 Wh for it).
+        Records stamped before the meter synced its clock and rows without usable energy are
+        left out; nothing else is changed (the consumer applies the user's corrections).
+        """
+        if self._info is None:
+            await self.connect()
+        start = max(since or 0, EARLIEST_VALID_TS)
+        channels = len(self.info.channel_ids)
+        merger = RecordMerger(channels)
+        garbage = GarbageLog(self._base.host or "")
+        for position in range(channels):
+            await self._read_em_data(position, start, merger, garbage)
+        batch = merger.take()
+        for first in range(0, len(batch), RECORDS_PER_BATCH):
+            yield batch[first : first + RECORDS_PER_BATCH]
+
+    async def _read_em_data(
+        self, position: int, start: int, merger: RecordMerger, garbage: GarbageLog
+    ) -> None:
+        """Download one emeter's em_data.csv into `merger`, waiting while the meter is busy."""
+        path = f"/emeter/{position}/em_data.csv"
+        for attempt in range(CSV_BUSY_RETRIES + 1):
+            if attempt:
+                await asyncio.sleep(CSV_BUSY_WAIT)
+            async with self._download:
+                if await self._stream_em_data(path, position, start, merger, garbage):
+                    return
+            _LOGGER.debug(
+                "%s is busy sending another file; asking again in %s s",
+                self._base.host,
+                CSV_BUSY_WAIT,
+            )
+        raise MeterConnectionError(f"GET {path}: the meter stayed busy with another transfer")
+
+    async def _stream_em_data(
+        self, path: str, position: int, start: int, merger: RecordMerger, garbage: GarbageLog
+    ) -> bool:
+        """Parse one download as it arrives; return False when the meter was busy."""
+        positions = (position,)
+        lines = 0
+        try:
+            async with self._session.get(
+                self._base.with_path(path), auth=self._auth, timeout=CSV_TIMEOUT
+            ) as response:
+                if response.status == 401:
+                    raise MeterAuthError("the meter refused the user name or password")
+                if response.status == 404:
+                    raise NoStoredRecordsError(f"the meter has no {path}")
+                response.raise_for_status()
+                first = (await response.content.readline()).decode(errors="replace").strip()
+                if first.startswith(CSV_BUSY):
+                    return False
+                if not first.startswith(CSV_HEADER):
+                    raise MeterConnectionError(f"GET {path} answered no energy log")
+                async for raw in response.content:
+                    lines += 1
+                    if not lines % CSV_LINES_PER_TURN:
+                        # A fast (or buffered) download must not hold the event loop.
+                        await asyncio.sleep(0)
+                    line = raw.decode(errors="replace").strip()
+                    if not line:
+                        continue
+                    row = read_csv_line(line)
+                    if row is None:
+                        garbage.drop(None, line)
+                        continue
+                    ts, imported, exported = row
+                    if ts < start:
+                        continue
+                    if imported is None or exported is None:
+                        garbage.drop(ts, line)
+                        merger.drop(ts)
+                    else:
+                        merger.add(ts, CSV_PERIOD, positions, [imported], [exported])
+        except (ClientError, TimeoutError, OSError) as err:
+            raise MeterConnectionError(f"GET {path} failed: {error_text(err)}") from err
+        return True
+
     async def close(self) -> None:
         """Nothing to release: every request is its own."""
 
@@ -184,7 +290,7 @@ class Gen1Client:
                 response.raise_for_status()
                 body = await response.json(content_type=None)
         except (ClientError, TimeoutError, OSError) as err:
-            raise MeterConnectionError(f"GET {path} failed: {err!r}") from err
+            raise MeterConnectionError(f"GET {path} failed: {error_text(err)}") from err
         except ValueError as err:
             raise MeterConnectionError(f"GET {path} answered invalid JSON") from err
         if not isinstance(body, dict):

@@ -1,0 +1,222 @@
+"""The energy records meters keep on the device, in one vocabulary for every family.
+
+Gen2+ meters keep 1-minute records (5-minute on the 3EM-63 Gen3) read with `EMData` /
+`EM1Data.GetData`; Gen1 meters keep 10-minute buckets served as `em_data.csv`. Both become
+`EnergyRecord`s: the Wh one record period moved, per channel, exactly as the device stored them.
+Nothing is corrected here (no reversed CTs, no deadband): the consumer applies the user's
+corrections, as it does to live readings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .client import MeterConnectionError, MeterError
+
+_LOGGER = logging.getLogger(__name__)
+
+# 2020-01-01 00:00 UTC. A meter that has not synced its clock yet stamps records near 1970.
+EARLIEST_VALID_TS = 1_577_836_800
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyRecord:
+    """Energy a meter measured over one record period, per channel."""
+
+    ts: int  # unix seconds, start of the period
+    period: int  # seconds (60 Gen2+, 300 3EM-63 Gen3, 600 Gen1)
+    energy_in: tuple[
+        float, ...
+    ]  # Wh imported in the period, per channel in MeterInfo.channel_ids order
+    energy_out: tuple[float, ...]  # Wh exported in the period, same order
+
+
+class NoStoredRecordsError(MeterError):
+    """The meter keeps no energy records (or refuses to serve them)."""
+
+
+def energy(value: Any) -> float | None:
+    """Return a record's energy (a finite, non-negative number of Wh), anything else as None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) and result >= 0 else None
+
+
+class GarbageLog:
+    """Logs the first unusable row of a read at debug level, and counts the rest."""
+
+    __slots__ = ("_source", "dropped")
+
+    def __init__(self, source: str) -> None:
+        """Start counting for the records of `source` (a meter's host, for the log)."""
+        self._source = source
+        self.dropped = 0
+
+    def drop(self, ts: int | None, row: object) -> None:
+        """Note one row skipped because it holds no usable energy."""
+        if not self.dropped:
+            _LOGGER.debug(
+                "%s: skipping record rows without usable energy, e.g. %s at %s",
+                self._source,
+                row,
+                ts,
+            )
+        self.dropped += 1
+
+
+class RecordMerger:
+    """Collects the rows of one or several record series (one per channel, or one for all) by stamp.
+
+    A record one channel holds and another lacks reads 0.0 Wh for the channel without it: a
+    meter stores every channel's row together, so this only happens at the edges of its
+    retention. A stamp with an unusable row in any series is dropped as a whole.
+    """
+
+    __slots__ = ("_bad", "_rows", "channels")
+
+    def __init__(self, channels: int) -> None:
+        """Start empty, for records of `channels` channels."""
+        self.channels = channels
+        self._rows: dict[int, tuple[list[float], list[float], int]] = {}
+        self._bad: set[int] = set()
+
+    def add(
+        self,
+        ts: int,
+        period: int,
+        positions: Sequence[int],
+        energy_in: list[float],
+        energy_out: list[float],
+    ) -> None:
+        """Set the energies of the channels at `positions` of the record at `ts`."""
+        if len(positions) == self.channels:  # a series of every channel: nothing to merge
+            self._rows[ts] = (energy_in, energy_out, period)
+            return
+        row = self._rows.get(ts)
+        if row is None:
+            row = self._rows[ts] = ([0.0] * self.channels, [0.0] * self.channels, period)
+        for position, imported, exported in zip(positions, energy_in, energy_out, strict=True):
+            row[0][position] = imported
+            row[1][position] = exported
+
+    def drop(self, ts: int) -> None:
+        """Leave out the record at `ts`: one of its rows was unusable."""
+        self._bad.add(ts)
+
+    def take(self) -> list[EnergyRecord]:
+        """Return the collected records, oldest first, and start empty again."""
+        rows, bad = self._rows, self._bad
+        self._rows, self._bad = {}, set()
+        return [
+            EnergyRecord(ts, row[2], tuple(row[0]), tuple(row[1]))
+            for ts, row in sorted(rows.items())
+            if ts not in bad
+        ]
+
+
+class DataColumns:
+    """Where each channel's energies sit in the rows of a `GetData` reply, found by its keys."""
+
+    __slots__ = ("_keys", "_names", "exported", "imported")
+
+    def __init__(self, names: Sequence[tuple[str, str]]) -> None:
+        """Look for these (imported, exported) key pairs, one per channel of the series."""
+        self._names = names
+        self._keys: list[Any] | None = None
+        self.imported: tuple[int, ...] = ()
+        self.exported: tuple[int, ...] = ()
+
+    def update(self, keys: Any) -> None:
+        """Find the columns in a reply's `keys` (once: every reply repeats the same keys)."""
+        if not isinstance(keys, list):
+            raise MeterConnectionError("the records reply has no keys")
+        if keys == self._keys:
+            return
+        try:
+            self.imported = tuple(keys.index(name) for name, _ in self._names)
+            self.exported = tuple(keys.index(name) for _, name in self._names)
+        except ValueError as err:
+            raise MeterConnectionError("the records reply lacks the energy keys") from err
+        self._keys = keys
+
+
+def read_data_reply(
+    reply: dict[str, Any],
+    columns: DataColumns,
+    positions: Sequence[int],
+    merger: RecordMerger,
+    garbage: GarbageLog,
+    *,
+    since: int,
+    until: int,
+) -> None:
+    """Collect the records of one `GetData` reply stamped in [since, until) into `merger`.
+
+    `positions` are the channels (indices into `MeterInfo.channel_ids`) of the series' columns.
+    """
+    columns.update(reply.get("keys"))
+    blocks = reply.get("data")
+    if not isinstance(blocks, list):
+        raise MeterConnectionError("the records reply has no data")
+    imported_at, exported_at = columns.imported, columns.exported
+    for block in blocks:
+        try:
+            ts, period, rows = int(block["ts"]), int(block["period"]), list(block["values"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise MeterConnectionError("the records reply holds a malformed block") from err
+        if period <= 0:
+            raise MeterConnectionError(f"the records reply has a period of {period} s")
+        for number, row in enumerate(rows):
+            stamp = ts + number * period
+            if not since <= stamp < until:
+                continue
+            imported = _energies(row, imported_at)
+            exported = _energies(row, exported_at)
+            if imported is None or exported is None:
+                garbage.drop(stamp, row)
+                merger.drop(stamp)
+            else:
+                merger.add(stamp, period, positions, imported, exported)
+
+
+def _energies(row: Any, indices: tuple[int, ...]) -> list[float] | None:
+    """Return the energies at `indices` of a GetData row; None unless every one is usable."""
+    values = []
+    try:
+        for index in indices:
+            value = energy(row[index])
+            if value is None:
+                return None
+            values.append(value)
+    except (IndexError, KeyError, TypeError):
+        return None
+    return values
+
+
+def read_csv_line(line: str) -> tuple[int, float | None, float | None] | None:
+    """Read one row of a Gen1 `em_data.csv`: (stamp, Wh imported, Wh exported).
+
+    Rows look like `2025-06-01 00:10,12.34,0.00,229.1,231.0` (UTC, to the minute). None when
+    the row has no readable stamp; an energy that is not a usable number reads None.
+    """
+    fields = line.split(",", 3)
+    try:
+        stamp = datetime.fromisoformat(fields[0].strip()).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    if len(fields) < 3:
+        return int(stamp.timestamp()), None, None
+    return int(stamp.timestamp()), _csv_energy(fields[1]), _csv_energy(fields[2])
+
+
+def _csv_energy(text: str) -> float | None:
+    try:
+        return energy(float(text))
+    except ValueError:
+        return None

@@ -1,0 +1,423 @@
+"""Reading the meters' stored energy records, from the simulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from custom_components.shelly_energy.meter import gen1
+from custom_components.shelly_energy.meter.client import (
+    Credentials,
+    MeterAuthError,
+    MeterClient,
+    MeterConnectionError,
+)
+from custom_components.shelly_energy.meter.gen1 import Gen1Client
+from custom_components.shelly_energy.meter.records import (
+    EARLIEST_VALID_TS,
+    EnergyRecord,
+    NoStoredRecordsError,
+)
+from custom_components.shelly_energy.meter.rpc import RpcClient
+from simulator import Clock, MeterServer, SimulatedMeter
+from simulator.gen1 import Gen1Api
+
+HOST = "127.0.0.1"
+DAY = 86400
+
+type Serve = Callable[..., Awaitable[tuple[SimulatedMeter, MeterServer]]]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Return a manual clock at 2025-06-01 00:00:00 UTC: histories are deterministic."""
+    return Clock.manual()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """Return an HTTP client session, closed afterwards."""
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def serve(clock: Clock) -> AsyncIterator[Serve]:
+    """Return a function serving one meter on loopback; everything stops afterwards."""
+    servers: list[MeterServer] = []
+
+    async def start(kind: str, **options: Any) -> tuple[SimulatedMeter, MeterServer]:
+        meter = SimulatedMeter(kind, clock=clock, seed=3, **options)
+        server = MeterServer(meter)
+        await server.start()
+        servers.append(server)
+        return meter, server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+def client_of(
+    session: aiohttp.ClientSession,
+    meter: SimulatedMeter,
+    server: MeterServer,
+    password: str | None = None,
+) -> MeterClient:
+    credentials = Credentials("admin" if password else None, password)
+    if meter.gen == 1:
+        return Gen1Client(session, HOST, server.port, credentials)
+    return RpcClient(session, HOST, server.port, credentials)
+
+
+def stored(meter: SimulatedMeter, decimals: int = 3) -> list[EnergyRecord]:
+    """Return what the simulated meter keeps, as records (energies as its wire rounds them)."""
+    store = meter.records
+    segments, _ = store.select(None, None, None)
+    result = []
+    for segment in segments:
+        for offset in range(segment.count):
+            energies = [
+                store.energy_mwh(segment.start + offset, ch) for ch in range(meter.channel_count)
+            ]
+            result.append(
+                EnergyRecord(
+                    ts=segment.ts + offset * store.period,
+                    period=store.period,
+                    energy_in=tuple(round(imported / 1000, decimals) for imported, _ in energies),
+                    energy_out=tuple(round(exported / 1000, decimals) for _, exported in energies),
+                )
+            )
+    return result
+
+
+async def batches_of(client: MeterClient, since: int | None = None) -> list[list[EnergyRecord]]:
+    try:
+        return [batch async for batch in client.records(since)]
+    finally:
+        await client.close()
+
+
+async def read_all(client: MeterClient, since: int | None = None) -> list[EnergyRecord]:
+    return [record for batch in await batches_of(client, since) for record in batch]
+
+
+async def test_pro3em_records_are_the_stored_ones_and_add_up_to_the_counters(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=1, rows_per_call=6)
+    batches = await batches_of(client_of(session, meter, server))
+    # 1,440 one-minute records: 240 GetData calls of 6 rows, coalesced into batches.
+    assert [len(batch) for batch in batches] == [1000, 440]
+    records = [record for batch in batches for record in batch]
+    assert records == stored(meter)
+    assert records[0].ts == 1748736000 - DAY
+    assert {record.period for record in records} == {60}
+    assert all(b.ts - a.ts == 60 for a, b in itertools.pairwise(records))
+    for phase in range(3):
+        imported, exported = meter.counters(phase)
+        assert round(sum(r.energy_in[phase] for r in records) * 1000) == round(imported * 1000)
+        assert round(sum(r.energy_out[phase] for r in records) * 1000) == round(exported * 1000)
+    assert sum(r.energy_in[0] for r in records) > 500
+
+
+async def test_since_resumes_at_the_first_record_stamped_then_or_later(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("3em63g3", history_days=1)
+    everything = stored(meter)
+    assert everything[0].period == 300
+    since = everything[100].ts - 30  # inside the period of record 99
+    assert await read_all(client_of(session, meter, server), since) == everything[100:]
+    latest = everything[-1].ts
+    assert await read_all(client_of(session, meter, server), latest) == everything[-1:]
+    assert await read_all(client_of(session, meter, server), latest + 60) == []
+
+
+async def test_the_hole_of_a_power_loss_is_skipped(
+    serve: Serve, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    meter, server = await serve("pro3em", history_days=0.5)
+    clock.advance(600)
+    meter.power_loss(3600)
+    clock.advance(3600 + 1200)
+    assert len(meter.records.blocks) == 2
+    first, second = meter.records.blocks
+    records = await read_all(client_of(session, meter, server))
+    assert records == stored(meter)
+    assert len(records) == first.count + second.count == 720 + 10 + 20
+    stamps = {record.ts for record in records}
+    hole = range(first.ts + first.count * 60, second.ts, 60)
+    assert len(hole) == 60
+    assert stamps.isdisjoint(hole)
+    # Resuming inside the hole starts at the block after it.
+    assert await read_all(client_of(session, meter, server), hole[5]) == records[-20:]
+
+
+async def test_records_stamped_before_the_clock_synced_are_dropped(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=0.1)
+    meter.bogus_records(30)
+    everything = stored(meter)
+    assert [record.ts for record in everything[:2]] == [1000, 1060]
+    records = await read_all(client_of(session, meter, server))
+    assert records == everything[30:]
+    assert min(record.ts for record in records) >= EARLIEST_VALID_TS
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "channels"),
+    [("pro3em", {"profile": "monophase"}, 3), ("proem50", {}, 2), ("emg4", {}, 2)],
+)
+async def test_em1_channels_are_merged_by_stamp(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    kind: str,
+    options: dict[str, Any],
+    channels: int,
+) -> None:
+    meter, server = await serve(kind, history_days=0.8, rows_per_call=7, **options)
+    records = await read_all(client_of(session, meter, server))
+    assert records == stored(meter)
+    assert len(records) == 1152
+    assert {len(record.energy_in) for record in records} == {channels}
+    assert all(sum(record.energy_in[1:]) > 0 for record in records[::60])
+
+
+async def test_a_row_without_usable_energy_drops_its_record(
+    serve: Serve, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter, server = await serve("proem50", history_days=0.1)
+    everything = stored(meter)
+    # Channel 1's first two GetData replies (6 rows each): a null energy, a row that is no row.
+    meter.override_reply("set", method="EM1Data.GetData", path="data.0.values.2.0", value=None)
+    meter.override_reply("set", method="EM1Data.GetData", path="data.0.values.4", value="junk")
+    with caplog.at_level(logging.DEBUG, logger="custom_components.shelly_energy.meter.records"):
+        records = await read_all(client_of(session, meter, server))
+    assert records == everything[:2] + everything[3:10] + everything[11:]
+    assert caplog.text.count("skipping record rows without usable energy") == 1
+
+
+async def test_password_protected_meters(serve: Serve, session: aiohttp.ClientSession) -> None:
+    meter, server = await serve("pro3em", history_days=0.05, password="s3cret")
+    assert await read_all(client_of(session, meter, server, "s3cret")) == stored(meter)
+    gen1_meter, gen1_server = await serve("gen1_em", history_days=0.5, password="s3cret")
+    assert await read_all(client_of(session, gen1_meter, gen1_server, "s3cret")) == stored(
+        gen1_meter, 2
+    )
+
+
+@pytest.mark.parametrize("kind", ["pro3em", "gen1_3em"])
+async def test_a_changed_password_is_an_auth_error(
+    serve: Serve, session: aiohttp.ClientSession, kind: str
+) -> None:
+    meter, server = await serve(kind, history_days=0.1, password="old")
+    client = client_of(session, meter, server, "old")
+    await client.connect()
+    meter.set_password("new")
+    with pytest.raises(MeterAuthError) as raised:
+        await read_all(client)
+    assert "old" not in str(raised.value) and "new" not in str(raised.value)
+
+
+async def test_a_meter_without_records_says_so(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=0.1)
+    meter.override_reply("error", method="EMData.GetRecords", code=404, message="No handler")
+    with pytest.raises(NoStoredRecordsError, match="keeps no records"):
+        await read_all(client_of(session, meter, server))
+    meter.override_reply("error", method="EM1Data.GetRecords", code=-105, message="not found")
+    meter.set_profile("monophase")
+    with pytest.raises(NoStoredRecordsError):
+        await read_all(client_of(session, meter, server))
+    gen1_meter, gen1_server = await serve("gen1_em", history_days=0.1)
+    gen1_meter.override_reply("error", method="emeter", code=404, message="Not Found")
+    with pytest.raises(NoStoredRecordsError):
+        await read_all(client_of(session, gen1_meter, gen1_server))
+
+
+@pytest.mark.parametrize("kind", ["pro3em", "gen1_em"])
+async def test_a_meter_with_its_records_deleted_yields_nothing(
+    serve: Serve, session: aiohttp.ClientSession, kind: str
+) -> None:
+    meter, server = await serve(kind, history_days=0.1)
+    meter.delete_all_data()
+    assert await batches_of(client_of(session, meter, server)) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "value"),
+    [
+        ("EMData.GetRecords", "data_blocks.0.records", 0),
+        ("EMData.GetData", "data.0.values", [None, None]),
+    ],
+)
+async def test_empty_blocks_and_unusable_rows_yield_nothing(
+    serve: Serve, session: aiohttp.ClientSession, method: str, path: str, value: Any
+) -> None:
+    meter, server = await serve("pro3em", history_days=2 / 1440)
+    assert len(stored(meter)) == 2
+    meter.override_reply("set", method=method, path=path, value=value)
+    assert await batches_of(client_of(session, meter, server)) == []
+
+
+async def test_a_next_record_beyond_the_window_is_left_for_later(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=3 / 1440)
+    meter.override_reply("set", method="EMData.GetData", path="next_record_ts", value=4 * 10**9)
+    assert await read_all(client_of(session, meter, server)) == stored(meter)
+
+
+@pytest.mark.parametrize(
+    ("method", "kind", "path", "value", "message"),
+    [
+        ("EMData.GetRecords", "set", "data_blocks", None, "answered no data blocks"),
+        ("EMData.GetRecords", "set", "data_blocks.0.ts", "soon", "answered a malformed block"),
+        ("EMData.GetRecords", "set", "data_blocks.0.period", 0, "answered a period of 0 s"),
+        ("EMData.GetData", "set", "keys", None, "has no keys"),
+        ("EMData.GetData", "set", "keys", ["ts"], "lacks the energy keys"),
+        ("EMData.GetData", "set", "data", {}, "has no data"),
+        ("EMData.GetData", "delete", "data.0.values", None, "malformed block"),
+        ("EMData.GetData", "set", "data.0.period", -60, "has a period of -60 s"),
+        ("EMData.GetData", "set", "next_record_ts", 1000, "bad next_record_ts"),
+        ("EMData.GetData", "set", "next_record_ts", True, "bad next_record_ts"),
+        ("EMData.GetData", "error", None, None, "GetData failed: RpcCallError"),
+    ],
+)
+async def test_malformed_gen2_replies_are_connection_errors(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    method: str,
+    kind: str,
+    path: str | None,
+    value: Any,
+    message: str,
+) -> None:
+    meter, server = await serve("pro3em", history_days=0.1)
+    meter.override_reply(kind, method=method, path=path, value=value)  # type: ignore[arg-type]
+    with pytest.raises(MeterConnectionError, match=message):
+        await read_all(client_of(session, meter, server))
+
+
+async def test_an_unreachable_meter_is_a_connection_error(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("gen1_em", history_days=0.1)
+    client = client_of(session, meter, server)
+    await client.connect()
+    meter.set_online(False)
+    with pytest.raises(MeterConnectionError, match=r"em_data\.csv failed"):
+        await read_all(client)
+
+
+async def test_gen1_em_data_csv_records(serve: Serve, session: aiohttp.ClientSession) -> None:
+    meter, server = await serve("gen1_3em", history_days=4)
+    meter.bogus_records(4)
+    everything = stored(meter, 2)
+    records = await read_all(client_of(session, meter, server))
+    assert records == everything[4:]
+    assert len(records) == 576
+    assert {record.period for record in records} == {600}
+    for phase in range(3):
+        total = sum(round(record.energy_in[phase] * 100) for record in records)
+        assert total == sum(round(record.energy_in[phase] * 100) for record in everything[4:])
+    since = records[200].ts - 1
+    assert await read_all(client_of(session, meter, server), since) == records[200:]
+
+
+async def test_gen1_rows_without_usable_energy_are_skipped(
+    serve: Serve, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter, server = await serve("gen1_em", history_days=0.1)
+    everything = stored(meter, 2)
+    original = Gen1Api.em_data_csv
+
+    def spoiled(api: Gen1Api, index: int) -> str:
+        lines = original(api, index).splitlines()
+        if index == 1:  # a garbled value in channel 2's 3rd row; a line that is no row at all
+            stamp = lines[3].split(",")[0]
+            lines[3] = f"{stamp},nan,0.00,230.0,231.0"
+            lines[5] = f"{lines[5].split(',')[0]},1.00"
+            lines.insert(2, "0,1,2,3")
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    monkeypatch.setattr(Gen1Api, "em_data_csv", spoiled)
+    records = await read_all(client_of(session, meter, server))
+    assert records == everything[:2] + everything[3:4] + everything[5:]
+
+
+async def test_gen1_downloads_one_file_at_a_time_and_waits_for_a_busy_meter(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meter, server = await serve("gen1_em", history_days=1, csv_bytes_per_second=40_000)
+    expected = stored(meter, 2)
+    monkeypatch.setattr(gen1, "CSV_BUSY_RETRIES", 0)
+    client = client_of(session, meter, server)
+    # Two reads at once on one client queue for the meter instead of being refused.
+    first, second = await asyncio.gather(read_all(client), read_all(client))
+    assert first == second == expected
+
+    # Another program downloading: the meter refuses, the client waits and asks again.
+    monkeypatch.setattr(gen1, "CSV_BUSY_RETRIES", 200)
+    monkeypatch.setattr(gen1, "CSV_BUSY_WAIT", 0.02)
+    started = asyncio.Event()
+
+    async def other_download() -> bytes:
+        async with session.get(f"{server.url}/emeter/0/em_data.csv") as reply:
+            head = await reply.content.readline()
+            started.set()
+            return head + await reply.read()
+
+    other = asyncio.create_task(other_download())
+    await started.wait()
+    with caplog.at_level(logging.DEBUG, logger="custom_components.shelly_energy.meter.gen1"):
+        assert await read_all(client_of(session, meter, server)) == expected
+    assert (await other).startswith(b"Date/time UTC,")
+    assert "busy sending another file" in caplog.text
+
+
+async def test_gen1_gives_up_on_a_meter_that_stays_busy(
+    serve: Serve, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file of 15 lines, sent in one piece: the meter then stays busy for about a second.
+    meter, server = await serve("gen1_em", history_days=0.1, csv_bytes_per_second=600)
+    monkeypatch.setattr(gen1, "CSV_BUSY_WAIT", 0)
+    async with session.get(f"{server.url}/emeter/0/em_data.csv") as other:
+        await other.content.readline()
+        with pytest.raises(MeterConnectionError, match="stayed busy with another transfer"):
+            await read_all(client_of(session, meter, server))
+        assert (await other.read()).count(b"\n") == 14
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "error", "message"),
+    [
+        ("error", 500, MeterConnectionError, "failed: HTTP 500"),
+        ("invalid_json", 200, MeterConnectionError, "answered no energy log"),
+    ],
+)
+async def test_gen1_bad_answers(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    kind: str,
+    code: int,
+    error: type[Exception],
+    message: str,
+) -> None:
+    meter, server = await serve("gen1_em", history_days=0.1, password="pw")
+    meter.override_reply(kind, method="emeter", code=code)  # type: ignore[arg-type]
+    with pytest.raises(error, match=message) as raised:
+        await read_all(client_of(session, meter, server, "pw"))
+    assert "pw" not in str(raised.value)
