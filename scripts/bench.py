@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import os
 import platform
 import random
@@ -76,8 +77,15 @@ HISTORY_DAYS = 60
 HISTORY_MAC = "A0DD6CBE0060"
 ADD_CONCURRENCY = 5  # config flows at a time
 RSS_EVERY_S = 5.0
+# Home Assistant compiles short-term statistics at every 5 minutes of the clock (+10 s); the
+# first compile over 5 full minutes of all the meters' states takes the memory every later one
+# reuses, so the memory window starts after it (and the compile's few seconds).
+STATISTICS_PERIOD_S = 300
+STATISTICS_SETTLED_S = 45
 RSS_AVERAGED_S = 30.0  # the start and end RSS of a window are averages over this long
 MIB = 1024 * 1024
+# Home Assistant's container images (and so Home Assistant OS) run it with jemalloc, set so.
+JEMALLOC_CONF = "background_thread:true,metadata_thp:auto,dirty_decay_ms:20000,muzzy_decay_ms:20000"
 
 # The backlog of the drain: one day at 10 s for 10 meters.
 DRAIN_NODES = 10
@@ -130,6 +138,7 @@ class PollingResult:
     """One window of polling with `meters` meters."""
 
     meters: int
+    warmup_s: float
     window_s: float
     update_cpu_s: dict[str, list[float]]  # model -> CPU seconds of each update
     process_cpu_s: float
@@ -175,14 +184,33 @@ class Report:
 
     plan: Plan
     started: dt.datetime
+    allocator: str  # Home Assistant's memory allocator: "jemalloc" or "glibc"
     drain: DrainResult | None = None
     history: HistoryResult | None = None
     polling: list[PollingResult] = field(default_factory=list)
-    memory_growth: list[dict[str, Any]] = field(default_factory=list)
+    memory_growth: dict[str, Any] = field(default_factory=dict)  # the probe's, with tracemalloc
     profile: str = ""  # of the meter updates in the last window, when asked for
 
 
 # --- the machine and the processes ------------------------------------------------------------
+
+
+def jemalloc() -> Path | None:
+    """Return the jemalloc library of this machine, if it has one (Debian: libjemalloc2)."""
+    for directory in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/local/lib"):
+        if (library := Path(directory) / "libjemalloc.so.2").exists():
+            return library
+    return None
+
+
+def allocator_environment(allocator: str) -> dict[str, str]:
+    """Return the environment that runs Home Assistant with this allocator."""
+    if allocator == "glibc":
+        return {}
+    library = jemalloc()
+    if library is None:
+        raise SystemExit("--allocator jemalloc: no libjemalloc.so.2 (apt install libjemalloc2)")
+    return {"LD_PRELOAD": str(library), "MALLOC_CONF": JEMALLOC_CONF}
 
 
 def machine() -> dict[str, str]:
@@ -221,6 +249,14 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def statistics_settled(added: float) -> float:
+    """Return when the first statistics compile over 5 minutes of states since `added` is done."""
+    compile_at = (
+        math.ceil((added + STATISTICS_PERIOD_S) / STATISTICS_PERIOD_S) * STATISTICS_PERIOD_S
+    )
+    return compile_at + STATISTICS_SETTLED_S
 
 
 def percentile(values: Sequence[float], percent: int) -> float:
@@ -477,7 +513,7 @@ async def measure_history(bench: Bench, meter: SimulatedMeter, limit_s: float) -
 
 async def measure_polling(
     bench: Bench, meters: int, window_s: float, *, memory: bool, profile: bool
-) -> tuple[PollingResult, list[dict[str, Any]], str]:
+) -> tuple[PollingResult, dict[str, Any], str]:
     """Measure one window of polling: the probe's numbers, CPU time and RSS of the process.
 
     Also return what grew in memory (with `memory`) and the profile text (with `profile`).
@@ -497,12 +533,13 @@ async def measure_polling(
     window = time.monotonic() - began
     rss.append((window, rss_bytes(bench.pid)))
     report = await bench.probe("report")
-    grown = (await bench.probe("memory", mark=False)).get("grown", []) if memory else []
+    grown = await bench.probe("memory", mark=False) if memory else {}
     profiled = (await bench.probe("profile", start=False))["text"] if profile else ""
     averaged = min(RSS_AVERAGED_S, window / 2)
     return (
         PollingResult(
             meters=meters,
+            warmup_s=0,  # the caller knows
             window_s=window,
             update_cpu_s=report["update_cpu"],
             process_cpu_s=cpu,
@@ -516,9 +553,9 @@ async def measure_polling(
     )
 
 
-async def run(plan: Plan, *, tracemalloc: bool, profile: bool) -> Report:
+async def run(plan: Plan, *, allocator: str, tracemalloc: bool, profile: bool) -> Report:
     """Run every part of the benchmark; return what it measured."""
-    report = Report(plan, dt.datetime.now(dt.UTC))
+    report = Report(plan, dt.datetime.now(dt.UTC), allocator)
     print("== Emoncms drain", flush=True)
     report.drain = await measure_drain()
     print(f"   {report.drain.sent} samples in {report.drain.seconds:.1f} s", flush=True)
@@ -545,7 +582,10 @@ async def run(plan: Plan, *, tracemalloc: bool, profile: bool) -> Report:
     hass = start_hass(
         config,
         WORK_DIR / "home-assistant.log",
-        {"PYTHONTRACEMALLOC": "1"} if tracemalloc else None,
+        {
+            **allocator_environment(allocator),
+            **({"PYTHONTRACEMALLOC": "1"} if tracemalloc else {}),
+        },
         repo_on_path=False,
     )
     with running(simulator, "the simulator"), running(hass, "Home Assistant"):
@@ -570,8 +610,10 @@ async def run(plan: Plan, *, tracemalloc: bool, profile: bool) -> Report:
                 print(f"== {meter_count} meters polled every {POLL_INTERVAL_S} s", flush=True)
                 await bench.add_meters(meters[added:meter_count])
                 added = meter_count
-                await asyncio.sleep(warmup)
                 last = meter_count == max(plan.meter_counts)
+                settle = statistics_settled(time.time()) - time.time() if last and plan.full else 0
+                print(f"   warm-up {max(warmup, settle):.0f} s", flush=True)
+                await asyncio.sleep(max(warmup, settle))
                 result, grown, profiled = await measure_polling(
                     bench,
                     meter_count,
@@ -579,6 +621,7 @@ async def run(plan: Plan, *, tracemalloc: bool, profile: bool) -> Report:
                     memory=tracemalloc and last,
                     profile=profile and last,
                 )
+                result.warmup_s = max(warmup, settle)
                 report.polling.append(result)
                 report.memory_growth = grown or report.memory_growth
                 report.profile = profiled or report.profile
@@ -737,6 +780,7 @@ def polling_table(report: Report) -> str:
 
     rows = [
         header,
+        ["Warm-up (s)", *(f"{result.warmup_s:.0f}" for result in results)],
         ["Window (s)", *(f"{result.window_s:.0f}" for result in results)],
         ["Updates in the window", *(f"{result.updates:,}" for result in results)],
         *(
@@ -776,27 +820,33 @@ def budget_table(rows: Sequence[Budget]) -> str:
 def document(report: Report, rows: Sequence[Budget]) -> str:
     """Return docs/benchmarks.md."""
     plan = report.plan
-    info = "\n".join(f"- {name}: {value}" for name, value in machine().items())
+    allocator = {
+        "jemalloc": "jemalloc, preloaded with the settings of Home Assistant's container images "
+        "(which Home Assistant OS runs)",
+        "glibc": "glibc's malloc (a plain virtual environment)",
+    }[report.allocator]
+    info = "\n".join(
+        f"- {name}: {value}"
+        for name, value in {**machine(), "Home Assistant's memory allocator": allocator}.items()
+    )
     windows = ", ".join(
-        f"N = {count}: {warmup:.0f} s warm-up, {window:.0f} s window"
-        for count, warmup, window in zip(
-            plan.meter_counts, plan.warmups_s, plan.windows_s, strict=True
-        )
+        f"N = {result.meters}: {result.warmup_s:.0f} s warm-up, {result.window_s:.0f} s window"
+        for result in report.polling
     )
     grown = ""
-    if report.memory_growth:
+    if report.memory_growth.get("tracing"):
         grown = (
-            "\n\nWhat grew most during the last window (tracemalloc, by allocating line):\n\n"
-            + (
-                table(
-                    [
-                        ["Where", "Bytes", "Blocks"],
-                        *(
-                            [f"`{item['where']}`", f"{item['bytes']:+,}", f"{item['count']:+,}"]
-                            for item in report.memory_growth[:15]
-                        ),
-                    ]
-                )
+            "\n\nPython's own allocations (tracemalloc) grew by "
+            f"{report.memory_growth['total'] / MIB:+.2f} MiB in the last window; what grew most, "
+            "by allocating line:\n\n"
+            + table(
+                [
+                    ["Where", "Bytes", "Blocks"],
+                    *(
+                        [f"`{item['where']}`", f"{item['bytes']:+,}", f"{item['count']:+,}"]
+                        for item in report.memory_growth["grown"][:15]
+                    ),
+                ]
             )
         )
     drain = report.drain
@@ -868,9 +918,13 @@ Shelly EM alternating, with power, energy and voltage): {drain_text}.
   nothing is late, above the poll interval. With N = 1 all samples come from one meter, whose
   polls keep one phase against the clock.
 - **RSS**: `VmRSS` from `/proc/<pid>/status` every {RSS_EVERY_S:g} s. Growth is the mean of the
-  last {RSS_AVERAGED_S:g} s of the window minus the mean of its first {RSS_AVERAGED_S:g} s; the
-  window starts after the warm-up, when the recorder's SQLite page cache (16 MiB) and Home
-  Assistant's caches have filled. Peak RSS is the highest sample of the window.
+  last {RSS_AVERAGED_S:g} s of the window minus the mean of its first {RSS_AVERAGED_S:g} s. The
+  windows start after a warm-up; for N = 50 (the memory budget) the warm-up lasts until
+  {STATISTICS_SETTLED_S} s after the first of Home Assistant's 5-minute statistics compiles that
+  covers 5 full minutes of all the meters' states (at least {plan.warmups_s[-1]:.0f} s). That
+  compile reads every state row of those 5 minutes and takes memory (about 13 MiB with 50
+  meters) that the process keeps and every later compile reuses: before it, growth measures
+  the recorder filling up, not a leak. Peak RSS is the highest sample of the window.
 - **Emoncms drain**: the integration's `ExportQueue` holds the backlog, recorded through
   `EmoncmsSender.record` from `meter_values` of the exporter; `EmoncmsSender.drain()` posts it
   to the double with the integration's `EmoncmsClient` (aiohttp), timed from the first post to
@@ -900,6 +954,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "into one of them; such a run writes .bench/benchmarks.md)",
     )
     parser.add_argument(
+        "--allocator",
+        choices=("jemalloc", "glibc"),
+        default="jemalloc" if jemalloc() else "glibc",
+        help="Home Assistant's memory allocator: jemalloc, as in its container images (the "
+        "default where libjemalloc2 is installed), or glibc's malloc, as in a plain venv",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="trace allocations in Home Assistant and list what grew in the last window "
@@ -922,14 +983,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         REPO / "docs" / "benchmarks.md" if plan == FULL else WORK_DIR / "benchmarks.md"
     )
     WORK_DIR.mkdir(exist_ok=True)
-    report = asyncio.run(run(plan, tracemalloc=args.tracemalloc, profile=args.profile))
+    report = asyncio.run(
+        run(plan, allocator=args.allocator, tracemalloc=args.tracemalloc, profile=args.profile)
+    )
     rows = budgets(report)
     print()
     print(polling_table(report))
     print()
     print(budget_table(rows))
-    for item in report.memory_growth[:15]:
-        print(f"{item['bytes']:+12,} B {item['count']:+8,} blocks  {item['where']}")
+    if report.memory_growth.get("tracing"):
+        print(f"Traced Python allocations grew {report.memory_growth['total']:+,} B; most:")
+        for item in report.memory_growth["grown"][:15]:
+            print(f"{item['bytes']:+12,} B {item['count']:+8,} blocks  {item['where']}")
     output.write_text(document(report, rows))
     print(f"\nWritten to {output}")
     if report.profile:

@@ -174,12 +174,13 @@ class Probe:
         if mark or self._memory_mark is None:
             self._memory_mark = snapshot
             return {"tracing": True, "marked": True}
-        top = snapshot.compare_to(self._memory_mark, "lineno")[:MEMORY_TOP]
+        stats = snapshot.compare_to(self._memory_mark, "lineno")
         return {
             "tracing": True,
+            "total": sum(stat.size_diff for stat in stats),
             "grown": [
                 {"where": str(stat.traceback), "bytes": stat.size_diff, "count": stat.count_diff}
-                for stat in top
+                for stat in stats[:MEMORY_TOP]
             ],
         }
 
