@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,7 @@ homeassistant:
   unit_system: metric
   currency: {currency}
   country: DE
-frontend:
-config:
-onboarding:
-energy:
-history:
-logbook:
-recorder:
-automation:
-script:
-logger:
+{components}logger:
   default: warning
   logs:
     custom_components.shelly_energy: info
@@ -46,6 +38,20 @@ http:
   server_host: 127.0.0.1
   server_port: {port}
 """
+# What a person uses in a browser; a headless instance (the benchmark) has only what the REST API
+# needs to onboard and add entries, and the recorder every real installation runs.
+UI_COMPONENTS = (
+    "frontend",
+    "config",
+    "onboarding",
+    "energy",
+    "history",
+    "logbook",
+    "recorder",
+    "automation",
+    "script",
+)
+HEADLESS_COMPONENTS = ("config", "onboarding", "recorder")
 
 
 @dataclass
@@ -56,19 +62,37 @@ class Credentials:
     password: str = "dev"  # a throwaway account on a loopback-only instance
 
 
-def prepare_config(config_dir: Path, port: int) -> None:
-    """Write a configuration and link this repository's integration and blueprints into it."""
+def prepare_config(
+    config_dir: Path,
+    port: int,
+    *,
+    components: tuple[str, ...] = UI_COMPONENTS,
+    integrations: tuple[Path, ...] = (),
+) -> None:
+    """Write a configuration and link this repository's integration and blueprints into it.
+
+    `components` are set up from configuration.yaml; `integrations` are folders of further
+    custom integrations to link (each set up too, under its folder's name).
+    """
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "configuration.yaml").write_text(
-        CONFIGURATION.format(port=port, currency=CURRENCY)
+        CONFIGURATION.format(
+            port=port,
+            currency=CURRENCY,
+            components="".join(
+                f"{name}:\n" for name in (*components, *(path.name for path in integrations))
+            ),
+        )
     )
-    for source, target in (
+    links = [
         (REPO / "custom_components" / "shelly_energy", "custom_components/shelly_energy"),
         (
             REPO / "blueprints" / "automation" / "shelly_energy",
             "blueprints/automation/shelly_energy",
         ),
-    ):
+        *((path, f"custom_components/{path.name}") for path in integrations),
+    ]
+    for source, target in links:
         link = config_dir / target
         if source.exists() and not link.exists():
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -104,14 +128,32 @@ def free_port() -> int:
     return port
 
 
-def start_hass(config_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    """Start Home Assistant without letting it install packages (scripts/setup did)."""
+def start_hass(
+    config_dir: Path,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    repo_on_path: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start Home Assistant without letting it install packages (scripts/setup did).
+
+    `env` adds environment variables (e.g. PYTHONTRACEMALLOC). With `repo_on_path` this
+    repository is on the module path (PYTHONPATH and the working directory); its
+    `custom_components` then hides the configuration's own folder, so an instance that needs
+    another custom integration (the benchmark's probe) runs without, in the configuration folder.
+    """
     log = log_file.open("wb")
+    environment = {**os.environ, **(env or {})}
+    if repo_on_path:
+        environment["PYTHONPATH"] = str(REPO)
+    else:
+        environment.pop("PYTHONPATH", None)
     return subprocess.Popen(
         [sys.executable, "-m", "homeassistant", "--config", str(config_dir), "--skip-pip"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=environment,
+        cwd=None if repo_on_path else config_dir,
     )
 
 
@@ -204,6 +246,12 @@ class HassApi:
         async with self.session.post(
             f"{self.base_url}{path}", json=body, headers=self._auth()
         ) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def delete(self, path: str) -> Any:
+        """DELETE an API path with the access token."""
+        async with self.session.delete(f"{self.base_url}{path}", headers=self._auth()) as response:
             response.raise_for_status()
             return await response.json()
 

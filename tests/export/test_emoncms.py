@@ -28,7 +28,7 @@ from custom_components.shelly_energy.export.emoncms import (
     retry_delay,
     sendable_values,
 )
-from custom_components.shelly_energy.export.queue import ExportQueue
+from custom_components.shelly_energy.export.queue import ExportQueue, Sample
 from simulator.emoncms import NOT_AN_OBJECT, EmoncmsDouble
 
 from .conftest import READ_KEY, T0, WRITE_KEY, FakeClock
@@ -194,6 +194,22 @@ async def test_post_bulk_with_nothing_to_send_posts_nothing(
     await client.post_bulk([])
 
     assert double.requests == []
+
+
+async def test_post_samples_sends_queued_samples_as_they_are(
+    double: EmoncmsDouble, session: aiohttp.ClientSession
+) -> None:
+    client = make_client(session, double.url)
+
+    await client.post_samples(
+        [Sample(T0, "garage", {"power": 1.5, "import_kwh": 2.0}), Sample(T0 + 10, "house", {})]
+    )
+    await client.post_samples([])
+
+    [request] = double.requests
+    assert request.form == {
+        "data": f'[[{T0},"garage",{{"power":1.5,"import_kwh":2.0}}],[{T0 + 10},"house",{{}}]]'
+    }
 
 
 async def test_an_invalid_key_is_an_auth_error(

@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -163,13 +163,23 @@ class EmoncmsClient:
         with no value is not sent, and nothing is posted when no row is left. Raises an
         `EmoncmsError` unless Emoncms answers success.
         """
-        data = [
-            [time, clean_node_name(node), sendable]
-            for time, node, values in rows
-            if (sendable := sendable_values(values))
-        ]
-        if data:
-            self._check_reply(*await self._post_bulk_data(json.dumps(data, separators=(",", ":"))))
+        await self.post_samples(
+            [
+                Sample(time, clean_node_name(node), sendable)
+                for time, node, values in rows
+                if (sendable := sendable_values(values))
+            ]
+        )
+
+    async def post_samples(self, samples: Sequence[Sample]) -> None:
+        """Post samples already made sendable (as `EmoncmsSender.record` queues them).
+
+        Nothing is posted when there is no sample. Raises an `EmoncmsError` unless Emoncms
+        answers success.
+        """
+        if samples:
+            data = json.dumps(samples, separators=(",", ":"))  # each Sample is a [t, node, {}] row
+            self._check_reply(*await self._post_bulk_data(data))
 
     async def check_key(self) -> None:
         """Raise unless the key may write, without creating any input.
@@ -422,7 +432,7 @@ class EmoncmsSender:
     async def _post(self, rows: list[Sample]) -> None:
         """Post rows; any answer of the server ends an outage."""
         try:
-            await self._client.post_bulk(rows)
+            await self._client.post_samples(rows)
         except (EmoncmsAuthError, EmoncmsRejectedError):
             self._answered()
             raise
