@@ -246,7 +246,8 @@ class HassApi:
         async with self.session.post(
             f"{self.base_url}{path}", json=body, headers=self._auth()
         ) as response:
-            response.raise_for_status()
+            if response.status >= 400:  # Home Assistant says why in the body
+                raise RuntimeError(f"POST {path}: {response.status} {await response.text()}")
             return await response.json()
 
     async def delete(self, path: str) -> Any:

@@ -436,6 +436,7 @@ class MeterHistory(_History):
         start, shown = since, 0.0
         async for batch in self.coordinator.client.records(since):
             hours.add(batch)
+            del batch  # not kept while the next one is read (see RecordMerger)
             start = start if start is not None else hours.first_hour
             # Batches can be a few records each: show and keep the progress now and then.
             if start is None or time.monotonic() - shown < PROGRESS_INTERVAL:

@@ -9,7 +9,8 @@ custom integration `bench_probe`; it is never part of the integration. What it m
   the update itself runs, not what other tasks run while it awaits the meter's answer;
 - the state changes of each meter's first power sensor, as Home Assistant stamps them (the
   benchmark compares them with when the simulator changed the value);
-- the event loop's lag: a task that sleeps 5 ms records how late it wakes (while asked to);
+- the event loop's lag: a task that sleeps 5 ms records how late it wakes (while asked to), and
+  the pauses of Python's full garbage collections meanwhile;
 - the `shelly_energy_history_imported` events, with when they fired;
 - what grew in memory between two calls, when Python's tracemalloc is tracing;
 - on request, a profile (cProfile) of the meter updates' steps.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import time
@@ -108,6 +110,8 @@ class Probe:
         self.update_cpu: defaultdict[str, list[float]] = defaultdict(list)  # model -> seconds
         self.changes: list[float] = []  # unix times of the watched sensors' state changes
         self.loop_lag: list[float] = []  # seconds late, one per tick
+        self.full_collections: list[float] = []  # GC pauses (s) while the lag is watched
+        self._gc_started = 0.0
         self.history_events: list[dict[str, Any]] = []
         self._stop_watching: CALLBACK_TYPE | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -120,6 +124,9 @@ class Probe:
         self.update_cpu.clear()
         self.changes.clear()
         self.loop_lag.clear()
+        self.full_collections.clear()
+        if self._gc_pause in gc.callbacks:
+            gc.callbacks.remove(self._gc_pause)
         if self._stop_watching is not None:
             self._stop_watching()
         registry = er.async_get(self.hass)
@@ -139,6 +146,7 @@ class Probe:
             self._lag_task.cancel()
             self._lag_task = None
         if loop_lag:
+            gc.callbacks.append(self._gc_pause)
             self._lag_task = self.hass.async_create_background_task(
                 self._watch_loop_lag(), "bench_probe loop lag"
             )
@@ -151,6 +159,12 @@ class Probe:
             return
         if _is_number(old.state) and _is_number(new.state):
             self.changes.append(new.last_changed_timestamp)
+
+    def _gc_pause(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif info["generation"] == 2:  # a full collection: the whole heap
+            self.full_collections.append(time.perf_counter() - self._gc_started)
 
     async def _watch_loop_lag(self) -> None:
         loop = asyncio.get_running_loop()
@@ -235,6 +249,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
             "update_cpu": {model: list(values) for model, values in probe.update_cpu.items()},
             "changes": list(probe.changes),
             "loop_lag": list(probe.loop_lag),
+            "full_collections": list(probe.full_collections),
             "history_events": list(probe.history_events),
         }
 

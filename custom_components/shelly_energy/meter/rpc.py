@@ -42,8 +42,9 @@ from .values import number, strings
 
 MAX_CHANNELS = 3
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
-# Records gathered (from every series) before a batch is yielded: few batches, little memory.
-RECORDS_PER_BATCH = 1000
+# Records gathered (from every series) before a batch is yielded: the consumer handles a batch
+# in one go on the event loop, so batches stay small enough to take a few milliseconds.
+RECORDS_PER_BATCH = 250
 # RPC errors of a device that has no such data component: no handler (404), no such id (-105).
 _NO_COMPONENT_CODES = frozenset({404, -105})
 
@@ -320,6 +321,7 @@ class RpcClient:
                     await self._read_span(one, window, window_end, merger, garbage)
                 if batch := merger.take():
                     yield batch
+                    del batch  # not kept while the next window is read (see RecordMerger)
                 window = window_end
 
     async def _blocks(self, series: RecordSeries, start: int) -> list[tuple[int, int, int]]:
