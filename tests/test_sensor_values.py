@@ -27,7 +27,7 @@ async def test_pro3em_values(hass: HomeAssistant, simulator: Simulator) -> None:
     pin(meter, "b", -400.0, 231.0)
     pin(meter, "c", 0.0, 229.5)
     meter.set_counters("a", 1234567.0, 10.0)
-    meter.set_counters("b", 100.0, 5000.5)
+    meter.set_counters("b", 100.0, 5000.6)
     meter.set_counters("c", 0.0, 0.0)
     await setup_entry(hass, meter_entry(simulator, meter, title="Mains"))
     expected = {
@@ -42,14 +42,14 @@ async def test_pro3em_values(hass: HomeAssistant, simulator: Simulator) -> None:
         "sensor.mains_phase_b_power": "-400.0",
         "sensor.mains_phase_b_power_factor": "-0.8",
         "sensor.mains_phase_b_energy_imported": "0.1",
-        "sensor.mains_phase_b_energy_exported": "5.0005",
+        "sensor.mains_phase_b_energy_exported": "5.001",  # 5000.6 Wh, to the Wh
         "sensor.mains_phase_c_power": "0.0",
         "sensor.mains_phase_c_voltage": "229.5",
         "sensor.mains_total_power": "600.0",
         "sensor.mains_total_apparent_power": "1750.0",
         "sensor.mains_total_current": "7.599",
         "sensor.mains_total_energy_imported": "1234.667",
-        "sensor.mains_total_energy_exported": "5.0105",
+        "sensor.mains_total_energy_exported": "5.011",
         "binary_sensor.mains_firmware_update": "off",
     }
     assert {entity_id: state_of(hass, entity_id) for entity_id in expected} == expected

@@ -56,8 +56,9 @@ PARALLEL_UPDATES = 0
 
 
 def _kwh(wh: float | None) -> float | None:
-    # Rounded to the mWh: sums of float deltas would otherwise show digits of noise.
-    return None if wh is None else round(wh / 1000, 6)
+    # Whole Wh, as displayed: a counter at finer resolution changes at every poll, and each
+    # change is a row the recorder writes and compiles (sums of float deltas also show noise).
+    return None if wh is None else round(wh / 1000, 3)
 
 
 @dataclass(frozen=True, kw_only=True)
