@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -27,41 +26,10 @@ from custom_components.shelly_energy.meter.records import (
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, MeterServer, SimulatedMeter
 from simulator.gen1 import Gen1Api
+from tests.loopback_meters import Serve
 
 HOST = "127.0.0.1"
 DAY = 86400
-
-type Serve = Callable[..., Awaitable[tuple[SimulatedMeter, MeterServer]]]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    """Return a manual clock at 2025-06-01 00:00:00 UTC: histories are deterministic."""
-    return Clock.manual()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """Return an HTTP client session, closed afterwards."""
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def serve(clock: Clock) -> AsyncIterator[Serve]:
-    """Return a function serving one meter on loopback; everything stops afterwards."""
-    servers: list[MeterServer] = []
-
-    async def start(kind: str, **options: Any) -> tuple[SimulatedMeter, MeterServer]:
-        meter = SimulatedMeter(kind, clock=clock, seed=3, **options)
-        server = MeterServer(meter)
-        await server.start()
-        servers.append(server)
-        return meter, server
-
-    yield start
-    for server in servers:
-        await server.stop()
 
 
 def client_of(

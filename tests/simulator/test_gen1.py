@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 
 from simulator import CSV_BUSY_BODY, Clock
-
-from .conftest import Serve
+from tests.loopback_meters import Serve
 
 EM_KEYS = {"power", "reactive", "pf", "voltage", "is_valid", "total", "total_returned"}
 EM3_KEYS = {"power", "pf", "current", "voltage", "is_valid", "total", "total_returned"}

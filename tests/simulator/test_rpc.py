@@ -12,8 +12,8 @@ from aioshelly.common import get_info
 from aioshelly.exceptions import DeviceConnectionError, InvalidAuthError, RpcCallError
 
 from simulator import METER_KINDS, PRESETS, Clock, MeterServer, SimulatedMeter
+from tests.loopback_meters import Serve
 
-from .conftest import Serve
 from .helpers import HOST, digest_authorization, digest_get, rpc_device
 
 # Keys of the real Pro 3EM Shelly.GetStatus capture (firmware 1.6.1).
