@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 120
+TOKEN_RENEW_MARGIN_S = 60
 CURRENCY = "EUR"  # of the amounts an energy site's tariff gives
 CONFIGURATION = """\
 # Written by scripts/hass_instance.py: a small Home Assistant for developing and testing.
@@ -166,6 +168,8 @@ class HassApi:
         self.base_url = base_url
         self.client_id = f"{base_url}/"
         self.token: str | None = None
+        self.refresh_token: str | None = None
+        self.token_expires = 0.0
 
     async def wait_until_up(self) -> None:
         """Wait until the HTTP API answers (the front page only redirects, so ask onboarding)."""
@@ -233,18 +237,23 @@ class HassApi:
             f"{self.base_url}/auth/token", data={**form, "client_id": self.client_id}
         ) as response:
             response.raise_for_status()
-            self.token = (await response.json())["access_token"]
+            grant = await response.json()
+        self.token = grant["access_token"]
+        self.refresh_token = grant.get("refresh_token", self.refresh_token)
+        self.token_expires = time.monotonic() + grant["expires_in"]
 
     async def get(self, path: str) -> Any:
         """GET an API path with the access token."""
-        async with self.session.get(f"{self.base_url}{path}", headers=self._auth()) as response:
+        async with self.session.get(
+            f"{self.base_url}{path}", headers=await self._auth()
+        ) as response:
             response.raise_for_status()
             return await response.json()
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         """POST JSON to an API path with the access token (when there is one)."""
         async with self.session.post(
-            f"{self.base_url}{path}", json=body, headers=self._auth()
+            f"{self.base_url}{path}", json=body, headers=await self._auth()
         ) as response:
             if response.status >= 400:  # Home Assistant says why in the body
                 raise RuntimeError(f"POST {path}: {response.status} {await response.text()}")
@@ -252,12 +261,19 @@ class HassApi:
 
     async def delete(self, path: str) -> Any:
         """DELETE an API path with the access token."""
-        async with self.session.delete(f"{self.base_url}{path}", headers=self._auth()) as response:
+        async with self.session.delete(
+            f"{self.base_url}{path}", headers=await self._auth()
+        ) as response:
             response.raise_for_status()
             return await response.json()
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    async def _auth(self) -> dict[str, str]:
+        if self.token is None:
+            return {}
+        # Access tokens last 30 minutes; a full benchmark runs longer than that.
+        if self.refresh_token and time.monotonic() > self.token_expires - TOKEN_RENEW_MARGIN_S:
+            await self._token({"grant_type": "refresh_token", "refresh_token": self.refresh_token})
+        return {"Authorization": f"Bearer {self.token}"}
 
     async def run_flow(self, handler: str, *steps: dict[str, Any]) -> dict[str, Any]:
         """Start a config flow and answer its steps in order; return the last result."""

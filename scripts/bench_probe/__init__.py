@@ -27,6 +27,7 @@ import io
 import pstats
 import time
 import tracemalloc
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, cast
@@ -107,8 +108,9 @@ class Probe:
     def __init__(self, hass: HomeAssistant) -> None:
         """Measure nothing until the first reset."""
         self.hass = hass
-        self.update_cpu: defaultdict[str, list[float]] = defaultdict(list)  # model -> seconds
-        self.changes: list[float] = []  # unix times of the watched sensors' state changes
+        # Samples in arrays (8 bytes each): they grow in the memory window too.
+        self.update_cpu: defaultdict[str, array[float]] = defaultdict(lambda: array("d"))
+        self.changes = array("d")  # unix times of the watched sensors' state changes
         self.loop_lag: list[float] = []  # seconds late, one per tick
         self.full_collections: list[float] = []  # GC pauses (s) while the lag is watched
         self._gc_started = 0.0
@@ -122,7 +124,7 @@ class Probe:
     def reset(self, *, loop_lag: bool) -> list[str]:
         """Start measuring afresh; watch the first power sensor of every loaded meter."""
         self.update_cpu.clear()
-        self.changes.clear()
+        del self.changes[:]
         self.loop_lag.clear()
         self.full_collections.clear()
         if self._gc_pause in gc.callbacks:
