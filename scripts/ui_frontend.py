@@ -99,8 +99,14 @@ class Frontend:
             has=self.page.get_by_text(title, exact=True)
         )
 
-    def configure(self, entry_title: str) -> None:
-        """Open an entry's options (its Configure button) on the integration's page."""
+    def configure(self, domain: str, entry_title: str) -> None:
+        """Open an entry's options (its Configure button) on the integration's page.
+
+        The page is loaded anew: after Finish, the frontend's dialog manager goes on closing the
+        last dialog for some milliseconds (its history step back) and closes a dialog opened
+        meanwhile too.
+        """
+        self.open_integration(domain)
         self.entry_row(entry_title).get_by_role("button", name="Configure").click()
 
     def entity_row(self, name: str) -> Locator:

@@ -470,8 +470,7 @@ def changes_meter_options(ui: Frontend, lab: Lab) -> None:
     options = form("init", "options")
     labels = options["data"]
     phase_a = selector_option("channel", "a")
-    ui.open_integration(DOMAIN)
-    ui.configure(lab.mains.name)
+    ui.configure(DOMAIN, lab.mains.name)
     ui.expect_dialog(options["title"])
     ui.expect_fields(*(labels[key] for key in METER_OPTIONS), section("supply")["name"])
     ui.type_number(labels["poll_interval"], 2)
@@ -485,8 +484,7 @@ def changes_meter_options(ui: Frontend, lab: Lab) -> None:
     ui.expect_state(entity_name("total_power"), "-1,300.0 W")
     ui.shoot("meter-reversed", ui.entities_card("Sensors"))
     # The form shows the stored options when opened again.
-    ui.open_integration(DOMAIN)
-    ui.configure(lab.mains.name)
+    ui.configure(DOMAIN, lab.mains.name)
     expect(ui.number_field(labels["poll_interval"])).to_have_value("2")
     expect(ui.checkbox(phase_a)).to_be_checked()
     ui.close_dialog()
@@ -503,8 +501,7 @@ def watches_the_supply(ui: Frontend, lab: Lab) -> None:
     """Type the supply's nominal voltage; an overvoltage on phase A turns its problem sensor on."""
     supply = section("supply")
     labels = supply["data"]
-    ui.open_integration(DOMAIN)
-    ui.configure(lab.mains.name)
+    ui.configure(DOMAIN, lab.mains.name)
     ui.expect_dialog(form("init", "options")["title"])
     ui.expand_section(supply["name"])
     ui.expect_fields(supply["description"], *labels.values())
@@ -514,11 +511,8 @@ def watches_the_supply(ui: Frontend, lab: Lab) -> None:
     ui.submit()
     ui.expect_success("Options successfully saved.")
     ui.finish()
-    # The form shows the stored value when opened again, from the page loaded anew: the
-    # frontend's dialog manager goes on closing the last dialog for some milliseconds after
-    # Finish (its history step back), and closes a dialog opened meanwhile too.
-    ui.open_integration(DOMAIN)
-    ui.configure(lab.mains.name)
+    # The form shows the stored value when opened again.
+    ui.configure(DOMAIN, lab.mains.name)
     ui.expand_section(supply["name"])
     expect(ui.combobox(labels["nominal_voltage"])).to_have_value(NOMINAL_VOLTAGE)
     ui.close_dialog()
@@ -533,8 +527,7 @@ def watches_the_supply(ui: Frontend, lab: Lab) -> None:
 
 def configure_site(ui: Frontend, what: str) -> None:
     """Open the site's options (Configure) and choose what to change ("roles" or "tariff")."""
-    ui.open_integration(DOMAIN)
-    ui.configure("Home")
+    ui.configure(DOMAIN, "Home")
     menu = form("site", "options")
     ui.expect_dialog(menu["title"])
     ui.choose(menu["menu_options"][what])
