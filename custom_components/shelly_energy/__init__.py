@@ -35,6 +35,7 @@ from .coordinator import (
     SiteCoordinator,
     SiteRuntime,
     async_register_meter,
+    counter_store_key,
     entry_kind,
     site_config,
 )
@@ -95,7 +96,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         return unloaded
     unloaded = await hass.config_entries.async_unload_platforms(entry, METER_PLATFORMS)
     if unloaded:
-        entry.runtime_data.coordinator.supply.clear_repairs()
+        coordinator = entry.runtime_data.coordinator
+        coordinator.supply.clear_repairs()
+        await coordinator.counter_store.async_save()
     return unloaded
 
 
@@ -111,6 +114,8 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
             ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
     if kind != KIND_EMONCMS:
         await history_store(hass, entry).async_remove()
+    if kind not in (KIND_SITE, KIND_EMONCMS):
+        await Store(hass, 1, counter_store_key(entry)).async_remove()
 
 
 async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bool:
@@ -126,6 +131,7 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
     try:
         await coordinator.async_config_entry_first_refresh()
     except BaseException:
+        coordinator.counter_store.cancel()
         await client.close()
         raise
     entry.runtime_data = MeterRuntime(coordinator, dict(entry.options))

@@ -25,6 +25,8 @@ from .const import (
     CONF_KIND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    COUNTER_SAVE_S,
+    COUNTER_URGENT_SAVE_S,
     DEFAULT_DEADBAND,
     DEFAULT_POLL_INTERVAL,
     DOMAIN,
@@ -43,8 +45,11 @@ from .energy.site import (
 )
 from .meter.client import MeterAuthError, MeterChangedError, MeterClient, MeterError
 from .meter.corrections import Corrections
-from .meter.counters import CounterGuard
-from .meter.snapshot import PHASE_IDS, MeterInfo, MeterSnapshot
+from .meter.counters import MeterCounters, counter_key
+from .meter.models import max_channel_power_w
+from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterInfo, MeterSnapshot
+from .recorded_states import async_last_recorded_totals
+from .storage import DurableStore
 from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
@@ -116,7 +121,13 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         )
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
-        self._counters = CounterGuard()
+        self.counters: MeterCounters | None = None  # once connected: the layout is known
+        self.counter_store: DurableStore[dict[str, Any]] = DurableStore(
+            hass,
+            counter_store_key(entry),
+            within=COUNTER_SAVE_S,
+            snapshot=self._counter_state,
+        )
         self._corrections = Corrections(
             reversed_channels=frozenset(options.get(CONF_REVERSED_CHANNELS, ())),
             deadband=float(options.get(CONF_DEADBAND, DEFAULT_DEADBAND)),
@@ -128,19 +139,61 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         return self.client.info
 
     async def _async_setup(self) -> None:
-        """Connect once before the first poll, so the entities know the meter's layout."""
+        """Connect once before the first poll, so the entities know the meter's layout.
+
+        The counters continue from what was stored, and never below what Home Assistant last
+        recorded (a crash may have cut the stored state short).
+        """
         with self._meter_errors():
-            await self.client.connect()
+            info = await self.client.connect()
+        counters = MeterCounters(
+            self.config_entry.title, max_channel_power_w(info.model), len(info.channel_ids)
+        )
+        saved = await self.counter_store.async_load()
+        if saved is not None:
+            try:
+                counters.restore(saved)
+            except ValueError:
+                _LOGGER.exception(
+                    "The stored energy counters of %s are unreadable: they start anew",
+                    self.config_entry.title,
+                )
+        recorded = await async_last_recorded_totals(self.hass, self._energy_unique_ids(info))
+        for key, (total, since) in recorded.items():
+            counters.hold_at_least(key, total, since)
+        self.counters = counters
+
+    def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
+        """Return the unique id of the energy sensor showing each counter, by counter key."""
+        reversed_channels = self._corrections.reversed_channels
+        ids = (*info.channel_ids, TOTAL_ID) if info.three_phase else info.channel_ids
+        return {
+            counter_key(channel_id, imported): (
+                f"{info.mac}_{channel_id}_energy_"
+                f"{'imported' if imported != (channel_id in reversed_channels) else 'exported'}"
+            )
+            for channel_id in ids
+            for imported in (True, False)
+            # A re-summed three-phase total does not show the device's total counter.
+            if not (channel_id == TOTAL_ID and reversed_channels)
+        }
+
+    def _counter_state(self) -> dict[str, Any]:
+        return {} if self.counters is None else self.counters.to_dict()
 
     async def _async_update_data(self) -> MeterSnapshot:
-        """Read the meter once, and watch its supply."""
+        """Read the meter once, publish its counters' totals, and watch its supply."""
+        away = not self.last_update_success
         try:
             with self._meter_errors():
                 snapshot = await self.client.fetch()
         except UpdateFailed:
             self.supply.update(self.info.mac, None)
             raise
-        snapshot = self._corrections.apply(self._counters.clean(snapshot))
+        assert self.counters is not None
+        snapshot, urgent = self.counters.apply(snapshot, away=away)
+        self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
+        snapshot = self._corrections.apply(snapshot)
         self.supply.update(self.info.mac, snapshot)
         return snapshot
 
@@ -167,6 +220,11 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
                 translation_key="cannot_connect",
                 translation_placeholders={"error": str(err)},
             ) from err
+
+
+def counter_store_key(entry: ConfigEntry) -> str:
+    """Return where a meter's energy counters are stored."""
+    return f"{DOMAIN}.counters.{entry.entry_id}"
 
 
 def entry_kind(entry: ConfigEntry) -> str:
