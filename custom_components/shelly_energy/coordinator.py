@@ -14,7 +14,6 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
-from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
@@ -34,6 +33,7 @@ from .const import (
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
+from .energy.history import SITE_SERIES
 from .energy.site import (
     ChannelInput,
     ChannelRef,
@@ -222,6 +222,11 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             ) from err
 
 
+def site_store_key(entry: ConfigEntry) -> str:
+    """Return where an energy site's totals are stored."""
+    return f"{DOMAIN}.site.{entry.entry_id}"
+
+
 def counter_store_key(entry: ConfigEntry) -> str:
     """Return where a meter's energy counters are stored."""
     return f"{DOMAIN}.counters.{entry.entry_id}"
@@ -280,19 +285,15 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
     config_entry: SiteConfigEntry
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: SiteConfigEntry,
-        accumulator: SiteAccumulator,
-        store: Store[dict[str, Any]],
-    ) -> None:
-        """Set up the site; it computes once its meters are attached."""
+    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry) -> None:
+        """Set up the site with zero totals (`async_restore` continues the stored ones)."""
         super().__init__(hass, entry)
         self.config = site_config(entry.options)
-        self.accumulator = accumulator
+        self.accumulator = SiteAccumulator(self.config)
         self.billing: SiteBilling | None = None  # when the site has a tariff
-        self._store = store
+        self.store: DurableStore[dict[str, Any]] = DurableStore(
+            hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
+        )
         self._meter_ids = {ref.meter_id for ref in self.config.roles}
         self._unsubscribe_meters: list[CALLBACK_TYPE] = []
         # The meters not yet read since the site last computed: it waits for a full round, so
@@ -314,9 +315,30 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
         return stop
 
+    def _stored_state(self) -> dict[str, Any]:
+        return self.accumulator.to_dict()
+
+    async def async_restore(self) -> None:
+        """Continue the stored totals, never below what Home Assistant last recorded."""
+        saved = await self.store.async_load()
+        if saved is not None:
+            try:
+                self.accumulator = SiteAccumulator.from_dict(self.config, saved)
+            except (KeyError, TypeError, ValueError):
+                _LOGGER.exception(
+                    "The stored totals of %s are unreadable: they start anew",
+                    self.config_entry.title,
+                )
+        entry_id = self.config_entry.entry_id
+        recorded = await async_last_recorded_totals(
+            self.hass, {field: f"{entry_id}_{key}" for field, key in SITE_SERIES.items()}
+        )
+        for field, (total, _since) in recorded.items():
+            self.accumulator.hold_at_least(field, total)
+
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""
-        await self._store.async_save(self.accumulator.to_dict())
+        await self.store.async_save()
         if self.billing is not None:
             await self.billing.async_save()
 
@@ -364,7 +386,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
         state = self.accumulator.update(readings, dt_util.now().date())
-        self._store.async_delay_save(self.accumulator.to_dict, SITE_SAVE_DELAY_S)
+        self.store.changed()
         if self.billing is not None:
             self.billing.update(state)
         self.async_set_updated_data(state)
