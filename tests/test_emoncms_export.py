@@ -146,6 +146,31 @@ async def test_outage_then_recovery_delivers_every_sample_once_in_order(
     )
 
 
+async def test_the_queue_is_on_disk_within_a_minute_during_an_outage(
+    hass: HomeAssistant,
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+    emoncms: EmoncmsDouble,
+    hass_storage: dict[str, Any],
+) -> None:
+    await mains(hass, simulator)
+    entry = export_entry(emoncms, values=["power"])
+    await setup_entry(hass, entry)
+    key = f"{DOMAIN}.emoncms.{entry.entry_id}"
+    emoncms.set_down(True)
+    queued: list[tuple[float, int]] = []  # (when, queue length) at each tick
+    for _ in range(60):  # ten minutes of outage, a sample every 10 s: the queue never rests
+        await tick(hass, freezer, simulator)
+        queued.append((simulator.clock.now(), len(entry.runtime_data.coordinator.queue)))
+        on_disk = len(hass_storage.get(key, {}).get("data", {}).get("samples", []))
+        # Everything queued over a minute ago is on disk, however often the queue changed since
+        # (the write starts a minute after the first unsaved change: it lands within this tick).
+        now = simulator.clock.now()
+        due = max((length for when, length in queued if when < now - 60), default=0)
+        assert on_disk >= due
+    assert on_disk >= 53
+
+
 async def test_a_restart_with_a_queue_delivers_it(
     hass: HomeAssistant,
     simulator: Simulator,

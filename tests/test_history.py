@@ -227,7 +227,9 @@ async def test_day_one_import_gives_the_device_hours(
     assert await bars(hass, "sensor.meter_total_energy_imported") == rounded(total)
     found = await rows(hass, "sensor.meter_phase_a_energy_imported")
     assert int(found[0]["start"]) == first_hour - HOUR
-    assert found[-1]["sum"] == 0.0  # provisional: ends at 0 until a live hour anchors it
+    # The imported history starts at 0: its first hour shows that hour's own energy.
+    assert found[0]["sum"] == 0.0
+    assert found[-1]["sum"] == pytest.approx(sum(hours.values()))
     # The progress and the event.
     state = history_state(hass)
     assert state.state == "100.0"
@@ -277,24 +279,26 @@ async def test_recorder_statistics_continue_after_the_import(
     await settle(hass)
     entity_id = "sensor.meter_phase_a_energy_imported"
     midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    # The recorder compiles the first live hour (from the entity's first state at 00:20 on).
-    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=5))
-    found = await rows(hass, entity_id)
-    assert int(found[-1]["start"]) == midnight.timestamp()
-    # The hourly check (an hour after setup) anchors the imported rows on it: the first live
-    # hour's bar becomes the device's whole hour, its sum unchanged.
-    live_sum = found[-1]["sum"]
+    # The recorder sums the new entity from 0 at its first state (00:20). Once its first
+    # 5-minute statistics exist, its rows move up to continue the imported hours.
     await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=5))
     records = device_records(meter)
     device = rounded(expected_hours(records, 0))
     result = await bars(hass, entity_id)
-    assert {hour: result[hour] for hour in device if hour in result} == device
-    assert device[int(midnight.timestamp())] == pytest.approx(0.8 + device_first_third(records))
-    found = await rows(hass, entity_id)
-    assert found[-2]["sum"] == live_sum
+    hour0 = int(midnight.timestamp())
+    assert {hour: result[hour] for hour in device if hour < hour0} == {
+        hour: kwh for hour, kwh in device.items() if hour < hour0
+    }
+    # The first live hour: the records' 00:00-00:20, then what the recorder saw from the first
+    # state on (00:20 to the last state of the hour, read every 5 minutes here: 00:55).
+    assert result[hour0] == pytest.approx(device_first_third(records) + 0.7)
     # The next hour is the recorder's own, continuing from the same sum: 1.2 kWh.
-    assert result[int(midnight.timestamp()) + HOUR] == 1.2
+    assert result[hour0 + HOUR] == 1.2
+    found = await rows(hass, entity_id)
+    assert found[0]["sum"] == 0.0
+    assert all(bar >= 0 for bar in result.values())
     assert history_state(hass).attributes["status"] == "done"
+    assert "pending_shifts" not in entry.runtime_data.history.diagnostics()["stored"]
 
 
 def device_first_third(records: list[EnergyRecord]) -> float:
@@ -375,8 +379,10 @@ async def test_gap_filled_hourly_reading_only_what_it_needs(
     midnight = int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())
     clock_at_0020.advance(3 * HOUR)
     device = expected_hours(device_records(meter), 0)
-    total = (await rows(hass, entity_id))[-1]["sum"]
-    assert total == 0.0  # the provisional rows end at 0
+    imported = await rows(hass, entity_id)
+    assert imported[-1]["sum"] == pytest.approx(
+        sum(kwh for hour, kwh in device.items() if hour < midnight)
+    )
     total = device[midnight]
     async_import_statistics(
         hass,
@@ -635,7 +641,8 @@ async def test_a_returning_meter_is_checked_and_diagnostics_tell(
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["history"]["status"] == "done"
     assert diagnostics["history"]["stored"]["day_one_done"] is True
-    assert diagnostics["history"]["stored"]["own_until"]["a_energy_imported"] == int(
+    # The recorder's rows of the entity are moved once they exist (its first 5 minutes).
+    assert diagnostics["history"]["stored"]["pending_shifts"]["a_energy_imported"][0] == int(
         datetime(2025, 6, 1, tzinfo=UTC).timestamp()
     )
     meter.set_online(False)

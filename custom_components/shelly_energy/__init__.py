@@ -6,8 +6,6 @@ SiteCoordinator from the meters it spans) or an Emoncms export (an ExportCoordin
 
 from __future__ import annotations
 
-from typing import Any
-
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import (
     CONF_HOST,
@@ -46,9 +44,9 @@ from .exporter import (
     ExportConfigEntry,
     ExportRuntime,
     async_create_exporter,
-    export_store,
+    export_store_key,
 )
-from .history import MeterHistory, SiteHistory, history_store
+from .history import MeterHistory, SiteHistory, history_store_key
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
@@ -99,11 +97,11 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
         for key in (site_store_key(entry), billing_store_key(entry)):
             await Store(hass, 1, key).async_remove()
     elif kind == KIND_EMONCMS:
-        await export_store(hass, entry).async_remove()
+        await Store(hass, 1, export_store_key(entry)).async_remove()
         for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
             ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
     if kind != KIND_EMONCMS:
-        await history_store(hass, entry).async_remove()
+        await Store(hass, 1, history_store_key(entry)).async_remove()
     if kind not in (KIND_SITE, KIND_EMONCMS):
         await Store(hass, 1, counter_store_key(entry)).async_remove()
 

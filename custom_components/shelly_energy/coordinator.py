@@ -385,7 +385,8 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 if reading is None
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
-        state = self.accumulator.update(readings, dt_util.now().date())
+        now = dt_util.now()
+        state = self.accumulator.update(readings, now.date(), now.timestamp())
         self.store.changed()
         if self.billing is not None:
             self.billing.update(state)

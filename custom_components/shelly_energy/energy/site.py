@@ -358,6 +358,7 @@ class SiteAccumulator:
         self._today = _Today()
         self._counters: dict[ChannelRef, tuple[float, float]] = {}  # reused by every update
         self._floors: dict[str, float] = {}  # totals never to be published lower (Wh)
+        self.started: float | None = None  # when the totals were first published
         self._apply_config(config)
 
     def _apply_config(self, config: SiteConfig) -> None:
@@ -379,15 +380,23 @@ class SiteAccumulator:
                 del flow.baselines[ref]
         self._apply_config(config)
 
-    def update(self, readings: Mapping[ChannelRef, ChannelInput | None], day: date) -> SiteState:
+    def update(
+        self,
+        readings: Mapping[ChannelRef, ChannelInput | None],
+        day: date,
+        now: float | None = None,
+    ) -> SiteState:
         """Accrue the readings' counters and return the site's state.
 
         ``readings`` maps channels to their current readings; None or a missing channel means its
         meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
+        ``now`` (unix seconds) is kept as `started` at the first update with energy.
         """
         if day != self._today.day:
             self._today = _Today(day)
         energy = self._accrue(readings)
+        if self.started is None and energy.home_consumption is not None:
+            self.started = now
         return SiteState(
             power=self._power(readings),
             energy=energy,
@@ -563,6 +572,7 @@ class SiteAccumulator:
             ],
             "totals": asdict(self._totals),
             "today": today,
+            "started": self.started,
             "baselines": {
                 name: [
                     {
@@ -591,6 +601,7 @@ class SiteAccumulator:
         }
         accumulator = cls(SiteConfig(saved_roles, config.grid_metering))
         accumulator._totals = _Totals(**data["totals"])
+        accumulator.started = data.get("started")
         today = data["today"]
         accumulator._today = _Today(
             day=None if today["day"] is None else date.fromisoformat(today["day"]),
