@@ -110,6 +110,9 @@ async def test_flat_tariff_costs(
         "export_credit_this_period": "0.04",
         "bill_so_far": "6.12",
     }
+    # The price the Energy dashboard multiplies the import by gives the cost sensors' cost:
+    # 2 kWh x 0.33 (0.30 with 10 % tax) = 0.66.
+    assert state_of(hass, "sensor.home_effective_price") == "0.33"
     bill = hass.states.get("sensor.home_bill_so_far")
     assert bill is not None
     assert bill.attributes["unit_of_measurement"] == hass.config.currency
