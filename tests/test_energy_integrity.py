@@ -1,7 +1,7 @@
 """Every watt-hour counted once through a day of faults: a two-meter site against the truth.
 
-A Pro 3EM on the mains and a Pro EM-50 on the solar and battery inverters, polled every minute
-for a simulated day during which the meters reboot with counters rolled back, the inverter's
+A Pro 3EM on the mains and a Pro EM-50 on the solar and battery inverters, polled every five
+minutes for a simulated day during which the meters reboot with counters rolled back, the inverter's
 data is reset, a reply carries 1e308 and a counter overflows. At the end the recorder's hourly
 statistics of every energy sensor (meters and site) hold the simulator's own truth, within 1 Wh
 per fault, and no hour is negative.
@@ -39,6 +39,7 @@ from simulator import Clock, SimulatedMeter, Simulator
 from .conftest import meter_entry, setup_entry
 
 MINUTE = 60
+STEP = 300  # the polling interval: every step a poll and the recorder's 5-minute statistics
 DAY_START = datetime(2025, 6, 1, tzinfo=UTC)
 HOUSEHOLD = {"seed": 11, "solar_peak_w": 5000.0, "battery_wh": 8000.0}
 
@@ -101,28 +102,30 @@ class Day:
             "home_solar_energy": solar[1] - solar[0],
             "home_battery_charged_energy": battery[0],
             "home_battery_discharged_energy": battery[1],
-            "home_home_energy": sum(flows[0] - flows[1] for flows in grid)
+            "home_consumption_energy": sum(flows[0] - flows[1] for flows in grid)
             + solar[1]
             - solar[0]
             + battery[1]
             - battery[0],
         }
 
-    async def minutes(self, count: int, at: dict[int, Callable[[], None]] | None = None) -> None:
-        for _ in range(count):
-            self.clock.advance(MINUTE)
-            self.freezer.tick(timedelta(seconds=MINUTE))
-            minute = int(self.clock.now() - DAY_START.timestamp()) // MINUTE
-            if at and minute in at:
-                at[minute]()
+    async def run(self, minutes: int, at: dict[int, Callable[[], None]]) -> None:
+        """Let `minutes` pass, a step at a time; a fault happens at its minute."""
+        end = self.clock.now() + minutes * MINUTE
+        while self.clock.now() < end:
+            step_end = self.clock.now() + STEP
+            for minute, fault in sorted(at.items()):
+                moment = DAY_START.timestamp() + minute * MINUTE
+                if self.clock.now() < moment <= step_end:
+                    self.clock.advance(moment - self.clock.now())
+                    fault()
+            self.clock.advance(step_end - self.clock.now())
+            self.freezer.tick(timedelta(seconds=STEP))
             async_fire_time_changed(self.hass)
             await self.hass.async_block_till_done(wait_background_tasks=True)
             self.note_truth()
-            if minute % 5 == 0:
-                do_adhoc_statistics(
-                    self.hass, start=datetime.fromtimestamp(self.clock.now() - 300, UTC)
-                )
-                await settle(self.hass)
+            do_adhoc_statistics(self.hass, start=datetime.fromtimestamp(step_end - STEP, UTC))
+            await settle(self.hass)
 
 
 async def test_a_day_of_faults_counts_every_watt_hour_once(
@@ -141,7 +144,7 @@ async def test_a_day_of_faults_counts_every_watt_hour_once(
         "proem50", mac="A0DD6C000002", wiring=["solar", "battery"], flash_save_s=300, **HOUSEHOLD
     )
     await simulator.start()
-    options = {CONF_POLL_INTERVAL: MINUTE}
+    options = {CONF_POLL_INTERVAL: STEP}
     await setup_entry(hass, meter_entry(simulator, mains, title="Mains", options=options))
     await setup_entry(hass, meter_entry(simulator, inverters, title="Inverters", options=options))
     site = MockConfigEntry(
@@ -173,7 +176,7 @@ async def test_a_day_of_faults_counts_every_watt_hour_once(
         # 18:04 a small rollback of the mains again, read at once.
         18 * 60 + 4: lambda: mains.reboot(invalid_for=1, rollback=True),
     }
-    await day.minutes(24 * 60 + 75, faults)  # the day, and long enough for the records to tell
+    await day.run(24 * 60 + 75, faults)  # the day, and long enough for the records to tell
     last_hour = DAY_START.timestamp() + 23 * 3600
     end = max(time for time in day.truth if time < last_hour + 3600)
     for key, truth in day.truth[end].items():

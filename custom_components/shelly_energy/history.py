@@ -60,6 +60,7 @@ from .energy.history import (
     SiteHours,
     StatRow,
     meter_series,
+    never_negative,
     plan_day_one,
     plan_fill,
     records_needed_since,
@@ -69,6 +70,7 @@ from .energy.history import (
     span_corrections,
     with_corrections,
 )
+from .energy.counter import Unaccounted
 from .energy.site import ChannelRef, Role
 from .meter.client import MeterError
 from .meter.counters import CounterSpan
@@ -86,6 +88,9 @@ PROGRESS_INTERVAL: Final = 1.0
 SAVE_DELAY: Final = 10
 # A correction smaller than this (kWh) is the records' rounding, not energy the counter missed.
 MIN_CORRECTION_KWH: Final = 0.0005
+# A span is corrected once the hour it ended in was over this long ago (seconds): the recorder
+# has compiled that hour's statistics by then.
+SPAN_SETTLE_S: Final = 900
 # How soon day one checks again for the recorder's first rows of a new series (seconds): after
 # its next 5-minute statistics.
 CONTINUATION_CHECK_S: Final = 360
@@ -172,6 +177,15 @@ async def _async_rows(
 def history_store_key(entry: ConfigEntry) -> str:
     """Return where a meter's or site's history progress is stored."""
     return f"{DOMAIN}.history.{entry.entry_id}"
+
+
+def _span_ready(span: Unaccounted, records_end: float) -> bool:
+    """Return whether a span can be corrected: the records tell it, and the recorder has
+    compiled the hour it ends in (a correction moves the rows that exist, and must see the bars
+    it changes).
+    """
+    compiled = dt_util.utcnow().timestamp() - SPAN_SETTLE_S
+    return span.end <= records_end and span.end < compiled - compiled % HOUR
 
 
 def _adjust(recorder: Recorder, statistic_id: str, hour: int, kwh: float) -> None:
@@ -392,6 +406,7 @@ class _History:
                 fixes[hour] = fixes.get(hour, 0.0) + shift[1]
                 del pending[key]
             if fixes:
+                fixes = never_negative(series_rows, fixes)
                 # What the counters could not count, from the records: added to the recorder's
                 # rows from each hour on; the plans below see the rows as they will be.
                 for hour, kwh in sorted(fixes.items()):
@@ -407,6 +422,7 @@ class _History:
                     self._energy_between(key, live_hour, first_live) / 1000,
                     self._counter(key),
                 )
+
                 if plan.shift is not None and plan.shift[1]:
                     pending[key] = list(plan.shift)
             else:
@@ -606,15 +622,20 @@ class MeterHistory(_History):
         self.intervals, self._intervals_since = hours.intervals, since
         return hours.complete_hours()
 
-    async def async_intervals(self, since: int | None) -> MeterIntervals | None:
+    async def async_intervals(
+        self, since: int | None, until: float | None = None
+    ) -> MeterIntervals | None:
         """Return the records per interval from `since` on (None: all), reading if needed.
 
-        Raises NoStoredRecordsError for a meter that keeps none.
+        `until`: the records must reach this far (the last read may be older). Raises
+        NoStoredRecordsError for a meter that keeps none.
         """
         async with self._lock:
             covered = self._intervals_since is None or (
                 since is not None and self._intervals_since <= since
             )
+            if until is not None and self.intervals is not None and self.intervals.end < until:
+                covered = False
             if self.intervals is None or not covered:
                 hours = self._new_hours()
                 async for batch in self.coordinator.client.records(since):
@@ -670,8 +691,8 @@ class MeterHistory(_History):
             span = counter_span.span
             if counter_span.seq <= handled:
                 continue
-            if span.end > intervals.end:
-                break  # the records do not tell it yet: the next run does
+            if not _span_ready(span, intervals.end):
+                break  # not told by the records, or not compiled by the recorder, yet
             for series in self._series_of(counter_span.key):
                 fixes = span_corrections(
                     span.start, span.end, span.counted, partial(intervals.series_between, series)
@@ -749,8 +770,10 @@ class SiteHistory(_History):
             raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
         meters: dict[str, MeterIntervals] = {}
         self._intervals = {}
+        # The records must tell the spans the site corrects (a meter's last read may be older).
+        until = max((span.span.end for _, span in self._meter_spans()), default=None)
         for meter_id in sorted(self._meter_ids):
-            intervals = await histories[meter_id].async_intervals(since)
+            intervals = await histories[meter_id].async_intervals(since, until)
             if intervals is None:
                 return {}  # a meter without records yet
             meters[meter_id] = intervals
@@ -789,7 +812,7 @@ class SiteHistory(_History):
     def _span_corrections(self) -> dict[str, dict[int, float]]:
         if not self._intervals:
             return {}
-        end = min(intervals.end for intervals in self._intervals.values())
+        records_end = min(intervals.end for intervals in self._intervals.values())
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
         reversed_of = {
             mac: frozenset(meter.config_entry.options.get(CONF_REVERSED_CHANNELS, ()))
@@ -800,8 +823,8 @@ class SiteHistory(_History):
         blocked: set[str] = set()
         for mac, counter_span in self._meter_spans():
             span = counter_span.span
-            if mac in blocked or span.end > end:
-                blocked.add(mac)  # the records do not tell it yet: the next run does
+            if mac in blocked or not _span_ready(span, records_end):
+                blocked.add(mac)  # not told by the records, or not compiled, yet
                 continue
             channel_id, _, direction = counter_span.key.partition("_")
             if channel_id != TOTAL_ID:

@@ -25,7 +25,9 @@ its reason (`Decision`).
 
 Whatever the counter could not count (the energy between the last accepted reading and a rollback,
 reset or new level) is reported as an `Unaccounted` span: the meters' stored records can fill it
-(see `energy.history`); where there are none, it stays uncounted, never guessed.
+(see `energy.history`); where there are none, it stays uncounted, never guessed. So is a rise
+after a reboot (it may hide a rollback) or after rejected or missing readings (it is counted when
+it is read, maybe in a later hour than it flowed), with what was counted over it.
 
 Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
 decisions above (`Decision.offset_changed`), so a store written at those moments, and now and then
@@ -148,6 +150,7 @@ class EnergyCounter:
         "_drop",
         "_floor",
         "_pending",
+        "_skipped",
         "base",
         "base_time",
         "decisions",
@@ -168,6 +171,7 @@ class EnergyCounter:
         self._drop: _Drop | None = None
         self._pending: list[tuple[float, float]] = []  # (value, time) of a level awaiting belief
         self._floor: tuple[float, float] | None = None  # (total, time) last published elsewhere
+        self._skipped = False  # readings were rejected or missing since the base
 
     def _limit(self, elapsed: float) -> float:
         """Return the most a plausible increase adds in `elapsed` seconds (Wh)."""
@@ -196,8 +200,10 @@ class EnergyCounter:
         delta = raw - self.base
         limit = self._limit(now - self.base_time)
         if 0 <= delta <= limit:
-            # After a reboot the rise may hide a rollback: the records can tell.
-            gap = Unaccounted(self.base_time, now, delta) if rebooted else None
+            # After a reboot the rise may hide a rollback; after rejected or missing readings
+            # it lands in a later hour than it flowed: the records can tell.
+            uncertain = rebooted or self._skipped
+            gap = Unaccounted(self.base_time, now, delta) if uncertain else None
             self._count(delta)
             self._accept(raw, now)
             return self._settled(Verdict.COUNTED, now, raw, unaccounted=gap)
@@ -260,6 +266,7 @@ class EnergyCounter:
         self.base = raw
         self.base_time = now
         self._pending.clear()
+        self._skipped = False
 
     def _settled(
         self,
@@ -287,6 +294,7 @@ class EnergyCounter:
         return decision
 
     def _decided(self, verdict: Verdict, now: float, value: object) -> Decision:
+        self._skipped = self.base is not None
         decision = Decision(verdict, now, _shown(value), self.total)
         if verdict in NOTABLE:
             self.decisions.append(decision)

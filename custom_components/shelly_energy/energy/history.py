@@ -512,28 +512,86 @@ def site_span_corrections(
 
     `faulted` maps channels to what their counters counted in and out (Wh) over the span, None
     for a direction whose counter counted normally. The site counted its flows with those
-    amounts; the records tell the flows with what really flowed.
+    amounts, booked in the hour of the span's end; the records tell the flows with what really
+    flowed, hour by hour.
     """
-    end_hour = int(end - end % HOUR)
+
+    def live(
+        recorded: dict[ChannelRef, tuple[float, float]], share: float
+    ) -> dict[ChannelRef, tuple[float, float]]:
+        """Return the channels' energy as the site counted it: a `share` of the counted."""
+        counted = dict(recorded)
+        for ref, (counted_in, counted_out) in faulted.items():
+            if ref in counted:
+                counted[ref] = (
+                    counted[ref][0] if counted_in is None else counted_in * share,
+                    counted[ref][1] if counted_out is None else counted_out * share,
+                )
+        return counted
+
+    def flows(energy: Mapping[ChannelRef, tuple[float, float]]) -> dict[str, float]:
+        """Return the flows; consumption and self-consumed solar signed, as the live site
+        keeps them (a short-counted interval is a deficit it makes up later, not a 0).
+        """
+        result = interval_energy(config, energy)
+        found: dict[str, float] = {name: float(getattr(result, name)) for name in SITE_SERIES}
+        found["home_consumption"] = (
+            found["grid_import"]
+            - found["grid_export"]
+            + found["solar_production"]
+            + found["battery_discharged"]
+            - found["battery_charged"]
+        )
+        found["self_consumed_solar"] = found["solar_production"] - found["grid_export"]
+        return {SITE_SERIES[name]: value for name, value in found.items()}
+
     corrections: dict[str, dict[int, float]] = {key: {} for key in site_series()}
+    whole = _recorded(config, meters, start, end)
+    missed = {
+        key: (true - counted) / 1000
+        for (key, true), counted in zip(
+            flows(whole).items(), flows(live(whole, 1.0)).values(), strict=True
+        )
+    }
+    # Each hour gains what flowed in it that the counters missed; the hour of the span's end,
+    # where the site booked what they did count, takes the rest.
     for hour, piece_start, piece_end in hour_pieces(start, end):
         recorded = _recorded(config, meters, piece_start, piece_end)
-        live = dict(recorded)
-        for ref, (counted_in, counted_out) in faulted.items():
-            if ref not in live:
-                continue
-            in_here = 0.0 if hour != end_hour else (counted_in or 0.0)
-            out_here = 0.0 if hour != end_hour else (counted_out or 0.0)
-            live[ref] = (
-                live[ref][0] if counted_in is None else in_here,
-                live[ref][1] if counted_out is None else out_here,
-            )
-        true_flows, live_flows = interval_energy(config, recorded), interval_energy(config, live)
-        for name, key in SITE_SERIES.items():
-            delta = (getattr(true_flows, name) - getattr(live_flows, name)) / 1000
-            if delta:
-                corrections[key][hour] = corrections[key].get(hour, 0.0) + delta
+        without = flows(live(recorded, 0.0))
+        for key, true in flows(recorded).items():
+            if delta := (true - without[key]) / 1000:
+                corrections[key][hour] = delta
+                missed[key] -= delta
+    end_hour = int(end - end % HOUR)
+    for key, rest in missed.items():
+        if rest:
+            corrections[key][end_hour] = corrections[key].get(end_hour, 0.0) + rest
     return corrections
+
+
+def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> dict[int, float]:
+    """Return the corrections moved so that no corrected hour's bar falls below 0.
+
+    Where the records and the live counting place energy in different hours (a site that waited
+    for a meter booked a whole span at its end), a correction could take more from an hour than
+    it holds: the excess is taken from the corrected hours before it instead. The total stays.
+    """
+    by_hour = {row.start: row.sum for row in rows}
+    hours = sorted(corrections)
+    moved = dict(corrections)
+    after: dict[int, float] = {}  # each corrected hour's bar, corrected
+    for hour in hours:
+        before = max((start for start in by_hour if start < hour), default=None)
+        if hour in by_hour and before is not None:
+            after[hour] = by_hour[hour] - by_hour[before] + moved[hour]
+    for index in range(len(hours) - 1, 0, -1):
+        hour = hours[index]
+        if (bar := after.get(hour)) is not None and bar < 0:
+            moved[hour] -= bar
+            moved[hours[index - 1]] += bar
+            if hours[index - 1] in after:
+                after[hours[index - 1]] += bar
+    return moved
 
 
 def with_corrections(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> list[StatRow]:
