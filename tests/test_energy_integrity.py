@@ -41,7 +41,6 @@ from .conftest import meter_entry, setup_entry
 MINUTE = 60
 STEP = 300  # the polling interval: every step a poll and the recorder's 5-minute statistics
 DAY_START = datetime(2025, 6, 1, tzinfo=UTC)
-HOUSEHOLD = {"seed": 11, "solar_peak_w": 5000.0, "battery_wh": 8000.0}
 
 
 async def settle(hass: HomeAssistant) -> None:
@@ -136,12 +135,23 @@ async def test_a_day_of_faults_counts_every_watt_hour_once(
     freezer: FrozenDateTimeFactory,
 ) -> None:
     freezer.move_to(DAY_START)
+    # One household (the same seed and sizes) seen by two devices (two MACs).
     mains = simulator.add_meter(
-        "pro3em", wiring=["grid@a", "grid@b", "grid@c"], flash_save_s=300, **HOUSEHOLD
+        "pro3em",
+        seed=11,
+        solar_peak_w=5000.0,
+        battery_wh=8000.0,
+        wiring=["grid@a", "grid@b", "grid@c"],
+        flash_save_s=300,
     )
-    # The same household (its seed), another device (its MAC).
     inverters = simulator.add_meter(
-        "proem50", mac="A0DD6C000002", wiring=["solar", "battery"], flash_save_s=300, **HOUSEHOLD
+        "proem50",
+        seed=11,
+        solar_peak_w=5000.0,
+        battery_wh=8000.0,
+        mac="A0DD6C000002",
+        wiring=["solar", "battery"],
+        flash_save_s=300,
     )
     await simulator.start()
     options = {CONF_POLL_INTERVAL: STEP}

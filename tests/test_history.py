@@ -342,16 +342,6 @@ async def test_a_week_of_records_after_hours_of_live_statistics(
     assert history_state(hass).attributes["status"] == "failed"
     midnight = datetime(2025, 6, 1, tzinfo=UTC)
     await live_by_the_minute(hass, clock_at_0020, freezer, midnight + timedelta(hours=3))
-    short = await get_instance(hass).async_add_executor_job(
-        statistics_during_period,
-        hass,
-        midnight,
-        midnight + timedelta(hours=1),
-        {"sensor.meter_phase_a_energy_imported"},
-        "5minute",
-        None,
-        {"sum", "state"},
-    )
     reader.failing = False
     # The hourly check at 03:20 imports the week; the recorder's three hours move up to it.
     await live_by_the_minute(hass, clock_at_0020, freezer, midnight + timedelta(hours=4, minutes=5))

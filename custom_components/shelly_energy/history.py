@@ -49,6 +49,7 @@ from .const import (
     HISTORY_CHECK_INTERVAL,
 )
 from .coordinator import MeterCoordinator, SiteCoordinator, loaded_meters
+from .energy.counter import Unaccounted
 from .energy.history import (
     EXPORTED,
     HOUR,
@@ -70,7 +71,6 @@ from .energy.history import (
     span_corrections,
     with_corrections,
 )
-from .energy.counter import Unaccounted
 from .energy.site import ChannelRef, Role
 from .meter.client import MeterError
 from .meter.counters import CounterSpan
@@ -180,9 +180,9 @@ def history_store_key(entry: ConfigEntry) -> str:
 
 
 def _span_ready(span: Unaccounted, records_end: float) -> bool:
-    """Return whether a span can be corrected: the records tell it, and the recorder has
-    compiled the hour it ends in (a correction moves the rows that exist, and must see the bars
-    it changes).
+    """Return whether a span can be corrected: the records tell it, its hour is compiled.
+
+    A correction moves the rows that exist, and must see the bars it changes.
     """
     compiled = dt_util.utcnow().timestamp() - SPAN_SETTLE_S
     return span.end <= records_end and span.end < compiled - compiled % HOUR

@@ -530,8 +530,9 @@ def site_span_corrections(
         return counted
 
     def flows(energy: Mapping[ChannelRef, tuple[float, float]]) -> dict[str, float]:
-        """Return the flows; consumption and self-consumed solar signed, as the live site
-        keeps them (a short-counted interval is a deficit it makes up later, not a 0).
+        """Return the flows, consumption and self-consumed solar signed as the site keeps them.
+
+        A short-counted interval is a deficit the live site makes up later, not a 0.
         """
         result = interval_energy(config, energy)
         found: dict[str, float] = {name: float(getattr(result, name)) for name in SITE_SERIES}
