@@ -146,7 +146,7 @@ class Gen1Client:
         """Prepare the client; nothing is sent before connect()."""
         self._session = session
         self._base = URL.build(scheme="http", host=host, port=port)
-        self._auth = (
+        self._auth_header = (
             basic_authorization(credentials.username or "admin", credentials.password)
             if credentials.password
             else None
@@ -247,7 +247,7 @@ class Gen1Client:
         lines = 0
         try:
             async with self._session.get(
-                self._base.with_path(path), headers=self._auth, timeout=CSV_TIMEOUT
+                self._base.with_path(path), headers=self._auth_header, timeout=CSV_TIMEOUT
             ) as response:
                 if response.status == 401:
                     raise MeterAuthError("the meter refused the user name or password")
@@ -293,7 +293,7 @@ class Gen1Client:
             async with self._session.get(
                 self._base.with_path(path),
                 params=params,
-                headers=self._auth if auth else None,
+                headers=self._auth_header if auth else None,
                 timeout=REQUEST_TIMEOUT,
             ) as response:
                 if response.status == 401:
