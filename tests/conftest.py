@@ -29,6 +29,22 @@ def _integration_test_setup(
     """
 
 
+@pytest.fixture(autouse=True)
+def _no_usage_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test that makes Home Assistant report a deprecated or wrong use.
+
+    Most reports raise in tests already; this catches those Home Assistant only logs.
+    """
+    yield
+    reports = [
+        record.getMessage()
+        for when in ("setup", "call")
+        for record in caplog.get_records(when)
+        if record.name == "homeassistant.helpers.frame"
+    ]
+    assert not reports, reports
+
+
 @pytest.fixture
 def all_entities_enabled() -> Iterator[None]:
     """Create every entity enabled, including those disabled by default."""
