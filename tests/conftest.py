@@ -11,6 +11,7 @@ import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, DOMAIN
@@ -26,6 +27,22 @@ def _integration_test_setup(
     The recorder's database URL comes first: tests with `recorder_mock` need it before the
     `hass` fixture exists.
     """
+
+
+@pytest.fixture(autouse=True)
+def _no_usage_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test that makes Home Assistant report a deprecated or wrong use.
+
+    Most reports raise in tests already; this catches those Home Assistant only logs.
+    """
+    yield
+    reports = [
+        record.getMessage()
+        for when in ("setup", "call")
+        for record in caplog.get_records(when)
+        if record.name == "homeassistant.helpers.frame"
+    ]
+    assert not reports, reports
 
 
 @pytest.fixture
@@ -104,3 +121,19 @@ def state_of(hass: HomeAssistant, entity_id: str) -> str:
     state = hass.states.get(entity_id)
     assert state is not None, f"{entity_id} does not exist"
     return state.state
+
+
+def device_with(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry:
+    """Return the integration's one device with `identifier`, whichever entry it belongs to.
+
+    Through each entry's devices: the lookup that every supported release has undeprecated.
+    """
+    registry = dr.async_get(hass)
+    found = [
+        device
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if (DOMAIN, identifier) in device.identifiers
+    ]
+    assert len(found) == 1, f"{len(found)} devices have the identifier {identifier}"
+    return found[0]

@@ -6,12 +6,13 @@ CoIoT push is not used: /status carries everything and needs no UDP listener.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiohttp import BasicAuth, ClientError, ClientSession, ClientTimeout
+from aiohttp import ClientError, ClientSession, ClientTimeout
 from yarl import URL
 
 from .client import (
@@ -126,6 +127,16 @@ def firmware_of(status: Mapping[str, Any]) -> str | None:
     return version if isinstance(version, str) else None
 
 
+def basic_authorization(username: str, password: str) -> dict[str, str]:
+    """Return the header of HTTP Basic authentication.
+
+    Written out because aiohttp 3.14 (Home Assistant 2026.x) deprecates its `BasicAuth` and
+    the `auth` argument, and 3.11 (Home Assistant 2025.4) lacks their successor.
+    """
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 class Gen1Client:
     """HTTP polling of a Shelly EM or 3EM."""
 
@@ -135,8 +146,8 @@ class Gen1Client:
         """Prepare the client; nothing is sent before connect()."""
         self._session = session
         self._base = URL.build(scheme="http", host=host, port=port)
-        self._auth = (
-            BasicAuth(credentials.username or "admin", credentials.password)
+        self._auth_header = (
+            basic_authorization(credentials.username or "admin", credentials.password)
             if credentials.password
             else None
         )
@@ -236,7 +247,7 @@ class Gen1Client:
         lines = 0
         try:
             async with self._session.get(
-                self._base.with_path(path), auth=self._auth, timeout=CSV_TIMEOUT
+                self._base.with_path(path), headers=self._auth_header, timeout=CSV_TIMEOUT
             ) as response:
                 if response.status == 401:
                     raise MeterAuthError("the meter refused the user name or password")
@@ -282,7 +293,7 @@ class Gen1Client:
             async with self._session.get(
                 self._base.with_path(path),
                 params=params,
-                auth=self._auth if auth else None,
+                headers=self._auth_header if auth else None,
                 timeout=REQUEST_TIMEOUT,
             ) as response:
                 if response.status == 401:

@@ -246,6 +246,7 @@ class RpcClient:
     ) -> None:
         """Prepare the connection; nothing is sent before connect()."""
         self._session = session
+        self._host = host  # aioshelly 14 types ConnectionOptions.ip_address as optional
         self._options = ConnectionOptions(
             ip_address=host,
             port=port,
@@ -312,7 +313,7 @@ class RpcClient:
         for one in series:
             spans += await self._blocks(one, start)
         merger = RecordMerger(len(info.channel_ids))
-        garbage = GarbageLog(self._options.ip_address)
+        garbage = GarbageLog(self._host)
         for first, end, period in _merge_spans(spans):
             window = max(first, start)
             while window < end:
