@@ -26,7 +26,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from .billing import SiteBilling
-from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_SITE
+from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -34,6 +34,7 @@ from .coordinator import (
     SiteConfigEntry,
     SiteCoordinator,
     SiteRuntime,
+    async_forget_meter,
     async_register_meter,
     entry_kind,
     site_config,
@@ -49,6 +50,7 @@ from .exporter import (
     export_store,
 )
 from .history import MeterHistory, SiteHistory, history_store
+from .meter.address import Address
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
@@ -95,7 +97,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         return unloaded
     unloaded = await hass.config_entries.async_unload_platforms(entry, METER_PLATFORMS)
     if unloaded:
-        entry.runtime_data.coordinator.supply.clear_repairs()
+        entry.runtime_data.coordinator.clear_repairs()
     return unloaded
 
 
@@ -109,6 +111,8 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
         await export_store(hass, entry).async_remove()
         for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
             ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
+    elif kind == KIND_METER:
+        async_forget_meter(hass, entry.entry_id)
     if kind != KIND_EMONCMS:
         await history_store(hass, entry).async_remove()
 
@@ -117,8 +121,7 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
     """Connect to a meter, read it once, and create its entities."""
     client = make_client(
         async_get_clientsession(hass),
-        entry.data[CONF_HOST],
-        entry.data[CONF_PORT],
+        Address(entry.data[CONF_HOST], entry.data[CONF_PORT]),
         entry.data[CONF_GENERATION],
         Credentials(entry.data.get(CONF_USERNAME), entry.data.get(CONF_PASSWORD)),
     )

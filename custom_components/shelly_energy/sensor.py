@@ -355,7 +355,10 @@ class LastRestartSensor(MeterEntity[datetime], SensorEntity):
         snapshot = self.coordinator.data
         if snapshot.uptime is None:
             return None
-        restarted_at = dt_util.utc_from_timestamp(snapshot.time - snapshot.uptime)
+        try:
+            restarted_at = dt_util.utc_from_timestamp(snapshot.time - snapshot.uptime)
+        except (ValueError, OverflowError, OSError):  # a time no calendar holds
+            return None
         previous = self._restarted_at
         if previous is None or abs((restarted_at - previous).total_seconds()) > RESTART_TOLERANCE_S:
             self._restarted_at = previous = restarted_at
