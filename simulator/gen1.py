@@ -168,7 +168,7 @@ class Gen1Api:
             "status": "pending" if has_update else "idle",
             "has_update": has_update,
             "new_version": meter.available_update or meter.firmware,
-            "old_version": meter.firmware,
+            "old_version": meter.status_firmware or meter.firmware,
         }
         status.update({"ram_total": 51064, "ram_free": 38440, "fs_size": 233681, "fs_free": 162648})
         status["uptime"] = state.uptime
@@ -299,7 +299,7 @@ class _Gen1Server:
         async def handler(request: web.Request) -> web.Response:
             payload = build()
             if (override := request.get("override")) is not None:
-                override.apply(payload)
+                payload = override.apply(payload)
             return web.json_response(payload, dumps=dumps)
 
         return handler

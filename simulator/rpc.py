@@ -135,6 +135,8 @@ class RpcApi:
 
     def status(self, keys: list[str] | None = None) -> dict[str, Any]:
         """Return `Shelly.GetStatus`, or only the components in `keys`."""
+        if keys is None:
+            self.meter.status_read()
         wanted = self.component_keys() if keys is None else keys
         reads_counters = any(key.startswith(("emdata", "em1data", "switch")) for key in wanted)
         state = self.meter.state(read_counters=reads_counters)
@@ -687,7 +689,7 @@ class _RpcServer:
         except RpcError as err:
             return _Outcome(error=(err.code, err.message))
         if override is not None:
-            override.apply(result)
+            result = override.apply(result)
         return _Outcome(result=result)
 
     def _frame(self, frame_id: Any, dst: Any, outcome: _Outcome) -> str:
