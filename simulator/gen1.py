@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .meter import MeterState, SimulatedMeter
-from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter
 
 CSV_BUSY_BODY = "Another file transfer is in progress!"
 _REBOOT_DELAY = 0.2  # seconds between answering /reboot and rebooting
@@ -247,7 +247,7 @@ class _Gen1Server:
         self.api = Gen1Api(meter)
         self._transfer_busy = False
         self._deferred = DeferredCalls()
-        self.app = web.Application(middlewares=[self._guard])
+        self.app = web.Application(middlewares=[request_counter(meter.requests), self._guard])
         self.app.cleanup_ctx.append(self._deferred.lifetime)
         self.app.add_routes(
             [

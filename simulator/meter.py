@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
@@ -480,6 +481,8 @@ class SimulatedMeter:
         self._flap_every: int | None = None  # status reads between two profile flips
         self._status_reads = 0
         self._overrides: list[ReplyOverride] = []
+        # What the meter was asked: HTTP paths (a WebSocket once, as /rpc) and RPC methods.
+        self.requests: Counter[str] = Counter()
         self._unreachable_until = -math.inf
         self._invalid_until = -math.inf
         self._invalid_reads = 0

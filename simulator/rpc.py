@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from .meter import MeterState, SimulatedMeter
 from .records import EM1_KEYS, TRIPHASE_KEYS
-from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter
 
 NO_HANDLER = 404
 UNAUTHORIZED = 401
@@ -645,7 +645,7 @@ class _RpcServer:
         self._notify_interval = notify_interval
         self._peers: dict[web.WebSocketResponse, str | None] = {}  # socket -> caller's src
         self._notifier: asyncio.Task[None] | None = None
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[request_counter(meter.requests)])
         self.app.add_routes(
             [
                 web.get("/shelly", self._shelly),
@@ -776,6 +776,7 @@ class _RpcServer:
             return
         if not isinstance(frame, dict) or not isinstance(method := frame.get("method"), str):
             return  # not a call: ignore, as devices do
+        self.meter.requests[method] += 1
         src = frame.get("src")
         if isinstance(src, str):
             self._peers[ws] = src

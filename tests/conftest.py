@@ -70,7 +70,7 @@ def meter_entry(
 ) -> MockConfigEntry:
     """Return a config entry for a served meter, as the setup wizard would create it."""
     data: dict[str, Any] = {
-        CONF_HOST: "127.0.0.1",
+        CONF_HOST: simulator.server(meter).host,
         CONF_PORT: simulator.server(meter).port,
         CONF_GENERATION: meter.gen,
         CONF_MODEL: meter.model,
