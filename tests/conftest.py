@@ -8,6 +8,7 @@ from typing import Any
 from unittest.mock import PropertyMock, patch
 
 import pytest
+import pytest_socket  # type: ignore[import-untyped]
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
@@ -26,6 +27,12 @@ def _integration_test_setup(
     The recorder's database URL comes first: tests with `recorder_mock` need it before the
     `hass` fixture exists.
     """
+
+
+@pytest.fixture
+def ipv6_loopback() -> None:
+    """Allow connections to ::1 too (Home Assistant's test plugin allows only 127.0.0.1)."""
+    pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Unpack
 
 import aiohttp
 import pytest
-import pytest_socket  # type: ignore[import-untyped]
 
 from simulator import Clock, MeterOptions, MeterServer, SimulatedMeter
 
@@ -47,9 +46,3 @@ async def serve(clock: Clock) -> AsyncIterator[Serve]:
     yield start
     for server in servers:
         await server.stop()
-
-
-@pytest.fixture
-def ipv6_loopback() -> None:
-    """Allow connections to ::1 too (Home Assistant's test plugin allows only 127.0.0.1)."""
-    pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"])

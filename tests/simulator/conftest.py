@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.loopback_meters import clock, ipv6_loopback, serve, session
+from tests.loopback_meters import clock, serve, session
 
-__all__ = ["clock", "ipv6_loopback", "serve", "session"]
+__all__ = ["clock", "serve", "session"]
 
 
 @pytest.fixture(autouse=True)
