@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,10 +13,17 @@ import pytest_socket  # type: ignore[import-untyped]
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
+from hypothesis import settings
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, DOMAIN
 from simulator import Clock, SimulatedMeter, Simulator
+
+# Property tests are the same on every run (CI stays deterministic) and leave no example
+# database behind; HYPOTHESIS_PROFILE=explore draws new examples, ten times as many.
+settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", max_examples=1000, database=None, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(autouse=True)

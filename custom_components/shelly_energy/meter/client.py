@@ -146,12 +146,17 @@ async def get_json(
             body = await response.read()
     except (ClientError, TimeoutError, OSError) as err:
         raise MeterConnectionError(f"GET {url.path} failed: {error_text(err)}") from err
+    return read_json_reply(url.path, body)
+
+
+def read_json_reply(path: str, body: bytes) -> dict[str, Any]:
+    """Return the JSON object a device answered at `path` (NaN and Infinity allowed)."""
     try:
         reply = decode_json(body)
     except ValueError as err:
-        raise MalformedReplyError(url.path, "answered no JSON") from err
+        raise MalformedReplyError(path, "answered no JSON") from err
     if not isinstance(reply, dict):
-        raise MalformedReplyError(url.path, f"answered {type(reply).__name__}, not an object")
+        raise MalformedReplyError(path, f"answered {type(reply).__name__}, not an object")
     return reply
 
 

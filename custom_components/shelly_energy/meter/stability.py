@@ -17,7 +17,7 @@ CONFIRM_POLLS = 2
 WINDOW_S = 600.0
 # Within the window: new setups after changes allowed, and flips that make a meter unstable.
 SETUPS_PER_WINDOW = 2
-FLIPS_PER_WINDOW = 4
+FLIPS_PER_WINDOW = 6
 # How long a meter must report the same before it counts as stable again.
 STABLE_AFTER_S = 600.0
 
