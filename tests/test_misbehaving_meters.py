@@ -274,3 +274,20 @@ async def test_absurd_clocks_never_crash_the_last_restart(
     assert entry.state is ConfigEntryState.LOADED
     await poll(hass, freezer)
     assert state_of(hass, "sensor.m_last_restart") == started
+
+
+async def test_a_gen1_restart_asks_once_what_firmware_runs(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+) -> None:
+    meter = await serve(simulator, "gen1_em")
+    entry = meter_entry(simulator, meter, title="M")
+    await setup_entry(hass, entry)
+    simulator.clock.advance(600)
+    await poll(hass, freezer)
+    asked = meter.requests["/shelly"]
+    meter.reboot(invalid_for=0)  # the same firmware as before
+    with counting_reloads(hass) as reload:
+        for _ in range(3):
+            await poll(hass, freezer)
+    assert meter.requests["/shelly"] == asked + 1
+    assert reload.call_count == 0

@@ -13,7 +13,7 @@ from custom_components.shelly_energy.meter.client import (
     NotEnergyMeterError,
     UnsupportedFirmwareError,
 )
-from custom_components.shelly_energy.meter.rpc import meter_info, parse_status
+from custom_components.shelly_energy.meter.rpc import check_reply, meter_info, parse_status
 from custom_components.shelly_energy.meter.snapshot import (
     ChannelKind,
     ChannelReading,
@@ -213,3 +213,42 @@ def test_old_firmware_is_refused() -> None:
     old = {**DEVICE_INFO, "fw_id": "20230101-000000/0.14.0-gabc"}
     with pytest.raises(UnsupportedFirmwareError):
         meter_info(old, STATUS)
+
+
+@pytest.mark.parametrize(
+    ("method", "reply", "field"),
+    [
+        ("Shelly.GetDeviceInfo", [], "Shelly.GetDeviceInfo"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "mac": 42}, "mac"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "fw_id": None}, "fw_id"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "id": ""}, "id"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "auth_en": "no"}, "auth_en"),
+        ("Shelly.GetConfig", None, "Shelly.GetConfig"),
+        ("Shelly.GetStatus", 7, "Shelly.GetStatus"),
+        ("Shelly.GetComponents", {"total": 0}, "components"),
+        ("Shelly.GetComponents", {"components": [], "total": "0"}, "total"),
+        ("Shelly.GetComponents", {"components": [3], "total": 1}, "components[0]"),
+        ("Shelly.GetComponents", {"components": [{"key": 1}], "total": 1}, "components[0].key"),
+        (
+            "Shelly.GetComponents",
+            {"components": [{"key": "boolean:200", "config": {}, "status": 1}], "total": 1},
+            "components[0].status",
+        ),
+        (
+            "Shelly.GetComponents",
+            {"components": [{"key": "a", "config": {}, "status": {}, "attrs": []}], "total": 1},
+            "components[0].attrs",
+        ),
+    ],
+)
+def test_replies_aioshelly_could_not_read_are_refused(method: str, reply: Any, field: str) -> None:
+    with pytest.raises(MalformedReplyError) as raised:
+        check_reply(method, reply)
+    assert raised.value.field == field
+
+
+def test_replies_aioshelly_reads_pass() -> None:
+    check_reply("Shelly.GetDeviceInfo", DEVICE_INFO)
+    check_reply("Shelly.GetStatus", STATUS)
+    check_reply("Shelly.GetComponents", {"components": [], "cfg_rev": 1, "offset": 0, "total": 0})
+    check_reply("EMData.GetData", "anything: not read while connecting")

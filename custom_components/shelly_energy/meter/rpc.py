@@ -239,6 +239,8 @@ def check_reply(method: str, reply: Any) -> None:
         DeviceIdentity.from_shelly(reply)
         if text(reply.get("id")) is None:
             raise MalformedReplyError("id", "is missing or not text")
+        if flag(reply.get("auth_en")) is None:
+            raise MalformedReplyError("auth_en", "is not true or false")
     elif method == "Shelly.GetComponents":
         _check_components(reply)
 
