@@ -291,3 +291,16 @@ async def test_a_gen1_restart_asks_once_what_firmware_runs(
             await poll(hass, freezer)
     assert meter.requests["/shelly"] == asked + 1
     assert reload.call_count == 0
+
+
+async def test_polls_before_the_new_setup_ask_for_no_second_one(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+) -> None:
+    meter = await serve(simulator, "pro3em")
+    await setup_entry(hass, meter_entry(simulator, meter, title="M"))
+    meter.set_firmware("20260101-000000/1.9.0-gnew")
+    meter.reboot(invalid_for=0)
+    with patch.object(hass.config_entries, "async_schedule_reload") as schedule:
+        for _ in range(5):  # the new setup is slow to come
+            await poll(hass, freezer)
+    schedule.assert_called_once()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from custom_components.shelly_energy.meter.client import MalformedReplyError
-from custom_components.shelly_energy.meter.gen1 import parse_status
+from custom_components.shelly_energy.meter.client import (
+    DeviceIdentity,
+    MalformedReplyError,
+    NotEnergyMeterError,
+    UnsupportedFirmwareError,
+)
+from custom_components.shelly_energy.meter.gen1 import parse_settings, parse_status
 from custom_components.shelly_energy.meter.snapshot import ChannelKind, ChannelReading, MeterInfo
 
 EM = MeterInfo(
@@ -197,3 +203,15 @@ def test_one_bad_emeter_costs_only_its_values() -> None:
     snapshot = parse_status(status, EM, now=1.0)
     assert snapshot.channels[0] == ChannelReading(id="1", kind=ChannelKind.CHANNEL)
     assert snapshot.channels[1].power == -800.0
+
+
+def test_settings_of_what_is_no_meter_or_too_old() -> None:
+    plug = DeviceIdentity("C45BBE6A1B2E", "SHPLG-S", 1, EM.firmware, False, None)
+    with pytest.raises(NotEnergyMeterError):
+        parse_settings(plug, {})
+    old = DeviceIdentity("C45BBE6A1B2C", "SHEM", 1, "20190101-000000/v1.5.0@abc", False, None)
+    with pytest.raises(UnsupportedFirmwareError):
+        parse_settings(old, {})
+    current = DeviceIdentity("C45BBE6A1B2C", "SHEM", 1, EM.firmware, False, None)
+    assert parse_settings(current, {"name": 5, "relays": "yes"}) == replace(EM, has_switch=False)
+    assert parse_settings(current, {"name": "Mains", "relays": [{}]}) == replace(EM, name="Mains")
