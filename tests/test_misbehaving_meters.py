@@ -304,3 +304,17 @@ async def test_polls_before_the_new_setup_ask_for_no_second_one(
         for _ in range(5):  # the new setup is slow to come
             await poll(hass, freezer)
     schedule.assert_called_once()
+
+
+async def test_a_stored_address_that_is_no_address_fails_clearly(
+    hass: HomeAssistant, simulator: Simulator
+) -> None:
+    meter = await serve(simulator, "pro3em")
+    entry = meter_entry(simulator, meter, title="M")
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, data={**entry.data, "host": "meter..local"})
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason is not None
+    assert "meter..local is not a valid address" in entry.reason

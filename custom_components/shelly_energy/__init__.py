@@ -18,6 +18,7 @@ from homeassistant.const import (
     Platform,
 )
 from homeassistant.core import Event, HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
@@ -50,7 +51,7 @@ from .exporter import (
     export_store,
 )
 from .history import MeterHistory, SiteHistory, history_store
-from .meter.address import Address
+from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
@@ -119,9 +120,17 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
 
 async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bool:
     """Connect to a meter, read it once, and create its entities."""
+    try:
+        address = Address(entry.data[CONF_HOST], entry.data[CONF_PORT])
+    except InvalidAddressError as err:  # stored by an older version that took more
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_address",
+            translation_placeholders={"host": str(entry.data[CONF_HOST])},
+        ) from err
     client = make_client(
         async_get_clientsession(hass),
-        Address(entry.data[CONF_HOST], entry.data[CONF_PORT]),
+        address,
         entry.data[CONF_GENERATION],
         Credentials(entry.data.get(CONF_USERNAME), entry.data.get(CONF_PASSWORD)),
     )
