@@ -48,6 +48,8 @@ async def test_components_flap_while_the_connection_stays(
         assert layouts == [True, False, False, True, True, False]
         assert (await device.call_rpc("Shelly.GetDeviceInfo"))["profile"] == "monophase"
         assert device.connected
+        assert meter.requests["Shelly.GetStatus"] == 7  # the one aioshelly's initialize sent
+        assert meter.requests["/rpc"] == 1  # one WebSocket
         meter.flap_components(None)
         assert ["em:0" in await device.call_rpc("Shelly.GetStatus") for _ in range(3)] == [
             False
@@ -105,6 +107,7 @@ async def test_garbled_replies_over_the_wire(
     for _ in range(19):
         await _json(session, f"{server.url}{path}")
     assert sorted(await _json(session, f"{server.url}{path}")) == sorted(good)  # ... and over
+    assert meter.requests[path] == 22
 
 
 async def _json(session: aiohttp.ClientSession, url: str) -> Any:
