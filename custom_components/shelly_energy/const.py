@@ -22,8 +22,6 @@ MAX_POLL_INTERVAL: Final = 300
 DEFAULT_DEADBAND: Final = 0.0
 MAX_DEADBAND: Final = 1000.0
 
-DEFAULT_PORT: Final = 80
-
 # What a config entry is: a meter, an energy site, or the Emoncms export.
 CONF_KIND: Final = "kind"
 KIND_METER: Final = "meter"
