@@ -21,13 +21,14 @@ from .meter import (
 )
 from .records import EM1_KEYS, TRIPHASE_KEYS, RecordColumns, RecordStore
 from .rpc import DigestAuth, RpcApi, RpcError, create_rpc_app
-from .server import CONTROL_ACTIONS, HOST, MeterOptions, MeterServer, Simulator
+from .server import CONTROL_ACTIONS, HOST, LOOPBACK_HOSTS, MeterOptions, MeterServer, Simulator
 
 __all__ = [
     "CONTROL_ACTIONS",
     "CSV_BUSY_BODY",
     "EM1_KEYS",
     "HOST",
+    "LOOPBACK_HOSTS",
     "METER_KINDS",
     "PRESETS",
     "TRIPHASE_KEYS",

@@ -1,6 +1,6 @@
 """Command line: ``python -m simulator --meter pro3em:8081 --meter gen1_em:8082 ...``.
 
-Runs the meters on 127.0.0.1 with the real clock until Ctrl-C (or SIGTERM).
+Runs the meters on 127.0.0.1 (or ::1) with the real clock until Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from .household import Source
 from .meter import METER_KINDS
-from .server import MeterOptions, Simulator
+from .server import HOST, MeterOptions, Simulator
 
 _LOGGER = logging.getLogger("simulator")
 
@@ -40,6 +40,7 @@ _OPTION_PARSERS: dict[str, Any] = {
     "flash_save_s": int,
     "csv_bytes_per_second": float,
     "seed": int,
+    "ipv6": lambda text: {"1": True, "true": True, "0": False, "false": False}[text.lower()],
 }
 
 _SPEC_HELP = f"""\
@@ -48,7 +49,8 @@ meter spec: KIND[:PORT][:OPTION=VALUE]...
   PORT     TCP port on 127.0.0.1 (default: any free port)
   OPTION   {", ".join(name for name in _OPTION_PARSERS if name != "voltage")}
            (voltage= is short for nominal_voltage=; wiring= takes comma-separated sources:
-           load, solar, grid, battery, each optionally @a/@b/@c, or fixed@WATTS)
+           load, solar, grid, battery, each optionally @a/@b/@c, or fixed@WATTS;
+           ipv6=1 listens on ::1 instead of 127.0.0.1)
 
 examples:
   python -m simulator --meter pro3em:8081 --meter gen1_em:8082 \\
@@ -64,6 +66,7 @@ class MeterSpec:
 
     kind: str
     port: int = 0
+    host: str = HOST
     seed: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -82,10 +85,12 @@ def parse_meter_spec(text: str) -> MeterSpec:
             raise ValueError(f"unknown meter option {part!r} in {text!r}")
         try:
             parsed = _OPTION_PARSERS[name](value)
-        except ValueError as err:
+        except (ValueError, KeyError) as err:
             raise ValueError(f"bad value for {name} in {text!r}: {err}") from None
         if name == "seed":
             spec.seed = parsed
+        elif name == "ipv6":
+            spec.host = "::1" if parsed else HOST
         else:
             spec.options["nominal_voltage" if name == "voltage" else name] = parsed
     return spec
@@ -156,7 +161,11 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
             **spec.options,
         }
         simulator.add_meter(
-            spec.kind, port=spec.port, seed=spec.seed, **cast(MeterOptions, options)
+            spec.kind,
+            port=spec.port,
+            host=spec.host,
+            seed=spec.seed,
+            **cast(MeterOptions, options),
         )
     return simulator
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .meter import MeterState, SimulatedMeter
-from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter
 
 CSV_BUSY_BODY = "Another file transfer is in progress!"
 _REBOOT_DELAY = 0.2  # seconds between answering /reboot and rebooting
@@ -168,7 +168,7 @@ class Gen1Api:
             "status": "pending" if has_update else "idle",
             "has_update": has_update,
             "new_version": meter.available_update or meter.firmware,
-            "old_version": meter.firmware,
+            "old_version": meter.status_firmware or meter.firmware,
         }
         status.update({"ram_total": 51064, "ram_free": 38440, "fs_size": 233681, "fs_free": 162648})
         status["uptime"] = state.uptime
@@ -247,7 +247,7 @@ class _Gen1Server:
         self.api = Gen1Api(meter)
         self._transfer_busy = False
         self._deferred = DeferredCalls()
-        self.app = web.Application(middlewares=[self._guard])
+        self.app = web.Application(middlewares=[request_counter(meter.requests), self._guard])
         self.app.cleanup_ctx.append(self._deferred.lifetime)
         self.app.add_routes(
             [
@@ -299,7 +299,7 @@ class _Gen1Server:
         async def handler(request: web.Request) -> web.Response:
             payload = build()
             if (override := request.get("override")) is not None:
-                override.apply(payload)
+                payload = override.apply(payload)
             return web.json_response(payload, dumps=dumps)
 
         return handler

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import add, neg, sub, truediv
 from typing import Any, Literal, Protocol
 
 from .clock import Clock
+from .faults import garble
 from .household import PHASE_NAMES, Household, Source
 from .records import LEADING_BELOW_W, RecordColumns, RecordStore, to_mwh, to_mwh_all
 
@@ -44,8 +46,8 @@ _DEFAULT_FIRMWARE = {1: GEN1_FIRMWARE, 2: GEN2_FIRMWARE, 3: GEN3_FIRMWARE, 4: GE
 
 ChannelRef = int | str
 Profile = Literal["triphase", "monophase"]
-OverrideKind = Literal["set", "delete", "invalid_json", "error"]
-OVERRIDE_KINDS: tuple[str, ...] = ("set", "delete", "invalid_json", "error")
+OverrideKind = Literal["set", "delete", "invalid_json", "error", "garble"]
+OVERRIDE_KINDS: tuple[str, ...] = ("set", "delete", "invalid_json", "error", "garble")
 # What an override without a `method` applies to: the status reply of either generation.
 STATUS_TARGETS = frozenset({"status", "Shelly.GetStatus"})
 
@@ -231,7 +233,8 @@ class ReplyOverride:
 
     Kinds: ``set`` (put `value`, which may be None, at `path`), ``delete`` (remove `path`),
     ``invalid_json`` (a body or frame that is not JSON), ``error`` (Gen2: an RPC error frame
-    with `code`/`message`; Gen1: HTTP status `code` with `message` as body). A path is dotted
+    with `code`/`message`; Gen1: HTTP status `code` with `message` as body), ``garble``
+    (`fields` random places damaged, see `faults.garble`; drawn from `rng`). A path is dotted
     into the reply, list indices as numbers: ``em:0.a_act_power``, ``emeters.0.total``.
     """
 
@@ -242,15 +245,20 @@ class ReplyOverride:
     code: int = 500
     message: str = "Internal error"
     count: int = 1
+    fields: int = 1
+    non_finite: bool = True
+    rng: random.Random = field(default_factory=random.Random)
 
     def matches(self, method: str) -> bool:
         """Whether this override applies to a reply to `method`."""
         return self.method == method or (self.method is None and method in STATUS_TARGETS)
 
-    def apply(self, payload: Any) -> None:
-        """Edit `payload` in place for the ``set`` and ``delete`` kinds."""
+    def apply(self, payload: Any) -> Any:
+        """Return the reply as this override makes it (``set``, ``delete``, ``garble``)."""
+        if self.kind == "garble":
+            return garble(payload, self.rng, fields=self.fields, non_finite=self.non_finite)
         if self.kind not in ("set", "delete") or not self.path:
-            return
+            return payload
         *parents, last = self.path.split(".")
         node = payload
         for part in parents:
@@ -264,6 +272,7 @@ class ReplyOverride:
             del node[int(last)]
         else:
             node.pop(last, None)
+        return payload
 
 
 class MeterListener(Protocol):
@@ -486,7 +495,12 @@ class SimulatedMeter:
         self.reply_delay = 0.0
         self.available_update: str | None = None
         self.available_beta: str | None = None
+        self.status_firmware: str | None = None  # Gen1 update.old_version, when not `firmware`
+        self._flap_every: int | None = None  # status reads between two profile flips
+        self._status_reads = 0
         self._overrides: list[ReplyOverride] = []
+        # What the meter was asked: HTTP paths (a WebSocket once, as /rpc) and RPC methods.
+        self.requests: Counter[str] = Counter()
         self._unreachable_until = -math.inf
         self._invalid_until = -math.inf
         self._invalid_reads = 0
@@ -1005,6 +1019,35 @@ class SimulatedMeter:
             self.cfg_rev += 1
             self._drop_connections()
 
+    def set_status_firmware(self, fw_id: str | None) -> None:
+        """Make Gen1 ``/status`` report ``update.old_version`` as `fw_id` (None: the firmware).
+
+        ``/shelly`` keeps telling the real one: the two differ around an update and with beta
+        firmware.
+        """
+        self.status_firmware = fw_id
+
+    def flap_components(self, every: int | None = 1) -> None:
+        """Switch a Pro 3EM's profile every `every` full status reads (None: stop).
+
+        The components of ``Shelly.GetStatus`` and the profile of ``Shelly.GetDeviceInfo``
+        flip between three-phase and single-phase while connections stay up, as a device
+        does that cannot make up its mind.
+        """
+        if every is not None and (len(self.preset.profiles) < 2 or every < 1):
+            raise ValueError(f"{self.kind} cannot flap (needs two profiles and every >= 1)")
+        self._flap_every = every
+        self._status_reads = 0
+
+    def status_read(self) -> None:
+        """Count a full status read (for `flap_components`)."""
+        if self._flap_every is None:
+            return
+        self._status_reads += 1
+        if self._status_reads % self._flap_every == 0 and self.profile is not None:
+            profiles = self.preset.profiles
+            self.profile = profiles[(profiles.index(self.profile) + 1) % len(profiles)]
+
     def set_relay(self, on: bool, source: str = "button") -> None:
         """Switch the relay output."""
         if not self.preset.has_relay:
@@ -1039,16 +1082,33 @@ class SimulatedMeter:
         code: int = 500,
         message: str = "Internal error",
         count: int = 1,
+        fields: int = 1,
+        non_finite: bool = True,
+        seed: int = 0,
     ) -> None:
         """Corrupt the next `count` replies to `method` (None: the status reply).
 
-        See `ReplyOverride` for the kinds and the path syntax.
+        See `ReplyOverride` for the kinds and the path syntax; `fields`, `non_finite` and
+        `seed` (for reproducible damage) concern ``garble`` only.
         """
         if kind not in OVERRIDE_KINDS:
             raise ValueError(f"unknown override kind {kind!r}")
         if kind in ("set", "delete") and not path:
             raise ValueError(f"override {kind!r} needs a path")
-        self._overrides.append(ReplyOverride(kind, method, path, value, code, message, count))
+        self._overrides.append(
+            ReplyOverride(
+                kind,
+                method,
+                path,
+                value,
+                code,
+                message,
+                count,
+                fields,
+                non_finite,
+                random.Random(seed),
+            )
+        )
 
     def clear_reply_overrides(self) -> None:
         """Drop every pending reply override."""

@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from .meter import MeterState, SimulatedMeter
 from .records import EM1_KEYS, TRIPHASE_KEYS
-from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter
 
 NO_HANDLER = 404
 UNAUTHORIZED = 401
@@ -135,6 +135,8 @@ class RpcApi:
 
     def status(self, keys: list[str] | None = None) -> dict[str, Any]:
         """Return `Shelly.GetStatus`, or only the components in `keys`."""
+        if keys is None:
+            self.meter.status_read()
         wanted = self.component_keys() if keys is None else keys
         reads_counters = any(key.startswith(("emdata", "em1data", "switch")) for key in wanted)
         state = self.meter.state(read_counters=reads_counters)
@@ -643,7 +645,7 @@ class _RpcServer:
         self._notify_interval = notify_interval
         self._peers: dict[web.WebSocketResponse, str | None] = {}  # socket -> caller's src
         self._notifier: asyncio.Task[None] | None = None
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[request_counter(meter.requests)])
         self.app.add_routes(
             [
                 web.get("/shelly", self._shelly),
@@ -687,7 +689,7 @@ class _RpcServer:
         except RpcError as err:
             return _Outcome(error=(err.code, err.message))
         if override is not None:
-            override.apply(result)
+            result = override.apply(result)
         return _Outcome(result=result)
 
     def _frame(self, frame_id: Any, dst: Any, outcome: _Outcome) -> str:
@@ -774,6 +776,7 @@ class _RpcServer:
             return
         if not isinstance(frame, dict) or not isinstance(method := frame.get("method"), str):
             return  # not a call: ignore, as devices do
+        self.meter.requests[method] += 1
         src = frame.get("src")
         if isinstance(src, str):
             self._peers[ws] = src

@@ -25,7 +25,8 @@ from .household import Source
 from .meter import Profile, SimulatedMeter
 from .rpc import create_rpc_app
 
-HOST = "127.0.0.1"  # the only address the simulator ever binds
+HOST = "127.0.0.1"  # where the simulator listens unless told ::1
+LOOPBACK_HOSTS = (HOST, "::1")  # the only addresses it ever binds
 _SHUTDOWN_TIMEOUT = 0.5  # seconds a request in progress may take to finish when stopping
 
 # The scenario controls the control API may call, by `SimulatedMeter` method name.
@@ -36,6 +37,7 @@ CONTROL_ACTIONS = frozenset(
         "corrupt_counters",
         "delete_all_data",
         "disconnect_phase",
+        "flap_components",
         "jitter",
         "override_reply",
         "power_loss",
@@ -57,6 +59,7 @@ CONTROL_ACTIONS = frozenset(
         "set_power",
         "set_profile",
         "set_relay",
+        "set_status_firmware",
         "set_update",
         "set_voltage",
         "voltage_episode",
@@ -87,13 +90,19 @@ class MeterOptions(TypedDict):
     csv_bytes_per_second: NotRequired[float | None]
 
 
-def bind_loopback(port: int) -> socket.socket:
-    """Return a non-blocking socket listening on 127.0.0.1:`port` (0: any free port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def bind_loopback(port: int, host: str = HOST) -> socket.socket:
+    """Return a non-blocking socket listening on `host`:`port` (0: any free port).
+
+    `host` is 127.0.0.1 or ::1: nothing but loopback is ever bound.
+    """
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"the simulator listens on {' or '.join(LOOPBACK_HOSTS)} only")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     # Reopening the same port right after closing it must not wait for TIME_WAIT.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((HOST, port))
+        sock.bind((host, port))
         sock.listen(128)
     except OSError:
         sock.close()
@@ -113,13 +122,21 @@ class _Refuse(asyncio.Protocol):
 
 
 class MeterServer:
-    """Serves one meter on 127.0.0.1 (Gen1 or Gen2+ protocol after its kind)."""
+    """Serves one meter on 127.0.0.1 or ::1 (Gen1 or Gen2+ protocol after its kind)."""
 
     def __init__(
-        self, meter: SimulatedMeter, *, port: int = 0, notify_interval: float | None = None
+        self,
+        meter: SimulatedMeter,
+        *,
+        port: int = 0,
+        host: str = HOST,
+        notify_interval: float | None = None,
     ) -> None:
-        """Serve `meter` on `port` (0: any free port; `port` tells which once started)."""
+        """Serve `meter` on `host`:`port` (0: any free port; `port` tells which once started)."""
+        if host not in LOOPBACK_HOSTS:
+            raise ValueError(f"the simulator listens on {' or '.join(LOOPBACK_HOSTS)} only")
         self.meter = meter
+        self.host = host
         self.port = port
         self._notify_interval = notify_interval
         self._runner: web.AppRunner | None = None
@@ -128,9 +145,15 @@ class MeterServer:
         self._reopening: dict[asyncio.Task[None], socket.socket] = {}
 
     @property
+    def address(self) -> str:
+        """Where the device answers, as people write it: ``127.0.0.1:8081``, ``[::1]:8081``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
     def url(self) -> str:
         """The device's base URL."""
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.address}"
 
     @property
     def started(self) -> bool:
@@ -173,7 +196,7 @@ class MeterServer:
             await listener.wait_closed()
 
     def _bind(self) -> socket.socket:
-        sock = bind_loopback(self.port)
+        sock = bind_loopback(self.port, self.host)
         self.port = sock.getsockname()[1]
         return sock
 
@@ -240,9 +263,15 @@ class Simulator:
         self._control: web.AppRunner | None = None
 
     def add_meter(
-        self, kind: str, *, port: int = 0, seed: int | None = None, **options: Unpack[MeterOptions]
+        self,
+        kind: str,
+        *,
+        port: int = 0,
+        host: str = HOST,
+        seed: int | None = None,
+        **options: Unpack[MeterOptions],
     ) -> SimulatedMeter:
-        """Add a meter of `kind`; the next `start` serves it.
+        """Add a meter of `kind`, to listen on `host` (127.0.0.1 or ::1); `start` serves it.
 
         Its seed defaults to one derived from the simulator's seed and the meter's position,
         which also gives every meter its own MAC.
@@ -251,10 +280,9 @@ class Simulator:
         meter = SimulatedMeter(kind, clock=self.clock, seed=meter_seed, **options)
         if meter.mac in self._servers:
             raise ValueError(f"a meter with MAC {meter.mac} already exists")
+        server = MeterServer(meter, port=port, host=host, notify_interval=self._notify_interval)
         self.meters.append(meter)
-        self._servers[meter.mac] = MeterServer(
-            meter, port=port, notify_interval=self._notify_interval
-        )
+        self._servers[meter.mac] = server
         return meter
 
     def meter(self, mac: str) -> SimulatedMeter:
@@ -321,7 +349,7 @@ class Simulator:
             "mac": meter.mac,
             "name": meter.name,
             "device_id": meter.device_id,
-            "host": HOST,
+            "host": server.host,
             "port": server.port,
             "url": server.url,
             "online": meter.online,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def dumps(payload: Any) -> str:
@@ -53,3 +56,14 @@ class DeferredCalls:
         for handle in self._pending:
             handle.cancel()
         self._pending.clear()
+
+
+def request_counter(requests: Counter[str]) -> Any:
+    """Return a middleware that counts every HTTP request in `requests`, by path."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        requests[request.path] += 1
+        return await handler(request)
+
+    return count

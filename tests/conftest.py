@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
 import pytest
+import pytest_socket  # type: ignore[import-untyped]
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from hypothesis import settings
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, DOMAIN
 from simulator import Clock, SimulatedMeter, Simulator
+
+# Property tests are the same on every run (CI stays deterministic) and leave no example
+# database behind; HYPOTHESIS_PROFILE=explore draws new examples, ten times as many.
+settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", max_examples=1000, database=None, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +36,28 @@ def _integration_test_setup(
     The recorder's database URL comes first: tests with `recorder_mock` need it before the
     `hass` fixture exists.
     """
+
+
+@pytest.fixture(autouse=True)
+def _no_usage_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test that makes Home Assistant report a deprecated or wrong use.
+
+    Most reports raise in tests already; this catches those Home Assistant only logs.
+    """
+    yield
+    reports = [
+        record.getMessage()
+        for when in ("setup", "call")
+        for record in caplog.get_records(when)
+        if record.name == "homeassistant.helpers.frame"
+    ]
+    assert not reports, reports
+
+
+@pytest.fixture
+def ipv6_loopback() -> None:
+    """Allow connections to ::1 too (Home Assistant's test plugin allows only 127.0.0.1)."""
+    pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"])
 
 
 @pytest.fixture
@@ -70,7 +102,7 @@ def meter_entry(
 ) -> MockConfigEntry:
     """Return a config entry for a served meter, as the setup wizard would create it."""
     data: dict[str, Any] = {
-        CONF_HOST: "127.0.0.1",
+        CONF_HOST: simulator.server(meter).host,
         CONF_PORT: simulator.server(meter).port,
         CONF_GENERATION: meter.gen,
         CONF_MODEL: meter.model,
@@ -104,3 +136,19 @@ def state_of(hass: HomeAssistant, entity_id: str) -> str:
     state = hass.states.get(entity_id)
     assert state is not None, f"{entity_id} does not exist"
     return state.state
+
+
+def device_with(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry:
+    """Return the integration's one device with `identifier`, whichever entry it belongs to.
+
+    Through each entry's devices: the lookup that every supported release has undeprecated.
+    """
+    registry = dr.async_get(hass)
+    found = [
+        device
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if (DOMAIN, identifier) in device.identifiers
+    ]
+    assert len(found) == 1, f"{len(found)} devices have the identifier {identifier}"
+    return found[0]

@@ -13,7 +13,6 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.shelly_energy.config_flow import parse_host
 from custom_components.shelly_energy.const import (
     CONF_BATTERY,
     CONF_DEADBAND,
@@ -102,21 +101,21 @@ async def test_unnamed_meter_is_titled_by_model(hass: HomeAssistant, simulator: 
 
 @pytest.mark.parametrize(
     ("host", "error"),
-    [("http://x/y", "invalid_host"), ("host:notaport", "invalid_host"), ("a b", "invalid_host")],
+    [
+        ("http://x/y", "invalid_host"),
+        ("a b", "invalid_host"),
+        ("[shelly.local]:80", "invalid_host"),
+        ("host:notaport", "invalid_port"),
+        ("127.0.0.1:0", "invalid_port"),
+        ("127.0.0.1:65536", "invalid_port"),
+        ("[::1]:", "invalid_port"),
+    ],
 )
-async def test_invalid_host(hass: HomeAssistant, host: str, error: str) -> None:
+async def test_invalid_address(hass: HomeAssistant, host: str, error: str) -> None:
     flow_id = await start_meter_flow(hass)
     result = await submit(hass, flow_id, {CONF_HOST: host})
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {CONF_HOST: error}
-
-
-def test_parse_host() -> None:
-    assert parse_host("192.168.1.5") == ("192.168.1.5", 80)
-    assert parse_host("shelly.local:8080") == ("shelly.local", 8080)
-    assert parse_host("[fe80::1]:81") == ("fe80::1", 81)
-    with pytest.raises(ValueError, match="not a host"):
-        parse_host("user@host")
 
 
 async def test_unreachable_host_then_right_one(hass: HomeAssistant, simulator: Simulator) -> None:
@@ -174,7 +173,7 @@ async def test_rpc_meter_with_password(hass: HomeAssistant, simulator: Simulator
     assert result["description_placeholders"] == {
         "name": "Mains",
         "model": "Shelly Pro 3EM",
-        "host": "127.0.0.1",
+        "host": address(simulator, meter),
     }
     result = await submit(hass, flow_id, {CONF_PASSWORD: "wrong"})
     assert result["type"] is FlowResultType.FORM

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder.core import Recorder
-from homeassistant.components.recorder.models import StatisticMeanType
 from homeassistant.components.recorder.statistics import async_import_statistics
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -41,6 +40,7 @@ from custom_components.shelly_energy.energy.tariff import (
     TimeOfUsePricing,
     TimeWindow,
 )
+from custom_components.shelly_energy.history import statistic_metadata
 from simulator import SimulatedMeter, Simulator
 
 from .conftest import meter_entry, serve, setup_entry, state_of
@@ -262,16 +262,8 @@ def hourly_rows(start: datetime, hours: int, kwh: float, total: float) -> list[d
 
 
 def import_statistics(hass: HomeAssistant, entity_id: str, rows: list[dict[str, Any]]) -> None:
-    metadata = {
-        "has_mean": False,
-        "mean_type": StatisticMeanType.NONE,
-        "has_sum": True,
-        "name": None,
-        "source": "recorder",
-        "statistic_id": entity_id,
-        "unit_of_measurement": "kWh",
-    }
-    async_import_statistics(hass, metadata, rows)  # type: ignore[arg-type]
+    # The metadata the running release's recorder wants, as the history import writes it.
+    async_import_statistics(hass, statistic_metadata(entity_id), rows)  # type: ignore[arg-type]
 
 
 async def test_bill_of_a_past_period_from_statistics(

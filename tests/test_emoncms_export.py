@@ -39,7 +39,7 @@ from custom_components.shelly_energy.const import (
 from simulator import SimulatedMeter, Simulator
 from simulator.emoncms import EmoncmsDouble
 
-from .conftest import meter_entry, poll, serve, setup_entry, state_of
+from .conftest import device_with, meter_entry, poll, serve, setup_entry, state_of
 
 WRITE_KEY = "0123456789abcdef0123456789abcdef"
 READ_KEY = "fedcba9876543210fedcba9876543210"
@@ -441,3 +441,19 @@ async def test_node_names_must_differ(
         result["flow_id"], {"EM": "em", f"EM ({second.mac})": "em"}
     )
     assert result["errors"] == {"base": "duplicate_node"}
+
+
+async def test_no_history_to_backfill_in_the_export_or_a_meter_without_the_recorder(
+    hass: HomeAssistant, simulator: Simulator, emoncms: EmoncmsDouble
+) -> None:
+    # The backfill action looks through the loaded entries: the export is passed over, and a
+    # meter keeps no history without the recorder.
+    meter = await mains(hass, simulator)
+    export = export_entry(emoncms)
+    await setup_entry(hass, export)
+    assert export.state is ConfigEntryState.LOADED
+    with pytest.raises(ServiceValidationError) as raised:
+        await hass.services.async_call(
+            DOMAIN, "backfill", {"device_id": device_with(hass, meter.mac).id}, blocking=True
+        )
+    assert raised.value.translation_key == "not_a_history_device"

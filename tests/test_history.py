@@ -53,7 +53,7 @@ from custom_components.shelly_energy.meter.records import EnergyRecord, NoStored
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, SimulatedMeter, Simulator
 
-from .conftest import meter_entry, poll, serve, setup_entry, state_of
+from .conftest import device_with, meter_entry, poll, serve, setup_entry, state_of
 
 HOUR = 3600
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -239,8 +239,7 @@ async def test_day_one_import_gives_the_device_hours(
     assert state.state == "100.0"
     assert state.attributes["status"] == "done"
     assert state.attributes["records"] == len(records)
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    device = device_with(hass, meter.mac)
     assert len(events) == 1
     assert events[0].data["entry_id"] == entry.entry_id
     assert events[0].data["device_id"] == device.id
@@ -614,16 +613,12 @@ async def test_site_history(
         assert result == pytest.approx(
             {hour: wh / 1000 for hour, wh in expected.items() if hour in complete}, abs=1e-6
         ), entity_id
-    site_device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"site_{site.entry_id}")}
-    )
-    assert site_device is not None
+    site_device = device_with(hass, f"site_{site.entry_id}")
     assert events[-1].data["device_id"] == site_device.id
     assert events[-1].data["records"] == len(records)
     # A backfill of the meter from a day keeps only that day's intervals: the site's own
     # backfill from an earlier day reads the records again, and changes nothing.
-    meter_device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert meter_device is not None
+    meter_device = device_with(hass, meter.mac)
     for device_id, since in ((meter_device.id, "2025-05-31"), (site_device.id, "2025-05-30")):
         response = await hass.services.async_call(
             DOMAIN,
@@ -645,8 +640,7 @@ async def test_backfill_action(
     clock_at_0020: Clock,
 ) -> None:
     meter, entry = await add_meter(hass, simulator, reader, history_days=2)
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    device = device_with(hass, meter.mac)
     entity_id = "sensor.meter_phase_a_energy_imported"
     before = await rows(hass, entity_id)
     response = await hass.services.async_call(
@@ -738,10 +732,7 @@ async def test_no_records_no_sensors_no_meter(
     await settle(hass)
     # It waits for its meters rather than fail while Home Assistant starts.
     assert site.runtime_data.history.progress.status == "waiting"
-    site_device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"site_{site.entry_id}")}
-    )
-    assert site_device is not None
+    site_device = device_with(hass, f"site_{site.entry_id}")
     with pytest.raises(HomeAssistantError) as raised:
         await hass.services.async_call(
             DOMAIN, "backfill", {"device_id": site_device.id}, blocking=True
@@ -784,16 +775,28 @@ async def test_no_records_no_sensors_no_meter(
     assert events[-1].data["hours"] == 0
 
 
-async def test_metadata_for_both_ends_of_the_supported_range() -> None:
-    metadata = statistic_metadata("sensor.x")
+@pytest.mark.parametrize(
+    ("release", "unit_class"),
+    [
+        ((2025, 4), None),  # the oldest supported: its recorder would drop the rows
+        ((2025, 10), None),
+        ((2025, 11), "energy"),  # wanted from here on, required from 2026.11
+        ((2026, 10), "energy"),  # the newest tested
+    ],
+)
+async def test_metadata_for_both_ends_of_the_supported_range(
+    release: tuple[int, int], unit_class: str | None
+) -> None:
+    # Both ends also import rows with it (test_day_one_import_gives_the_device_hours): 2025.4's
+    # recorder would drop them with a unit class, 2026.10's reports an error without one.
+    with (
+        patch("custom_components.shelly_energy.history.MAJOR_VERSION", release[0]),
+        patch("custom_components.shelly_energy.history.MINOR_VERSION", release[1]),
+    ):
+        metadata = statistic_metadata("sensor.x")
     assert metadata["mean_type"] == 0
     assert metadata["has_sum"] is True
-    assert "unit_class" not in metadata  # 2025.4's recorder would drop the rows
-    with (
-        patch("custom_components.shelly_energy.history.MAJOR_VERSION", 2025),
-        patch("custom_components.shelly_energy.history.MINOR_VERSION", 11),
-    ):
-        assert statistic_metadata("sensor.x")["unit_class"] == "energy"
+    assert metadata.get("unit_class") == unit_class
 
 
 async def test_a_saved_import_of_another_layout_starts_over(

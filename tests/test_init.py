@@ -186,6 +186,7 @@ async def test_profile_switch_reloads_and_removes_stale_entities(
     meter.set_profile("monophase")
     await poll(hass, freezer)  # the connection dropped
     await poll(hass, freezer)  # reconnected: the meter has channels now
+    await poll(hass, freezer)  # and still has: it is set up again
     await hass.async_block_till_done(wait_background_tasks=True)
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data.coordinator.info.channel_ids == ("1", "2", "3")
@@ -213,6 +214,8 @@ async def test_firmware_change_reloads(
     meter = await serve(simulator, kind)
     entry = meter_entry(simulator, meter, title="M")
     await setup_entry(hass, entry)
+    simulator.clock.advance(60)
+    await poll(hass, freezer)
     meter.set_firmware(firmware)
     meter.reboot(invalid_for=0)  # a firmware update restarts the device
     for _ in range(3):

@@ -36,7 +36,7 @@ from custom_components.shelly_energy.const import (
 from custom_components.shelly_energy.logbook import async_describe_events, describe_anomaly
 from simulator import SimulatedMeter, Simulator
 
-from .conftest import meter_entry, poll, serve, setup_entry, state_of
+from .conftest import device_with, meter_entry, poll, serve, setup_entry, state_of
 
 pytestmark = pytest.mark.usefixtures("all_entities_enabled")
 
@@ -79,8 +79,7 @@ async def test_sustained_overvoltage_starts_after_10_s_and_ends_after_10_s(
     await polls(hass, freezer, 1)  # +15 s: 10 s beyond the limit
     # One phase 30 V above the others is also an imbalance (8.3 % from their mean).
     assert kinds(events) == [("overvoltage", "a"), ("imbalance", None)]
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    device = device_with(hass, meter.mac)
     assert events[0].data == {
         "device_id": device.id,
         "type": "overvoltage",
@@ -265,8 +264,7 @@ async def test_device_triggers(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
 ) -> None:
     meter = await steady_meter(hass, simulator)
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    device = device_with(hass, meter.mac)
     triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, device.id)
     assert sorted(trigger["type"] for trigger in triggers if trigger["domain"] == DOMAIN) == [
         "frequency_deviation",
@@ -343,8 +341,7 @@ async def test_supply_protection_blueprint_with_a_simulated_meter(
 ) -> None:
     meter = await steady_meter(hass, simulator, "proem50")
     meter.set_relay(True)
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    device = device_with(hass, meter.mac)
     hass.config.config_dir = str(tmp_path)
     installed = tmp_path / "blueprints/automation/shelly_energy/supply_protection.yaml"
     installed.parent.mkdir(parents=True)
@@ -388,8 +385,7 @@ async def test_supply_protection_blueprint_with_a_simulated_meter(
 
 async def test_logbook_describes_the_bus_event(hass: HomeAssistant, simulator: Simulator) -> None:
     meter = await steady_meter(hass, simulator)
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    device = device_with(hass, meter.mac)
     described: dict[str, Callable[[Event], dict[str, str]]] = {}
 
     def register(domain: str, event_type: str, describe: Callable[[Event], dict[str, str]]) -> None:

@@ -16,6 +16,7 @@ from homeassistant.const import (
     Platform,
 )
 from homeassistant.core import Event, HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
@@ -24,7 +25,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from .billing import SiteBilling, billing_store_key
-from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_SITE
+from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -32,6 +33,7 @@ from .coordinator import (
     SiteConfigEntry,
     SiteCoordinator,
     SiteRuntime,
+    async_forget_meter,
     async_register_meter,
     counter_store_key,
     entry_kind,
@@ -47,6 +49,7 @@ from .exporter import (
     export_store_key,
 )
 from .history import MeterHistory, SiteHistory, history_store_key
+from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
@@ -85,7 +88,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
     unloaded = await hass.config_entries.async_unload_platforms(entry, METER_PLATFORMS)
     if unloaded:
         coordinator = entry.runtime_data.coordinator
-        coordinator.supply.clear_repairs()
+        coordinator.clear_repairs()
         await coordinator.counter_store.async_save()
     return unloaded
 
@@ -100,18 +103,26 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
         await Store(hass, 1, export_store_key(entry)).async_remove()
         for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
             ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
+    elif kind == KIND_METER:
+        async_forget_meter(hass, entry.entry_id)
+        await Store(hass, 1, counter_store_key(entry)).async_remove()
     if kind != KIND_EMONCMS:
         await Store(hass, 1, history_store_key(entry)).async_remove()
-    if kind not in (KIND_SITE, KIND_EMONCMS):
-        await Store(hass, 1, counter_store_key(entry)).async_remove()
 
 
 async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bool:
     """Connect to a meter, read it once, and create its entities."""
+    try:
+        address = Address(entry.data[CONF_HOST], entry.data[CONF_PORT])
+    except InvalidAddressError as err:  # stored by an older version that took more
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_address",
+            translation_placeholders={"host": str(entry.data[CONF_HOST])},
+        ) from err
     client = make_client(
         async_get_clientsession(hass),
-        entry.data[CONF_HOST],
-        entry.data[CONF_PORT],
+        address,
         entry.data[CONF_GENERATION],
         Credentials(entry.data.get(CONF_USERNAME), entry.data.get(CONF_PASSWORD)),
     )

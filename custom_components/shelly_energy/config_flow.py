@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,7 +60,6 @@ from .const import (
     DEFAULT_EMONCMS_URL,
     DEFAULT_EXPORT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
-    DEFAULT_PORT,
     DEFAULT_SITE_NAME,
     DOMAIN,
     EXPORT_VALUES,
@@ -93,6 +91,7 @@ from .energy.site import ChannelRef, GridMetering
 from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
 from .exporter import async_emoncms_client, default_node
+from .meter.address import DEFAULT_PORT, Address, InvalidAddressError
 from .meter.client import (
     Credentials,
     DeviceIdentity,
@@ -107,29 +106,19 @@ from .meter.snapshot import MeterInfo
 from .supply import limits_from_options
 
 GEN1_DEFAULT_USERNAME = "admin"
-# Host names, IPv4 and IPv6 addresses: anything else (spaces, a URL) is a typing mistake.
-_HOST_CHARACTERS = re.compile(r"[A-Za-z0-9.:_-]+")
 
 HOST_SCHEMA = vol.Schema({vol.Required(CONF_HOST): TextSelector()})
 PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
 
-def parse_host(value: str) -> tuple[str, int]:
-    """Split "host" or "host:port" (IPv6 in brackets) into host and port."""
-    try:
-        url = URL(f"http://{value.strip()}")
-        port = url.explicit_port or DEFAULT_PORT
-    except ValueError as err:
-        raise ValueError(f"not a host: {value!r}") from err
-    if (
-        not url.host
-        or not _HOST_CHARACTERS.fullmatch(url.host)
-        or url.path not in ("", "/")
-        or url.query_string
-        or url.user
-    ):
-        raise ValueError(f"not a host: {value!r}")
-    return url.host, port
+def address_data(address: Address) -> dict[str, Any]:
+    """Return how a meter's address is stored in its entry."""
+    return {CONF_HOST: address.host, CONF_PORT: address.port}
+
+
+def entry_address(entry: ConfigEntry) -> Address:
+    """Return the address a meter entry stores."""
+    return Address(entry.data[CONF_HOST], entry.data[CONF_PORT])
 
 
 def credentials_schema(generation: int) -> vol.Schema:
@@ -167,8 +156,7 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def __init__(self) -> None:
         """Start with nothing known about the device."""
-        self._host = ""
-        self._port = DEFAULT_PORT
+        self._address: Address | None = None
         self._identity: DeviceIdentity | None = None
         self._export_data: dict[str, Any] = {}
         self._export_options: dict[str, Any] = {}
@@ -193,18 +181,14 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                self._host, self._port = parse_host(user_input[CONF_HOST])
-            except ValueError:
-                errors[CONF_HOST] = "invalid_host"
+                self._address = Address.parse(user_input[CONF_HOST])
+            except InvalidAddressError as err:
+                errors[CONF_HOST] = f"invalid_{err.part}"
             else:
                 try:
-                    self._identity = await probe(
-                        async_get_clientsession(self.hass), self._host, self._port
-                    )
+                    self._identity = await probe(async_get_clientsession(self.hass), self._address)
                     await self.async_set_unique_id(self._identity.mac)
-                    self._abort_if_unique_id_configured(
-                        updates={CONF_HOST: self._host, CONF_PORT: self._port}
-                    )
+                    self._abort_if_unique_id_configured(updates=address_data(self._address))
                     return await self._async_continue()
                 except MeterError as err:
                     errors["base"] = error_key(err)
@@ -291,17 +275,21 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
         """Offer a discovered device when it is an energy meter."""
-        host, port = discovery_info.host, discovery_info.port or DEFAULT_PORT
         try:
-            identity = await probe(async_get_clientsession(self.hass), host, port)
+            # A link-local IPv6 address comes with its zone (fe80::1%eth0).
+            address = Address(discovery_info.host, discovery_info.port or DEFAULT_PORT)
+        except InvalidAddressError:
+            return self.async_abort(reason="cannot_connect")
+        try:
+            identity = await probe(async_get_clientsession(self.hass), address)
         except MeterError as err:
             return self.async_abort(reason=error_key(err))
         if not is_known_meter(identity):
             return self.async_abort(reason="not_energy_meter")
         await self.async_set_unique_id(identity.mac)
         # A known meter seen at a new address gets its address updated (and is reloaded).
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
-        self._host, self._port, self._identity = host, port, identity
+        self._abort_if_unique_id_configured(updates=address_data(address))
+        self._address, self._identity = address, identity
         self.context["title_placeholders"] = {"name": self._device_name()}
         return await self.async_step_zeroconf_confirm()
 
@@ -352,7 +340,7 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for the meter's new password."""
         entry = self._get_reauth_entry()
-        self._host, self._port = entry.data[CONF_HOST], entry.data[CONF_PORT]
+        self._address = entry_address(entry)
         generation: int = entry.data[CONF_GENERATION]
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -382,12 +370,12 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                host, port = parse_host(user_input[CONF_HOST])
-            except ValueError:
-                errors[CONF_HOST] = "invalid_host"
+                address = Address.parse(user_input[CONF_HOST])
+            except InvalidAddressError as err:
+                errors[CONF_HOST] = f"invalid_{err.part}"
             else:
                 try:
-                    identity = await probe(async_get_clientsession(self.hass), host, port)
+                    identity = await probe(async_get_clientsession(self.hass), address)
                 except MeterError as err:
                     errors["base"] = error_key(err)
                 else:
@@ -397,19 +385,15 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
                     return self.async_update_reload_and_abort(
                         entry,
                         data_updates={
-                            CONF_HOST: host,
-                            CONF_PORT: port,
+                            **address_data(address),
                             CONF_GENERATION: identity.generation,
                             CONF_MODEL: identity.model,
                         },
                     )
-        current = entry.data[CONF_HOST]
-        if entry.data[CONF_PORT] != DEFAULT_PORT:
-            current = f"{current}:{entry.data[CONF_PORT]}"
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                HOST_SCHEMA, user_input or {CONF_HOST: current}
+                HOST_SCHEMA, user_input or {CONF_HOST: str(entry_address(entry))}
             ),
             description_placeholders={"name": entry.title},
             errors=errors,
@@ -432,8 +416,9 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         if generation is None:
             assert self._identity is not None
             generation = self._identity.generation
+        assert self._address is not None
         client = make_client(
-            async_get_clientsession(self.hass), self._host, self._port, generation, credentials
+            async_get_clientsession(self.hass), self._address, generation, credentials
         )
         try:
             return await client.connect()
@@ -441,11 +426,11 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             await client.close()
 
     def _create_entry(self, info: MeterInfo, credentials: Credentials) -> ConfigFlowResult:
+        assert self._address is not None
         return self.async_create_entry(
             title=info.name or info.model_name,
             data={
-                CONF_HOST: self._host,
-                CONF_PORT: self._port,
+                **address_data(self._address),
                 CONF_GENERATION: info.generation,
                 CONF_MODEL: info.model,
                 **self._credentials_data(credentials),
@@ -470,7 +455,7 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         return {
             "name": self._device_name(),
             "model": model_name(self._identity.model),
-            "host": self._host,
+            "host": str(self._address),
         }
 
 

@@ -10,9 +10,10 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
@@ -43,11 +44,12 @@ from .energy.site import (
     SiteConfig,
     SiteState,
 )
-from .meter.client import MeterAuthError, MeterChangedError, MeterClient, MeterError
+from .meter.client import MeterAuthError, MeterClient, MeterError
 from .meter.corrections import Corrections
 from .meter.counters import MeterCounters, counter_key
 from .meter.models import max_channel_power_w
-from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterInfo, MeterSnapshot
+from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterChange, MeterInfo, MeterSnapshot
+from .meter.stability import ChangeWatch
 from .recorded_states import async_last_recorded_totals
 from .storage import DurableStore
 from .supply import SupplyWatch, limits_from_options
@@ -73,6 +75,23 @@ type MeterConfigEntry = ConfigEntry[MeterRuntime]
 # The loaded meters by MAC, shared by the energy sites; a signal tells when the set changes.
 _METERS: HassKey[dict[str, MeterCoordinator]] = HassKey(f"{DOMAIN}_meters")
 SIGNAL_METERS_CHANGED = f"{DOMAIN}_meters_changed"
+
+
+# What each meter entry reported at its polls, kept across its setups (see ChangeWatch).
+_CHANGE_WATCHES: HassKey[dict[str, ChangeWatch]] = HassKey(f"{DOMAIN}_change_watches")
+ISSUE_UNSTABLE = "meter_unstable"
+
+
+def unstable_issue_id(entry_id: str) -> str:
+    """Return the repair issue id of a meter entry that keeps changing."""
+    return f"{ISSUE_UNSTABLE}_{entry_id}"
+
+
+@callback
+def async_forget_meter(hass: HomeAssistant, entry_id: str) -> None:
+    """Drop what is kept of a removed meter entry across its setups, and its repair issue."""
+    hass.data.setdefault(_CHANGE_WATCHES, {}).pop(entry_id, None)
+    ir.async_delete_issue(hass, DOMAIN, unstable_issue_id(entry_id))
 
 
 def loaded_meters(hass: HomeAssistant) -> dict[str, MeterCoordinator]:
@@ -121,6 +140,11 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         )
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
+        self._changes = hass.data.setdefault(_CHANGE_WATCHES, {}).setdefault(
+            entry.entry_id, ChangeWatch()
+        )
+        self._setting_up_again = False
+        self._unstable_reported: MeterChange | None = None
         self.counters: MeterCounters | None = None  # once connected: the layout is known
         self.counter_store: DurableStore[dict[str, Any]] = DurableStore(
             hass,
@@ -190,6 +214,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         except UpdateFailed:
             self.supply.update(self.info.mac, None)
             raise
+        self._watch_changes(snapshot.changed)
         assert self.counters is not None
         snapshot, urgent = self.counters.apply(snapshot, away=away)
         self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
@@ -206,20 +231,63 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from err
-        except MeterChangedError as err:
-            # A new profile or firmware can change the entity set: set the meter up again.
-            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="meter_changed",
-                translation_placeholders={"error": str(err)},
-            ) from err
         except MeterError as err:
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",
                 translation_placeholders={"error": str(err)},
             ) from err
+
+    def _watch_changes(self, change: MeterChange | None) -> None:
+        """Set the meter up again after it changed, but never from a setup nor in a loop.
+
+        A new firmware or profile can change the entities. A meter that keeps changing stays
+        as set up (readings it gives in another layout are unavailable) with a repair issue.
+        """
+        if self._setting_up_again:
+            return
+        entry = self.config_entry
+        if self._changes.observe(
+            change,
+            dt_util.utcnow().timestamp(),
+            can_set_up=entry.state is ConfigEntryState.LOADED,
+        ):
+            self._setting_up_again = True
+            _LOGGER.info("%s changed (%s): setting it up again", entry.title, change)
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        self._report_instability(self._changes.unstable)
+
+    def _report_instability(self, unstable: MeterChange | None) -> None:
+        if unstable == self._unstable_reported:
+            return
+        self._unstable_reported = unstable
+        issue_id = unstable_issue_id(self.config_entry.entry_id)
+        if unstable is None:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        _LOGGER.warning(
+            "%s keeps changing (%s); it stays set up as it was", self.config_entry.title, unstable
+        )
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=ISSUE_UNSTABLE,
+            translation_placeholders={
+                "name": self.config_entry.title,
+                "what": unstable.what,
+                "was": unstable.was,
+                "now": unstable.now,
+            },
+        )
+
+    @callback
+    def clear_repairs(self) -> None:
+        """Withdraw the meter's repair issues (it is unloaded; a new setup raises them again)."""
+        self.supply.clear_repairs()
+        self._report_instability(None)
 
 
 def site_store_key(entry: ConfigEntry) -> str:

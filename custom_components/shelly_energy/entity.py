@@ -18,6 +18,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import CONF_URL, DOMAIN
 from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
 from .exporter import ExportCoordinator
+from .meter.address import Address
 from .meter.snapshot import ChannelKind, ChannelReading
 
 
@@ -84,7 +85,7 @@ def meter_device_info(coordinator: MeterCoordinator) -> DeviceInfo:
         model_id=info.model,
         sw_version=info.firmware,
         name=entry.title,
-        configuration_url=f"http://{entry.data[CONF_HOST]}:{entry.data[CONF_PORT]}",
+        configuration_url=str(Address(entry.data[CONF_HOST], entry.data[CONF_PORT]).url()),
     )
 
 

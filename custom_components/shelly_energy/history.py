@@ -34,7 +34,6 @@ from homeassistant.components.recorder.statistics import (
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, UnitOfEnergy
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
@@ -49,6 +48,7 @@ from .const import (
     HISTORY_CHECK_INTERVAL,
 )
 from .coordinator import MeterCoordinator, SiteCoordinator, loaded_meters
+from .devices import entry_device
 from .energy.counter import Unaccounted
 from .energy.history import (
     EXPORTED,
@@ -345,9 +345,7 @@ class _History:
             progress.status, progress.percent, progress.error = HistoryStatus.DONE, 100.0, None
             progress.last_run = dt_util.utcnow()
             self._updated()
-            device = dr.async_get(self.hass).async_get_device(
-                identifiers={(DOMAIN, self.device_identifier())}
-            )
+            device = entry_device(self.hass, self.entry.entry_id, self.device_identifier())
             self.hass.bus.async_fire(
                 EVENT_HISTORY_IMPORTED,
                 {

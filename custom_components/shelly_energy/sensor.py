@@ -50,6 +50,7 @@ from .entity import ExportEntity, MeterEntity, SiteEntity, channel_naming
 from .export.emoncms import ExportStatus
 from .history import MeterHistory, signal_history_updated
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
+from .meter.values import timestamp
 
 # Polling happens in the coordinator; entities only read its data.
 PARALLEL_UPDATES = 0
@@ -355,7 +356,10 @@ class LastRestartSensor(MeterEntity[datetime], SensorEntity):
         snapshot = self.coordinator.data
         if snapshot.uptime is None:
             return None
-        restarted_at = dt_util.utc_from_timestamp(snapshot.time - snapshot.uptime)
+        started = timestamp(snapshot.time - snapshot.uptime)
+        if started is None:  # before any synced clock: the uptime or the time is garbage
+            return None
+        restarted_at = dt_util.utc_from_timestamp(started)
         previous = self._restarted_at
         if previous is None or abs((restarted_at - previous).total_seconds()) > RESTART_TOLERANCE_S:
             self._restarted_at = previous = restarted_at

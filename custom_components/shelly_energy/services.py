@@ -20,6 +20,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
 from .coordinator import entry_kind
+from .devices import entry_device
 from .history import HistoryStatus, MeterHistory, SiteHistory
 
 SERVICE_EMONCMS_FLUSH = "emoncms_flush"
@@ -117,7 +118,7 @@ async def _async_backfill(call: ServiceCall) -> ServiceResponse:
     """Import a meter's or site's history from the records its meters keep; say what it wrote."""
     hass = call.hass
     device = dr.async_get(hass).async_get(call.data[ATTR_DEVICE_ID])
-    history = None if device is None else _history_of(hass, device)
+    history = None if device is None else _history_of(hass, device.id)
     if device is None or history is None:
         raise ServiceValidationError(
             translation_domain=DOMAIN, translation_key="not_a_history_device"
@@ -143,18 +144,15 @@ async def _async_backfill(call: ServiceCall) -> ServiceResponse:
     return {"records": progress.records, "hours": progress.hours}
 
 
-def _history_of(hass: HomeAssistant, device: dr.DeviceEntry) -> MeterHistory | SiteHistory | None:
+def _history_of(hass: HomeAssistant, device_id: str) -> MeterHistory | SiteHistory | None:
     """Return the history of the loaded meter or site that a device is (None: neither)."""
-    for entry_id in device.config_entries:
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if (
-            entry is None
-            or entry.domain != DOMAIN
-            or entry_kind(entry) not in (KIND_METER, KIND_SITE)
-            or entry.state is not ConfigEntryState.LOADED
-        ):
+    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+        if entry_kind(entry) not in (KIND_METER, KIND_SITE):
             continue
         history: MeterHistory | SiteHistory | None = entry.runtime_data.history
-        if history is not None and (DOMAIN, history.device_identifier()) in device.identifiers:
+        if history is None:
+            continue
+        device = entry_device(hass, entry.entry_id, history.device_identifier())
+        if device is not None and device.id == device_id:
             return history
     return None

@@ -7,7 +7,6 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
@@ -26,6 +25,7 @@ from .const import (
     DOMAIN,
     EVENT_ANOMALY,
 )
+from .devices import entry_device
 from .energy.anomalies import AnomalyDetector, AnomalyEvent, AnomalyLimits, DailyVoltageRange
 from .meter.snapshot import MeterSnapshot
 
@@ -85,7 +85,7 @@ class SupplyWatch:
                 self.voltage_range.update(day, reading.id, reading.voltage)
             self._update_repairs(frozenset(snapshot.errors) & frozenset(HARDWARE_ERRORS))
         if self.events:
-            device = dr.async_get(self._hass).async_get_device(identifiers={(DOMAIN, mac)})
+            device = entry_device(self._hass, self._entry.entry_id, mac)
             device_id = device.id if device else None
             for event in self.events:
                 self._hass.bus.async_fire(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from custom_components.shelly_energy.meter.client import MeterConnectionError
-from custom_components.shelly_energy.meter.gen1 import firmware_of, parse_status
+from custom_components.shelly_energy.meter.client import (
+    DeviceIdentity,
+    MalformedReplyError,
+    NotEnergyMeterError,
+    UnsupportedFirmwareError,
+)
+from custom_components.shelly_energy.meter.gen1 import parse_settings, parse_status
 from custom_components.shelly_energy.meter.snapshot import ChannelKind, ChannelReading, MeterInfo
 
 EM = MeterInfo(
@@ -185,16 +191,27 @@ def test_shelly_3em_without_total_power_or_valid_neutral() -> None:
     assert snapshot.neutral_current is None
 
 
-@pytest.mark.parametrize(
-    "status",
-    [{}, {"emeters": [{}]}, {"emeters": "x"}, {"emeters": [{}, 3]}],
-)
-def test_malformed_status(status: dict[str, Any]) -> None:
-    with pytest.raises(MeterConnectionError):
+@pytest.mark.parametrize("status", [{}, {"emeters": [{}]}, {"emeters": "x"}])
+def test_status_without_the_emeters_is_malformed(status: dict[str, Any]) -> None:
+    with pytest.raises(MalformedReplyError, match="emeters"):
         parse_status(status, EM, now=1.0)
 
 
-def test_firmware_of() -> None:
-    assert firmware_of(em_status()) == EM.firmware
-    assert firmware_of({"update": {"old_version": 3}}) is None
-    assert firmware_of({}) is None
+def test_one_bad_emeter_costs_only_its_values() -> None:
+    status = em_status()
+    status["emeters"][0] = 3
+    snapshot = parse_status(status, EM, now=1.0)
+    assert snapshot.channels[0] == ChannelReading(id="1", kind=ChannelKind.CHANNEL)
+    assert snapshot.channels[1].power == -800.0
+
+
+def test_settings_of_what_is_no_meter_or_too_old() -> None:
+    plug = DeviceIdentity("C45BBE6A1B2E", "SHPLG-S", 1, EM.firmware, False, None)
+    with pytest.raises(NotEnergyMeterError):
+        parse_settings(plug, {})
+    old = DeviceIdentity("C45BBE6A1B2C", "SHEM", 1, "20190101-000000/v1.5.0@abc", False, None)
+    with pytest.raises(UnsupportedFirmwareError):
+        parse_settings(old, {})
+    current = DeviceIdentity("C45BBE6A1B2C", "SHEM", 1, EM.firmware, False, None)
+    assert parse_settings(current, {"name": 5, "relays": "yes"}) == replace(EM, has_switch=False)
+    assert parse_settings(current, {"name": "Mains", "relays": [{}]}) == replace(EM, name="Mains")

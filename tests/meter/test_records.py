@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from custom_components.shelly_energy.meter import gen1
+from custom_components.shelly_energy.meter.address import Address
 from custom_components.shelly_energy.meter.client import (
     Credentials,
     MeterAuthError,
@@ -40,8 +41,8 @@ def client_of(
 ) -> MeterClient:
     credentials = Credentials("admin" if password else None, password)
     if meter.gen == 1:
-        return Gen1Client(session, HOST, server.port, credentials)
-    return RpcClient(session, HOST, server.port, credentials)
+        return Gen1Client(session, Address(HOST, server.port), credentials)
+    return RpcClient(session, Address(HOST, server.port), credentials)
 
 
 def stored(meter: SimulatedMeter, decimals: int = 3) -> list[EnergyRecord]:
@@ -248,16 +249,16 @@ async def test_a_next_record_beyond_the_window_is_left_for_later(
 @pytest.mark.parametrize(
     ("method", "kind", "path", "value", "message"),
     [
-        ("EMData.GetRecords", "set", "data_blocks", None, "answered no data blocks"),
-        ("EMData.GetRecords", "set", "data_blocks.0.ts", "soon", "answered a malformed block"),
-        ("EMData.GetRecords", "set", "data_blocks.0.period", 0, "answered a period of 0 s"),
-        ("EMData.GetData", "set", "keys", None, "has no keys"),
-        ("EMData.GetData", "set", "keys", ["ts"], "lacks the energy keys"),
-        ("EMData.GetData", "set", "data", {}, "has no data"),
-        ("EMData.GetData", "delete", "data.0.values", None, "malformed block"),
-        ("EMData.GetData", "set", "data.0.period", -60, "has a period of -60 s"),
-        ("EMData.GetData", "set", "next_record_ts", 1000, "bad next_record_ts"),
-        ("EMData.GetData", "set", "next_record_ts", True, "bad next_record_ts"),
+        ("EMData.GetRecords", "set", "data_blocks", None, r"data_blocks is not a list"),
+        ("EMData.GetRecords", "set", "data_blocks.0.ts", "soon", r"data_blocks\[0\]\.ts is not"),
+        ("EMData.GetRecords", "set", "data_blocks.0.period", 0, r"data_blocks\[0\]\.period"),
+        ("EMData.GetData", "set", "keys", None, "keys is not a list"),
+        ("EMData.GetData", "set", "keys", ["ts"], "keys lacks the energy keys"),
+        ("EMData.GetData", "set", "data", {}, "data is not a list"),
+        ("EMData.GetData", "delete", "data.0.values", None, r"data\[0\]\.values is not a list"),
+        ("EMData.GetData", "set", "data.0.period", -60, r"data\[0\]\.period is not a period"),
+        ("EMData.GetData", "set", "next_record_ts", 1000, "next_record_ts is not a later time"),
+        ("EMData.GetData", "set", "next_record_ts", True, "next_record_ts is not a later time"),
         ("EMData.GetData", "error", None, None, "GetData failed: RpcCallError"),
     ],
 )

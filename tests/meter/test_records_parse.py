@@ -81,5 +81,5 @@ def test_error_text_never_tells_request_headers() -> None:
     calls = {1: {"method": "EMData.GetData", "auth": {"response": "digest"}}}
     assert error_text(DeviceConnectionTimeoutError(calls)) == "DeviceConnectionTimeoutError"
     assert error_text(TimeoutError()) == "TimeoutError"
-    with pytest.raises(MeterConnectionError, match="no keys"):
+    with pytest.raises(MeterConnectionError, match="keys is not a list"):
         DataColumns([]).update(None)

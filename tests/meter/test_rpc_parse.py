@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from custom_components.shelly_energy.meter.client import (
-    MeterChangedError,
-    MeterConnectionError,
+    MalformedReplyError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
 )
-from custom_components.shelly_energy.meter.rpc import meter_info, parse_status
-from custom_components.shelly_energy.meter.snapshot import ChannelKind, ChannelReading
+from custom_components.shelly_energy.meter.rpc import check_reply, meter_info, parse_status
+from custom_components.shelly_energy.meter.snapshot import (
+    ChannelKind,
+    ChannelReading,
+    MeterChange,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -181,24 +184,71 @@ def test_single_phase_channels() -> None:
     assert snapshot.switch_on is True
 
 
-def test_profile_switch_is_a_change() -> None:
+def test_another_component_set_is_a_change_and_reads_unavailable() -> None:
     info = meter_info(DEVICE_INFO, STATUS)
-    with pytest.raises(MeterChangedError):
-        parse_status(MONOPHASE, info, now=1.0)
+    snapshot = parse_status(MONOPHASE, info, now=1.0)
+    assert snapshot.changed == MeterChange(
+        "components", "phases a, b, c", "channels 1, 2 and a relay"
+    )
+    assert [reading.id for reading in snapshot.channels] == ["a", "b", "c"]
+    assert snapshot.channels[0] == ChannelReading(id="a", kind=ChannelKind.PHASE)
+    assert snapshot.switch_on is True
 
 
 def test_status_without_meter_is_malformed() -> None:
     info = meter_info(DEVICE_INFO, STATUS)
-    with pytest.raises(MeterConnectionError):
+    with pytest.raises(MalformedReplyError, match="em:0"):
         parse_status({"sys": {}}, info, now=1.0)
 
 
 def test_a_plug_is_not_a_meter() -> None:
     with pytest.raises(NotEnergyMeterError):
-        meter_info({"mac": "A", "model": "SNPL-00112EU", "gen": 2, "fw_id": ""}, {"switch:0": {}})
+        meter_info(
+            {"mac": "AABBCC000001", "model": "SNPL-00112EU", "gen": 2, "fw_id": "20250508-1"},
+            {"switch:0": {}},
+        )
 
 
 def test_old_firmware_is_refused() -> None:
     old = {**DEVICE_INFO, "fw_id": "20230101-000000/0.14.0-gabc"}
     with pytest.raises(UnsupportedFirmwareError):
         meter_info(old, STATUS)
+
+
+@pytest.mark.parametrize(
+    ("method", "reply", "field"),
+    [
+        ("Shelly.GetDeviceInfo", [], "Shelly.GetDeviceInfo"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "mac": 42}, "mac"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "fw_id": None}, "fw_id"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "id": ""}, "id"),
+        ("Shelly.GetDeviceInfo", {**DEVICE_INFO, "auth_en": "no"}, "auth_en"),
+        ("Shelly.GetConfig", None, "Shelly.GetConfig"),
+        ("Shelly.GetStatus", 7, "Shelly.GetStatus"),
+        ("Shelly.GetComponents", {"total": 0}, "components"),
+        ("Shelly.GetComponents", {"components": [], "total": "0"}, "total"),
+        ("Shelly.GetComponents", {"components": [3], "total": 1}, "components[0]"),
+        ("Shelly.GetComponents", {"components": [{"key": 1}], "total": 1}, "components[0].key"),
+        (
+            "Shelly.GetComponents",
+            {"components": [{"key": "boolean:200", "config": {}, "status": 1}], "total": 1},
+            "components[0].status",
+        ),
+        (
+            "Shelly.GetComponents",
+            {"components": [{"key": "a", "config": {}, "status": {}, "attrs": []}], "total": 1},
+            "components[0].attrs",
+        ),
+    ],
+)
+def test_replies_aioshelly_could_not_read_are_refused(method: str, reply: Any, field: str) -> None:
+    with pytest.raises(MalformedReplyError) as raised:
+        check_reply(method, reply)
+    assert raised.value.field == field
+
+
+def test_replies_aioshelly_reads_pass() -> None:
+    check_reply("Shelly.GetDeviceInfo", DEVICE_INFO)
+    check_reply("Shelly.GetStatus", STATUS)
+    check_reply("Shelly.GetComponents", {"components": [], "cfg_rev": 1, "offset": 0, "total": 0})
+    check_reply("EMData.GetData", "anything: not read while connecting")

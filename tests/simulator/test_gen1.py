@@ -8,6 +8,7 @@ import re
 import aiohttp
 import pytest
 
+from custom_components.shelly_energy.meter.gen1 import basic_authorization
 from simulator import CSV_BUSY_BODY, Clock
 from tests.loopback_meters import Serve
 
@@ -30,12 +31,12 @@ async def test_status_needs_basic_auth(
     async with session.get(f"{url}/status") as reply:
         assert reply.status == 401
         assert reply.headers["WWW-Authenticate"] == f'Basic realm="{meter.device_id}"'
-    async with session.get(f"{url}/status", auth=aiohttp.BasicAuth("admin", "nope")) as reply:
+    async with session.get(f"{url}/status", headers=basic_authorization("admin", "nope")) as reply:
         assert reply.status == 401
     meter.set_power(0, 1000)
     meter.set_power(1, -250)
     clock.advance(3600)
-    async with session.get(f"{url}/status", auth=aiohttp.BasicAuth("admin", "pw")) as reply:
+    async with session.get(f"{url}/status", headers=basic_authorization("admin", "pw")) as reply:
         status = await reply.json()
     assert [set(emeter) for emeter in status["emeters"]] == [EM_KEYS, EM_KEYS]
     assert status["emeters"][0]["power"] == 1000.0
@@ -52,7 +53,7 @@ async def test_status_needs_basic_auth(
     )
     assert {"connected", "ssid", "ip", "rssi"} == set(status["wifi_sta"])
     assert {"status", "has_update", "new_version", "old_version"} == set(status["update"])
-    async with session.get(f"{url}/settings", auth=aiohttp.BasicAuth("admin", "pw")) as reply:
+    async with session.get(f"{url}/settings", headers=basic_authorization("admin", "pw")) as reply:
         settings = await reply.json()
     assert settings["device"]["hostname"] == f"shellyem-{meter.mac[-6:]}"
     assert settings["name"] == "Shed"

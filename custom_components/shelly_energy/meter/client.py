@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aiohttp import ClientResponseError
+from aiohttp import ClientError, ClientResponseError, ClientSession, ClientTimeout
+from yarl import URL
 
 from .snapshot import MeterInfo, MeterSnapshot
+from .values import decode_json, flag, text
 
 if TYPE_CHECKING:
     from .records import EnergyRecord
@@ -22,6 +25,15 @@ class MeterConnectionError(MeterError):
     """The meter did not answer, or answered something unusable."""
 
 
+class MalformedReplyError(MeterConnectionError):
+    """The meter answered, but without a field the reply is of no use without."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        """Name the field and what is wrong with it, e.g. ("mac", "is not a MAC address")."""
+        super().__init__(f"{field} {problem}")
+        self.field = field
+
+
 class MeterAuthError(MeterError):
     """The meter refused the credentials."""
 
@@ -32,10 +44,6 @@ class NotEnergyMeterError(MeterError):
 
 class UnsupportedFirmwareError(MeterError):
     """The device's firmware is too old for this integration."""
-
-
-class MeterChangedError(MeterError):
-    """The meter changed what it is (profile or firmware): it must be set up again."""
 
 
 def error_text(err: BaseException) -> str:
@@ -77,26 +85,79 @@ class DeviceIdentity:
     name: str | None
 
     @classmethod
-    def from_shelly(cls, shelly: dict[str, Any]) -> DeviceIdentity:
-        """Read a /shelly reply of any generation (Gen1 has "type" and no "gen")."""
-        generation = int(shelly.get("gen") or 1)
+    def from_shelly(cls, shelly: Mapping[str, Any]) -> DeviceIdentity:
+        """Read a /shelly reply of any generation (Gen1 has "type" and no "gen").
+
+        Raises MalformedReplyError naming the field when the reply cannot identify a device.
+        """
+        generation = shelly.get("gen", 1)
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+            raise MalformedReplyError("gen", "is not a generation number")
+        mac = shelly.get("mac")
+        if not isinstance(mac, str) or not _MAC.fullmatch(mac):
+            raise MalformedReplyError("mac", "is not a MAC address")
         if generation == 1:
             return cls(
-                mac=str(shelly["mac"]).upper(),
-                model=str(shelly["type"]),
+                mac=mac.upper(),
+                model=_required_text(shelly, "type"),
                 generation=1,
-                firmware=str(shelly["fw"]),
-                auth_required=bool(shelly.get("auth")),
+                firmware=_required_text(shelly, "fw"),
+                auth_required=flag(shelly.get("auth")) is True,
                 name=None,
             )
         return cls(
-            mac=str(shelly["mac"]).upper(),
-            model=str(shelly["model"]),
+            mac=mac.upper(),
+            model=_required_text(shelly, "model"),
             generation=generation,
-            firmware=str(shelly.get("fw_id") or shelly.get("ver") or ""),
-            auth_required=bool(shelly.get("auth_en")),
-            name=shelly.get("name") or None,
+            firmware=_required_text(shelly, "fw_id"),
+            auth_required=flag(shelly.get("auth_en")) is True,
+            name=text(shelly.get("name")),
         )
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{12}")
+
+
+def _required_text(reply: Mapping[str, Any], field: str) -> str:
+    value = text(reply.get(field))
+    if value is None:
+        raise MalformedReplyError(field, "is missing or not text")
+    return value
+
+
+async def get_json(
+    session: ClientSession,
+    url: URL,
+    limits: ClientTimeout,
+    *,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """GET a device's JSON object (Gen1 API, /shelly of any generation).
+
+    NaN and Infinity are decoded (each such field reads None later) rather than costing the
+    whole reply. Raises MeterAuthError for a 401, MeterConnectionError otherwise.
+    """
+    try:
+        async with session.get(url, params=params, headers=headers, timeout=limits) as response:
+            if response.status == 401:
+                raise MeterAuthError("the meter refused the user name or password")
+            response.raise_for_status()
+            body = await response.read()
+    except (ClientError, TimeoutError, OSError) as err:
+        raise MeterConnectionError(f"GET {url.path} failed: {error_text(err)}") from err
+    return read_json_reply(url.path, body)
+
+
+def read_json_reply(path: str, body: bytes) -> dict[str, Any]:
+    """Return the JSON object a device answered at `path` (NaN and Infinity allowed)."""
+    try:
+        reply = decode_json(body)
+    except ValueError as err:
+        raise MalformedReplyError(path, "answered no JSON") from err
+    if not isinstance(reply, dict):
+        raise MalformedReplyError(path, f"answered {type(reply).__name__}, not an object")
+    return reply
 
 
 class MeterClient(Protocol):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from aiohttp import ClientError, ClientSession
-from aioshelly.common import get_info
-from aioshelly.exceptions import ShellyError
+from aiohttp import ClientSession
 
+from .address import Address
 from .client import (
     Credentials,
     DeviceIdentity,
@@ -13,24 +12,24 @@ from .client import (
     MeterConnectionError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
+    get_json,
 )
-from .gen1 import Gen1Client
+from .gen1 import REQUEST_TIMEOUT, Gen1Client
 from .models import GEN1_METER_MODELS, RPC_METER_MODELS, firmware_supported
 from .rpc import RpcClient
 
 
-async def probe(session: ClientSession, host: str, port: int) -> DeviceIdentity:
-    """Ask the device at host:port what it is (/shelly needs no credentials).
+async def probe(session: ClientSession, address: Address) -> DeviceIdentity:
+    """Ask the device at an address what it is (/shelly needs no credentials).
 
     A Gen1 device is refused here when it is not a meter; a Gen2+ device only once connected,
     since only its status tells (a model we do not list may still be a meter).
     """
     try:
-        identity = DeviceIdentity.from_shelly(await get_info(session, host, port=port))
-    except (ShellyError, ClientError, OSError, TimeoutError) as err:
-        raise MeterConnectionError(f"no Shelly device answers at {host}:{port}") from err
-    except (KeyError, TypeError, ValueError) as err:
-        raise MeterConnectionError(f"the device at {host}:{port} is not a Shelly") from err
+        shelly = await get_json(session, address.url("/shelly"), REQUEST_TIMEOUT)
+    except MeterConnectionError as err:
+        raise MeterConnectionError(f"no Shelly device answers at {address}: {err}") from err
+    identity = DeviceIdentity.from_shelly(shelly)
     if identity.generation == 1 and identity.model not in GEN1_METER_MODELS:
         raise NotEnergyMeterError(f"{identity.model} is not an energy meter")
     if not firmware_supported(identity.generation, identity.firmware):
@@ -44,9 +43,9 @@ def is_known_meter(identity: DeviceIdentity) -> bool:
 
 
 def make_client(
-    session: ClientSession, host: str, port: int, generation: int, credentials: Credentials
+    session: ClientSession, address: Address, generation: int, credentials: Credentials
 ) -> MeterClient:
     """Return the client for a meter of this generation."""
     if generation == 1:
-        return Gen1Client(session, host, port, credentials)
-    return RpcClient(session, host, port, credentials)
+        return Gen1Client(session, address, credentials)
+    return RpcClient(session, address, credentials)

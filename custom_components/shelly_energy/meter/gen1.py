@@ -6,23 +6,26 @@ CoIoT push is not used: /status carries everything and needs no UDP listener.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
-from aiohttp import BasicAuth, ClientError, ClientSession, ClientTimeout
-from yarl import URL
+from aiohttp import ClientError, ClientSession, ClientTimeout
 
+from .address import Address
 from .client import (
     Credentials,
     DeviceIdentity,
+    MalformedReplyError,
     MeterAuthError,
-    MeterChangedError,
     MeterConnectionError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
     error_text,
+    get_json,
 )
 from .models import GEN1_METER_MODELS, firmware_supported, model_name
 from .records import (
@@ -33,8 +36,16 @@ from .records import (
     RecordMerger,
     read_csv_line,
 )
-from .snapshot import PHASE_IDS, TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
-from .values import number
+from .snapshot import (
+    PHASE_IDS,
+    TOTAL_ID,
+    ChannelKind,
+    ChannelReading,
+    MeterChange,
+    MeterInfo,
+    MeterSnapshot,
+)
+from .values import MAX_UPTIME_S, MIN_RSSI, flag, integer, mapping, number, text, timestamp
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,14 +85,16 @@ def _sum(values: list[float | None]) -> float | None:
 
 
 def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> MeterSnapshot:
-    """Parse a Gen1 /status reply into a snapshot."""
+    """Parse a Gen1 /status reply into a snapshot.
+
+    Raises MalformedReplyError when it lacks the meter's emeters; any other field that is
+    missing or unusable reads None.
+    """
     emeters = status.get("emeters")
     if not isinstance(emeters, list) or len(emeters) != len(info.channel_ids):
-        raise MeterConnectionError("the status does not hold the meter's emeters")
-    if not all(isinstance(emeter, dict) for emeter in emeters):
-        raise MeterConnectionError("the status holds an emeter that is not an object")
+        raise MalformedReplyError("emeters", f"is not a list of {len(info.channel_ids)} meters")
     channels = tuple(
-        _reading(emeter, channel_id, info.channel_kind)
+        _reading(mapping(emeter), channel_id, info.channel_kind)
         for emeter, channel_id in zip(emeters, info.channel_ids, strict=True)
     )
     total = None
@@ -96,51 +109,75 @@ def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> Mete
             energy_in=_sum([r.energy_in for r in channels]),
             energy_out=_sum([r.energy_out for r in channels]),
         )
-        emeter_n = status.get("emeter_n")
-        if isinstance(emeter_n, dict) and emeter_n.get("is_valid") is not False:
+        emeter_n = mapping(status.get("emeter_n"))
+        if emeter_n.get("is_valid") is not False:
             neutral = number(emeter_n.get("current"))
     relays = status.get("relays")
-    relay = relays[0] if isinstance(relays, list) and relays else None
-    wifi = status.get("wifi_sta") or {}
-    update = status.get("update") or {}
-    unixtime = number(status.get("unixtime"))
-    uptime = number(status.get("uptime"))
-    rssi = number(wifi.get("rssi"))
+    relay = mapping(relays[0]) if isinstance(relays, list) and relays else None
     return MeterSnapshot(
         # Before its clock is synchronised a Gen1 device reports unixtime 0.
-        time=unixtime or now,
+        time=timestamp(status.get("unixtime")) or now,
         channels=channels,
         total=total,
         neutral_current=neutral,
-        switch_on=bool(relay.get("ison")) if isinstance(relay, dict) else None,
-        rssi=None if rssi is None else int(rssi),
-        uptime=None if uptime is None else int(uptime),
-        update_available=bool(update["has_update"]) if "has_update" in update else None,
+        switch_on=None if relay is None else flag(relay.get("ison")),
+        rssi=integer(mapping(status.get("wifi_sta")).get("rssi"), MIN_RSSI, 0),
+        uptime=integer(status.get("uptime"), 0, MAX_UPTIME_S),
+        update_available=flag(mapping(status.get("update")).get("has_update")),
     )
 
 
-def firmware_of(status: Mapping[str, Any]) -> str | None:
-    """Return the firmware a Gen1 /status reports as running."""
-    update = status.get("update")
-    version = update.get("old_version") if isinstance(update, dict) else None
-    return version if isinstance(version, str) else None
+def parse_settings(identity: DeviceIdentity, settings: Mapping[str, Any]) -> MeterInfo:
+    """Describe a Gen1 meter from its /shelly identity and /settings."""
+    if identity.model not in GEN1_METER_MODELS:
+        raise NotEnergyMeterError(f"{identity.model} is not an energy meter")
+    if not firmware_supported(1, identity.firmware):
+        raise UnsupportedFirmwareError(f"firmware {identity.firmware} is too old")
+    three_phase = identity.model == THREE_PHASE_MODEL
+    relays = settings.get("relays")
+    return MeterInfo(
+        mac=identity.mac,
+        model=identity.model,
+        model_name=model_name(identity.model),
+        generation=1,
+        firmware=identity.firmware,
+        name=text(settings.get("name")),
+        profile=None,
+        channel_kind=ChannelKind.PHASE if three_phase else ChannelKind.CHANNEL,
+        channel_ids=PHASE_IDS if three_phase else _CHANNEL_IDS,
+        has_switch=isinstance(relays, list) and bool(relays),
+    )
+
+
+def _restarted(before: int | None, now: int | None) -> bool:
+    return before is not None and now is not None and now < before
+
+
+def basic_authorization(username: str, password: str) -> dict[str, str]:
+    """Return the header of HTTP Basic authentication.
+
+    Written out because aiohttp 3.14 (Home Assistant 2026.x) deprecates its `BasicAuth` and
+    the `auth` argument, and 3.11 (Home Assistant 2025.4) lacks their successor.
+    """
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 class Gen1Client:
     """HTTP polling of a Shelly EM or 3EM."""
 
-    def __init__(
-        self, session: ClientSession, host: str, port: int, credentials: Credentials
-    ) -> None:
+    def __init__(self, session: ClientSession, address: Address, credentials: Credentials) -> None:
         """Prepare the client; nothing is sent before connect()."""
         self._session = session
-        self._base = URL.build(scheme="http", host=host, port=port)
-        self._auth = (
-            BasicAuth(credentials.username or "admin", credentials.password)
+        self._address = address
+        self._auth_header = (
+            basic_authorization(credentials.username or "admin", credentials.password)
             if credentials.password
             else None
         )
         self._info: MeterInfo | None = None
+        self._uptime: int | None = None  # at the last poll, to notice restarts
+        self._change: MeterChange | None = None
         # The meter sends one file at a time: never ask for a second one.
         self._download = asyncio.Lock()
 
@@ -154,37 +191,26 @@ class Gen1Client:
     async def connect(self) -> MeterInfo:
         """Identify the meter and check the credentials."""
         identity = DeviceIdentity.from_shelly(await self._get("/shelly", auth=False))
-        if identity.model not in GEN1_METER_MODELS:
-            raise NotEnergyMeterError(f"{identity.model} is not an energy meter")
-        if not firmware_supported(1, identity.firmware):
-            raise UnsupportedFirmwareError(f"firmware {identity.firmware} is too old")
-        settings = await self._get("/settings")
-        three_phase = identity.model == THREE_PHASE_MODEL
-        name = settings.get("name")
-        relays = settings.get("relays")
-        self._info = MeterInfo(
-            mac=identity.mac,
-            model=identity.model,
-            model_name=model_name(identity.model),
-            generation=1,
-            firmware=identity.firmware,
-            name=name if isinstance(name, str) and name else None,
-            profile=None,
-            channel_kind=ChannelKind.PHASE if three_phase else ChannelKind.CHANNEL,
-            channel_ids=PHASE_IDS if three_phase else _CHANNEL_IDS,
-            has_switch=isinstance(relays, list) and bool(relays),
-        )
+        self._info = parse_settings(identity, await self._get("/settings"))
         return self._info
 
     async def fetch(self) -> MeterSnapshot:
-        """Read /status once."""
+        """Read /status once; after a restart, also /shelly for the firmware that runs now."""
         if self._info is None:
             await self.connect()
-        status = await self._get("/status")
-        firmware = firmware_of(status)
-        if firmware is not None and firmware != self.info.firmware:
-            raise MeterChangedError(f"the firmware changed to {firmware}")
-        return parse_status(status, self.info, time.time())
+        snapshot = parse_status(await self._get("/status"), self.info, time.time())
+        if _restarted(self._uptime, snapshot.uptime):
+            # A firmware update takes effect with a restart. /shelly is the one source of the
+            # firmware: /status's update.old_version differs from it around an update or with
+            # a beta, which is no change of the meter.
+            identity = DeviceIdentity.from_shelly(await self._get("/shelly", auth=False))
+            self._change = (
+                None
+                if identity.firmware == self.info.firmware
+                else MeterChange("firmware", self.info.firmware, identity.firmware)
+            )
+        self._uptime = snapshot.uptime
+        return snapshot if self._change is None else replace(snapshot, changed=self._change)
 
     async def set_switch(self, on: bool) -> None:
         """Switch the relay output."""
@@ -203,7 +229,7 @@ class Gen1Client:
         start = max(since or 0, EARLIEST_VALID_TS)
         channels = len(self.info.channel_ids)
         merger = RecordMerger(channels)
-        garbage = GarbageLog(self._base.host or "")
+        garbage = GarbageLog(str(self._address))
         for position in range(channels):
             await self._read_em_data(position, start, merger, garbage)
         batch = merger.take()
@@ -223,7 +249,7 @@ class Gen1Client:
                     return
             _LOGGER.debug(
                 "%s is busy sending another file; asking again in %s s",
-                self._base.host,
+                self._address,
                 CSV_BUSY_WAIT,
             )
         raise MeterConnectionError(f"GET {path}: the meter stayed busy with another transfer")
@@ -236,7 +262,7 @@ class Gen1Client:
         lines = 0
         try:
             async with self._session.get(
-                self._base.with_path(path), auth=self._auth, timeout=CSV_TIMEOUT
+                self._address.url(path), headers=self._auth_header, timeout=CSV_TIMEOUT
             ) as response:
                 if response.status == 401:
                     raise MeterAuthError("the meter refused the user name or password")
@@ -278,21 +304,10 @@ class Gen1Client:
     async def _get(
         self, path: str, *, auth: bool = True, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        try:
-            async with self._session.get(
-                self._base.with_path(path),
-                params=params,
-                auth=self._auth if auth else None,
-                timeout=REQUEST_TIMEOUT,
-            ) as response:
-                if response.status == 401:
-                    raise MeterAuthError("the meter refused the user name or password")
-                response.raise_for_status()
-                body = await response.json(content_type=None)
-        except (ClientError, TimeoutError, OSError) as err:
-            raise MeterConnectionError(f"GET {path} failed: {error_text(err)}") from err
-        except ValueError as err:
-            raise MeterConnectionError(f"GET {path} answered invalid JSON") from err
-        if not isinstance(body, dict):
-            raise MeterConnectionError(f"GET {path} answered {type(body).__name__}, not an object")
-        return body
+        return await get_json(
+            self._session,
+            self._address.url(path),
+            REQUEST_TIMEOUT,
+            headers=self._auth_header if auth else None,
+            params=params,
+        )

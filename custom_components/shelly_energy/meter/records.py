@@ -10,19 +10,22 @@ corrections, as it does to live readings.
 from __future__ import annotations
 
 import logging
-import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .client import MeterConnectionError, MeterError
+from . import values
+from .client import MalformedReplyError, MeterError
+from .values import LATEST_VALID_TS, integer, number
 
 _LOGGER = logging.getLogger(__name__)
 
-# 2020-01-01 00:00 UTC. A meter that has not synced its clock yet stamps records near 1970.
-EARLIEST_VALID_TS = 1_577_836_800
+# Records stamped before it are dropped: the meter had not synced its clock yet.
+EARLIEST_VALID_TS = values.EARLIEST_VALID_TS
+# The longest record period a meter keeps (Gen1: 10 minutes); a longer one is garbage.
+MAX_RECORD_PERIOD_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +46,8 @@ class NoStoredRecordsError(MeterError):
 
 def energy(value: Any) -> float | None:
     """Return a record's energy (a finite, non-negative number of Wh), anything else as None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) and result >= 0 else None
+    result = number(value)
+    return result if result is not None and result >= 0 else None
 
 
 class GarbageLog:
@@ -154,14 +155,14 @@ class DataColumns:
     def update(self, keys: Any) -> None:
         """Find the columns in a reply's `keys` (once: every reply repeats the same keys)."""
         if not isinstance(keys, list):
-            raise MeterConnectionError("the records reply has no keys")
+            raise MalformedReplyError("keys", "is not a list")
         if keys == self._keys:
             return
         try:
             self.imported = tuple(keys.index(name) for name, _ in self._names)
             self.exported = tuple(keys.index(name) for _, name in self._names)
         except ValueError as err:
-            raise MeterConnectionError("the records reply lacks the energy keys") from err
+            raise MalformedReplyError("keys", "lacks the energy keys") from err
         self._keys = keys
 
 
@@ -182,17 +183,23 @@ def read_data_reply(
     columns.update(reply.get("keys"))
     blocks = reply.get("data")
     if not isinstance(blocks, list):
-        raise MeterConnectionError("the records reply has no data")
+        raise MalformedReplyError("data", "is not a list")
     imported_at, exported_at = columns.imported, columns.exported
-    for block in blocks:
-        try:
-            ts, period, rows = int(block["ts"]), int(block["period"]), list(block["values"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise MeterConnectionError("the records reply holds a malformed block") from err
-        if period <= 0:
-            raise MeterConnectionError(f"the records reply has a period of {period} s")
-        for number, row in enumerate(rows):
-            stamp = ts + number * period
+    for position, block in enumerate(blocks):
+        field = f"data[{position}]"
+        if not isinstance(block, dict):
+            raise MalformedReplyError(field, "is not an object")
+        ts = integer(block.get("ts"), 0, LATEST_VALID_TS)
+        period = integer(block.get("period"), 1, MAX_RECORD_PERIOD_S)
+        rows = block.get("values")
+        if ts is None:
+            raise MalformedReplyError(f"{field}.ts", "is not a time")
+        if period is None:
+            raise MalformedReplyError(f"{field}.period", "is not a period in seconds")
+        if not isinstance(rows, list):
+            raise MalformedReplyError(f"{field}.values", "is not a list")
+        for row_number, row in enumerate(rows):
+            stamp = ts + row_number * period
             if not since <= stamp < until:
                 continue
             imported = _energies(row, imported_at)

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import ClientSession
 from aioshelly.common import ConnectionOptions
+from aioshelly.const import DEVICE_IO_TIMEOUT
 from aioshelly.exceptions import InvalidAuthError, RpcCallError, ShellyError
 from aioshelly.rpc_device import RpcDevice
 from aioshelly.rpc_device.wsrpc import WsServer
 
+from .address import Address
 from .client import (
     Credentials,
+    DeviceIdentity,
+    MalformedReplyError,
     MeterAuthError,
-    MeterChangedError,
     MeterConnectionError,
+    MeterError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
     error_text,
@@ -30,6 +34,7 @@ from .client import (
 from .models import firmware_supported, model_name
 from .records import (
     EARLIEST_VALID_TS,
+    MAX_RECORD_PERIOD_S,
     DataColumns,
     EnergyRecord,
     GarbageLog,
@@ -37,8 +42,27 @@ from .records import (
     RecordMerger,
     read_data_reply,
 )
-from .snapshot import PHASE_IDS, TOTAL_ID, ChannelKind, ChannelReading, MeterInfo, MeterSnapshot
-from .values import number, strings
+from .snapshot import (
+    PHASE_IDS,
+    TOTAL_ID,
+    ChannelKind,
+    ChannelReading,
+    MeterChange,
+    MeterInfo,
+    MeterSnapshot,
+)
+from .values import (
+    LATEST_VALID_TS,
+    MAX_UPTIME_S,
+    MIN_RSSI,
+    flag,
+    integer,
+    mapping,
+    number,
+    strings,
+    text,
+    timestamp,
+)
 
 MAX_CHANNELS = 3
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
@@ -80,42 +104,48 @@ def layout(status: Mapping[str, Any]) -> tuple[ChannelKind, tuple[str, ...]] | N
 
 
 def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> MeterSnapshot:
-    """Parse a Shelly.GetStatus reply into a snapshot; refuse one of another layout."""
+    """Parse a Shelly.GetStatus reply into a snapshot of the meter as it was set up.
+
+    A status of another layout (the profile changed, or the device flips between two) reads
+    None for every component the set-up layout has and the status lacks, and says what
+    changed. Raises MalformedReplyError when the status holds no meter component at all.
+    """
     found = layout(status)
     if found is None:
-        raise MeterConnectionError("the status holds no energy meter component")
-    if found != (info.channel_kind, info.channel_ids):
-        raise MeterChangedError(f"the meter's components changed to {found[1]}")
-    system = status.get("sys") or {}
-    if found[0] is ChannelKind.PHASE:
+        raise MalformedReplyError(
+            "em:0" if info.three_phase else "em1:0", "is missing: no energy meter component"
+        )
+    system = mapping(status.get("sys"))
+    if info.three_phase:
         channels, total, neutral, errors = _parse_three_phase(status)
     else:
         channels, total, neutral, errors = _parse_channels(status, info.channel_ids), None, None, ()
     switch = status.get("switch:0")
-    wifi = status.get("wifi") or {}
     updates = system.get("available_updates")
-    device_time = number(system.get("unixtime"))
-    uptime = number(system.get("uptime"))
-    rssi = number(wifi.get("rssi"))
+    # Wired (Ethernet) devices report rssi 0: that is no signal strength.
+    rssi = integer(mapping(status.get("wifi")).get("rssi"), MIN_RSSI, -1)
+    reported = replace(
+        info, channel_kind=found[0], channel_ids=found[1], has_switch="switch:0" in status
+    )
     return MeterSnapshot(
-        time=device_time or now,
+        time=timestamp(system.get("unixtime")) or now,
         channels=channels,
         total=total,
         neutral_current=neutral,
-        switch_on=bool(switch.get("output")) if isinstance(switch, dict) else None,
+        switch_on=flag(switch.get("output")) if isinstance(switch, dict) else None,
         errors=errors,
-        # Wired (Ethernet) devices report rssi 0: that is no signal strength.
-        rssi=int(rssi) if rssi else None,
-        uptime=None if uptime is None else int(uptime),
+        rssi=rssi,
+        uptime=integer(system.get("uptime"), 0, MAX_UPTIME_S),
         update_available="stable" in updates if isinstance(updates, dict) else None,
+        changed=info.change_to(reported),
     )
 
 
 def _parse_three_phase(
     status: Mapping[str, Any],
 ) -> tuple[tuple[ChannelReading, ...], ChannelReading, float | None, tuple[str, ...]]:
-    em: Mapping[str, Any] = status.get("em:0") or {}
-    data: Mapping[str, Any] = status.get("emdata:0") or {}
+    em = mapping(status.get("em:0"))
+    data = mapping(status.get("emdata:0"))
     phases = tuple(
         ChannelReading(
             id=phase,
@@ -152,8 +182,8 @@ def _parse_channels(
     for channel, em1_key, data_key in _CHANNEL_KEYS:
         if channel not in channel_ids:
             continue
-        em1: Mapping[str, Any] = status.get(em1_key) or {}
-        data: Mapping[str, Any] = status.get(data_key) or {}
+        em1 = mapping(status.get(em1_key))
+        data = mapping(status.get(data_key))
         readings.append(
             ChannelReading(
                 id=channel,
@@ -175,26 +205,92 @@ def _parse_channels(
 
 def meter_info(shelly: Mapping[str, Any], status: Mapping[str, Any]) -> MeterInfo:
     """Describe a Gen2+ device from its device info and status; refuse one we cannot serve."""
-    model = str(shelly.get("model"))
-    generation = int(shelly.get("gen") or 2)
-    firmware = str(shelly.get("fw_id") or "")
+    identity = DeviceIdentity.from_shelly(shelly)
     found = layout(status)
     if found is None:
-        raise NotEnergyMeterError(f"{model} has no energy meter component")
-    if not firmware_supported(generation, firmware):
-        raise UnsupportedFirmwareError(f"firmware {firmware} is too old")
+        raise NotEnergyMeterError(f"{identity.model} has no energy meter component")
+    if not firmware_supported(identity.generation, identity.firmware):
+        raise UnsupportedFirmwareError(f"firmware {identity.firmware} is too old")
     return MeterInfo(
-        mac=str(shelly["mac"]).upper(),
-        model=model,
-        model_name=model_name(model),
-        generation=generation,
-        firmware=str(shelly.get("ver") or shelly.get("fw_id") or ""),
-        name=shelly.get("name") or None,
-        profile=shelly.get("profile"),
+        mac=identity.mac,
+        model=identity.model,
+        model_name=model_name(identity.model),
+        generation=identity.generation,
+        firmware=text(shelly.get("ver")) or identity.firmware,
+        name=identity.name,
+        profile=text(shelly.get("profile")),
         channel_kind=found[0],
         channel_ids=found[1],
         has_switch="switch:0" in status,
     )
+
+
+def check_reply(method: str, reply: Any) -> None:
+    """Refuse a reply that aioshelly reads while connecting but could not use, naming the field.
+
+    aioshelly indexes into the device info and the dynamic components without checking them,
+    so a malformed one would escape it as a KeyError or TypeError.
+    """
+    if method not in _CHECKED_REPLIES:
+        return
+    if not isinstance(reply, dict):
+        raise MalformedReplyError(method, f"answered {type(reply).__name__}, not an object")
+    if method == "Shelly.GetDeviceInfo":
+        DeviceIdentity.from_shelly(reply)
+        if text(reply.get("id")) is None:
+            raise MalformedReplyError("id", "is missing or not text")
+        if flag(reply.get("auth_en")) is None:
+            raise MalformedReplyError("auth_en", "is not true or false")
+    elif method == "Shelly.GetComponents":
+        _check_components(reply)
+
+
+_CHECKED_REPLIES = frozenset(
+    {"Shelly.GetDeviceInfo", "Shelly.GetConfig", "Shelly.GetStatus", "Shelly.GetComponents"}
+)
+
+
+def _check_components(reply: Mapping[str, Any]) -> None:
+    components = reply.get("components")
+    if not isinstance(components, list):
+        raise MalformedReplyError("components", "is not a list")
+    total = reply.get("total")
+    if isinstance(total, bool) or not isinstance(total, int):
+        raise MalformedReplyError("total", "is not a count")
+    for position, component in enumerate(components):
+        field = f"components[{position}]"
+        if not isinstance(component, dict):
+            raise MalformedReplyError(field, "is not an object")
+        if not isinstance(component.get("key"), str):
+            raise MalformedReplyError(f"{field}.key", "is not text")
+        for part in ("config", "status"):
+            if not isinstance(component.get(part), dict):
+                raise MalformedReplyError(f"{field}.{part}", "is not an object")
+        if not isinstance(component.get("attrs", {}), dict):
+            raise MalformedReplyError(f"{field}.attrs", "is not an object")
+
+
+def read_blocks(method: str, reply: Mapping[str, Any], start: int) -> list[tuple[int, int, int]]:
+    """Return the (first stamp, end stamp, period) of a GetRecords reply's blocks after `start`."""
+    blocks = reply.get("data_blocks")
+    if not isinstance(blocks, list):
+        raise MalformedReplyError(f"{method} data_blocks", "is not a list")
+    spans = []
+    for position, block in enumerate(blocks):
+        field = f"{method} data_blocks[{position}]"
+        fields = mapping(block)
+        ts = integer(fields.get("ts"), 0, LATEST_VALID_TS)
+        period = integer(fields.get("period"), 1, MAX_RECORD_PERIOD_S)
+        count = integer(fields.get("records"), 0, LATEST_VALID_TS)
+        if ts is None:
+            raise MalformedReplyError(f"{field}.ts", "is not a time")
+        if period is None:
+            raise MalformedReplyError(f"{field}.period", "is not a period in seconds")
+        if count is None:
+            raise MalformedReplyError(f"{field}.records", "is not a count")
+        if count > 0 and ts + count * period > start:
+            spans.append((ts, ts + count * period, period))
+    return spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,22 +334,34 @@ def _merge_spans(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]
     return merged
 
 
+class _MeterDevice(RpcDevice):
+    """aioshelly's device, with every reply it reads while connecting checked first."""
+
+    async def call_rpc_multiple(
+        self,
+        calls: Iterable[tuple[str, dict[str, Any] | None]],
+        timeout: float = DEVICE_IO_TIMEOUT,  # noqa: ASYNC109 (aioshelly's signature)
+    ) -> list[dict[str, Any]]:
+        """Call RPC methods; raise MalformedReplyError for a reply aioshelly could not use."""
+        calls = list(calls)
+        results = await super().call_rpc_multiple(calls, timeout)
+        for (method, _), result in zip(calls, results, strict=False):
+            check_reply(method, result)
+        return results
+
+
 class RpcClient:
     """One WebSocket connection to a Gen2+ meter, polled with Shelly.GetStatus."""
 
-    def __init__(
-        self, session: ClientSession, host: str, port: int, credentials: Credentials
-    ) -> None:
+    def __init__(self, session: ClientSession, address: Address, credentials: Credentials) -> None:
         """Prepare the connection; nothing is sent before connect()."""
         self._session = session
-        self._options = ConnectionOptions(
-            ip_address=host,
-            port=port,
-            username=RPC_USERNAME if credentials.password else None,
-            password=credentials.password,
-        )
+        self._address = address
+        self._credentials = credentials
         self._device: RpcDevice | None = None
         self._info: MeterInfo | None = None
+        self._change: MeterChange | None = None  # seen when connecting again
+        self._unread_status: dict[str, Any] | None = None  # read while connecting, not polled
 
     @property
     def info(self) -> MeterInfo:
@@ -263,10 +371,23 @@ class RpcClient:
         return self._info
 
     async def connect(self) -> MeterInfo:
-        """Open the WebSocket, authenticate, and describe the meter."""
+        """Open the WebSocket, authenticate, and describe the meter as it is now.
+
+        When connecting again, `info` stays what the meter was set up as; how it differs
+        now (a firmware update, another profile) is told by the following snapshots.
+        """
         await self.close()
+        password = self._credentials.password
+        # A host name is passed on unresolved: Home Assistant's HTTP client resolves it (mDNS
+        # and IPv6 included); aioshelly's own lookup (create()) knows IPv4 only.
+        options = ConnectionOptions(
+            ip_address=self._address.host,
+            port=self._address.port,
+            username=RPC_USERNAME if password else None,
+            password=password,
+        )
         # aioshelly 13 needs a WsServer to subscribe to; it is never started (we poll).
-        device = self._device = await RpcDevice.create(self._session, WsServer(), self._options)
+        device = self._device = _MeterDevice(WsServer(), self._session, options)
         try:
             await device.initialize()
             info = meter_info(device.shelly, device.status)
@@ -276,18 +397,29 @@ class RpcClient:
         except (ShellyError, OSError) as err:
             await self.close()
             raise MeterConnectionError(f"cannot connect: {error_text(err)}") from err
-        except (UnsupportedFirmwareError, NotEnergyMeterError):
+        except MeterError:
             await self.close()
             raise
-        if self._info is not None and info != self._info:
-            raise MeterChangedError(f"the meter changed from {self._info} to {info}")
-        self._info = info
+        if self._info is None:
+            self._info = info
+        else:
+            self._change = self._info.change_to(info)
+        self._unread_status = device.status
         return info
 
     async def fetch(self) -> MeterSnapshot:
-        """Poll Shelly.GetStatus, reconnecting first when the WebSocket was lost."""
-        status = await self.call("Shelly.GetStatus", None)
-        return parse_status(status, self.info, time.time())
+        """Poll Shelly.GetStatus, connecting first when the WebSocket was lost.
+
+        The status read while connecting is the first poll's: a reconnection costs no
+        extra request, and a setup's first poll is the status the setup saw.
+        """
+        if self._device is None or not self._device.connected:
+            await self.connect()
+        status, self._unread_status = self._unread_status, None
+        if status is None:
+            status = await self.call("Shelly.GetStatus", None)
+        snapshot = parse_status(status, self.info, time.time())
+        return snapshot if self._change is None else replace(snapshot, changed=self._change)
 
     async def set_switch(self, on: bool) -> None:
         """Switch the relay output of a Pro EM / EM Gen3 / Gen4."""
@@ -312,7 +444,7 @@ class RpcClient:
         for one in series:
             spans += await self._blocks(one, start)
         merger = RecordMerger(len(info.channel_ids))
-        garbage = GarbageLog(self._options.ip_address)
+        garbage = GarbageLog(str(self._address))
         for first, end, period in _merge_spans(spans):
             window = max(first, start)
             while window < end:
@@ -328,20 +460,7 @@ class RpcClient:
         """Return the (first stamp, end stamp, period) of a series' blocks ending after `start`."""
         method = f"{series.namespace}.GetRecords"
         reply = await self._records_call(method, {"id": series.ident, "ts": start})
-        blocks = reply.get("data_blocks")
-        if not isinstance(blocks, list):
-            raise MeterConnectionError(f"{method} answered no data blocks")
-        spans = []
-        for block in blocks:
-            try:
-                ts, period, count = int(block["ts"]), int(block["period"]), int(block["records"])
-            except (KeyError, TypeError, ValueError) as err:
-                raise MeterConnectionError(f"{method} answered a malformed block") from err
-            if period <= 0:
-                raise MeterConnectionError(f"{method} answered a period of {period} s")
-            if count > 0 and ts + count * period > start:
-                spans.append((ts, ts + count * period, period))
-        return spans
+        return read_blocks(method, reply, start)
 
     async def _read_span(
         self,
@@ -365,7 +484,7 @@ class RpcClient:
             if following is None:
                 return
             if isinstance(following, bool) or not isinstance(following, int) or following <= ts:
-                raise MeterConnectionError(f"{method} answered a bad next_record_ts")
+                raise MalformedReplyError(f"{method} next_record_ts", "is not a later time")
             if following >= end:  # the rest is another window's
                 return
             ts = following
@@ -388,6 +507,7 @@ class RpcClient:
         if self._device is None or not self._device.connected:
             await self.connect()
         assert self._device is not None
+        self._unread_status = None  # old by the time a poll would use it
         try:
             result = await self._device.call_rpc(method, params)
         except InvalidAuthError as err:
@@ -400,6 +520,7 @@ class RpcClient:
 
     async def close(self) -> None:
         """Close the WebSocket."""
+        self._unread_status = None
         if self._device is not None:
             device, self._device = self._device, None
             await device.shutdown()

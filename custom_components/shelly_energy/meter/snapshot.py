@@ -43,6 +43,19 @@ class ChannelReading:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterChange:
+    """How a meter differs from what it was set up as, e.g. its firmware after an update."""
+
+    what: str  # "firmware", "profile" or "components"
+    was: str  # as set up
+    now: str  # as the meter reports it now
+
+    def __str__(self) -> str:
+        """Describe the change for people and logs."""
+        return f"{self.what} {self.was} -> {self.now}"
+
+
+@dataclass(frozen=True, slots=True)
 class MeterSnapshot:
     """Everything one poll of a meter says."""
 
@@ -55,6 +68,9 @@ class MeterSnapshot:
     rssi: int | None = None
     uptime: int | None = None
     update_available: bool | None = None
+    # Not None when the meter no longer is what it was set up as; values it no longer reports
+    # in the set-up layout read None.
+    changed: MeterChange | None = None
 
     def channel(self, channel_id: str) -> ChannelReading | None:
         """Return the reading of a phase, channel or the total, by id."""
@@ -85,3 +101,21 @@ class MeterInfo:
     def three_phase(self) -> bool:
         """Return whether the meter measures the phases of one three-phase supply."""
         return self.channel_kind is ChannelKind.PHASE
+
+    @property
+    def components(self) -> str:
+        """Describe what the meter measures for people: "phases a, b, c and a relay"."""
+        kind = "phases" if self.three_phase else "channels"
+        relay = " and a relay" if self.has_switch else ""
+        return f"{kind} {', '.join(self.channel_ids)}{relay}"
+
+    def change_to(self, now: MeterInfo) -> MeterChange | None:
+        """Return how the meter reporting `now` differs from this set-up (a new name is none)."""
+        for what, was, is_now in (
+            ("firmware", self.firmware, now.firmware),
+            ("profile", str(self.profile), str(now.profile)),
+            ("components", self.components, now.components),
+        ):
+            if was != is_now:
+                return MeterChange(what, was, is_now)
+        return None
