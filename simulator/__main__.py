@@ -37,6 +37,7 @@ _OPTION_PARSERS: dict[str, Any] = {
     "battery_wh": float,
     "utc_offset": int,
     "rows_per_call": int,
+    "flash_save_s": int,
     "csv_bytes_per_second": float,
     "seed": int,
     "ipv6": lambda text: {"1": True, "true": True, "0": False, "false": False}[text.lower()],

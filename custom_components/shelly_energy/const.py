@@ -22,6 +22,11 @@ MAX_POLL_INTERVAL: Final = 300
 DEFAULT_DEADBAND: Final = 0.0
 MAX_DEADBAND: Final = 1000.0
 
+# A meter's energy counters reach the disk within this many seconds of a change, and within
+# COUNTER_URGENT_SAVE_S when a rollback, reset or new level moved a counter's offset.
+COUNTER_SAVE_S: Final = 600
+COUNTER_URGENT_SAVE_S: Final = 1
+
 # What a config entry is: a meter, an energy site, or the Emoncms export.
 CONF_KIND: Final = "kind"
 KIND_METER: Final = "meter"

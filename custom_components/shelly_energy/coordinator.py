@@ -15,7 +15,6 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
-from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
@@ -26,6 +25,8 @@ from .const import (
     CONF_KIND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    COUNTER_SAVE_S,
+    COUNTER_URGENT_SAVE_S,
     DEFAULT_DEADBAND,
     DEFAULT_POLL_INTERVAL,
     DOMAIN,
@@ -33,6 +34,7 @@ from .const import (
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
+from .energy.history import SITE_SERIES
 from .energy.site import (
     ChannelInput,
     ChannelRef,
@@ -44,9 +46,12 @@ from .energy.site import (
 )
 from .meter.client import MeterAuthError, MeterClient, MeterError
 from .meter.corrections import Corrections
-from .meter.counters import CounterGuard
-from .meter.snapshot import PHASE_IDS, MeterChange, MeterInfo, MeterSnapshot
+from .meter.counters import MeterCounters, counter_key
+from .meter.models import max_channel_power_w
+from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterChange, MeterInfo, MeterSnapshot
 from .meter.stability import ChangeWatch
+from .recorded_states import async_last_recorded_totals
+from .storage import DurableStore
 from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
@@ -140,7 +145,13 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         )
         self._setting_up_again = False
         self._unstable_reported: MeterChange | None = None
-        self._counters = CounterGuard()
+        self.counters: MeterCounters | None = None  # once connected: the layout is known
+        self.counter_store: DurableStore[dict[str, Any]] = DurableStore(
+            hass,
+            counter_store_key(entry),
+            within=COUNTER_SAVE_S,
+            snapshot=self._counter_state,
+        )
         self._corrections = Corrections(
             reversed_channels=frozenset(options.get(CONF_REVERSED_CHANNELS, ())),
             deadband=float(options.get(CONF_DEADBAND, DEFAULT_DEADBAND)),
@@ -152,12 +163,51 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         return self.client.info
 
     async def _async_setup(self) -> None:
-        """Connect once before the first poll, so the entities know the meter's layout."""
+        """Connect once before the first poll, so the entities know the meter's layout.
+
+        The counters continue from what was stored, and never below what Home Assistant last
+        recorded (a crash may have cut the stored state short).
+        """
         with self._meter_errors():
-            await self.client.connect()
+            info = await self.client.connect()
+        counters = MeterCounters(
+            self.config_entry.title, max_channel_power_w(info.model), len(info.channel_ids)
+        )
+        saved = await self.counter_store.async_load()
+        if saved is not None:
+            try:
+                counters.restore(saved)
+            except ValueError:
+                _LOGGER.exception(
+                    "The stored energy counters of %s are unreadable: they start anew",
+                    self.config_entry.title,
+                )
+        recorded = await async_last_recorded_totals(self.hass, self._energy_unique_ids(info))
+        for key, (total, since) in recorded.items():
+            counters.hold_at_least(key, total, since)
+        self.counters = counters
+
+    def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
+        """Return the unique id of the energy sensor showing each counter, by counter key."""
+        reversed_channels = self._corrections.reversed_channels
+        ids = (*info.channel_ids, TOTAL_ID) if info.three_phase else info.channel_ids
+        return {
+            counter_key(channel_id, imported): (
+                f"{info.mac}_{channel_id}_energy_"
+                f"{'imported' if imported != (channel_id in reversed_channels) else 'exported'}"
+            )
+            for channel_id in ids
+            for imported in (True, False)
+            # A re-summed three-phase total does not show the device's total counter.
+            if not (channel_id == TOTAL_ID and reversed_channels)
+        }
+
+    def _counter_state(self) -> dict[str, Any]:
+        return {} if self.counters is None else self.counters.to_dict()
 
     async def _async_update_data(self) -> MeterSnapshot:
-        """Read the meter once, and watch its supply."""
+        """Read the meter once, publish its counters' totals, and watch its supply."""
+        away = not self.last_update_success
         try:
             with self._meter_errors():
                 snapshot = await self.client.fetch()
@@ -165,7 +215,10 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             self.supply.update(self.info.mac, None)
             raise
         self._watch_changes(snapshot.changed)
-        snapshot = self._corrections.apply(self._counters.clean(snapshot))
+        assert self.counters is not None
+        snapshot, urgent = self.counters.apply(snapshot, away=away)
+        self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
+        snapshot = self._corrections.apply(snapshot)
         self.supply.update(self.info.mac, snapshot)
         return snapshot
 
@@ -237,6 +290,16 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         self._report_instability(None)
 
 
+def site_store_key(entry: ConfigEntry) -> str:
+    """Return where an energy site's totals are stored."""
+    return f"{DOMAIN}.site.{entry.entry_id}"
+
+
+def counter_store_key(entry: ConfigEntry) -> str:
+    """Return where a meter's energy counters are stored."""
+    return f"{DOMAIN}.counters.{entry.entry_id}"
+
+
 def entry_kind(entry: ConfigEntry) -> str:
     """Return whether an entry is a meter or an energy site."""
     kind: str = entry.data.get(CONF_KIND, KIND_METER)
@@ -290,19 +353,15 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
     config_entry: SiteConfigEntry
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: SiteConfigEntry,
-        accumulator: SiteAccumulator,
-        store: Store[dict[str, Any]],
-    ) -> None:
-        """Set up the site; it computes once its meters are attached."""
+    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry) -> None:
+        """Set up the site with zero totals (`async_restore` continues the stored ones)."""
         super().__init__(hass, entry)
         self.config = site_config(entry.options)
-        self.accumulator = accumulator
+        self.accumulator = SiteAccumulator(self.config)
         self.billing: SiteBilling | None = None  # when the site has a tariff
-        self._store = store
+        self.store: DurableStore[dict[str, Any]] = DurableStore(
+            hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
+        )
         self._meter_ids = {ref.meter_id for ref in self.config.roles}
         self._unsubscribe_meters: list[CALLBACK_TYPE] = []
         # The meters not yet read since the site last computed: it waits for a full round, so
@@ -324,9 +383,30 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
         return stop
 
+    def _stored_state(self) -> dict[str, Any]:
+        return self.accumulator.to_dict()
+
+    async def async_restore(self) -> None:
+        """Continue the stored totals, never below what Home Assistant last recorded."""
+        saved = await self.store.async_load()
+        if saved is not None:
+            try:
+                self.accumulator = SiteAccumulator.from_dict(self.config, saved)
+            except (KeyError, TypeError, ValueError):
+                _LOGGER.exception(
+                    "The stored totals of %s are unreadable: they start anew",
+                    self.config_entry.title,
+                )
+        entry_id = self.config_entry.entry_id
+        recorded = await async_last_recorded_totals(
+            self.hass, {field: f"{entry_id}_{key}" for field, key in SITE_SERIES.items()}
+        )
+        for field, (total, _since) in recorded.items():
+            self.accumulator.hold_at_least(field, total)
+
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""
-        await self._store.async_save(self.accumulator.to_dict())
+        await self.store.async_save()
         if self.billing is not None:
             await self.billing.async_save()
 
@@ -373,8 +453,9 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 if reading is None
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
-        state = self.accumulator.update(readings, dt_util.now().date())
-        self._store.async_delay_save(self.accumulator.to_dict, SITE_SAVE_DELAY_S)
+        now = dt_util.now()
+        state = self.accumulator.update(readings, now.date(), now.timestamp())
+        self.store.changed()
         if self.billing is not None:
             self.billing.update(state)
         self.async_set_updated_data(state)

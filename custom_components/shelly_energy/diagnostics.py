@@ -54,6 +54,8 @@ async def async_get_config_entry_diagnostics(
     else:
         result["meter"] = asdict(coordinator.info)
         result["snapshot"] = asdict(coordinator.data) if coordinator.data else None
+        # Each counter's published total, base and its last notable decisions (why it held).
+        result["counters"] = coordinator.counters.diagnostics() if coordinator.counters else None
         status = coordinator.supply.detector.status()
         result["supply"] = {
             "anomalies": [asdict(anomaly) for anomaly in status.anomalies],

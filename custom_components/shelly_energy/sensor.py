@@ -740,7 +740,10 @@ COST_SENSORS: tuple[CostSensorDescription, ...] = (
         key="effective_price",
         translation_key="effective_price",
         per_kwh=True,
-        value_fn=lambda b: round(b.accumulator.effective_price, 6),
+        # What the Energy dashboard multiplies each kWh by: the cost sensors' tax included.
+        value_fn=lambda b: round(
+            b.accumulator.effective_price * (1 + b.tariff.tax_percent / 100), 6
+        ),
     ),
 )
 
