@@ -4,8 +4,9 @@ A battery regulates on every reply it gets, and trusts it: a frozen or absurd va
 charge or discharge at full power in the wrong direction. So the guard serves nothing rather
 than a value it cannot vouch for:
 
-- no reading, or the newest reading older than ``stale_after`` seconds: nothing (the battery
-  falls back to its own safe behaviour when its meter stops answering);
+- no reading, or the newest reading overdue: its inputs should have been read again
+  ``stale_after`` seconds ago (a meter polled every 5 s is due 5 s after its last reading): nothing
+  (the battery falls back to its own safe behaviour when its meter stops answering);
 - the newest reading beyond the physical bound (or not a finite number): nothing, until a
   plausible one arrives;
 - otherwise the reading times the share, optionally smoothed (an exponential moving average with
@@ -38,14 +39,22 @@ type Phases = tuple[float, float, float]
 class GridReading:
     """The grid power of a site at one moment: W per phase a, b, c, import positive.
 
-    ``time`` is when the oldest of its inputs was read (monotonic seconds): a sum over several
-    meters is as old as its oldest part. Voltages and frequency are None where not measured.
+    ``time`` is when the oldest of its inputs was read and ``due`` when the first of them should
+    be read again (monotonic seconds; a sum over several meters is as old as its oldest part);
+    ``due`` None: at ``time`` (an input read at no fixed interval). Voltages and frequency are
+    None where not measured.
     """
 
     power: Phases
     time: float
+    due: float | None = None
     voltage: tuple[float | None, float | None, float | None] = (None, None, None)
     frequency: float | None = None
+
+    @property
+    def overdue_from(self) -> float:
+        """Return when a newer reading should have replaced this one (monotonic s)."""
+        return self.time if self.due is None else self.due
 
 
 class Refusal(StrEnum):
@@ -121,7 +130,11 @@ class ValueGuard:
             reading.power[2] * settings.share,
         )
         value = self._value
-        if value is None or previous is None or reading.time - previous.time > settings.stale_after:
+        if (
+            value is None
+            or previous is None
+            or reading.time - previous.overdue_from > settings.stale_after
+        ):
             value = target
         else:
             value = self._follow(value, target, max(reading.time - previous.time, 0.0))
@@ -159,7 +172,7 @@ class ValueGuard:
             return Refusal.NO_READING
         if not self._plausible:
             return Refusal.IMPLAUSIBLE
-        if now - reading.time > self.settings.stale_after:
+        if now - reading.overdue_from > self.settings.stale_after:
             return Refusal.STALE
         assert self._served is not None
         return self._served
