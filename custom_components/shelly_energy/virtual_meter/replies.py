@@ -306,19 +306,21 @@ class Replies:
         namespace, _, action = method.partition(".")
         kind = _NAMESPACES.get(namespace)
         keys = self.component_keys()
-        if kind is not None and action in ("GetStatus", "GetConfig"):
-            key = kind
-            if kind in _INDEXED:
-                key = f"{kind}:{_component_id(params)}"
-                if key not in keys:
-                    raise RpcError(
-                        NOT_FOUND, f"Argument 'id', value {_component_id(params)} not found!"
-                    )
-            if key in keys:
-                if action == "GetStatus":
-                    return dumps(self._component_status(key, value))
-                return dumps(self._config[key])
-        raise RpcError(NO_HANDLER, f"No handler for {method}")
+        if (
+            kind is None
+            or action not in ("GetStatus", "GetConfig")
+            or not any(key.partition(":")[0] == kind for key in keys)
+        ):
+            raise RpcError(NO_HANDLER, f"No handler for {method}")
+        key = kind
+        if kind in _INDEXED:
+            component_id = _component_id(params)
+            key = f"{kind}:{component_id}"
+            if key not in keys:
+                raise RpcError(NOT_FOUND, f"Argument 'id', value {component_id} not found!")
+        if action == "GetStatus":
+            return dumps(self._component_status(key, value))
+        return dumps(self._config[key])
 
     def _components(self, value: ServedValue | None) -> dict[str, Any]:
         keys = self.component_keys()
