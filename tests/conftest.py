@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
-from unittest.mock import PropertyMock, patch
+from unittest.mock import MagicMock, PropertyMock, patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -15,6 +15,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, DOMAIN
 from simulator import Clock, SimulatedMeter, Simulator
+
+from .batteries import BROADCAST, LOOPBACK
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +28,22 @@ def _integration_test_setup(
     The recorder's database URL comes first: tests with `recorder_mock` need it before the
     `hass` fixture exists.
     """
+
+
+@pytest.fixture(autouse=True)
+def _virtual_meters_on_loopback(mock_async_zeroconf: MagicMock) -> Iterator[MagicMock]:
+    """Virtual meters listen on loopback only and announce through a mocked zeroconf.
+
+    UDP listens on loopback's broadcast address too, for the batteries' discovery broadcast.
+    """
+    with (
+        patch("custom_components.shelly_energy.virtual_meter_entry.HTTP_HOST", LOOPBACK),
+        patch(
+            "custom_components.shelly_energy.virtual_meter_entry.UDP_HOSTS",
+            (LOOPBACK, BROADCAST),
+        ),
+    ):
+        yield mock_async_zeroconf
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -272,7 +273,7 @@ class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
                 "name": self.config_entry.title,
                 "transport": endpoint.transport.upper(),
                 "port": str(endpoint.requested_port),
-                "error": err.strerror or str(err),
+                "error": os.strerror(err.errno) if err.errno else str(err),
             },
         )
 

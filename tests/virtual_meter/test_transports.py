@@ -5,6 +5,7 @@ Growatt), on loopback only.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ from custom_components.shelly_energy.virtual_meter.guard import GridReading
 from custom_components.shelly_energy.virtual_meter.http import HttpServer
 from custom_components.shelly_energy.virtual_meter.identity import MeterModel
 from custom_components.shelly_energy.virtual_meter.meter import Transport, VirtualMeter
-from custom_components.shelly_energy.virtual_meter.udp import UdpServer
+from custom_components.shelly_energy.virtual_meter.udp import UdpServer, _Protocol
 from tests.batteries import (
     BROADCAST,
     LOOPBACK,
@@ -230,3 +231,10 @@ async def test_stopping_closes_open_websockets(
     message = await battery.websocket.receive()
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     await battery.close()
+
+
+def test_udp_errors_are_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # An ICMP "port unreachable" from a battery that went away reaches the protocol as an error.
+    caplog.set_level(logging.DEBUG)
+    _Protocol(lambda _data, _client: None).error_received(ConnectionRefusedError())
+    assert "UDP error" in caplog.text
