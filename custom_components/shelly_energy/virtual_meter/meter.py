@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .guard import GridReading, GuardSettings, Refusal, ServedValue, ValueGuard
 from .identity import Identity
@@ -33,8 +33,7 @@ class Transport(StrEnum):
     WEBSOCKET = "websocket"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestSeen:
+class RequestSeen(NamedTuple):
     """One request, for diagnostics."""
 
     time: float  # unix s
@@ -145,16 +144,17 @@ class VirtualMeter:
         request's `src`, or "unknown". Frames that are not JSON-RPC requests are ignored.
         """
         try:
-            request = json.loads(data)
+            request = json.loads(data.decode() if isinstance(data, bytes) else data)
         except ValueError:  # UnicodeDecodeError is one too
             return None
         if not isinstance(request, dict) or not isinstance(method := request.get("method"), str):
             return None
         params = request.get("params")
+        frame_id = request.get("id")
         src = request.get("src")
         head = self._frame_head % (
-            json.dumps(request.get("id")),
-            json.dumps(src if isinstance(src, str) else "unknown"),
+            str(frame_id) if type(frame_id) is int else json.dumps(frame_id),
+            json.dumps(src) if isinstance(src, str) else '"unknown"',
         )
         try:
             result = self.call(

@@ -7,8 +7,9 @@ their status and config, `Shelly.GetDeviceInfo`, `GetStatus`, `GetConfig`, `GetC
 ("120.00", never "120"): one Marstek firmware crashes on an integral power. The energy counters
 read 0: the virtual meter counts no energy of its own.
 
-Replies are JSON text. The EM / EM1 status, the hot path of every poll, is encoded once per
-served value and reused for every reply until the value changes.
+Replies are JSON text. The replies carrying the power are encoded once per served value (the
+full status once per second too, for its clock) and reused until the value changes: a poll
+costs a look-up, not an encoding.
 """
 
 from __future__ import annotations
@@ -129,7 +130,14 @@ class Replies:
         self.identity = identity
         self._clock = clock
         self._started = clock() if started is None else started
-        self._cached: tuple[ServedValue | None, dict[str, str]] = (None, {})
+        self._keys = self._component_keys()
+        self._kinds = frozenset(key.partition(":")[0] for key in self._keys)
+        # Texts of the served value: each meter component's status, and each answer by method
+        # and component id; the full status with the second it was made in.
+        self._value: ServedValue | None = None
+        self._statuses: dict[str, Json] = {}
+        self._answers: dict[tuple[str, int], str] = {}
+        self._full_status: tuple[int, str] | None = None
         self._config = self._build_config()
         self._config_text = dumps(self._config)
 
@@ -137,13 +145,16 @@ class Replies:
 
     def component_keys(self) -> list[str]:
         """Return the keys of the meter's components, e.g. "em:0", "sys"."""
+        return list(self._keys)
+
+    def _component_keys(self) -> tuple[str, ...]:
         if self.identity.model.three_phase:
             meters = ["em:0", "emdata:0"]
         else:
             meters = [
                 f"{kind}:{index}" for kind in ("em1", "em1data") for index in range(EM1_CHANNELS)
             ]
-        return sorted(["ble", "cloud", "mqtt", "sys", "wifi", "ws", *meters])
+        return tuple(sorted(["ble", "cloud", "mqtt", "sys", "wifi", "ws", *meters]))
 
     def device_info(self) -> dict[str, Any]:
         """Return `Shelly.GetDeviceInfo`, also served as `GET /shelly`."""
@@ -165,18 +176,23 @@ class Replies:
             info["profile"] = identity.profile
         return info
 
+    def _follow(self, value: ServedValue) -> None:
+        """Forget the texts of the previous value."""
+        if value is not self._value:
+            self._value = value
+            self._statuses = {}
+            self._answers = {}
+            self._full_status = None
+
     def _meter_status(self, value: ServedValue, key: str) -> Json:
         """Return the status of `em:0` or `em1:N`, encoded once per served value."""
-        cached_value, texts = self._cached
-        if cached_value is not value:
-            texts = {}
-            self._cached = (value, texts)
-        text = texts.get(key)
+        self._follow(value)
+        text = self._statuses.get(key)
         if text is None:
             kind, _, index = key.partition(":")
             status = _em_status(value) if kind == "em" else _em1_status(value, int(index))
-            text = texts[key] = dumps(status)
-        return Json(text)
+            text = self._statuses[key] = Json(dumps(status))
+        return text
 
     def _component_status(self, key: str, value: ServedValue | None) -> Any:
         kind, _, index_text = key.partition(":")
@@ -277,8 +293,7 @@ class Replies:
             "Shelly.ListMethods",
             "Script.List",
         }
-        for key in self.component_keys():
-            kind = key.partition(":")[0]
+        for kind in self._kinds:
             namespace = next(name for name, value in _NAMESPACES.items() if value == kind)
             names.update({f"{namespace}.GetStatus", f"{namespace}.GetConfig"})
         return sorted(names)
@@ -288,6 +303,23 @@ class Replies:
 
         Raises RpcError for an unknown method or a wrong argument.
         """
+        if value is None or method not in VALUE_METHODS:
+            return self._answer(method, params, value)
+        self._follow(value)
+        if method == "Shelly.GetStatus":
+            second = int(self._clock())
+            if self._full_status is None or self._full_status[0] != second:
+                self._full_status = (second, self._answer(method, params, value))
+            return self._full_status[1]
+        component_id = params.get("id", 0)
+        if type(component_id) is not int:  # an argument error, or a bool: not cached
+            return self._answer(method, params, value)
+        text = self._answers.get((method, component_id))
+        if text is None:
+            text = self._answers[(method, component_id)] = self._answer(method, params, value)
+        return text
+
+    def _answer(self, method: str, params: Mapping[str, Any], value: ServedValue | None) -> str:
         match method:
             case "Shelly.GetDeviceInfo":
                 return dumps(self.device_info())
@@ -305,25 +337,20 @@ class Replies:
                 return dumps({"scripts": []})
         namespace, _, action = method.partition(".")
         kind = _NAMESPACES.get(namespace)
-        keys = self.component_keys()
-        if (
-            kind is None
-            or action not in ("GetStatus", "GetConfig")
-            or not any(key.partition(":")[0] == kind for key in keys)
-        ):
+        if kind is None or action not in ("GetStatus", "GetConfig") or kind not in self._kinds:
             raise RpcError(NO_HANDLER, f"No handler for {method}")
         key = kind
         if kind in _INDEXED:
             component_id = _component_id(params)
             key = f"{kind}:{component_id}"
-            if key not in keys:
+            if key not in self._keys:
                 raise RpcError(NOT_FOUND, f"Argument 'id', value {component_id} not found!")
         if action == "GetStatus":
             return dumps(self._component_status(key, value))
         return dumps(self._config[key])
 
     def _components(self, value: ServedValue | None) -> dict[str, Any]:
-        keys = self.component_keys()
+        keys = self._keys
         return {
             "components": [
                 {
