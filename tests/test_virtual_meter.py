@@ -326,7 +326,7 @@ async def test_every_battery_reads_the_site_and_nothing_once_it_is_stale(
 
 
 async def test_a_meter_that_fails_stops_the_virtual_meter_at_once(
-    hass: HomeAssistant, house: House, vm_clock: ManualClock
+    hass: HomeAssistant, house: House, vm_clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await add_virtual_meter(hass, vm_options(house.site))
     udp, _, _ = ports(entry)
@@ -336,10 +336,12 @@ async def test_a_meter_that_fails_stops_the_virtual_meter_at_once(
     await poll(hass, vm_clock)
     assert await marstek_poll(udp, wait_s=0.3) is None
     assert silence(hass) == "no_reading"
+    assert caplog.text.count("Battery meter is silent: no_reading") == 1
     house.mains.set_online(True)
     await poll(hass, vm_clock)
     await poll(hass, vm_clock)  # the first poll after an outage connects again
     assert await marstek_poll(udp) is not None
+    assert caplog.text.count("Battery meter serves again") == 2
 
 
 async def test_single_channel_grid_is_served_on_phase_a(

@@ -194,6 +194,7 @@ class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
         # followed the meter, so its age is unknown and it is not served).
         self._arrivals: dict[str, tuple[MeterSnapshot | None, float | None]] = {}
         self._grid: tuple[ChannelRef, ...] = ()
+        self._silent: Refusal | None = Refusal.NO_READING  # as it starts: nothing read yet
         self.data = self._status()
 
     def _datagram(self, data: bytes, client: str) -> str | None:
@@ -424,7 +425,16 @@ class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
     # --- the entities' data -------------------------------------------------------------------
 
     def _status(self) -> VirtualMeterStatus:
-        return VirtualMeterStatus(self.meter.state(), self.meter.last_minute())
+        status = VirtualMeterStatus(self.meter.state(), self.meter.last_minute())
+        # Logged once when the meter goes silent and once when it serves again.
+        silent = None if isinstance(status.state, ServedValue) else status.state
+        if silent != self._silent:
+            if silent is None:
+                _LOGGER.info("%s serves again", self.config_entry.title)
+            else:
+                _LOGGER.info("%s is silent: %s", self.config_entry.title, silent.value)
+            self._silent = silent
+        return status
 
     async def _async_update_data(self) -> VirtualMeterStatus:
         """Return the status now (the request counts move every minute)."""
