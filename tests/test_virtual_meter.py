@@ -11,6 +11,7 @@ import errno
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 from unittest.mock import MagicMock, patch
 
@@ -635,7 +636,13 @@ async def test_the_setup_wizard_checks_the_options(hass: HomeAssistant, house: H
     # A port typed with spaces is kept as its number; the HTTP port as an integer.
     udp = str(free_port())
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {**base, CONF_UDP_PORTS: [f" {udp} "], CONF_HTTP_PORT: 8080.0}
+        result["flow_id"],
+        {
+            **base,
+            CONF_TRANSPORTS: ["http", "mdns"],
+            CONF_UDP_PORTS: [f" {udp} "],
+            CONF_HTTP_PORT: 8080.0,
+        },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Second"
@@ -686,3 +693,38 @@ async def test_grid_sensor_in_the_sites_options(hass: HomeAssistant, house: Hous
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert CONF_GRID_SENSOR not in site.options
     await hass.async_block_till_done()
+
+
+async def test_a_battery_regulating_on_the_served_value_settles(
+    hass: HomeAssistant, simulator: Simulator, vm_clock: ManualClock
+) -> None:
+    """A Marstek-like loop: each poll, output += 0.9 x grid; the house's grid goes to zero.
+
+    The grid sensor reports every 2 s, as the battery polls: the battery never reads a value it
+    already acted on, so it converges without swinging across zero.
+    """
+    solar = await serve(simulator, "gen1_em", name="Solar")
+    await add_meter(hass, simulator, solar)
+    p1 = "sensor.p1_power"
+    attributes = {"unit_of_measurement": "W", "device_class": "power"}
+    house_load, battery_output = 1800.0, 0.0
+    hass.states.async_set(p1, str(house_load), attributes)
+    site = await add_site(hass, **{CONF_GRID_SENSOR: p1, CONF_SOLAR: [f"{solar.mac}:2"]})
+    entry = await add_virtual_meter(hass, vm_options(site, **{CONF_TRANSPORTS: ["udp"]}))
+    battery = MarstekClient(ports(entry)[0])
+    grids: list[float] = []
+    try:
+        for _ in range(6):
+            reply = await battery.poll()
+            assert reply is not None
+            grid = reply.frame["result"]["total_act_power"]
+            grids.append(grid)
+            battery_output += 0.9 * grid
+            vm_clock.advance(2)
+            hass.states.async_set(p1, str(round(house_load - battery_output, 2)), attributes)
+            await hass.async_block_till_done()
+    finally:
+        battery.close()
+    assert grids[0] == 1800.0
+    assert all(0 <= later < earlier for earlier, later in pairwise(grids))
+    assert grids[-1] < 1.0
