@@ -634,26 +634,26 @@ async def test_the_setup_wizard_checks_the_options(hass: HomeAssistant, house: H
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == errors
     # A port typed with spaces is kept as its number; the HTTP port as an integer.
-    udp = str(free_port())
+    udp, http = str(free_port()), free_port(socket.SOCK_STREAM)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
         {
             **base,
             CONF_TRANSPORTS: ["http", "mdns"],
             CONF_UDP_PORTS: [f" {udp} "],
-            CONF_HTTP_PORT: 8080.0,
+            CONF_HTTP_PORT: float(http),
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Second"
     assert result["options"][CONF_UDP_PORTS] == [udp]
-    assert result["options"][CONF_HTTP_PORT] == 8080
+    assert result["options"][CONF_HTTP_PORT] == http
     await hass.async_block_till_done()
     # The options of the first meter may not take the second's HTTP port.
     result = await hass.config_entries.options.async_init(first.entry_id)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
-        {**first.options, CONF_TRANSPORTS: ["udp", "http"], CONF_HTTP_PORT: 8080},
+        {**first.options, CONF_TRANSPORTS: ["udp", "http"], CONF_HTTP_PORT: http},
     )
     assert result["errors"] == {CONF_HTTP_PORT: "port_of_other_meter"}
 
