@@ -200,6 +200,7 @@ class VirtualMeterResult:
     latencies: dict[str, list[float]]  # s, by transport: one per reply
     cpu_s: float  # CPU of the serving process meanwhile (the batteries' is their own)
     load: float  # the machine's load average over the last minute, at the end
+    handling: list[float]  # s: each request's handling in the server, parsing to reply text
 
     @property
     def replies(self) -> int:
@@ -475,6 +476,7 @@ async def measure_virtual_meter(window_s: float) -> VirtualMeterResult:
     else to do: the CPU is theirs. The batteries run in a process of their own.
     """
     meter = VirtualMeter(Identity(MeterModel.PRO_3EM, new_mac()), GuardSettings(stale_after=60))
+    handling = time_handling(meter)
     udp = UdpServer(
         lambda data, client: meter.frame(data, client=client, transport=Transport.UDP),
         ("127.0.0.1",),
@@ -520,18 +522,45 @@ async def measure_virtual_meter(window_s: float) -> VirtualMeterResult:
         result["latencies"],
         cpu,
         os.getloadavg()[0],
+        handling,
     )
+
+
+def time_handling(meter: VirtualMeter) -> list[float]:
+    """Time every request's handling (`frame`, or `call` alone for HTTP GET) into the list."""
+    handling: list[float] = []
+    depth = 0  # `frame` calls `call`: only the outer one is timed
+
+    def timed[**P, R](method: Callable[P, R]) -> Callable[P, R]:
+        def timing(*args: P.args, **kwargs: P.kwargs) -> R:
+            nonlocal depth
+            depth += 1
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth -= 1
+                if depth == 0:
+                    handling.append(time.perf_counter() - started)
+
+        return timing
+
+    meter.frame = timed(meter.frame)  # type: ignore[method-assign]
+    meter.call = timed(meter.call)  # type: ignore[method-assign]
+    return handling
 
 
 def virtual_meter_line(result: VirtualMeterResult) -> str:
     """Return one line about the virtual meter."""
-    latencies = result.all_latencies
+    latencies = result.all_latencies or [math.nan]
+    handling = result.handling or [math.nan]
     return (
         f"{result.replies:,} of {sum(result.sent.values()):,} requests answered in "
         f"{result.seconds:.0f} s; latency median {ms(statistics.median(latencies))} ms, "
         f"p99 {ms(percentile(latencies, 99))} ms; CPU {result.cpu_percent:.2f} % of one core, "
-        f"{ms(result.cpu_s / max(result.replies, 1))} ms per request; machine load "
-        f"{result.load:.1f} on {os.cpu_count()} cores"
+        f"{ms(result.cpu_s / max(result.replies, 1))} ms per request; handling in the server "
+        f"p99 {ms(percentile(handling, 99))} ms; machine load {result.load:.1f} on "
+        f"{os.cpu_count()} cores"
     )
 
 
@@ -1206,7 +1235,9 @@ second would change it; the batteries (`python -m scripts.bench_batteries`) ran 
 their own, sending each request at an even pace without waiting for the previous reply: 5 in 10
 as Marstek `EM.GetStatus` datagrams, 4 in 10 over one WebSocket as Hoymiles polls, 1 in 10 as
 Growatt's `GET /rpc/Shelly.GetStatus?esp` (a new HTTP request on a kept-alive connection).
-Latency is taken by the batteries, from just before sending to the reply's arrival. CPU is the
+Latency is taken by the batteries, from just before sending to the reply's arrival; the handling
+in the server is the time from the request's text to the reply's (parsing, the value, the
+encoding), without the event loop and the network around it. CPU is the
 serving process's user + system time over the whole run (the batteries' start included),
 divided by the time the batteries polled. In Home Assistant the same servers share the event
 loop with everything else: a request that arrives while another task runs waits for it (the

@@ -601,6 +601,7 @@ async def test_a_power_sensor_as_the_sites_grid(
     # Absurd or unusable values are never served.
     for value, unit, reason in (
         ("1e9", "W", "implausible"),
+        ("nan", "W", "no_reading"),
         ("unavailable", "W", "no_reading"),
         ("12", "V", "no_reading"),
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -223,11 +224,12 @@ def sensor_power(state: State | None) -> float | None:
         return None
     try:
         value = float(state.state)
-        return PowerConverter.convert(
+        watts = PowerConverter.convert(
             value, state.attributes.get("unit_of_measurement"), UnitOfPower.WATT
         )
     except (ValueError, HomeAssistantError):
         return None
+    return watts if math.isfinite(watts) else None
 
 
 def site_config(options: Mapping[str, Any]) -> SiteConfig:
