@@ -32,6 +32,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.shelly_energy.config_flow import export_nodes
 from custom_components.shelly_energy.const import (
     CONF_BATTERY,
     CONF_GRID,
@@ -657,6 +658,11 @@ async def test_the_setup_wizard_checks_the_options(hass: HomeAssistant, house: H
         {**first.options, CONF_TRANSPORTS: ["udp", "http"], CONF_HTTP_PORT: http},
     )
     assert result["errors"] == {CONF_HTTP_PORT: "port_of_other_meter"}
+
+
+async def test_virtual_meters_are_no_emoncms_nodes(hass: HomeAssistant, house: House) -> None:
+    await add_virtual_meter(hass, vm_options(house.site, **{CONF_TRANSPORTS: ["udp"]}))
+    assert [label for label, _, _ in export_nodes(hass, {})] == ["Mains", "Home"]
 
 
 async def test_a_virtual_meter_needs_a_site(hass: HomeAssistant) -> None:

@@ -815,7 +815,7 @@ def export_nodes(hass: HomeAssistant, chosen: Mapping[str, str]) -> list[tuple[s
     nodes: list[tuple[str, str, str]] = []
     for entry in hass.config_entries.async_entries(DOMAIN):
         kind = entry_kind(entry)
-        if kind == KIND_EMONCMS:
+        if kind not in (KIND_METER, KIND_SITE):  # the export itself, virtual meters
             continue
         node_id = entry.unique_id if kind == KIND_METER and entry.unique_id else entry.entry_id
         label = entry.title
