@@ -497,8 +497,13 @@ async def test_mdns_as_generation_3_and_a_name_taken_by_another_device(
     from zeroconf import NonUniqueNameException  # noqa: PLC0415
 
     mock_async_zeroconf.async_register_service.side_effect = [None, NonUniqueNameException]
-    entry = await add_virtual_meter(hass, vm_options(house.site, **{CONF_MDNS_GENERATION: "3"}))
+    with patch(
+        "homeassistant.components.network.async_get_announce_addresses",
+        return_value=["192.0.2.7", "fe80::1"],
+    ):
+        entry = await add_virtual_meter(hass, vm_options(house.site, **{CONF_MDNS_GENERATION: "3"}))
     info = mock_async_zeroconf.async_register_service.call_args_list[0].args[0]
+    assert info.parsed_addresses() == ["192.0.2.7"]  # the servers listen on IPv4 only
     assert info.decoded_properties["gen"] == "3"
     assert info.decoded_properties["app"] == "shellypro3em"
     assert "another device on the network announces" in caplog.text

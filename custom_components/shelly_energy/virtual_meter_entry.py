@@ -282,7 +282,12 @@ class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
         """Announce the meter by mDNS as a Shelly would, through Home Assistant's zeroconf."""
         identity = self.meter.identity
         port = http_port(self.config_entry.options)
-        addresses = await network.async_get_announce_addresses(self.hass)
+        # The servers listen on IPv4 only: an IPv6 address would lead batteries nowhere.
+        addresses = [
+            address
+            for address in await network.async_get_announce_addresses(self.hass)
+            if ":" not in address
+        ]
         gen3 = self.mdns_generation == "3"
         properties = {
             "id": identity.device_id,
