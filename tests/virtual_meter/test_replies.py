@@ -192,3 +192,16 @@ def test_errors_are_a_real_shellys(
     with pytest.raises(RpcError) as raised:
         replies().answer(method, params, VALUE)
     assert (raised.value.code, raised.value.message) == (code, message)
+
+
+def test_the_full_status_is_encoded_once_per_second_and_value() -> None:
+    now = [WALL_START + 10.2]
+    meter = Replies(Identity(MeterModel.PRO_3EM, MAC), clock=lambda: now[0], started=WALL_START)
+    first = meter.answer("Shelly.GetStatus", {}, VALUE)
+    now[0] += 0.5
+    assert meter.answer("Shelly.GetStatus", {"esp": ""}, VALUE) is first
+    now[0] += 0.5
+    later = meter.answer("Shelly.GetStatus", {}, VALUE)
+    assert json.loads(later)["sys"]["uptime"] == json.loads(first)["sys"]["uptime"] + 1
+    other = ServedValue((1.0, 2.0, 3.0), 6.0, (230.0, 230.0, 230.0), 50.0, 1.0)
+    assert json.loads(meter.answer("Shelly.GetStatus", {}, other))["em:0"]["total_act_power"] == 6.0
