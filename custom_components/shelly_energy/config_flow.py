@@ -651,15 +651,15 @@ def site_channel_options(hass: HomeAssistant, options: Mapping[str, Any]) -> lis
 
 def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
     """Return the form giving channels their roles, and the grid metering mode."""
-    schema: dict[vol.Marker, Any] = {
-        vol.Optional(role, default=[]): SelectSelector(
+    schema: dict[vol.Marker, Any] = {}
+    for role in ROLE_FIELDS:
+        schema[vol.Optional(role, default=[])] = SelectSelector(
             SelectSelectorConfig(options=channels, multiple=True)
         )
-        for role in ROLE_FIELDS
-    }
-    schema[vol.Optional(CONF_GRID_SENSOR)] = EntitySelector(
-        EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.POWER)
-    )
+        if role == CONF_GRID:  # the grid's other source, right below its channels
+            schema[vol.Optional(CONF_GRID_SENSOR)] = EntitySelector(
+                EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.POWER)
+            )
     schema[vol.Required(CONF_GRID_METERING, default=GridMetering.PER_PHASE)] = SelectSelector(
         SelectSelectorConfig(
             options=[mode.value for mode in GridMetering],
