@@ -1,7 +1,8 @@
 """Shelly Energy Monitor: Shelly energy meters as a complete home energy monitor.
 
 Each config entry is a meter (polled by a MeterCoordinator), an energy site (derived by a
-SiteCoordinator from the meters it spans) or an Emoncms export (an ExportCoordinator).
+SiteCoordinator from the meters it spans), an Emoncms export (an ExportCoordinator) or a virtual
+meter serving a site's grid power to home batteries (a VirtualMeterCoordinator).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from .billing import SiteBilling, billing_store_key
-from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
+from .const import (
+    CONF_GENERATION,
+    CONF_TARIFF,
+    DOMAIN,
+    KIND_EMONCMS,
+    KIND_METER,
+    KIND_SITE,
+    KIND_VIRTUAL_METER,
+)
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -35,6 +44,7 @@ from .coordinator import (
     SiteRuntime,
     async_forget_meter,
     async_register_meter,
+    async_register_site,
     counter_store_key,
     entry_kind,
     site_store_key,
@@ -53,10 +63,16 @@ from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
+from .virtual_meter_entry import (
+    VirtualMeterConfigEntry,
+    VirtualMeterCoordinator,
+    VirtualMeterRuntime,
+)
 
 METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
 SITE_PLATFORMS = [Platform.EVENT, Platform.SENSOR]
 EXPORT_PLATFORMS = [Platform.SENSOR]
+VIRTUAL_METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
@@ -73,12 +89,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         return await _async_setup_site(hass, entry)
     if kind == KIND_EMONCMS:
         return await _async_setup_export(hass, entry)
+    if kind == KIND_VIRTUAL_METER:
+        return await _async_setup_virtual_meter(hass, entry)
     return await _async_setup_meter(hass, entry)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
     """Unload a meter, an energy site or the Emoncms export, saving what must be kept."""
     kind = entry_kind(entry)
+    if kind == KIND_VIRTUAL_METER:
+        # The transports close through async_on_unload.
+        return await hass.config_entries.async_unload_platforms(entry, VIRTUAL_METER_PLATFORMS)
     if kind in (KIND_SITE, KIND_EMONCMS):
         platforms = SITE_PLATFORMS if kind == KIND_SITE else EXPORT_PLATFORMS
         unloaded = await hass.config_entries.async_unload_platforms(entry, platforms)
@@ -106,7 +127,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
     elif kind == KIND_METER:
         async_forget_meter(hass, entry.entry_id)
         await Store(hass, 1, counter_store_key(entry)).async_remove()
-    if kind != KIND_EMONCMS:
+    if kind not in (KIND_EMONCMS, KIND_VIRTUAL_METER):
         await Store(hass, 1, history_store_key(entry)).async_remove()
 
 
@@ -168,6 +189,7 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
         entry.async_on_unload(coordinator.billing.async_start())
     entry.runtime_data = SiteRuntime(coordinator)
     entry.async_on_unload(coordinator.async_start())
+    entry.async_on_unload(async_register_site(hass, coordinator))
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, SITE_PLATFORMS)
     _remove_stale_entities(hass, entry, coordinator.unique_ids)
@@ -184,6 +206,17 @@ async def _async_setup_export(hass: HomeAssistant, entry: ExportConfigEntry) -> 
     entry.async_on_unload(coordinator.async_start())
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, EXPORT_PLATFORMS)
+    return True
+
+
+async def _async_setup_virtual_meter(hass: HomeAssistant, entry: VirtualMeterConfigEntry) -> bool:
+    """Create the entities (a paused meter stays paused), then start serving the site."""
+    coordinator = VirtualMeterCoordinator(hass, entry)
+    entry.runtime_data = VirtualMeterRuntime(coordinator)
+    entry.async_on_unload(coordinator.async_stop)
+    entry.async_on_unload(entry.add_update_listener(_async_reload))
+    await hass.config_entries.async_forward_entry_setups(entry, VIRTUAL_METER_PLATFORMS)
+    await coordinator.async_start()
     return True
 
 

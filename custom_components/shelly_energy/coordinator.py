@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,17 +12,28 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.const import UnitOfPower
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    State,
+    callback,
+)
+from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
+from homeassistant.util.unit_conversion import PowerConverter
 
 from .const import (
     CONF_DEADBAND,
     CONF_GRID_METERING,
+    CONF_GRID_SENSOR,
     CONF_KIND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
@@ -326,11 +338,38 @@ def parse_channel_key(key: str) -> ChannelRef:
     return ChannelRef(meter_id, channel_id)
 
 
+# The meter id of a Home Assistant power sensor in a site's grid role: its channel id is the
+# sensor's entity id. It has power only: the site's energy flows that need the grid's counters
+# stay unavailable.
+SENSOR_METER_ID = "entity"
+
+
+def grid_sensor_channel(entity_id: str) -> ChannelRef:
+    """Return the channel standing for a Home Assistant power sensor in the grid role."""
+    return ChannelRef(SENSOR_METER_ID, entity_id)
+
+
+def sensor_power(state: State | None) -> float | None:
+    """Return a power sensor's state in W; None: unavailable, not a number or not a power."""
+    if state is None:
+        return None
+    try:
+        value = float(state.state)
+        watts = PowerConverter.convert(
+            value, state.attributes.get("unit_of_measurement"), UnitOfPower.WATT
+        )
+    except (ValueError, HomeAssistantError):
+        return None
+    return watts if math.isfinite(watts) else None
+
+
 def site_config(options: Mapping[str, Any]) -> SiteConfig:
     """Return a site's configuration from its options."""
     roles = {
         parse_channel_key(key): Role(role) for role in ROLE_FIELDS for key in options.get(role, ())
     }
+    if sensor := options.get(CONF_GRID_SENSOR):
+        roles[grid_sensor_channel(sensor)] = Role.GRID
     return SiteConfig(
         roles=roles,
         grid_metering=GridMetering(options.get(CONF_GRID_METERING, GridMetering.PER_PHASE)),
@@ -346,6 +385,32 @@ class SiteRuntime:
 
 
 type SiteConfigEntry = ConfigEntry[SiteRuntime]
+
+# The loaded energy sites by entry id, followed by the virtual meters; a signal tells when the
+# set changes.
+_SITES: HassKey[dict[str, SiteCoordinator]] = HassKey(f"{DOMAIN}_sites")
+SIGNAL_SITES_CHANGED = f"{DOMAIN}_sites_changed"
+
+
+def loaded_sites(hass: HomeAssistant) -> dict[str, SiteCoordinator]:
+    """Return the energy sites that are set up, by config entry id."""
+    return hass.data.setdefault(_SITES, {})
+
+
+@callback
+def async_register_site(hass: HomeAssistant, coordinator: SiteCoordinator) -> CALLBACK_TYPE:
+    """Make a site known to the virtual meters until the returned callback removes it."""
+    entry_id = coordinator.config_entry.entry_id
+    loaded_sites(hass)[entry_id] = coordinator
+    async_dispatcher_send(hass, SIGNAL_SITES_CHANGED)
+
+    @callback
+    def unregister() -> None:
+        if loaded_sites(hass).get(entry_id) is coordinator:
+            del loaded_sites(hass)[entry_id]
+        async_dispatcher_send(hass, SIGNAL_SITES_CHANGED)
+
+    return unregister
 
 
 class SiteCoordinator(EntityCoordinator[SiteState]):
@@ -363,6 +428,11 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
             hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
         )
         self._meter_ids = {ref.meter_id for ref in self.config.roles}
+        self._grid_sensors = [
+            ref.channel_id
+            for ref in self.config.channels(Role.GRID)
+            if ref.meter_id == SENSOR_METER_ID
+        ]
         self._unsubscribe_meters: list[CALLBACK_TYPE] = []
         # The meters not yet read since the site last computed: it waits for a full round, so
         # that energy flows combine counters read at nearly the same time.
@@ -374,11 +444,15 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         unsubscribe_signal = async_dispatcher_connect(
             self.hass, SIGNAL_METERS_CHANGED, self._attach_meters
         )
+        unsubscribe_sensor = async_track_state_change_event(
+            self.hass, self._grid_sensors, self._grid_sensor_changed
+        )
         self._attach_meters()
 
         @callback
         def stop() -> None:
             unsubscribe_signal()
+            unsubscribe_sensor()
             self._detach_meters()
 
         return stop
@@ -421,6 +495,10 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         self._recompute()
 
     @callback
+    def _grid_sensor_changed(self, _event: Event[EventStateChangedData]) -> None:
+        self._recompute()
+
+    @callback
     def _meter_updated(self, mac: str) -> None:
         self._waiting_for.discard(mac)
         meters = loaded_meters(self.hass)
@@ -453,9 +531,20 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 if reading is None
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
+        readings.update(self._sensor_readings())
         now = dt_util.now()
         state = self.accumulator.update(readings, now.date(), now.timestamp())
         self.store.changed()
         if self.billing is not None:
             self.billing.update(state)
         self.async_set_updated_data(state)
+
+    def _sensor_readings(self) -> dict[ChannelRef, ChannelInput | None]:
+        """Return the power of the grid sensors (no counters: their energy flows wait)."""
+        readings: dict[ChannelRef, ChannelInput | None] = {}
+        for entity_id in self._grid_sensors:
+            power = sensor_power(self.hass.states.get(entity_id))
+            readings[grid_sensor_channel(entity_id)] = (
+                None if power is None else ChannelInput(power, None, None)
+            )
+        return readings

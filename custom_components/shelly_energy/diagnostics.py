@@ -10,7 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE
+from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import channel_key, entry_kind
 from .history import MeterHistory, SiteHistory
 
@@ -51,6 +51,8 @@ async def async_get_config_entry_diagnostics(
         }
     elif kind == KIND_EMONCMS:
         result["exporter"] = coordinator.diagnostics()
+    elif kind == KIND_VIRTUAL_METER:
+        result["virtual_meter"] = coordinator.diagnostics()
     else:
         result["meter"] = asdict(coordinator.info)
         result["snapshot"] = asdict(coordinator.data) if coordinator.data else None
