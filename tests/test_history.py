@@ -254,16 +254,30 @@ async def test_day_one_import_gives_the_device_hours(
 
 
 async def live_until(
-    hass: HomeAssistant, clock: Clock, freezer: FrozenDateTimeFactory, end: datetime
+    hass: HomeAssistant,
+    clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    end: datetime,
+    *,
+    by_the_minute: bool = False,
 ) -> None:
-    """Let the meter and Home Assistant run in 5-minute steps, compiling statistics."""
+    """Let the meter and Home Assistant run, compiling statistics every 5 minutes.
+
+    The clock moves 5 minutes at a time, or `by_the_minute` (and to a second before each hour,
+    so that the hour's last reading is at its very end).
+    """
     while clock.now() < end.timestamp():
-        clock.advance(300)
-        freezer.tick(timedelta(seconds=300))
+        now = clock.now()
+        step = 300.0
+        if by_the_minute:
+            step = 59.0 if now % HOUR == HOUR - 60 else 1.0 if now % HOUR == HOUR - 1 else 60.0
+        clock.advance(step)
+        freezer.tick(timedelta(seconds=step))
         async_fire_time_changed(hass)
         await hass.async_block_till_done(wait_background_tasks=True)
-        do_adhoc_statistics(hass, start=datetime.fromtimestamp(clock.now() - 300, UTC))
-        await settle(hass)
+        if clock.now() % 300 == 0:
+            do_adhoc_statistics(hass, start=datetime.fromtimestamp(clock.now() - 300, UTC))
+            await settle(hass)
 
 
 async def test_recorder_statistics_continue_after_the_import(
@@ -304,22 +318,6 @@ async def test_recorder_statistics_continue_after_the_import(
     assert "pending_shifts" not in entry.runtime_data.history.diagnostics()["stored"]
 
 
-async def live_by_the_minute(
-    hass: HomeAssistant, clock: Clock, freezer: FrozenDateTimeFactory, end: datetime
-) -> None:
-    """Let the meter and Home Assistant run, read every minute (and a second before each hour)."""
-    while clock.now() < end.timestamp():
-        now = clock.now()
-        step = 59.0 if now % HOUR == HOUR - 60 else 1.0 if now % HOUR == HOUR - 1 else 60.0
-        clock.advance(step)
-        freezer.tick(timedelta(seconds=step))
-        async_fire_time_changed(hass)
-        await hass.async_block_till_done(wait_background_tasks=True)
-        if clock.now() % 300 == 0:
-            do_adhoc_statistics(hass, start=datetime.fromtimestamp(clock.now() - 300, UTC))
-            await settle(hass)
-
-
 async def test_a_week_of_records_after_hours_of_live_statistics(
     recorder_mock: Recorder,
     hass: HomeAssistant,
@@ -340,10 +338,14 @@ async def test_a_week_of_records_after_hours_of_live_statistics(
     await settle(hass)
     assert history_state(hass).attributes["status"] == "failed"
     midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    await live_by_the_minute(hass, clock_at_0020, freezer, midnight + timedelta(hours=3))
+    await live_until(
+        hass, clock_at_0020, freezer, midnight + timedelta(hours=3), by_the_minute=True
+    )
     reader.failing = False
     # The hourly check at 03:20 imports the week; the recorder's three hours move up to it.
-    await live_by_the_minute(hass, clock_at_0020, freezer, midnight + timedelta(hours=4, minutes=5))
+    await live_until(
+        hass, clock_at_0020, freezer, midnight + timedelta(hours=4, minutes=5), by_the_minute=True
+    )
     assert history_state(hass).attributes["status"] == "done"
     records = device_records(meter)
     first_live = int(midnight.timestamp())
