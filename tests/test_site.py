@@ -244,6 +244,42 @@ async def test_offline_meter_makes_its_values_unavailable_and_catches_up(
     }
 
 
+async def test_a_meter_back_from_an_outage_is_paired_with_the_others_of_its_poll(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    """After a missed poll, the site still combines readings of the same poll, not a poll apart.
+
+    Read a poll apart, one meter's solar would meet the other's export of the poll before: home
+    consumption would jump by the solar of a poll, and never give it back (it only rises).
+    """
+    await add_site(hass, roles(house))
+    # 1 kW of solar: 700 W exported on phase a, 300 W used at home.
+    house.set(-700.0, 0.0, 0.0, solar=-1000.0)
+    await run_for(hass, simulator, freezer, 360)
+    assert site_states(hass, "consumption_energy") == {"consumption_energy": "0.03"}
+    coordinators = {
+        entry.title: entry.runtime_data.coordinator
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        if entry.title in ("Mains", "Inverters")
+    }
+    house.mains.set_online(False)
+    simulator.clock.advance(360)
+    await coordinators["Mains"].async_refresh()  # missed
+    await coordinators["Inverters"].async_refresh()  # the site computes without the mains
+    house.mains.set_online(True)
+    await coordinators["Mains"].async_refresh()  # back: the site computes with this poll
+    assert site_states(hass, "consumption_energy") == {"consumption_energy": "0.06"}
+    # The next poll: the inverters answer first, then the mains.
+    simulator.clock.advance(360)
+    await coordinators["Inverters"].async_refresh()
+    await coordinators["Mains"].async_refresh()
+    assert site_states(hass, "consumption_energy", "solar_energy", "grid_export_energy") == {
+        "consumption_energy": "0.09",
+        "solar_energy": "0.3",
+        "grid_export_energy": "0.21",
+    }
+
+
 async def test_restart_loses_and_double_counts_nothing(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
 ) -> None:

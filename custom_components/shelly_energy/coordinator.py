@@ -437,6 +437,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         # The meters not yet read since the site last computed: it waits for a full round, so
         # that energy flows combine counters read at nearly the same time.
         self._waiting_for: set[str] = set()
+        self._absent: set[str] = set()  # meters without a reading at the last computation
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:
@@ -500,12 +501,20 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
     @callback
     def _meter_updated(self, mac: str) -> None:
+        """Compute once every meter that answers has a new reading: one round of readings.
+
+        A meter that was absent from the last computation and answers again starts a new round
+        at once. Waiting for the others instead would pair its reading with theirs of the next
+        poll from then on: the flows across meters would count one meter a poll late.
+        """
         self._waiting_for.discard(mac)
         meters = loaded_meters(self.hass)
-        if not any(
-            (meter := meters.get(waiting)) is not None and meter.last_update_success
-            for waiting in self._waiting_for
-        ):
+
+        def answering(meter_id: str) -> bool:
+            return (meter := meters.get(meter_id)) is not None and meter.last_update_success
+
+        returned = mac in self._absent and answering(mac)
+        if returned or not any(answering(waiting) for waiting in self._waiting_for):
             self._recompute()
 
     @callback
@@ -518,6 +527,11 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
     def _recompute(self) -> None:
         meters = loaded_meters(self.hass)
         self._waiting_for = set(self._meter_ids)
+        self._absent = {
+            mac
+            for mac in self._meter_ids
+            if (meter := meters.get(mac)) is None or not meter.last_update_success
+        }
         readings: dict[ChannelRef, ChannelInput | None] = {}
         for ref in self.config.roles:
             meter = meters.get(ref.meter_id)
