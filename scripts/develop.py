@@ -30,6 +30,15 @@ HEAT_PUMP = (
     "proem50:{port}:mac=A0DD6C000003:name=Heat pump:seed=3:password=demo:wiring=fixed@0,heat_pump"
 )
 HISTORY_DAYS = 7
+# The energy site, as entered in the wizard: the README's Energy dashboard table names its sensors.
+SITE = {
+    "name": "Home",
+    "grid": [f"A0DD6C000001:{phase}" for phase in "abc"],
+    "solar": ["A0DD6C000002:1"],
+    "battery": ["A0DD6C000002:2"],
+    "load": ["A0DD6C000003:2"],
+    "grid_metering": "per_phase",
+}
 
 
 async def provision(api: HassApi, user: Credentials, meter_ports: list[int]) -> None:
@@ -44,18 +53,7 @@ async def provision(api: HassApi, user: Credentials, meter_ports: list[int]) -> 
     await api.run_flow(DOMAIN, {"next_step_id": "meter"}, {"host": mains})
     await api.run_flow(DOMAIN, {"next_step_id": "meter"}, {"host": inverters})
     await api.run_flow(DOMAIN, {"next_step_id": "meter"}, {"host": heat_pump}, {"password": "demo"})
-    await api.run_flow(
-        DOMAIN,
-        {"next_step_id": "site"},
-        {
-            "name": "Home",
-            "grid": [f"A0DD6C000001:{phase}" for phase in "abc"],
-            "solar": ["A0DD6C000002:1"],
-            "battery": ["A0DD6C000002:2"],
-            "load": ["A0DD6C000003:2"],
-            "grid_metering": "per_phase",
-        },
-    )
+    await api.run_flow(DOMAIN, {"next_step_id": "site"}, SITE)
 
 
 async def start_and_provision(base_url: str, user: Credentials, meter_ports: list[int]) -> None:
