@@ -20,10 +20,16 @@ from .conftest import serve
 README = Path(__file__).parents[1] / "README.md"
 
 
+def section() -> str:
+    """Return the README's section on the Energy dashboard."""
+    text = README.read_text().split("\n## Setting up the Energy dashboard\n", 1)[1]
+    return text.split("\n## ", 1)[0]
+
+
 def demo_column() -> list[str]:
     """Return the entity ids of the table's demo column, row by row."""
-    section = README.read_text().split("\n## Setting up the Energy dashboard\n", 1)[1]
-    table = section[section.index("\n|") + 1 :].split("\n\n", 1)[0]
+    text = section()
+    table = text[text.index("\n|") + 1 :].split("\n\n", 1)[0]
     header, _, *slots = table.splitlines()
     assert header.split("|")[2].strip().startswith("The demo")
     return [entity for row in slots for entity in re.findall(r"sensor\.\w+", row.split("|")[2])]
@@ -49,6 +55,11 @@ async def test_the_readme_names_the_demos_sensors(
     await run_flow(hass, "site", develop.SITE)
     await hass.async_block_till_done()
 
+    # Every sensor the section names for the demo, in the table or in the text, exists.
+    mentioned = set(re.findall(r"`(sensor\.\w+)`", section()))
+    assert [
+        entity_id for entity_id in sorted(mentioned) if hass.states.get(entity_id) is None
+    ] == []
     named = demo_column()
     assert len(named) == 9  # grid in and out, solar, battery in and out, a device, three powers
     states = {entity_id: hass.states.get(entity_id) for entity_id in named}
