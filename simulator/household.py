@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 CircuitName = Literal["fridge", "kettle", "oven", "washing_machine", "dishwasher", "heat_pump"]
-CIRCUITS: tuple[str, ...] = get_args(CircuitName)
+CIRCUITS: tuple[CircuitName, ...] = get_args(CircuitName)
 SourceKind = Literal["load", "solar", "grid", "battery", "fixed", CircuitName]
 SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)  # nested literals flatten
 PHASE_NAMES = ("a", "b", "c")
