@@ -238,7 +238,12 @@ async def test_day_one_import_gives_the_device_hours(
     state = history_state(hass)
     assert state.state == "100.0"
     assert state.attributes["status"] == "done"
+    # As soon as the run ends: read within a second, the last batches were not shown yet.
     assert state.attributes["records"] == len(records)
+    assert (
+        state.attributes["imported_until"]
+        == datetime.fromtimestamp(records[-1].ts + records[-1].period, UTC).isoformat()
+    )
     device = device_with(hass, meter.mac)
     assert len(events) == 1
     assert events[0].data["entry_id"] == entry.entry_id
@@ -618,6 +623,12 @@ async def test_site_history(
     site_device = device_with(hass, f"site_{site.entry_id}")
     assert events[-1].data["device_id"] == site_device.id
     assert events[-1].data["records"] == len(records)
+    history = site.runtime_data.history
+    assert history is not None
+    assert history.progress.records == len(records)
+    assert history.progress.imported_until == datetime.fromtimestamp(
+        records[-1].ts + records[-1].period, UTC
+    )
     # A backfill of the meter from a day keeps only that day's intervals: the site's own
     # backfill from an earlier day reads the records again, and changes nothing.
     meter_device = device_with(hass, meter.mac)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -16,6 +17,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.shelly_energy import coordinator
 from custom_components.shelly_energy.const import (
     CONF_BATTERY,
     CONF_GRID,
@@ -315,6 +317,64 @@ async def test_role_change_keeps_totals_and_loads_get_sensors(
     assert registry.async_get("sensor.home_battery_charged_energy") is None
 
 
+@pytest.mark.usefixtures("all_entities_enabled")
+async def test_a_load_counts_its_energy_in_and_out_across_a_restart(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    load = ("inverters_channel_2_energy", "inverters_channel_2_returned_energy")
+    site = await add_site(
+        hass, roles(house, **{CONF_BATTERY: [], CONF_LOAD: [f"{house.inverters.mac}:2"]})
+    )
+    assert site_states(hass, *load) == dict.fromkeys(load, "0.0")
+    house.set(500.0, 0.0, 0.0, battery=250.0)  # the circuit draws 250 W for an hour
+    await run_for(hass, simulator, freezer, 3600)
+    house.set(500.0, 0.0, 0.0, battery=-100.0)  # then feeds the home 100 W for half an hour
+    await run_for(hass, simulator, freezer, 1800)
+    assert site_states(hass, *load) == dict(zip(load, ("0.25", "0.05"), strict=True))
+    # Usable as an individual device in the Energy dashboard: a total in kWh that only rises.
+    energy = hass.states.get("sensor.home_inverters_channel_2_energy")
+    assert energy is not None
+    attributes = energy.attributes
+    assert (attributes["device_class"], attributes["state_class"]) == ("energy", "total_increasing")
+    assert attributes["unit_of_measurement"] == "kWh"
+    assert await hass.config_entries.async_unload(site.entry_id)
+    await run_for(hass, simulator, freezer, 1800)  # it goes on feeding while the site is down
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await hass.async_block_till_done()
+    await run_for(hass, simulator, freezer, 0)
+    assert site_states(hass, *load) == dict(zip(load, ("0.25", "0.1"), strict=True))
+
+
+async def test_a_load_whose_stored_totals_were_lost_holds_what_was_recorded(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+    house: House,
+) -> None:
+    load = f"{house.inverters.mac}:2"
+    site = await add_site(hass, roles(house, **{CONF_BATTERY: [], CONF_LOAD: [load]}))
+    house.set(500.0, 0.0, 0.0, battery=250.0)
+    await run_for(hass, simulator, freezer, 3600)
+    assert state_of(hass, "sensor.home_inverters_channel_2_energy") == "0.25"
+    assert await hass.config_entries.async_unload(site.entry_id)
+    del hass_storage[f"{DOMAIN}.site.{site.entry_id}"]  # a crash before the save
+    # What the recorder last holds of each sensor, by unique id (Wh, and when).
+    recorded = {f"{site.entry_id}_load_{load}_energy": (249.501, 0.0)}
+
+    async def last_recorded(_hass: HomeAssistant, unique_ids: dict[str, str]) -> dict[str, Any]:
+        return {key: recorded[uid] for key, uid in unique_ids.items() if uid in recorded}
+
+    with patch(f"{coordinator.__name__}.async_last_recorded_totals", last_recorded):
+        assert await hass.config_entries.async_setup(site.entry_id)
+        await hass.async_block_till_done()
+    await run_for(hass, simulator, freezer, 0)
+    # Not 0: what Home Assistant recorded (the statistics would see a negative hour otherwise).
+    assert state_of(hass, "sensor.home_inverters_channel_2_energy") == "0.25"
+    await run_for(hass, simulator, freezer, 3600)
+    assert state_of(hass, "sensor.home_inverters_channel_2_energy") == "0.5"
+
+
 async def test_removing_a_site_forgets_its_totals(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
 ) -> None:
@@ -340,5 +400,8 @@ async def test_site_diagnostics(
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, site)
     assert diagnostics["entry"]["kind"] == "site"
     assert diagnostics["state"]["power"]["loads"] == {f"{house.inverters.mac}:2": 250.0}
+    assert diagnostics["state"]["loads"] == {
+        f"{house.inverters.mac}:2": {"consumed": 250.0, "returned": 0.0}
+    }
     assert diagnostics["state"]["energy"]["grid_import"] == 500.0
     assert diagnostics["site"]["totals"]["grid_import"] == 500.0

@@ -332,6 +332,12 @@ def channel_key(ref: ChannelRef) -> str:
     return f"{ref.meter_id}:{ref.channel_id}"
 
 
+def load_series(ref: ChannelRef) -> dict[str, str]:
+    """Return a load's energy sensors' keys by `LoadEnergy` field."""
+    key = f"load_{channel_key(ref)}"
+    return {"consumed": f"{key}_energy", "returned": f"{key}_returned_energy"}
+
+
 def parse_channel_key(key: str) -> ChannelRef:
     """Return the channel an options value names."""
     meter_id, _, channel_id = key.partition(":")
@@ -473,11 +479,20 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                     self.config_entry.title,
                 )
         entry_id = self.config_entry.entry_id
+        site_fields = {f"{entry_id}_{key}": field for field, key in SITE_SERIES.items()}
+        load_fields = {
+            f"{entry_id}_{key}": (ref, field)
+            for ref in self.config.channels(Role.LOAD)
+            for field, key in load_series(ref).items()
+        }
         recorded = await async_last_recorded_totals(
-            self.hass, {field: f"{entry_id}_{key}" for field, key in SITE_SERIES.items()}
+            self.hass, {unique_id: unique_id for unique_id in (*site_fields, *load_fields)}
         )
-        for field, (total, _since) in recorded.items():
-            self.accumulator.hold_at_least(field, total)
+        for unique_id, (total, _since) in recorded.items():
+            if unique_id in site_fields:
+                self.accumulator.hold_at_least(site_fields[unique_id], total)
+            else:
+                self.accumulator.hold_load_at_least(*load_fields[unique_id], total)
 
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""

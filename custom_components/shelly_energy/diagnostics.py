@@ -46,6 +46,10 @@ async def async_get_config_entry_diagnostics(
         result["state"] = {
             "power": power,
             "energy": asdict(state.energy),
+            "loads": {
+                channel_key(ref): None if load is None else asdict(load)
+                for ref, load in state.loads.items()
+            },
             "self_consumption_rate": state.self_consumption_rate,
             "self_sufficiency": state.self_sufficiency,
         }

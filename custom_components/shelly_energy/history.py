@@ -617,6 +617,8 @@ class MeterHistory(_History):
                 self._state["partial"] = hours.to_dict()
                 self._store.changed()
         self.progress.records = hours.records
+        if start is not None and hours.records:
+            self._read_until(start, hours.end)  # the batches since the one last shown too
         self.intervals, self._intervals_since = hours.intervals, since
         return hours.complete_hours()
 
@@ -780,6 +782,8 @@ class SiteHistory(_History):
         for _ in site_hours.steps():
             await asyncio.sleep(0)  # let the event loop breathe between chunks
         self.progress.records = site_hours.intervals
+        if site_hours.intervals:
+            self.progress.imported_until = dt_util.utc_from_timestamp(site_hours.end)
         return site_hours.complete_hours()
 
     def _first_live(self, key: str) -> float | None:

@@ -41,10 +41,11 @@ from .coordinator import (
     channel_key,
     channel_label,
     entry_kind,
+    load_series,
 )
 from .energy.anomalies import VoltageRange
 from .energy.projection import Projection
-from .energy.site import ChannelRef, Role, SiteState
+from .energy.site import ChannelRef, LoadEnergy, Role, SiteState
 from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
@@ -532,7 +533,7 @@ def _add_site_sensors(
     entry: SiteConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Create the flows of the roles the site has, and a power sensor per load."""
+    """Create the flows of the roles the site has, and power and energy sensors per load."""
     coordinator = entry.runtime_data.coordinator
     config = coordinator.config
     entities: list[SensorEntity] = [
@@ -540,10 +541,13 @@ def _add_site_sensors(
         for description in SITE_SENSORS
         if not description.roles or any(config.has_role(role) for role in description.roles)
     ]
-    entities.extend(
-        LoadPowerSensor(coordinator, ref, channel_label(hass, ref))
-        for ref in config.channels(Role.LOAD)
-    )
+    for ref in config.channels(Role.LOAD):
+        label = channel_label(hass, ref)
+        entities.append(LoadPowerSensor(coordinator, ref, label))
+        entities.extend(
+            LoadEnergySensor(coordinator, ref, label, field, description)
+            for field, description in LOAD_ENERGY.items()
+        )
     if coordinator.billing is not None:
         currency = hass.config.currency
         entities.extend(
@@ -589,6 +593,46 @@ class LoadPowerSensor(SiteEntity[float], SensorEntity):
     @property
     def native_value(self) -> float | None:
         """Return the circuit's power."""
+        return self._value
+
+
+# By `LoadEnergy` field. Few circuits ever feed energy back (a plug-in solar panel, a vehicle
+# that powers the home): their owners enable the returned energy.
+LOAD_ENERGY = {
+    "consumed": _energy(key="load_energy", translation_key="load_energy", value_fn=lambda s: None),
+    "returned": _energy(
+        key="load_returned_energy",
+        translation_key="load_returned_energy",
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: None,
+    ),
+}
+
+
+class LoadEnergySensor(SiteEntity[float], SensorEntity):
+    """The energy one circuit consumed, or returned, since the site first saw it (kWh)."""
+
+    def __init__(
+        self,
+        coordinator: SiteCoordinator,
+        ref: ChannelRef,
+        label: str,
+        field: str,
+        description: SiteSensorDescription,
+    ) -> None:
+        """Name the sensor after the circuit's channel."""
+        self._ref = ref
+        self._field = field
+        self._attr_translation_placeholders = {"load": label}
+        super().__init__(coordinator, description, load_series(ref)[field])
+
+    def _read(self) -> float | None:
+        load: LoadEnergy | None = self.coordinator.data.loads.get(self._ref)
+        return None if load is None else _kwh(getattr(load, self._field))
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the circuit's energy total."""
         return self._value
 
 

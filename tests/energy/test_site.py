@@ -18,6 +18,7 @@ from custom_components.shelly_energy.energy.site import (
     ChannelInput,
     ChannelRef,
     GridMetering,
+    LoadEnergy,
     Role,
     SiteAccumulator,
     SiteConfig,
@@ -446,6 +447,72 @@ def test_loads_are_available_each_on_its_own() -> None:
     assert state.power.home_consumption == 900.0  # loads are part of consumption, not added
 
 
+LOAD_SITE = SiteConfig({GRID: Role.GRID, HEAT_PUMP: Role.LOAD}, GridMetering.PER_PHASE)
+
+
+def test_a_load_counts_what_it_consumed_and_what_flowed_back() -> None:
+    # A circuit with a plug-in solar panel: it consumes at night and feeds the home by day.
+    acc = SiteAccumulator(LOAD_SITE)
+    state = acc.update({GRID: ch(500, 1_000, 0), HEAT_PUMP: ch(300, 4_000, 200)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(0.0, 0.0)}  # first sighting: baselines only
+    state = acc.update({GRID: ch(500, 1_500, 0), HEAT_PUMP: ch(-100, 4_300, 250)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=300.0, returned=50.0)}
+    assert state.power.loads == {HEAT_PUMP: 0.0}  # its power is what it consumes
+    # The circuit's meter is offline: the load is unavailable and its totals wait.
+    state = acc.update({GRID: ch(500, 1_600, 0), HEAT_PUMP: None}, DAY)
+    assert state.loads == {HEAT_PUMP: None}
+    assert state.energy.grid_import == 600.0  # the rest of the site goes on
+    # Back: what it counted while offline is added once (4300 -> 4700, 250 -> 260).
+    state = acc.update({GRID: ch(500, 1_700, 0), HEAT_PUMP: ch(200, 4_700, 260)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=700.0, returned=60.0)}
+    # The meter's totals started anew (a replaced meter): held, then counted on from there.
+    state = acc.update({GRID: ch(500, 1_800, 0), HEAT_PUMP: ch(200, 10, 0)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=700.0, returned=60.0)}
+    state = acc.update({GRID: ch(500, 1_900, 0), HEAT_PUMP: ch(200, 110, 5)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=800.0, returned=65.0)}
+    # Loads are part of consumption, never added to it: 900 Wh imported, 900 Wh consumed.
+    assert state.energy.home_consumption == 900.0
+
+
+def test_a_load_never_publishes_less_than_it_showed_before_a_restart() -> None:
+    acc = SiteAccumulator(LOAD_SITE)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_100, 0)}, DAY)
+    # A crash lost the last save: Home Assistant had recorded 250 Wh consumed.
+    acc = restarted(acc, LOAD_SITE)
+    acc.hold_load_at_least(HEAT_PUMP, "consumed", 250.0)
+    assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: None}, DAY).loads == {HEAT_PUMP: None}
+    # 100 + 100 counted, held at the 250 shown; then counting on from there.
+    state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_200, 0)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=250.0, returned=0.0)}
+    state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_300, 20)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=350.0, returned=20.0)}
+
+
+def test_a_channel_that_stops_being_a_load_leaves_its_totals_behind() -> None:
+    acc = SiteAccumulator(LOAD_SITE)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY)
+    assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_100, 0)}, DAY).loads == {
+        HEAT_PUMP: LoadEnergy(consumed=100.0)
+    }
+    acc.update_config(SiteConfig({GRID: Role.GRID}, GridMetering.PER_PHASE))
+    assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_200, 0)}, DAY).loads == {}
+    acc.update_config(LOAD_SITE)
+    state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_300, 0)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy()}  # afresh from this sighting
+
+
+def test_totals_saved_before_loads_had_energy_restore_and_loads_start_afresh() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    run(acc, BATTERY_SCENARIO[:2])
+    saved = acc.to_dict()
+    del saved["loads"]
+    acc = SiteAccumulator.from_dict(BATTERY_SITE, saved)
+    state = acc.update(*BATTERY_SCENARIO[3])
+    assert state.loads == {HEAT_PUMP: LoadEnergy()}
+    assert state.energy.grid_import == 200.0  # 150 before the save, 50 after
+
+
 def test_roles_without_channels_contribute_zero() -> None:
     # A grid-only site: no production, consumption = import - export.
     grid_only = SiteConfig({GRID: Role.GRID, SOLAR: Role.UNUSED}, GridMetering.PER_PHASE)
@@ -609,7 +676,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(300, 1_000, 0),
             SOLAR: ch(0, 0, 2_000),
             BATTERY: ch(0, 500, 500),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(0, 5_000, 0),
         },
         DAY,
     ),
@@ -618,7 +685,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(-200, 1_150, 0),
             SOLAR: ch(-900, 0, 2_300),
             BATTERY: ch(300, 600, 500),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(800, 5_200, 0),
         },
         DAY,
     ),
@@ -630,7 +697,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(100, 1_200, 80),
             SOLAR: ch(0, 1, 2_800),
             BATTERY: ch(-400, 700, 650),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(0, 5_500, 0),
         },
         DAY,
     ),
@@ -639,7 +706,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(100, 1_250, 80),
             SOLAR: ch(0, 2, 2_800),
             BATTERY: ch(-400, 700, 850),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(-50, 5_600, 10),
         },
         NEXT_DAY,
     ),
@@ -677,6 +744,8 @@ def test_restart_in_the_middle_loses_and_double_counts_nothing() -> None:
         home_consumption=1_119.0,
         self_consumed_solar=719.0,
     )
+    # The heat pump (offline with the battery at 3): consumed +200, +300, +100; returned +10.
+    assert end.loads == {HEAT_PUMP: LoadEnergy(consumed=600.0, returned=10.0)}
     # The last update is on the next day: today holds its interval alone.
     # Self-consumption: 0 / 0 -> None; self-sufficiency: 1 - 50 / 250 = 80 %.
     assert end.self_consumption_rate is None
@@ -715,6 +784,7 @@ def test_restart_with_roles_changed_while_stopped() -> None:
         grid_import=150.0, solar_production=300.0, home_consumption=450.0, self_consumed_solar=300.0
     )
     assert state.power.loads == {SOLAR: 0.0}
+    assert state.loads == {SOLAR: LoadEnergy()}  # a new load: its first sighting sets baselines
 
 
 def test_restoring_another_storage_version_fails() -> None:
@@ -781,7 +851,7 @@ def test_ratios_restart_on_a_new_day() -> None:
 
 # --- properties over random sequences -------------------------------------------------------------
 
-SCENARIO_CHANNELS = (PHASE_A, PHASE_B, PHASE_C, INVERTER, BATTERY)
+SCENARIO_CHANNELS = (PHASE_A, PHASE_B, PHASE_C, INVERTER, BATTERY, HEAT_PUMP)
 MIXED_SITE = SiteConfig(
     {
         PHASE_A: Role.GRID,
@@ -789,6 +859,7 @@ MIXED_SITE = SiteConfig(
         PHASE_C: Role.GRID,
         INVERTER: Role.SOLAR,
         BATTERY: Role.BATTERY,
+        HEAT_PUMP: Role.LOAD,
     },
     GridMetering.BALANCED,
 )
@@ -823,6 +894,7 @@ def test_totals_never_decrease_and_survive_a_restart_anywhere(seed: int) -> None
     steps = random_scenario(seed)
     straight = SiteAccumulator(MIXED_SITE)
     previous = straight.to_dict()["totals"]
+    previous_loads: dict[ChannelRef, LoadEnergy] = {}
     states = []
     for readings, day in steps:
         state = straight.update(readings, day)
@@ -830,6 +902,11 @@ def test_totals_never_decrease_and_survive_a_restart_anywhere(seed: int) -> None
         totals = straight.to_dict()["totals"]
         # The published totals never decrease (the signed running sums behind two of them may).
         assert all(totals[name] >= previous[name] for name in totals if not name.endswith("_net"))
+        for ref, load in state.loads.items():
+            if load is not None and (before := previous_loads.get(ref)) is not None:
+                assert load.consumed >= before.consumed
+                assert load.returned >= before.returned
+        previous_loads = {ref: load for ref, load in state.loads.items() if load is not None}
         for value in non_negative_values(state):
             assert value is None or value >= 0
         for ratio in (state.self_consumption_rate, state.self_sufficiency):
@@ -852,6 +929,8 @@ def non_negative_values(state: SiteState) -> list[float | None]:
         if field.name not in {"grid_net", "battery_net", "loads"}
     ]
     values += state.power.loads.values()
+    for load in state.loads.values():
+        values += (None, None) if load is None else (load.consumed, load.returned)
     values += (getattr(state.energy, field.name) for field in fields(SiteEnergy))
     return values
 

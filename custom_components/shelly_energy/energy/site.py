@@ -12,7 +12,8 @@ home's consumers (a CT installed the other way round is fixed upstream by the ch
 - solar: negative while producing; ``energy_out`` counts production, ``energy_in`` the inverter's
   standby draw.
 - battery: positive while charging; ``energy_in`` counts charge, ``energy_out`` discharge.
-- load (a circuit): positive while consuming.
+- load (a circuit): positive while consuming; ``energy_in`` counts consumption, ``energy_out``
+  what flowed back (a circuit with a plug-in solar panel or a vehicle that feeds the home).
 
 Definitions, the same for power (W) and energy (Wh):
 
@@ -24,6 +25,8 @@ Definitions, the same for power (W) and energy (Wh):
 - battery charge / discharge: what flows in / out on the battery channels, as their counters say.
 - home consumption = max(import - export + production + discharge - charge, 0).
 - self-consumed solar = max(production - export, 0).
+- a load's energy consumed / returned: what flows in / out on its channel, as its counters say.
+  Loads are part of home consumption, never added to it.
 
 No power or energy value is ever negative: measurement noise (a solar CT reading +3 W at night) is
 clamped to 0, not propagated. The only signed values are the two net powers: ``grid_net``
@@ -31,18 +34,18 @@ clamped to 0, not propagated. The only signed values are the two net powers: ``g
 
 Energy comes from the meters' counter deltas, never from integrating power, so it stays exact
 across missed polls. Each derived flow (grid, solar, battery, self-consumed solar, home
-consumption) keeps the counters of its own input channels as they were when it last accrued. At an
-update where all its inputs are available, a flow adds the energy of the interval since then
-and moves its baselines; otherwise it waits, so what accrued while a meter was offline is added,
-exactly once, when the meter returns. Home consumption and self-consumed solar are not clamped per
-interval: meters are read at different instants, so one update may see a phase's export before
-the next sees the solar production behind it, and clamping that interval's negative value would
-count the production again later. They keep a signed running sum and publish its highest value so
-far: never decreasing, never negative, and exact once every meter has been read. The inputs are
-the meters' published totals (already through the counter model, `energy.counter`), and each
-baseline is such a counter too, with no physical bound: a channel's first sighting only sets it,
-jitter is held, and a drop (a meter whose totals started anew) holds and counts on from the new
-value, never booking the whole counter again.
+consumption, and each load on its own) keeps the counters of its own input channels as they were
+when it last accrued. At an update where all its inputs are available, a flow adds the energy of
+the interval since then and moves its baselines; otherwise it waits, so what accrued while a meter
+was offline is added, exactly once, when the meter returns. Home consumption and self-consumed
+solar are not clamped per interval: meters are read at different instants, so one update may see a
+phase's export before the next sees the solar production behind it, and clamping that interval's
+negative value would count the production again later. They keep a signed running sum and publish
+its highest value so far: never decreasing, never negative, and exact once every meter has been
+read. The inputs are the meters' published totals (already through the counter model,
+`energy.counter`), and each baseline is such a counter too, with no physical bound: a channel's
+first sighting only sets it, jitter is held, and a drop (a meter whose totals started anew) holds
+and counts on from the new value, never booking the whole counter again.
 
 Availability: a value that depends on an unavailable channel is None; the site never reports a
 partial sum as if it were complete. Energy totals are kept while a flow is unavailable and resume
@@ -57,7 +60,7 @@ after an offline spell counts on the day it is added.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from enum import StrEnum
 from typing import Any, Final
@@ -154,6 +157,14 @@ class SiteEnergy:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadEnergy:
+    """What one load's channel counted (Wh) since the site first saw it: both never decrease."""
+
+    consumed: float = 0.0
+    returned: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SiteState:
     """What a site does at one update: power, energy totals and today's ratios (percent)."""
 
@@ -161,6 +172,8 @@ class SiteState:
     energy: SiteEnergy
     self_consumption_rate: float | None  # self-consumed solar / production today
     self_sufficiency: float | None  # 1 - import / consumption today, at least 0
+    # Each load's energy totals; None: its meter is unavailable at this update.
+    loads: Mapping[ChannelRef, LoadEnergy | None]
 
 
 @dataclass(slots=True)
@@ -255,6 +268,26 @@ _FLOW_ROLES: Final[Mapping[str, tuple[Role, ...]]] = {
     "self_consumed_solar": (Role.GRID, Role.SOLAR),
     "home_consumption": _BALANCE_ROLES,
 }
+
+
+class _Load:
+    """One load's totals and its channel's counters when it last accrued."""
+
+    __slots__ = ("flow", "total")
+
+    def __init__(self) -> None:
+        self.flow = _Flow((Role.LOAD,))
+        self.total = LoadEnergy()
+
+    def advance(self, ref: ChannelRef, counters: Mapping[ChannelRef, tuple[float, float]]) -> bool:
+        """Accrue what the load's channel counted since the last accrual, if it is available."""
+        if not self.flow.advance({Role.LOAD: (ref,)}, counters):
+            return False
+        self.total = LoadEnergy(
+            self.total.consumed + self.flow.inflow[Role.LOAD],
+            self.total.returned + self.flow.outflow[Role.LOAD],
+        )
+        return True
 
 
 def _production(solar_in: float, solar_out: float) -> float:
@@ -358,21 +391,26 @@ class SiteAccumulator:
         self._today = _Today()
         self._counters: dict[ChannelRef, tuple[float, float]] = {}  # reused by every update
         self._floors: dict[str, float] = {}  # totals never to be published lower (Wh)
+        self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
+        self._loads: dict[ChannelRef, _Load] = {}
         self.started: float | None = None  # when the totals were first published
         self._apply_config(config)
 
     def _apply_config(self, config: SiteConfig) -> None:
         self._config = config
         self._channels = {role: config.channels(role) for role in Role}
-        self._balance_channels = tuple(
-            ref for role in _BALANCE_ROLES for ref in self._channels[role]
+        self._metered_channels = tuple(
+            ref for role in (*_BALANCE_ROLES, Role.LOAD) for ref in self._channels[role]
         )
+        # A channel that stays a load keeps its totals; a new load starts from its first sighting.
+        self._loads = {ref: self._loads.get(ref) or _Load() for ref in self._channels[Role.LOAD]}
 
     def update_config(self, config: SiteConfig) -> None:
         """Use new roles from the next update on.
 
-        Totals stay as they are. Every flow forgets the baselines of channels whose role changed,
-        so the energy they count under their new role starts from their next sighting.
+        Totals stay as they are, but those of channels that are no longer loads. Every flow
+        forgets the baselines of channels whose role changed, so the energy they count under their
+        new role starts from their next sighting.
         """
         old_roles, new_roles = self._config.roles, config.roles
         for flow in self._flows.values():
@@ -395,6 +433,7 @@ class SiteAccumulator:
         if day != self._today.day:
             self._today = _Today(day)
         energy = self._accrue(readings)
+        loads = self._accrue_loads()  # from the counters that `_accrue` collected
         if self.started is None and energy.home_consumption is not None:
             self.started = now
         return SiteState(
@@ -404,6 +443,7 @@ class SiteAccumulator:
                 available=energy.self_consumed_solar is not None
             ),
             self_sufficiency=self._self_sufficiency(available=energy.home_consumption is not None),
+            loads=loads,
         )
 
     def _import_export(self, inflow: float, outflow: float) -> tuple[float, float]:
@@ -412,7 +452,7 @@ class SiteAccumulator:
     def _accrue(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SiteEnergy:
         counters = self._counters
         counters.clear()
-        for ref in self._balance_channels:
+        for ref in self._metered_channels:
             reading = readings.get(ref)
             if (
                 reading is not None
@@ -498,6 +538,25 @@ class SiteAccumulator:
             home_consumption=totals.home_consumption if consumption_ok else None,
             self_consumed_solar=totals.self_consumed_solar if self_consumption_ok else None,
         )
+
+    def _accrue_loads(self) -> dict[ChannelRef, LoadEnergy | None]:
+        """Accrue each load from the channels' counters; return the loads' totals."""
+        loads: dict[ChannelRef, LoadEnergy | None] = {}
+        for ref, load in self._loads.items():
+            if not load.advance(ref, self._counters):
+                loads[ref] = None
+                continue
+            for field in ("consumed", "returned"):
+                if (floor := self._load_floors.pop((ref, field), None)) is not None:
+                    load.total = replace(
+                        load.total, **{field: max(getattr(load.total, field), floor)}
+                    )
+            loads[ref] = load.total
+        return loads
+
+    def hold_load_at_least(self, ref: ChannelRef, field: str, total: float) -> None:
+        """Never publish a load's `LoadEnergy` field below `total` Wh, as `hold_at_least`."""
+        self._load_floors[ref, field] = total
 
     def hold_at_least(self, field: str, total: float) -> None:
         """Never publish a `SiteEnergy` field below `total` Wh (shown before a restart).
@@ -585,6 +644,20 @@ class SiteAccumulator:
                 ]
                 for name, flow in self._flows.items()
             },
+            "loads": [
+                {
+                    "meter_id": ref.meter_id,
+                    "channel_id": ref.channel_id,
+                    "consumed": load.total.consumed,
+                    "returned": load.total.returned,
+                    "baseline": (
+                        None
+                        if (baseline := load.flow.baselines.get(ref)) is None
+                        else {"energy_in": baseline[0].base, "energy_out": baseline[1].base}
+                    ),
+                }
+                for ref, load in self._loads.items()
+            ],
         }
 
     @classmethod
@@ -618,5 +691,15 @@ class SiteAccumulator:
                 )
                 for entry in data["baselines"][name]
             }
+        # Saved before loads had energy: they start from their next sighting.
+        for entry in data.get("loads", ()):
+            ref = ChannelRef(entry["meter_id"], entry["channel_id"])
+            load = accumulator._loads[ref] = _Load()
+            load.total = LoadEnergy(entry["consumed"], entry["returned"])
+            if (baseline := entry["baseline"]) is not None:
+                load.flow.baselines[ref] = (
+                    _baseline(baseline["energy_in"]),
+                    _baseline(baseline["energy_out"]),
+                )
         accumulator.update_config(config)
         return accumulator
