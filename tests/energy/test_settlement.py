@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from custom_components.shelly_energy.energy.periods import (
     GAP_S,
-    Metered,
     Period,
     PeriodClock,
     PeriodSums,
@@ -161,16 +160,6 @@ def test_short_intervals_across_an_end_are_not_gaps() -> None:
     closed = sums.add(ts(2025, 6, 1, 13, 10), ts(2025, 6, 1, 13, 11), 2.0)
     assert [(p.start, p.amount) for p in closed] == [(ts(2025, 6, 1, 12), 4.0)]
     assert sums.to_list() == [ts(2025, 6, 1, 13), ts(2025, 6, 1, 14), 2.0, False]
-
-
-def test_metered_totals_become_intervals() -> None:
-    metered = Metered()
-    assert metered.advance((100.0, 5.0), 1000.0) is None
-    assert metered.advance((130.0, 4.0), 1060.0) == (1000.0, (30.0, 0.0))  # a fall counts 0
-    restored = Metered()
-    restored.restore(json.loads(json.dumps(metered.to_dict())))
-    assert restored.advance((131.0, 6.0), 1120.0) == (1060.0, (1.0, 2.0))
-    assert restored.advance((1.0,), 1180.0) is None  # other totals: they start again
 
 
 # --- settlement --------------------------------------------------------------------------------

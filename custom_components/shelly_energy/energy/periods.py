@@ -12,7 +12,7 @@ Time is unix seconds; the time zone is a `tzinfo` (a `zoneinfo.ZoneInfo`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
@@ -139,39 +139,3 @@ class PeriodSums:
     def restore(self, data: Sequence[Any] | None) -> None:
         """Continue the running period `to_list` returned."""
         self.running = None if data is None else Period(*data)
-
-
-class Metered:
-    """The intervals between updates of cumulative totals: what each total rose by.
-
-    A total that fell (a meter's totals started anew) counts 0 for that interval.
-    """
-
-    __slots__ = ("time", "totals")
-
-    def __init__(self) -> None:
-        """Start with nothing seen."""
-        self.totals: tuple[float, ...] | None = None
-        self.time: float | None = None
-
-    def advance(
-        self, totals: tuple[float, ...], now: float
-    ) -> tuple[float, tuple[float, ...]] | None:
-        """Take the totals at `now`; return (the last time, each total's rise), None at first."""
-        before, since = self.totals, self.time
-        self.totals, self.time = totals, now
-        if before is None or since is None or len(before) != len(totals):
-            return None
-        return since, tuple(
-            max(now_total - then, 0.0) for now_total, then in zip(totals, before, strict=True)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the state as JSON-safe data."""
-        return {"totals": None if self.totals is None else list(self.totals), "time": self.time}
-
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Continue from `to_dict` data."""
-        totals = data["totals"]
-        self.totals = None if totals is None else tuple(float(total) for total in totals)
-        self.time = data["time"]
