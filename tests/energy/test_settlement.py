@@ -376,6 +376,18 @@ def test_unreadable_settlements_are_refused(data: dict[str, object]) -> None:
         GridSettlement.from_dict(None, data)
 
 
+@pytest.mark.parametrize(
+    ("length", "zone", "start"),
+    [
+        (15, UTC, ts(2025, 6, 1, 10)),
+        # Madrid's autumn change (the repeated hour at 01:00 UTC) in hours.
+        (60, MADRID, ts(2025, 10, 25, 23)),
+        # Lord Howe moves by 30 minutes at 15:30 UTC: the hour holding it is cut.
+        (60, LORD_HOWE, ts(2025, 10, 4, 13)),
+        # January becomes February at 23:00 UTC in Madrid, in half hours.
+        (30, MADRID, ts(2025, 1, 31, 21)),
+    ],
+)
 @given(
     st.lists(
         st.tuples(st.integers(0, 40), st.integers(0, 40)).map(lambda p: (float(p[0]), float(p[1]))),
@@ -385,15 +397,14 @@ def test_unreadable_settlements_are_refused(data: dict[str, object]) -> None:
     st.lists(st.integers(1, 30), min_size=1, max_size=300),
 )
 def test_rebuilt_settlement_equals_the_settlement_of_the_records(
-    minutes: list[Minute], steps: list[int]
+    length: int, zone: tzinfo, start: float, minutes: list[Minute], steps: list[int]
 ) -> None:
     """Whatever the updates, once the records told the gaps every period's net is the truth.
 
     Updates come every few minutes; one that reaches across a period's end is either short (its
     minutes are split by time: here every update that is short ends on a period's end) or a gap.
     """
-    clock = PeriodClock(15, UTC)
-    start = ts(2025, 6, 1, 10)
+    clock = PeriodClock(length, zone)
     settlement = GridSettlement(clock)
     index = 0
     published = (0.0, 0.0)
