@@ -28,6 +28,7 @@ from custom_components.shelly_energy.const import (
     CONF_MDNS_GENERATION,
     CONF_MODEL,
     CONF_REGULATION,
+    CONF_SETTLEMENT,
     CONF_SHARE,
     CONF_SITE,
     CONF_SMOOTHING,
@@ -92,6 +93,7 @@ async def test_every_entity_has_an_icon(
         data={CONF_KIND: KIND_SITE},
         options={
             CONF_GRID: [f"{mains}:{phase}" for phase in "abc"],
+            CONF_SETTLEMENT: "60",  # the settlement period's sensors too
             CONF_SOLAR: [f"{inverters}:1"],
             CONF_BATTERY: [f"{inverters}:2"],
             CONF_LOAD: [f"{circuits}:1"],

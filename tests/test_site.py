@@ -10,7 +10,9 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -25,6 +27,7 @@ from custom_components.shelly_energy.const import (
     CONF_KIND,
     CONF_LOAD,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     CONF_SOLAR,
     DOMAIN,
     KIND_SITE,
@@ -405,3 +408,80 @@ async def test_site_diagnostics(
     }
     assert diagnostics["state"]["energy"]["grid_import"] == 500.0
     assert diagnostics["site"]["totals"]["grid_import"] == 500.0
+
+
+# An hourly-settled morning of the simulated house, 15 minutes a step: the pins of phases a, b
+# and c (W) in each step, from a whole hour (called 10:00). Solar and battery work on meanwhile.
+SETTLED_STEPS: list[tuple[float, float, float]] = [
+    # 10:00: the kettle, then the sun on phase b, then the heat pump on a and solar on c.
+    (2000.0, 0.0, 0.0),
+    (0.0, -1000.0, 0.0),
+    (400.0, 0.0, -1200.0),
+    (0.0, 0.0, 0.0),
+    # 11:00: an hour that exports and imports as much.
+    (-3000.0, 0.0, 0.0),
+    (-3000.0, 0.0, 0.0),
+    (1000.0, 1000.0, 1000.0),
+    (1000.0, 1000.0, 1000.0),
+    # 12:00: exports on two phases all hour.
+    *[(-800.0, -400.0, 0.0)] * 4,
+    # 13:00: the first quarter of the hour imports on phase a.
+    (1200.0, 0.0, 0.0),
+]
+STEP_S = 900
+
+
+async def test_hourly_settlement_over_the_simulator(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory, house: House
+) -> None:
+    # From a whole hour (the house stands still until then).
+    await poll(hass, freezer, 3600 - dt_util.utcnow().timestamp() % 3600)
+    site = await add_site(hass, roles(house))
+    # The settlement chosen in the site's options; the totals so far (none) carry over.
+    result: Any = await hass.config_entries.options.async_init(site.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "roles"}
+    )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**roles(house), CONF_SETTLEMENT: "60"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert site.options[CONF_SETTLEMENT] == "60"
+    # Each hour's net, computed here from the pins: every step lies within one hour.
+    nets: dict[int, float] = {}
+    for index, pins in enumerate(SETTLED_STEPS):
+        hour = index * STEP_S // 3600
+        nets[hour] = nets.get(hour, 0.0) + sum(pins) * STEP_S / 3600
+    assert nets == {0: 50.0, 1: 0.0, 2: -1200.0, 3: 300.0}
+    for index, (a, b, c) in enumerate(SETTLED_STEPS):
+        house.set(a, b, c, solar=-1500.0, battery=500.0)
+        simulator.clock.advance(STEP_S)
+        await poll(hass, freezer, STEP_S)
+        if index == 5:  # 11:30: a restart in the middle of an hour loses nothing
+            assert await hass.config_entries.async_reload(site.entry_id)
+            await hass.async_block_till_done()
+    closed = [net for hour, net in nets.items() if hour < 3]
+    expected_import = sum(max(net, 0.0) for net in closed) / 1000
+    expected_export = sum(max(-net, 0.0) for net in closed) / 1000
+    states = site_states(
+        hass,
+        "grid_import_energy",
+        "grid_export_energy",
+        "settlement_period_net_energy",
+        "export_to_balance_the_settlement_period",
+        "settlement_period_time_left",
+    )
+    assert states == {
+        "grid_import_energy": str(expected_import),  # 0.05: 10:00's net
+        "grid_export_energy": str(expected_export),  # 1.2: 12:00's; 11:00 netted to 0
+        "settlement_period_net_energy": "0.3",
+        "export_to_balance_the_settlement_period": "0.3",
+        "settlement_period_time_left": "2700.0",
+    }
+    # Consumption stays what the home used: the settlement bills only the grid.
+    solar_and_battery = len(SETTLED_STEPS) * (1500.0 - 500.0) * STEP_S / 3600
+    grid_net = sum(nets.values())
+    assert state_of(hass, "sensor.home_consumption_energy") == str(
+        round((grid_net + solar_and_battery) / 1000, 3)
+    )

@@ -57,6 +57,7 @@ from .const import (
     CONF_POLL_INTERVAL,
     CONF_REGULATION,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     CONF_SHARE,
     CONF_SITE,
     CONF_SMOOTHING,
@@ -118,6 +119,7 @@ from .coordinator import (
     parse_channel_key,
 )
 from .energy.anomalies import AnomalyLimits
+from .energy.settlement import Settlement
 from .energy.site import ChannelRef, GridMetering
 from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
@@ -635,7 +637,7 @@ def site_channel_options(hass: HomeAssistant, options: Mapping[str, Any]) -> lis
 
 
 def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
-    """Return the form giving channels their roles, and the grid metering mode."""
+    """Return the form giving channels their roles, the grid metering and the settlement."""
     schema: dict[vol.Marker, Any] = {}
     for role in ROLE_FIELDS:
         schema[vol.Optional(role, default=[])] = SelectSelector(
@@ -650,6 +652,13 @@ def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
             options=[mode.value for mode in GridMetering],
             translation_key=CONF_GRID_METERING,
             mode=SelectSelectorMode.LIST,
+        )
+    )
+    schema[vol.Required(CONF_SETTLEMENT, default=Settlement.INSTANT)] = SelectSelector(
+        SelectSelectorConfig(
+            options=[settlement.value for settlement in Settlement],
+            translation_key=CONF_SETTLEMENT,
+            mode=SelectSelectorMode.DROPDOWN,
         )
     )
     return vol.Schema(schema)

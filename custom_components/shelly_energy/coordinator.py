@@ -37,6 +37,7 @@ from .const import (
     CONF_KIND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     COUNTER_SAVE_S,
     COUNTER_URGENT_SAVE_S,
     DEFAULT_DEADBAND,
@@ -47,6 +48,7 @@ from .const import (
     SITE_SAVE_DELAY_S,
 )
 from .energy.history import SITE_SERIES
+from .energy.settlement import Settlement
 from .energy.site import (
     ChannelInput,
     ChannelRef,
@@ -379,6 +381,7 @@ def site_config(options: Mapping[str, Any]) -> SiteConfig:
     return SiteConfig(
         roles=roles,
         grid_metering=GridMetering(options.get(CONF_GRID_METERING, GridMetering.PER_PHASE)),
+        settlement=Settlement(options.get(CONF_SETTLEMENT, Settlement.INSTANT)),
     )
 
 
@@ -428,7 +431,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         """Set up the site with zero totals (`async_restore` continues the stored ones)."""
         super().__init__(hass, entry)
         self.config = site_config(entry.options)
-        self.accumulator = SiteAccumulator(self.config)
+        self.accumulator = SiteAccumulator(self.config, dt_util.get_default_time_zone())
         self.billing: SiteBilling | None = None  # when the site has a tariff
         self.store: DurableStore[dict[str, Any]] = DurableStore(
             hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
@@ -472,7 +475,9 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         saved = await self.store.async_load()
         if saved is not None:
             try:
-                self.accumulator = SiteAccumulator.from_dict(self.config, saved)
+                self.accumulator = SiteAccumulator.from_dict(
+                    self.config, saved, dt_util.get_default_time_zone()
+                )
             except (KeyError, TypeError, ValueError):
                 _LOGGER.exception(
                     "The stored totals of %s are unreadable: they start anew",

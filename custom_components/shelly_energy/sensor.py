@@ -25,6 +25,7 @@ from homeassistant.const import (
     UnitOfFrequency,
     UnitOfPower,
     UnitOfReactivePower,
+    UnitOfTime,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
@@ -45,6 +46,7 @@ from .coordinator import (
 )
 from .energy.anomalies import VoltageRange
 from .energy.projection import Projection
+from .energy.settlement import Settlement
 from .energy.site import ChannelRef, LoadEnergy, Role, SiteState
 from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
@@ -445,6 +447,7 @@ class SiteSensorDescription(SensorEntityDescription):
     value_fn: Callable[[SiteState], float | None]
     # Created when the site has a channel with one of these roles (empty: always).
     roles: frozenset[Role] = frozenset()
+    settled: bool = False  # created only with a settlement period
 
 
 def _power(**kwargs: Any) -> SiteSensorDescription:
@@ -525,6 +528,34 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         value_fn=lambda s: _percent(s.self_consumption_rate),
     ),
     _ratio(key="self_sufficiency", roles=_GRID, value_fn=lambda s: _percent(s.self_sufficiency)),
+    SiteSensorDescription(
+        key="period_net_energy",
+        roles=_GRID,
+        settled=True,
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda s: None if s.period is None else _kwh(s.period.net),
+    ),
+    SiteSensorDescription(
+        key="period_offset_energy",
+        roles=_GRID,
+        settled=True,
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda s: None if s.period is None else _kwh(s.period.to_offset),
+    ),
+    SiteSensorDescription(
+        key="period_time_left",
+        roles=_GRID,
+        settled=True,
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda s: None if s.period is None else s.period.seconds_left,
+    ),
 )
 
 
@@ -539,7 +570,8 @@ def _add_site_sensors(
     entities: list[SensorEntity] = [
         SiteSensor(coordinator, description)
         for description in SITE_SENSORS
-        if not description.roles or any(config.has_role(role) for role in description.roles)
+        if (not description.roles or any(config.has_role(role) for role in description.roles))
+        and (not description.settled or config.settlement is not Settlement.INSTANT)
     ]
     for ref in config.channels(Role.LOAD):
         label = channel_label(hass, ref)

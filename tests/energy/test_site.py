@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import fields
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from custom_components.shelly_energy.energy.settlement import Settlement
 from custom_components.shelly_energy.energy.site import (
     ChannelInput,
     ChannelRef,
     GridMetering,
     LoadEnergy,
     Role,
+    RunningPeriod,
     SiteAccumulator,
     SiteConfig,
     SiteEnergy,
@@ -964,3 +967,88 @@ def test_consumption_read_ahead_holds_until_the_rest_catches_up() -> None:
     assert state.energy.home_consumption == 2500.0
     state = acc.update({GRID: ch(0, 1500, 1000), SOLAR: ch(0, 0, 2500)}, DAY)
     assert state.energy.home_consumption == 3000.0  # exact again: 1500 + 2500 - 1000
+
+
+# --- settlement periods ------------------------------------------------------------------------
+
+MADRID = ZoneInfo("Europe/Madrid")
+# 2025-06-21 10:00 in Madrid (CEST, +02:00).
+TEN = datetime(2025, 6, 21, 10, tzinfo=MADRID).timestamp()
+
+
+def hourly(metering: GridMetering = GridMetering.PER_PHASE) -> SiteConfig:
+    return SiteConfig(
+        {PHASE_A: Role.GRID, PHASE_B: Role.GRID, INVERTER: Role.SOLAR},
+        metering,
+        Settlement.HOUR,
+    )
+
+
+def test_hourly_settlement_books_each_hours_net_across_phases() -> None:
+    acc = SiteAccumulator(hourly(), MADRID)
+    a_in = a_out = b_in = b_out = 0.0
+    states = []
+    # Each minute from 10:00: phase A imports 10 Wh; phase B exports 30 Wh until 10:30, then
+    # nothing. 10:00-11:00 nets 600 - 900 = -300 Wh; 11:00-11:30 nets +300 Wh so far.
+    for minute in range(91):
+        readings = {
+            PHASE_A: ch(0, a_in, a_out),
+            PHASE_B: ch(0, b_in, b_out),
+            INVERTER: ch(0, 0, 0),
+        }
+        states.append(acc.update(readings, DAY, TEN + minute * 60))
+        a_in += 10
+        b_out += 30 if minute < 30 else 0
+    assert states[59].energy.grid_import == 0.0 and states[59].energy.grid_export == 0.0
+    assert states[59].period == RunningPeriod(-310.0, 60.0)  # 10:59: 590 in, 900 out
+    last = states[-1]
+    # 11:00 booked the hour's 300 Wh of export; phase A's 600 Wh of import is not billed.
+    assert (last.energy.grid_import, last.energy.grid_export) == (0.0, 300.0)
+    assert last.period == RunningPeriod(300.0, 1800.0)
+    assert last.period.to_offset == 300.0
+    assert RunningPeriod(-5.0, 1.0).to_offset == 0.0
+    # Consumption stays physical: 900 Wh imported on A over the 90 minutes, 900 exported on B.
+    assert last.energy.home_consumption == 0.0
+    # Stored and restored, the running hour goes on.
+    restored = SiteAccumulator.from_dict(hourly(), json.loads(json.dumps(acc.to_dict())), MADRID)
+    state = restored.update(
+        {PHASE_A: ch(0, a_in, a_out), PHASE_B: ch(0, b_in, b_out), INVERTER: ch(0, 0, 0)},
+        DAY,
+        TEN + 91 * 60,
+    )
+    assert state.period == RunningPeriod(310.0, 1740.0)
+
+
+def grid(phase_a_in: float, phase_b_out: float) -> dict[ChannelRef, ChannelInput | None]:
+    return {PHASE_A: ch(0, phase_a_in, 0), PHASE_B: ch(0, 0, phase_b_out), INVERTER: ch(0, 0, 0)}
+
+
+def test_switching_settlement_books_the_running_period_and_keeps_the_totals() -> None:
+    acc = SiteAccumulator(hourly(), MADRID)
+    for minute in range(11):  # 10:00-10:10: 100 Wh in
+        acc.update(
+            {PHASE_A: ch(0, 10 * minute, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)},
+            DAY,
+            TEN + minute * 60,
+        )
+    instant = SiteConfig(hourly().roles, GridMetering.PER_PHASE)
+    acc.update_config(instant)
+    state = acc.update(
+        {PHASE_A: ch(0, 110, 0), PHASE_B: ch(0, 0, 5), INVERTER: ch(0, 0, 0)}, DAY, TEN + 660
+    )
+    assert (state.energy.grid_import, state.energy.grid_export) == (110.0, 5.0)
+    assert state.period is None
+    # Back to 15 minutes, through storage: counting goes on from the totals. 10:11-10:15
+    # exports 20 Wh: the quarter from 10:00 closes with it; 10:15-10:16 exports 10 Wh.
+    quarters = SiteConfig(hourly().roles, GridMetering.PER_PHASE, Settlement.MINUTES_15)
+    acc = SiteAccumulator.from_dict(quarters, acc.to_dict(), MADRID)
+    state = acc.update(grid(110, 25), DAY, TEN + 900)
+    assert (state.energy.grid_import, state.energy.grid_export, state.period) == (110, 25, None)
+    state = acc.update(grid(110, 35), DAY, TEN + 960)
+    assert state.period == RunningPeriod(-10.0, 840.0)
+    assert (state.energy.grid_import, state.energy.grid_export) == (110.0, 25.0)
+    # A total Home Assistant recorded before a restart stands.
+    acc.hold_at_least("grid_export", 40.0)
+    acc.update(grid(110, 35), DAY, TEN + 1020)
+    state = acc.update(grid(110, 35), DAY, TEN + 1080)
+    assert state.energy.grid_export == 40.0

@@ -55,17 +55,25 @@ no entities for roles a site lacks (`SiteConfig.has_role`).
 
 "Today" (for the ratios) is the local calendar day passed to each update; energy that accrues
 after an offline spell counts on the day it is added.
+
+Settlement (`SiteConfig.settlement`): with a settlement period the published grid import and
+export are settled (`energy.settlement`): each interval the grid flow accrued, from its previous
+accrual to this update, goes to the running period by time, and at the end of each period its net
+goes to import or export. The other flows are physical and unchanged. `SiteState.period` tells the
+running period's net so far and the time left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import date
+from datetime import UTC, date, tzinfo
 from enum import StrEnum
 from typing import Any, Final
 
 from .counter import EnergyCounter
+from .periods import PeriodClock
+from .settlement import GridSettlement, Settlement
 
 STORAGE_VERSION: Final = 1
 
@@ -105,6 +113,7 @@ class SiteConfig:
 
     roles: Mapping[ChannelRef, Role]
     grid_metering: GridMetering
+    settlement: Settlement = Settlement.INSTANT
 
     def channels(self, role: Role) -> tuple[ChannelRef, ...]:
         """Return the channels with a role, in the configuration's order."""
@@ -165,6 +174,19 @@ class LoadEnergy:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningPeriod:
+    """The settlement period running: its net so far (Wh, positive importing), the time left (s)."""
+
+    net: float
+    seconds_left: float
+
+    @property
+    def to_offset(self) -> float:
+        """Return the energy to export (or not import) before the end to book no import (Wh)."""
+        return max(self.net, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class SiteState:
     """What a site does at one update: power, energy totals and today's ratios (percent)."""
 
@@ -174,6 +196,7 @@ class SiteState:
     self_sufficiency: float | None  # 1 - import / consumption today, at least 0
     # Each load's energy totals; None: its meter is unavailable at this update.
     loads: Mapping[ChannelRef, LoadEnergy | None]
+    period: RunningPeriod | None = None  # with a settlement period, once the grid accrued
 
 
 @dataclass(slots=True)
@@ -384,8 +407,11 @@ class SiteAccumulator:
     together) and restore it with `from_dict`, so a restart loses and double-counts nothing.
     """
 
-    def __init__(self, config: SiteConfig) -> None:
-        """Start a site with zero totals; each channel's first sighting sets its baselines."""
+    def __init__(self, config: SiteConfig, zone: tzinfo = UTC) -> None:
+        """Start a site with zero totals; each channel's first sighting sets its baselines.
+
+        `zone`: the local time zone, whose clock the settlement periods follow.
+        """
         self._flows = {name: _Flow(roles) for name, roles in _FLOW_ROLES.items()}
         self._totals = _Totals()
         self._today = _Today()
@@ -394,7 +420,32 @@ class SiteAccumulator:
         self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
         self._loads: dict[ChannelRef, _Load] = {}
         self.started: float | None = None  # when the totals were first published
+        self._zone = zone
+        self._settlement: GridSettlement | None = None
+        self._grid_time: float | None = None  # when the grid flow last accrued
         self._apply_config(config)
+        self._apply_settlement(config.settlement, None)
+
+    def _clock(self, settlement: Settlement) -> PeriodClock | None:
+        minutes = settlement.minutes
+        return None if minutes is None else PeriodClock(minutes, self._zone)
+
+    def _apply_settlement(self, settlement: Settlement, stored: Mapping[str, Any] | None) -> None:
+        """Settle the grid totals from now on as `settlement` says; `stored`: the last state.
+
+        The published totals go on from where they are: a running period of another settlement
+        is booked as it stands.
+        """
+        clock = self._clock(settlement)
+        totals = self._totals
+        if stored is not None:
+            current = GridSettlement.from_dict(clock, stored)
+            totals.grid_import = max(totals.grid_import, current.imported)
+            totals.grid_export = max(totals.grid_export, current.exported)
+            current.hold_at_least(totals.grid_import, totals.grid_export)
+        else:
+            current = GridSettlement(clock, totals.grid_import, totals.grid_export)
+        self._settlement = None if clock is None else current
 
     def _apply_config(self, config: SiteConfig) -> None:
         self._config = config
@@ -416,6 +467,9 @@ class SiteAccumulator:
         for flow in self._flows.values():
             for ref in [ref for ref in flow.baselines if new_roles.get(ref) != old_roles.get(ref)]:
                 del flow.baselines[ref]
+        if config.settlement is not self._config.settlement:
+            stored = None if self._settlement is None else self._settlement.to_dict()
+            self._apply_settlement(config.settlement, stored)
         self._apply_config(config)
 
     def update(
@@ -428,11 +482,12 @@ class SiteAccumulator:
 
         ``readings`` maps channels to their current readings; None or a missing channel means its
         meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
-        ``now`` (unix seconds) is kept as `started` at the first update with energy.
+        ``now`` (unix seconds) is kept as `started` at the first update with energy; a settlement
+        period needs it at every update.
         """
         if day != self._today.day:
             self._today = _Today(day)
-        energy = self._accrue(readings)
+        energy = self._accrue(readings, now)
         loads = self._accrue_loads()  # from the counters that `_accrue` collected
         if self.started is None and energy.home_consumption is not None:
             self.started = now
@@ -444,12 +499,22 @@ class SiteAccumulator:
             ),
             self_sufficiency=self._self_sufficiency(available=energy.home_consumption is not None),
             loads=loads,
+            period=self._running_period(now),
         )
+
+    def _running_period(self, now: float | None) -> RunningPeriod | None:
+        settlement = self._settlement
+        running = None if settlement is None else settlement.running
+        if running is None or now is None:
+            return None
+        return RunningPeriod(running.amount, max(running.end - now, 0.0))
 
     def _import_export(self, inflow: float, outflow: float) -> tuple[float, float]:
         return import_export(self._config.grid_metering, inflow, outflow)
 
-    def _accrue(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SiteEnergy:
+    def _accrue(
+        self, readings: Mapping[ChannelRef, ChannelInput | None], now: float | None
+    ) -> SiteEnergy:
         counters = self._counters
         counters.clear()
         for ref in self._metered_channels:
@@ -468,8 +533,7 @@ class SiteAccumulator:
             grid_import, grid_export = self._import_export(
                 grid.inflow[Role.GRID], grid.outflow[Role.GRID]
             )
-            totals.grid_import += grid_import
-            totals.grid_export += grid_export
+            self._settle(grid_import, grid_export, now)
 
         solar = flows["solar"]
         solar_ok = solar.advance(self._channels, counters)
@@ -558,6 +622,19 @@ class SiteAccumulator:
         """Never publish a load's `LoadEnergy` field below `total` Wh, as `hold_at_least`."""
         self._load_floors[ref, field] = total
 
+    def _settle(self, grid_import: float, grid_export: float, now: float | None) -> None:
+        """Add an interval's grid import and export (Wh) to the totals, settled."""
+        totals, settlement = self._totals, self._settlement
+        since = self._grid_time if self._grid_time is not None and now is not None else now
+        self._grid_time = now
+        if settlement is None or since is None or now is None:
+            totals.grid_import += grid_import
+            totals.grid_export += grid_export
+            return
+        settlement.add(since, now, grid_import, grid_export)
+        settlement.hold_at_least(totals.grid_import, totals.grid_export)  # floors of a restart
+        totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
+
     def hold_at_least(self, field: str, total: float) -> None:
         """Never publish a `SiteEnergy` field below `total` Wh (shown before a restart).
 
@@ -632,6 +709,8 @@ class SiteAccumulator:
             "totals": asdict(self._totals),
             "today": today,
             "started": self.started,
+            "settlement": None if self._settlement is None else self._settlement.to_dict(),
+            "grid_time": self._grid_time,
             "baselines": {
                 name: [
                     {
@@ -661,7 +740,9 @@ class SiteAccumulator:
         }
 
     @classmethod
-    def from_dict(cls, config: SiteConfig, data: Mapping[str, Any]) -> SiteAccumulator:
+    def from_dict(
+        cls, config: SiteConfig, data: Mapping[str, Any], zone: tzinfo = UTC
+    ) -> SiteAccumulator:
         """Restore a state saved by `to_dict`, then apply ``config`` as `update_config` would.
 
         Raises ValueError for data of another storage version.
@@ -672,9 +753,12 @@ class SiteAccumulator:
             ChannelRef(entry["meter_id"], entry["channel_id"]): Role(entry["role"])
             for entry in data["roles"]
         }
-        accumulator = cls(SiteConfig(saved_roles, config.grid_metering))
+        accumulator = cls(SiteConfig(saved_roles, config.grid_metering), zone)
         accumulator._totals = _Totals(**data["totals"])
         accumulator.started = data.get("started")
+        accumulator._grid_time = data.get("grid_time")
+        accumulator._apply_settlement(config.settlement, data.get("settlement"))
+        accumulator._config = SiteConfig(saved_roles, config.grid_metering, config.settlement)
         today = data["today"]
         accumulator._today = _Today(
             day=None if today["day"] is None else date.fromisoformat(today["day"]),
