@@ -8,9 +8,6 @@ from datetime import timedelta
 from typing import Any
 from unittest.mock import MagicMock, PropertyMock, patch
 
-# Imported before any test freezes time: its dataclasses are compiled at import, which fails under
-# a frozen clock (a diagnostics download imports it through Home Assistant's system info).
-import aiohasupervisor  # noqa: F401
 import pytest
 import pytest_socket
 from freezegun.api import FrozenDateTimeFactory
