@@ -47,7 +47,7 @@ from .coordinator import (
 from .energy.anomalies import VoltageRange
 from .energy.projection import Projection
 from .energy.settlement import Settlement
-from .energy.site import ChannelRef, LoadEnergy, Role, SiteState
+from .energy.site import ChannelRef, LoadEnergy, Role, RunningPeriod, SiteState
 from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
@@ -479,6 +479,19 @@ def _ratio(**kwargs: Any) -> SiteSensorDescription:
     )
 
 
+def _period_energy(key: str, energy_of: Callable[[RunningPeriod], float]) -> SiteSensorDescription:
+    """Describe an energy (kWh) of the running settlement period."""
+    return SiteSensorDescription(
+        key=key,
+        roles=_GRID,
+        settled=True,
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda s: None if s.period is None else _kwh(energy_of(s.period)),
+    )
+
+
 def _percent(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -528,24 +541,8 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         value_fn=lambda s: _percent(s.self_consumption_rate),
     ),
     _ratio(key="self_sufficiency", roles=_GRID, value_fn=lambda s: _percent(s.self_sufficiency)),
-    SiteSensorDescription(
-        key="period_net_energy",
-        roles=_GRID,
-        settled=True,
-        device_class=SensorDeviceClass.ENERGY,
-        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
-        suggested_display_precision=3,
-        value_fn=lambda s: None if s.period is None else _kwh(s.period.net),
-    ),
-    SiteSensorDescription(
-        key="period_offset_energy",
-        roles=_GRID,
-        settled=True,
-        device_class=SensorDeviceClass.ENERGY,
-        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
-        suggested_display_precision=3,
-        value_fn=lambda s: None if s.period is None else _kwh(s.period.to_offset),
-    ),
+    _period_energy("period_net_energy", lambda period: period.net),
+    _period_energy("period_offset_energy", lambda period: period.to_offset),
     SiteSensorDescription(
         key="period_time_left",
         roles=_GRID,
