@@ -18,6 +18,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.shelly_energy.const import (
     CONF_API_KEY,
     CONF_BATTERY,
+    CONF_CAPACITY,
+    CONF_DEMAND_PERIOD,
     CONF_GRID,
     CONF_HTTP_PORT,
     CONF_INTERVAL,
@@ -27,6 +29,8 @@ from custom_components.shelly_energy.const import (
     CONF_MAX_RATE,
     CONF_MDNS_GENERATION,
     CONF_MODEL,
+    CONF_PEAK_DAYS,
+    CONF_PEAK_RULE,
     CONF_REGULATION,
     CONF_SETTLEMENT,
     CONF_SHARE,
@@ -94,6 +98,11 @@ async def test_every_entity_has_an_icon(
         options={
             CONF_GRID: [f"{mains}:{phase}" for phase in "abc"],
             CONF_SETTLEMENT: "60",  # the settlement period's sensors too
+            CONF_CAPACITY: {  # and the capacity peaks'
+                CONF_DEMAND_PERIOD: "15",
+                CONF_PEAK_RULE: "highest",
+                CONF_PEAK_DAYS: 3,
+            },
             CONF_SOLAR: [f"{inverters}:1"],
             CONF_BATTERY: [f"{inverters}:2"],
             CONF_LOAD: [f"{circuits}:1"],

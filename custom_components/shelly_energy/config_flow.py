@@ -30,7 +30,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util import slugify
 from yarl import URL
 
-from . import tariff_form
+from . import grid_options, tariff_form
 from .const import (
     CONF_API_KEY,
     CONF_BATTERY,
@@ -679,7 +679,7 @@ def site_roles_errors(options: Mapping[str, Any]) -> dict[str, str]:
 
 
 class SiteOptionsFlow(OptionsFlow):
-    """Change the roles of an energy site's channels, or its tariff (past totals stay)."""
+    """Change an energy site's roles, tariff or grid options (past totals stay)."""
 
     def __init__(self) -> None:
         """Start with nothing chosen."""
@@ -691,7 +691,7 @@ class SiteOptionsFlow(OptionsFlow):
 
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be changed."""
-        return self.async_show_menu(step_id="site", menu_options=["roles", "tariff"])
+        return self.async_show_menu(step_id="site", menu_options=["roles", "tariff", "capacity"])
 
     async def async_step_roles(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and store the site's roles."""
@@ -767,6 +767,20 @@ class SiteOptionsFlow(OptionsFlow):
     ) -> ConfigFlowResult:
         """Take the time-of-use windows."""
         return await self.async_step_prices(user_input)
+
+    async def async_step_capacity(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask whether and how capacity peaks are measured."""
+        options = self.config_entry.options
+        if user_input is not None:
+            return self.async_create_entry(data=grid_options.with_capacity(options, user_input))
+        return self.async_show_form(
+            step_id="capacity",
+            data_schema=self.add_suggested_values_to_schema(
+                grid_options.capacity_schema(), grid_options.capacity_values(options)
+            ),
+        )
 
     def _current_tariff(self) -> Tariff | None:
         stored = self.config_entry.options.get(CONF_TARIFF)

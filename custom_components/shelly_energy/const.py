@@ -36,6 +36,15 @@ KIND_SITE: Final = "site"
 CONF_GRID_METERING: Final = "grid_metering"
 # How often the utility settles the grid energy: "instant" or a period in minutes.
 CONF_SETTLEMENT: Final = "settlement"
+# Capacity peaks of a site, stored under CONF_CAPACITY while measured: the demand period (minutes),
+# which peak a capacity tariff charges, and over how many days' peaks for the mean.
+CONF_CAPACITY: Final = "capacity"
+CONF_DEMAND_PERIOD: Final = "demand_period"
+CONF_PEAK_RULE: Final = "peak_rule"
+CONF_PEAK_DAYS: Final = "peak_days"
+DEMAND_PERIOD_OFF: Final = "off"
+DEMAND_PERIODS: Final = ("15", "60")
+MAX_PEAK_DAYS: Final = 31
 # A Home Assistant power sensor in the grid role (import positive), for a site without a Shelly
 # meter on its grid connection.
 CONF_GRID_SENSOR: Final = "grid_sensor"

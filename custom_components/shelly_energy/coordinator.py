@@ -58,6 +58,7 @@ from .energy.site import (
     SiteConfig,
     SiteState,
 )
+from .grid_options import capacity_settings
 from .meter.client import MeterAuthError, MeterClient, MeterError
 from .meter.corrections import Corrections
 from .meter.counters import MeterCounters, counter_key
@@ -382,6 +383,7 @@ def site_config(options: Mapping[str, Any]) -> SiteConfig:
         roles=roles,
         grid_metering=GridMetering(options.get(CONF_GRID_METERING, GridMetering.PER_PHASE)),
         settlement=Settlement(options.get(CONF_SETTLEMENT, Settlement.INSTANT)),
+        capacity=capacity_settings(options),
     )
 
 

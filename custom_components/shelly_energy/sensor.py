@@ -45,6 +45,7 @@ from .coordinator import (
     load_series,
 )
 from .energy.anomalies import VoltageRange
+from .energy.capacity import CapacityState
 from .energy.projection import Projection
 from .energy.settlement import Settlement
 from .energy.site import ChannelRef, LoadEnergy, Role, RunningPeriod, SiteState
@@ -448,6 +449,7 @@ class SiteSensorDescription(SensorEntityDescription):
     # Created when the site has a channel with one of these roles (empty: always).
     roles: frozenset[Role] = frozenset()
     settled: bool = False  # created only with a settlement period
+    capacity: bool = False  # created only with capacity peaks measured
 
 
 def _power(**kwargs: Any) -> SiteSensorDescription:
@@ -490,6 +492,27 @@ def _period_energy(key: str, energy_of: Callable[[RunningPeriod], float]) -> Sit
         suggested_display_precision=3,
         value_fn=lambda s: None if s.period is None else _kwh(energy_of(s.period)),
     )
+
+
+def _capacity_power(
+    key: str, power_of: Callable[[CapacityState], float | None]
+) -> SiteSensorDescription:
+    """Describe a power (kW) of capacity peaks."""
+    return SiteSensorDescription(
+        key=key,
+        roles=_GRID,
+        capacity=True,
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda s: None if s.capacity is None else _kw(power_of(s.capacity)),
+    )
+
+
+def _kw(value: float | None) -> float | None:
+    # Whole W, as for energy: finer changes would be rows the recorder writes for nothing.
+    return None if value is None else round(value, 3)
 
 
 def _percent(value: float | None) -> float | None:
@@ -553,6 +576,9 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         suggested_display_precision=0,
         value_fn=lambda s: None if s.period is None else s.period.seconds_left,
     ),
+    _capacity_power("capacity_demand", lambda capacity: capacity.demand_kw),
+    _capacity_power("capacity_peak", lambda capacity: capacity.peak_kw),
+    _capacity_power("capacity_headroom", lambda capacity: capacity.headroom_kw),
 )
 
 
@@ -569,6 +595,7 @@ def _add_site_sensors(
         for description in SITE_SENSORS
         if (not description.roles or any(config.has_role(role) for role in description.roles))
         and (not description.settled or config.settlement is not Settlement.INSTANT)
+        and (not description.capacity or config.capacity is not None)
     ]
     for ref in config.channels(Role.LOAD):
         label = channel_label(hass, ref)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from custom_components.shelly_energy.energy.capacity import CapacitySettings, PeakRule
 from custom_components.shelly_energy.energy.settlement import Settlement
 from custom_components.shelly_energy.energy.site import (
     ChannelInput,
@@ -1052,3 +1053,119 @@ def test_switching_settlement_books_the_running_period_and_keeps_the_totals() ->
     acc.update(grid(110, 35), DAY, TEN + 1020)
     state = acc.update(grid(110, 35), DAY, TEN + 1080)
     assert state.energy.grid_export == 40.0
+
+
+# --- capacity peaks ----------------------------------------------------------------------------
+
+
+def quarter_peaks(
+    metering: GridMetering = GridMetering.PER_PHASE,
+    settlement: Settlement = Settlement.INSTANT,
+    rule: PeakRule = PeakRule.HIGHEST,
+) -> SiteConfig:
+    return SiteConfig(
+        {PHASE_A: Role.GRID, PHASE_B: Role.GRID, INVERTER: Role.SOLAR},
+        metering,
+        settlement,
+        CapacitySettings(15, rule),
+    )
+
+
+def draw_quarter(acc: SiteAccumulator, start: float, a_in: float, b_out: float) -> SiteState:
+    """Phase A imports `a_in` Wh and phase B exports `b_out` Wh a minute for 15 minutes, from 0."""
+    state = None
+    for minute in range(16):
+        readings = {
+            PHASE_A: ch(a_in * 60, a_in * minute, 0),
+            PHASE_B: ch(-b_out * 60, 0, b_out * minute),
+            INVERTER: ch(0, 0, 0),
+        }
+        state = acc.update(readings, DAY, start + minute * 60)
+    assert state is not None
+    return state
+
+
+@pytest.mark.parametrize(
+    ("metering", "settlement", "peak_kw"),
+    [
+        # Per phase, A's import counts whatever B exports: 150 Wh in the quarter is 0.6 kW.
+        (GridMetering.PER_PHASE, Settlement.INSTANT, 0.6),
+        # Settled hourly, demand is still the metering's import: the settlement bills energy.
+        (GridMetering.PER_PHASE, Settlement.HOUR, 0.6),
+        # Balanced, B's export nets A's import: 150 - 50 Wh is 0.4 kW.
+        (GridMetering.BALANCED, Settlement.INSTANT, 0.4),
+    ],
+)
+def test_a_quarters_demand_is_the_grid_metering_s_import(
+    metering: GridMetering, settlement: Settlement, peak_kw: float
+) -> None:
+    acc = SiteAccumulator(quarter_peaks(metering, settlement), MADRID)
+    state = draw_quarter(acc, TEN, 10.0, 50 / 15)
+    capacity = state.capacity
+    assert capacity is not None
+    assert capacity.peak_kw == pytest.approx(peak_kw)
+    assert capacity.period_end == TEN + 1800 and capacity.seconds_left == 900.0
+
+
+def test_capacity_state_at_each_update_with_the_grid_import_power() -> None:
+    acc = SiteAccumulator(quarter_peaks(), MADRID)
+    draw_quarter(acc, TEN, 20.0, 0.0)  # 10:00-10:15: 300 Wh, a 1.2 kW peak
+    # 10:15-10:20: 5 Wh a minute (25 Wh); now A draws 600 W and B exports 300 W.
+    for minute in range(1, 6):
+        state = acc.update(
+            {PHASE_A: ch(600, 300 + 5 * minute, 0), PHASE_B: ch(-300, 0, 0), INVERTER: ch(0, 0, 0)},
+            DAY,
+            TEN + 900 + minute * 60,
+        )
+    capacity = state.capacity
+    assert capacity is not None
+    # Per phase the import power is A's 600 W: 25 Wh + 600 W for 10 minutes = 125 Wh: 0.5 kW.
+    assert capacity.demand_kw == pytest.approx(0.5)
+    # 1.2 kW allows 300 Wh in the quarter: 275 Wh left in 10 minutes is 1.65 kW, 1.05 kW more.
+    assert capacity.headroom_kw == pytest.approx(1.05)
+    assert capacity.peak_kw == pytest.approx(1.2)
+    assert capacity.seconds_left == 600.0
+    # A grid channel without power: the peak is known, the demand and headroom are not.
+    state = acc.update(
+        {PHASE_A: ch(None, 330, 0), PHASE_B: ch(-300, 0, 0), INVERTER: ch(0, 0, 0)},
+        DAY,
+        TEN + 1260,
+    )
+    assert state.capacity is not None
+    assert (state.capacity.demand_kw, state.capacity.headroom_kw) == (None, None)
+    assert state.capacity.peak_kw == pytest.approx(1.2)
+    # A grid meter away: what it draws meanwhile is not known yet.
+    state = acc.update({PHASE_B: ch(-300, 0, 0), INVERTER: ch(0, 0, 0)}, DAY, TEN + 1320)
+    assert state.capacity is None
+    # Without a time there is nothing to tell; without capacity peaks neither.
+    assert acc.update({}, DAY).capacity is None
+    assert SiteAccumulator(hourly(), MADRID).update({}, DAY, TEN).capacity is None
+
+
+def test_capacity_peaks_survive_a_restart_and_a_change_of_rule() -> None:
+    acc = SiteAccumulator(quarter_peaks(), MADRID)
+    draw_quarter(acc, TEN, 20.0, 0.0)  # a 1.2 kW peak
+    restored = SiteAccumulator.from_dict(
+        quarter_peaks(), json.loads(json.dumps(acc.to_dict())), MADRID
+    )
+    state = restored.update(
+        {PHASE_A: ch(0, 300, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)}, DAY, TEN + 960
+    )
+    assert state.capacity is not None and state.capacity.peak_kw == pytest.approx(1.2)
+    # The mean of the three highest days: today's is the only day so far.
+    restored.update_config(quarter_peaks(rule=PeakRule.MEAN_OF_DAYS))
+    state = restored.update(
+        {PHASE_A: ch(0, 300, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)}, DAY, TEN + 1020
+    )
+    assert state.capacity is not None and state.capacity.peak_kw == pytest.approx(1.2)
+    # Turned off, and a stored state that cannot be read: the peaks start anew, the totals stay.
+    restored.update_config(hourly())
+    assert restored.update({}, DAY, TEN + 1080).capacity is None
+    saved = acc.to_dict()
+    saved["capacity"] = {"version": 99}
+    broken = SiteAccumulator.from_dict(quarter_peaks(), saved, MADRID)
+    state = broken.update(
+        {PHASE_A: ch(0, 300, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)}, DAY, TEN + 960
+    )
+    assert state.capacity is not None and state.capacity.peak_kw == 0.0
+    assert state.energy.grid_import == 300.0

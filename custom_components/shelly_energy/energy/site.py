@@ -61,6 +61,11 @@ export are settled (`energy.settlement`): each interval the grid flow accrued, f
 accrual to this update, goes to the running period by time, and at the end of each period its net
 goes to import or export. The other flows are physical and unchanged. `SiteState.period` tells the
 running period's net so far and the time left.
+
+Capacity peaks (`SiteConfig.capacity`): each interval's grid import, as the grid metering counts it
+(never settled), also goes to the demand periods of `energy.capacity`; `SiteState.capacity` tells
+the running demand period, at the grid import power of the update, and the billing period's peak
+(None while the grid flow is unavailable: a grid power sensor has no counters to measure demand).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from datetime import UTC, date, tzinfo
 from enum import StrEnum
 from typing import Any, Final
 
+from .capacity import CapacitySettings, CapacityState, CapacityTracker
 from .counter import EnergyCounter
 from .periods import PeriodClock
 from .settlement import GridSettlement, Settlement
@@ -114,6 +120,7 @@ class SiteConfig:
     roles: Mapping[ChannelRef, Role]
     grid_metering: GridMetering
     settlement: Settlement = Settlement.INSTANT
+    capacity: CapacitySettings | None = None  # None: no capacity peaks measured
 
     def channels(self, role: Role) -> tuple[ChannelRef, ...]:
         """Return the channels with a role, in the configuration's order."""
@@ -197,6 +204,7 @@ class SiteState:
     # Each load's energy totals; None: its meter is unavailable at this update.
     loads: Mapping[ChannelRef, LoadEnergy | None]
     period: RunningPeriod | None = None  # with a settlement period, once the grid accrued
+    capacity: CapacityState | None = None  # with capacity peaks measured
 
 
 @dataclass(slots=True)
@@ -423,8 +431,10 @@ class SiteAccumulator:
         self._zone = zone
         self._settlement: GridSettlement | None = None
         self._grid_time: float | None = None  # when the grid flow last accrued
+        self._capacity: CapacityTracker | None = None
         self._apply_config(config)
         self._apply_settlement(config.settlement, None)
+        self._apply_capacity(config.capacity, None)
 
     def _clock(self, settlement: Settlement) -> PeriodClock | None:
         minutes = settlement.minutes
@@ -446,6 +456,21 @@ class SiteAccumulator:
         else:
             current = GridSettlement(clock, totals.grid_import, totals.grid_export)
         self._settlement = None if clock is None else current
+
+    def _apply_capacity(
+        self, settings: CapacitySettings | None, stored: Mapping[str, Any] | None
+    ) -> None:
+        """Measure capacity peaks as `settings` say from now on; `stored`: the last state.
+
+        A stored state that cannot be read starts the peaks anew: the energy totals stay.
+        """
+        tracker = None if settings is None else settings.tracker(self._zone)
+        if tracker is not None and settings is not None and stored is not None:
+            try:
+                tracker.restore(stored)
+            except ValueError:
+                tracker = settings.tracker(self._zone)
+        self._capacity = tracker
 
     def _apply_config(self, config: SiteConfig) -> None:
         self._config = config
@@ -470,6 +495,9 @@ class SiteAccumulator:
         if config.settlement is not self._config.settlement:
             stored = None if self._settlement is None else self._settlement.to_dict()
             self._apply_settlement(config.settlement, stored)
+        if config.capacity != self._config.capacity:
+            capacity = None if self._capacity is None else self._capacity.to_dict()
+            self._apply_capacity(config.capacity, capacity)
         self._apply_config(config)
 
     def update(
@@ -491,8 +519,9 @@ class SiteAccumulator:
         loads = self._accrue_loads()  # from the counters that `_accrue` collected
         if self.started is None and energy.home_consumption is not None:
             self.started = now
+        power = self._power(readings)
         return SiteState(
-            power=self._power(readings),
+            power=power,
             energy=energy,
             self_consumption_rate=self._self_consumption_rate(
                 available=energy.self_consumed_solar is not None
@@ -500,6 +529,12 @@ class SiteAccumulator:
             self_sufficiency=self._self_sufficiency(available=energy.home_consumption is not None),
             loads=loads,
             period=self._running_period(now),
+            # Demand periods hold what the grid accrued: unknown while it waits for a meter.
+            capacity=(
+                None
+                if self._capacity is None or now is None or energy.grid_import is None
+                else self._capacity.state(power.grid_import, now)
+            ),
         )
 
     def _running_period(self, now: float | None) -> RunningPeriod | None:
@@ -623,10 +658,12 @@ class SiteAccumulator:
         self._load_floors[ref, field] = total
 
     def _settle(self, grid_import: float, grid_export: float, now: float | None) -> None:
-        """Add an interval's grid import and export (Wh) to the totals, settled."""
+        """Add an interval's grid energy (Wh): to the totals, settled; its import to demand."""
         totals, settlement = self._totals, self._settlement
         since = self._grid_time if self._grid_time is not None and now is not None else now
         self._grid_time = now
+        if self._capacity is not None and since is not None and now is not None:
+            self._capacity.add(since, now, grid_import)
         if settlement is None or since is None or now is None:
             totals.grid_import += grid_import
             totals.grid_export += grid_export
@@ -711,6 +748,7 @@ class SiteAccumulator:
             "started": self.started,
             "settlement": None if self._settlement is None else self._settlement.to_dict(),
             "grid_time": self._grid_time,
+            "capacity": None if self._capacity is None else self._capacity.to_dict(),
             "baselines": {
                 name: [
                     {
@@ -758,7 +796,10 @@ class SiteAccumulator:
         accumulator.started = data.get("started")
         accumulator._grid_time = data.get("grid_time")
         accumulator._apply_settlement(config.settlement, data.get("settlement"))
-        accumulator._config = SiteConfig(saved_roles, config.grid_metering, config.settlement)
+        accumulator._apply_capacity(config.capacity, data.get("capacity"))
+        accumulator._config = SiteConfig(
+            saved_roles, config.grid_metering, config.settlement, config.capacity
+        )
         today = data["today"]
         accumulator._today = _Today(
             day=None if today["day"] is None else date.fromisoformat(today["day"]),
