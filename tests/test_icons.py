@@ -48,7 +48,7 @@ from custom_components.shelly_energy.const import (
     KIND_SITE,
     KIND_VIRTUAL_METER,
 )
-from custom_components.shelly_energy.energy.tariff import FlatPricing, Tariff
+from custom_components.shelly_energy.energy.tariff import FlatPricing, PerKwCapacity, Tariff
 from simulator import Simulator
 from simulator.emoncms import EmoncmsDouble
 
@@ -106,7 +106,9 @@ async def test_every_entity_has_an_icon(
             CONF_SOLAR: [f"{inverters}:1"],
             CONF_BATTERY: [f"{inverters}:2"],
             CONF_LOAD: [f"{circuits}:1"],
-            CONF_TARIFF: Tariff(FlatPricing(0.30), export_price=0.08).to_dict(),
+            CONF_TARIFF: Tariff(
+                FlatPricing(0.30), export_price=0.08, capacity=PerKwCapacity(4.0)
+            ).to_dict(),
         },
     )
     await setup_entry(hass, site)

@@ -184,6 +184,7 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
             entry,
             tariff=Tariff.from_dict(entry.options[CONF_TARIFF]),
             on_projection=coordinator.async_update_listeners,
+            capacity_peak=coordinator.capacity_peak,
         )
         await coordinator.billing.async_restore()
         entry.async_on_unload(coordinator.billing.async_start())

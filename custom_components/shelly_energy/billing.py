@@ -1,7 +1,8 @@
 """Costs of an energy site: its tariff applied as energy flows, and the bill projection.
 
 The site's grid import and export totals feed a `BillAccumulator` at every update; the projection
-is made hourly from the long-term statistics of the site's grid energy sensors.
+is made hourly from the long-term statistics of the site's grid energy sensors. A capacity charge
+is on the peak the site measures for each billing period (`energy.capacity`).
 """
 
 from __future__ import annotations
@@ -54,11 +55,17 @@ class SiteBilling:
         *,
         tariff: Tariff,
         on_projection: Callable[[], None],
+        capacity_peak: Callable[[datetime], float | None],
     ) -> None:
-        """Start now (`async_restore` continues); `on_projection` hears of new projections."""
+        """Start now (`async_restore` continues); `on_projection` hears of new projections.
+
+        `capacity_peak` tells the capacity peak (kW) of the billing period beginning at a moment
+        (None: not known).
+        """
         self._hass = hass
         self._entry = entry
         self.tariff = tariff
+        self._capacity_peak = capacity_peak
         self.store: DurableStore[dict[str, Any]] = DurableStore(
             hass, billing_store_key(entry), within=BILLING_SAVE_DELAY_S, snapshot=self._data
         )
@@ -93,6 +100,7 @@ class SiteBilling:
         # An interval is priced as spread from the last one's end to now (the site only ever
         # adds energy that accrued since, however long a meter was away).
         self.accumulator.add(self.accumulator.last_end, now, import_kwh, export_kwh)
+        self.accumulator.capacity_kw = self._capacity_peak(self.accumulator.bill.period.start)
         self.store.changed()
 
     def _data(self) -> dict[str, Any]:
@@ -135,7 +143,12 @@ class SiteBilling:
         if hourly is None:
             return
         projection = await self._hass.async_add_executor_job(
-            project_bill, self.tariff, hourly, now, PROJECTION_WEEKS
+            project_bill,
+            self.tariff,
+            hourly,
+            now,
+            PROJECTION_WEEKS,
+            self._capacity_peak(period.start),
         )
         tier = crossed_into_tier(self.projection, projection)
         self.projection = projection
@@ -154,7 +167,9 @@ class SiteBilling:
     async def async_bill_for(self, period: BillingPeriod) -> Bill | None:
         """Return the itemised bill of a period from the statistics (None: no statistics)."""
         hourly = await self._async_hourly(period.start, period.end)
-        return None if hourly is None else bill_for(self.tariff, hourly, period)
+        if hourly is None:
+            return None
+        return bill_for(self.tariff, hourly, period, self._capacity_peak(period.start))
 
     async def _async_hourly(self, start: datetime, end: datetime) -> list[HourlyEnergy] | None:
         """Return the site's hourly grid import and export (kWh) from long-term statistics."""

@@ -34,6 +34,7 @@ from . import grid_options, tariff_form
 from .const import (
     CONF_API_KEY,
     CONF_BATTERY,
+    CONF_CAPACITY,
     CONF_CLEAR_DELAY,
     CONF_DEADBAND,
     CONF_FREQUENCY_DEVIATION,
@@ -684,6 +685,7 @@ class SiteOptionsFlow(OptionsFlow):
     def __init__(self) -> None:
         """Start with nothing chosen."""
         self._billing: dict[str, Any] = {}
+        self._prices: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Start with the site's own menu ("init" is the meter's options form)."""
@@ -712,16 +714,27 @@ class SiteOptionsFlow(OptionsFlow):
 
     async def async_step_tariff(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the site is billed: the pricing kind, the period, charges and credits."""
+        errors: dict[str, str] = {}
         if user_input is not None:
             if user_input[tariff_form.PRICING] == PRICING_NONE:
                 options = {k: v for k, v in self.config_entry.options.items() if k != CONF_TARIFF}
                 return self.async_create_entry(data=options)
-            self._billing = user_input
-            return await self.async_step_prices()
+            if (
+                user_input[tariff_form.CAPACITY_PRICING] != PRICING_NONE
+                and CONF_CAPACITY not in self.config_entry.options
+            ):
+                # A capacity charge needs the peak it is charged on.
+                errors[tariff_form.CAPACITY_PRICING] = "capacity_not_measured"
+            else:
+                self._billing = user_input
+                return await self.async_step_prices()
         billing, _ = tariff_form.form_values(self._current_tariff())
         return self.async_show_form(
             step_id="tariff",
-            data_schema=self.add_suggested_values_to_schema(tariff_form.billing_schema(), billing),
+            data_schema=self.add_suggested_values_to_schema(
+                tariff_form.billing_schema(), user_input or billing
+            ),
+            errors=errors,
         )
 
     async def async_step_prices(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -734,9 +747,10 @@ class SiteOptionsFlow(OptionsFlow):
             except TariffError as err:
                 errors["base"] = f"tariff_{err.reason}"
             else:
-                return self.async_create_entry(
-                    data={**self.config_entry.options, CONF_TARIFF: tariff.to_dict()}
-                )
+                if self._billing[tariff_form.CAPACITY_PRICING] != PRICING_NONE:
+                    self._prices = user_input
+                    return await self.async_step_capacity_charge()
+                return self._save_tariff(tariff)
         current = self._current_tariff()
         _, prices = tariff_form.form_values(
             current if current is not None and kind == current.pricing.KIND else None
@@ -780,6 +794,50 @@ class SiteOptionsFlow(OptionsFlow):
             data_schema=self.add_suggested_values_to_schema(
                 grid_options.capacity_schema(), grid_options.capacity_values(options)
             ),
+        )
+
+    async def async_step_capacity_charge(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the capacity charge of the chosen kind."""
+        kind = self._billing[tariff_form.CAPACITY_PRICING]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                tariff = tariff_form.tariff_from_form(self._billing, self._prices, user_input)
+            except TariffError as err:
+                errors["base"] = f"tariff_{err.reason}"
+            else:
+                return self._save_tariff(tariff)
+        current = self._current_tariff()
+        capacity = None if current is None else current.capacity
+        values = tariff_form.capacity_values(
+            capacity if capacity is not None and kind == capacity.KIND else None
+        )
+        return self.async_show_form(
+            step_id=f"capacity_{kind}",
+            data_schema=self.add_suggested_values_to_schema(
+                tariff_form.capacity_schema(kind), user_input or values
+            ),
+            description_placeholders={"currency": self.hass.config.currency},
+            errors=errors,
+        )
+
+    async def async_step_capacity_per_kw(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the price per kW of the peak."""
+        return await self.async_step_capacity_charge(user_input)
+
+    async def async_step_capacity_bands(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Take the bands of the peak."""
+        return await self.async_step_capacity_charge(user_input)
+
+    def _save_tariff(self, tariff: Tariff) -> ConfigFlowResult:
+        return self.async_create_entry(
+            data={**self.config_entry.options, CONF_TARIFF: tariff.to_dict()}
         )
 
     def _current_tariff(self) -> Tariff | None:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -500,6 +500,10 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 self.accumulator.hold_at_least(site_fields[unique_id], total)
             else:
                 self.accumulator.hold_load_at_least(*load_fields[unique_id], total)
+
+    def capacity_peak(self, start: datetime) -> float | None:
+        """Return the capacity peak (kW) of the billing period beginning at `start`."""
+        return self.accumulator.capacity_peak(start.timestamp())
 
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""

@@ -49,7 +49,7 @@ from .energy.capacity import CapacityState
 from .energy.projection import Projection
 from .energy.settlement import Settlement
 from .energy.site import ChannelRef, LoadEnergy, Role, RunningPeriod, SiteState
-from .energy.tariff import SlabPricing
+from .energy.tariff import BandedCapacity, SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
 from .history import MeterHistory, signal_history_updated
@@ -606,8 +606,11 @@ def _add_site_sensors(
         )
     if coordinator.billing is not None:
         currency = hass.config.currency
+        capacity_charge = coordinator.billing.tariff.capacity is not None
         entities.extend(
-            CostSensor(coordinator, description, currency) for description in COST_SENSORS
+            CostSensor(coordinator, description, currency)
+            for description in COST_SENSORS
+            if not description.capacity or capacity_charge
         )
     async_add_entities(entities)
 
@@ -743,6 +746,7 @@ class CostSensorDescription(SensorEntityDescription):
     attributes_fn: Callable[[SiteBilling], dict[str, Any]] = lambda _: {}
     per_kwh: bool = False
     resets: Callable[[SiteBilling], datetime] | None = None
+    capacity: bool = False  # created only for a tariff with a capacity charge
 
 
 def _projection(billing: SiteBilling) -> Projection | None:
@@ -785,6 +789,18 @@ def _tier(billing: SiteBilling) -> dict[str, Any]:
     return {"tier": pricing.tier_of(billing.accumulator.bill.import_kwh)}
 
 
+def _capacity_charge(billing: SiteBilling) -> float | None:
+    bill = billing.accumulator.bill
+    return None if bill.capacity_kw is None else _with_tax(billing, bill.capacity_charge)
+
+
+def _capacity_band(billing: SiteBilling) -> dict[str, Any]:
+    capacity, peak = billing.tariff.capacity, billing.accumulator.bill.capacity_kw
+    if not isinstance(capacity, BandedCapacity) or peak is None:
+        return {}
+    return {"band": capacity.band_of(peak)}
+
+
 def _with_tax(billing: SiteBilling, amount: float) -> float:
     return round(amount * (1 + billing.tariff.tax_percent / 100), 2)
 
@@ -808,6 +824,14 @@ COST_SENSORS: tuple[CostSensorDescription, ...] = (
         key="period_cost",
         translation_key="period_cost",
         value_fn=lambda b: _with_tax(b, b.accumulator.bill.energy_charge),
+        resets=_period_start,
+    ),
+    CostSensorDescription(
+        key="capacity_charge",
+        translation_key="capacity_charge",
+        capacity=True,
+        value_fn=_capacity_charge,
+        attributes_fn=_capacity_band,
         resets=_period_start,
     ),
     CostSensorDescription(

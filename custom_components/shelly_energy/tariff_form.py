@@ -1,8 +1,10 @@
 """The tariff form of an energy site: its fields, and the Tariff they describe.
 
-The form has two steps: the billing (pricing kind, period, fixed charge, tax, export price) and
-the prices of the chosen kind (one price; up to five slabs and the price above them; or up to
-three time-of-use windows and the price outside them).
+The form has two steps: the billing (pricing kind, period, fixed charge, tax, export price,
+capacity charge kind) and the prices of the chosen kind (one price; up to five slabs and the price
+above them; or up to three time-of-use windows and the price outside them); and a third for a
+capacity charge (a price per kW of the peak and a minimum; or up to five bands of the peak and
+the charge above them).
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from homeassistant.helpers.selector import (
 
 from .const import PRICING_NONE
 from .energy.tariff import (
+    BandedCapacity,
     BillingCycle,
+    CapacityBand,
+    CapacityPricing,
     FlatPricing,
+    PerKwCapacity,
     Pricing,
     Slab,
     SlabPricing,
@@ -46,9 +52,15 @@ PRICE = "price"
 TELESCOPIC = "telescopic"
 ABOVE_PRICE = "above_price"
 DEFAULT_PRICE = "default_price"
+CAPACITY_PRICING = "capacity_pricing"
+CAPACITY_PRICE = "capacity_price"
+MINIMUM_KW = "minimum_kw"
+ABOVE_CHARGE = "above_charge"
 SLABS = 5
 WINDOWS = 3
+BANDS = 5
 PRICING_KINDS = (PRICING_NONE, FlatPricing.KIND, SlabPricing.KIND, TimeOfUsePricing.KIND)
+CAPACITY_KINDS = (PRICING_NONE, PerKwCapacity.KIND, BandedCapacity.KIND)
 WEEKDAYS = [str(day) for day in range(7)]
 
 
@@ -85,6 +97,13 @@ def billing_schema() -> vol.Schema:
             vol.Required(FIXED_CHARGE, default=0): _money(),
             vol.Required(TAX_PERCENT, default=0): _money(100),
             vol.Required(EXPORT_PRICE, default=0): _money(),
+            vol.Required(CAPACITY_PRICING, default=PRICING_NONE): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(CAPACITY_KINDS),
+                    translation_key=CAPACITY_PRICING,
+                    mode=SelectSelectorMode.LIST,
+                )
+            ),
         }
     )
 
@@ -111,8 +130,30 @@ def prices_schema(kind: str) -> vol.Schema:
     return vol.Schema(windows)
 
 
-def tariff_from_form(billing: Mapping[str, Any], prices: Mapping[str, Any]) -> Tariff:
-    """Return the tariff the two steps describe; raise TariffError when it cannot be right."""
+def capacity_schema(kind: str) -> vol.Schema:
+    """Return the third step: the capacity charge of a kind."""
+    if kind == PerKwCapacity.KIND:
+        return vol.Schema(
+            {vol.Required(CAPACITY_PRICE): _money(), vol.Required(MINIMUM_KW, default=0): _money()}
+        )
+    bands: dict[vol.Marker, Any] = {}
+    for number in range(1, BANDS + 1):
+        bands[vol.Optional(f"band_{number}_up_to")] = _money()
+        bands[vol.Optional(f"band_{number}_charge")] = _money()
+    bands[vol.Required(ABOVE_CHARGE)] = _money()
+    return vol.Schema(bands)
+
+
+def tariff_from_form(
+    billing: Mapping[str, Any],
+    prices: Mapping[str, Any],
+    capacity: Mapping[str, Any] | None = None,
+) -> Tariff:
+    """Return the tariff the steps describe; raise TariffError when it cannot be right.
+
+    `capacity`: the third step's answer, for a capacity charge (None: none, or not asked yet).
+    """
+    kind = billing.get(CAPACITY_PRICING, PRICING_NONE)
     return Tariff(
         _pricing(billing[PRICING], prices),
         BillingCycle(
@@ -121,7 +162,23 @@ def tariff_from_form(billing: Mapping[str, Any], prices: Mapping[str, Any]) -> T
         float(billing[FIXED_CHARGE]),
         float(billing[TAX_PERCENT]),
         float(billing[EXPORT_PRICE]),
+        None if capacity is None or kind == PRICING_NONE else _capacity(kind, capacity),
     )
+
+
+def _capacity(kind: str, charges: Mapping[str, Any]) -> CapacityPricing:
+    if kind == PerKwCapacity.KIND:
+        return PerKwCapacity(float(charges[CAPACITY_PRICE]), float(charges[MINIMUM_KW]))
+    bands = [
+        CapacityBand(
+            float(charges[f"band_{number}_up_to"]), float(charges[f"band_{number}_charge"])
+        )
+        for number in range(1, BANDS + 1)
+        if charges.get(f"band_{number}_up_to") is not None
+        and charges.get(f"band_{number}_charge") is not None
+    ]
+    bands.append(CapacityBand(None, float(charges[ABOVE_CHARGE])))
+    return BandedCapacity(tuple(bands))
 
 
 def _pricing(kind: str, prices: Mapping[str, Any]) -> Pricing:
@@ -165,6 +222,7 @@ def form_values(tariff: Tariff | None) -> tuple[dict[str, Any], dict[str, Any]]:
         FIXED_CHARGE: tariff.fixed_charge,
         TAX_PERCENT: tariff.tax_percent,
         EXPORT_PRICE: tariff.export_price,
+        CAPACITY_PRICING: PRICING_NONE if tariff.capacity is None else tariff.capacity.KIND,
     }
     pricing = tariff.pricing
     prices: dict[str, Any] = {}
@@ -184,3 +242,16 @@ def form_values(tariff: Tariff | None) -> tuple[dict[str, Any], dict[str, Any]]:
             prices[f"window_{number}_days"] = [str(day) for day in sorted(window.weekdays)]
             prices[f"window_{number}_price"] = window.price
     return billing, prices
+
+
+def capacity_values(capacity: CapacityPricing | None) -> dict[str, Any]:
+    """Return what the third step shows for a capacity charge (nothing for none)."""
+    if isinstance(capacity, PerKwCapacity):
+        return {CAPACITY_PRICE: capacity.price, MINIMUM_KW: capacity.minimum_kw}
+    if capacity is None:
+        return {}
+    values: dict[str, Any] = {ABOVE_CHARGE: capacity.bands[-1].charge}
+    for number, band in enumerate(capacity.bands[:-1], 1):
+        values[f"band_{number}_up_to"] = band.up_to_kw
+        values[f"band_{number}_charge"] = band.charge
+    return values

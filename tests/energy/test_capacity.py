@@ -158,6 +158,16 @@ def test_an_outage_across_the_month_change_is_measured_from_the_records() -> Non
     assert tracker.needs_records_since() is None
 
 
+def test_the_peak_of_each_billing_period_by_its_start() -> None:
+    tracker = quarters(BRUSSELS)
+    march, april = ts(2025, 3, 1, 0, 0, BRUSSELS), ts(2025, 4, 1, 0, 0, BRUSSELS)
+    assert tracker.peak_of(march) is None  # nothing measured yet
+    draw(tracker, ts(2025, 3, 31, 23, 0, BRUSSELS), 2.0, 75)  # into April's first quarter
+    assert tracker.peak_of(march) == pytest.approx(2.0)  # closed: from the history
+    assert tracker.peak_of(april) == pytest.approx(2.0)  # the one being measured
+    assert tracker.peak_of(ts(2025, 2, 1, 0, 0, BRUSSELS)) is None
+
+
 def test_state_survives_a_restart() -> None:
     tracker = quarters()
     start = ts(2025, 3, 3, 9)

@@ -23,6 +23,7 @@ from custom_components.shelly_energy.energy.tariff import (
     BillingCycle,
     FlatPricing,
     HourlyEnergy,
+    PerKwCapacity,
     Slab,
     SlabPricing,
     Tariff,
@@ -84,6 +85,19 @@ def test_constant_consumption_projects_exactly() -> None:
     # no scatter, no range
     assert result.bill_low == result.bill == result.bill_high
     assert result.import_low_kwh == result.import_high_kwh == result.import_kwh
+
+
+def test_the_projected_bill_charges_the_capacity_peak_so_far() -> None:
+    now = at(1, 11)
+    tariff = Tariff(FlatPricing(0.25), tax_percent=10.0, capacity=PerKwCapacity(4.0, 2.5))
+    rows = series(at(12, 1, year=2024), now, constant(1.0))
+    result = projected(project_bill(tariff, rows, now, capacity_kw=3.6))
+    # 744 kWh at 0.25 = 186.00 and 3.6 kW at 4.00 = 14.40, with 10 % tax: 220.44.
+    assert result.bill.capacity_charge == pytest.approx(14.4)
+    assert result.bill.total == pytest.approx((186.0 + 14.4) * 1.1)
+    assert result.bill_low.capacity_charge == result.bill_high.capacity_charge == 14.4
+    # No peak measured: no capacity charge.
+    assert projected(project_bill(tariff, rows, now)).bill.capacity_charge == 0.0
 
 
 def test_weekday_and_weekend_pattern_is_captured() -> None:

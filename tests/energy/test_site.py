@@ -1152,6 +1152,9 @@ def test_capacity_peaks_survive_a_restart_and_a_change_of_rule() -> None:
         {PHASE_A: ch(0, 300, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)}, DAY, TEN + 960
     )
     assert state.capacity is not None and state.capacity.peak_kw == pytest.approx(1.2)
+    june = datetime(2025, 6, 1, tzinfo=MADRID).timestamp()
+    assert restored.capacity_peak(june) == pytest.approx(1.2)
+    assert SiteAccumulator(hourly(), MADRID).capacity_peak(june) is None
     # The mean of the three highest days: today's is the only day so far.
     restored.update_config(quarter_peaks(rule=PeakRule.MEAN_OF_DAYS))
     state = restored.update(

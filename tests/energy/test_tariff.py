@@ -11,11 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from custom_components.shelly_energy.energy.tariff import (
+    BandedCapacity,
+    Bill,
     BillAccumulator,
     BillingCycle,
     BillingPeriod,
+    CapacityBand,
     ChargeLine,
     FlatPricing,
+    PerKwCapacity,
     Pricing,
     Slab,
     SlabPricing,
@@ -35,6 +39,15 @@ PEAK = TimeWindow("peak", time(17), time(22), 9.0, frozenset(range(5)))  # Mon-F
 NIGHT = TimeWindow("night", time(22), time(6), 2.0)  # every night, across midnight
 TIME_OF_USE = TimeOfUsePricing((PEAK, NIGHT), default_price=5.0)
 PRICINGS: list[Pricing] = [FlatPricing(8.0), TELESCOPIC, NON_TELESCOPIC, TIME_OF_USE]
+# Norway's steps (NOK per month, simplified): up to 2 kW, up to 5 kW, up to 10 kW, above.
+NORWAY = BandedCapacity(
+    (
+        CapacityBand(2.0, 120.0),
+        CapacityBand(5.0, 190.0),
+        CapacityBand(10.0, 305.0),
+        CapacityBand(None, 420.0),
+    )
+)
 # 2025-01-06 is a Monday.
 
 
@@ -537,6 +550,8 @@ def test_bill_for_daylight_saving_days(day: date, hours: int) -> None:
         Tariff(TELESCOPIC, BillingCycle(2, 15, 2), 120.0, 18.0, 3.5),
         Tariff(NON_TELESCOPIC),
         Tariff(TIME_OF_USE, BillingCycle(start_day=28), export_price=1.25),
+        Tariff(FlatPricing(0.3), capacity=PerKwCapacity(4.5, 2.5)),
+        Tariff(FlatPricing(0.3), capacity=NORWAY),
     ],
 )
 def test_tariff_storage_round_trip(tariff: Tariff) -> None:
@@ -588,6 +603,9 @@ def test_tariff_storage_format() -> None:
         ({"billing": {"months": 1}}, "malformed"),
         ({"pricing": {"kind": "flat", "price": -1.0}}, "negative"),
         ({"billing": {"months": 3, "start_day": 1, "anchor_month": 1}}, "period_months"),
+        ({"capacity": {"kind": "per_kva", "price": 1.0}}, "malformed"),
+        ({"capacity": {"kind": "per_kw", "price": 1.0}}, "malformed"),
+        ({"capacity": {"kind": "bands", "bands": [[2.0, 10.0]]}}, "band_open_end"),
     ],
 )
 def test_tariff_from_foreign_data(change: dict[str, Any], reason: str) -> None:
@@ -631,6 +649,18 @@ def test_time_of_use_from_bad_clock() -> None:
         (lambda: Tariff(FlatPricing(1.0), fixed_charge=-1.0), "negative"),
         (lambda: Tariff(FlatPricing(1.0), tax_percent=-1.0), "negative"),
         (lambda: Tariff(FlatPricing(1.0), export_price=math.nan), "not_a_number"),
+        (lambda: PerKwCapacity(-4.5), "negative"),
+        (lambda: PerKwCapacity(4.5, math.inf), "not_a_number"),
+        (lambda: BandedCapacity(()), "band_open_end"),
+        (lambda: BandedCapacity((CapacityBand(2.0, 10.0),)), "band_open_end"),
+        (lambda: BandedCapacity((CapacityBand(0.0, 1.0), CapacityBand(None, 2.0))), "band_order"),
+        (
+            lambda: BandedCapacity(
+                (CapacityBand(5.0, 1.0), CapacityBand(2.0, 2.0), CapacityBand(None, 3.0))
+            ),
+            "band_order",
+        ),
+        (lambda: BandedCapacity((CapacityBand(2.0, -1.0), CapacityBand(None, 2.0))), "negative"),
     ],
 )
 def test_impossible_tariffs_are_refused(build: Any, reason: str) -> None:
@@ -645,3 +675,62 @@ def test_charge_line_amount() -> None:
     line = ChargeLine("tier_2", 150.0, 4.5)
     assert line.amount == 675.0
     assert ChargeLine.from_dict(line.to_dict()) == line
+
+
+# --- capacity charges ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peak_kw", "band", "charge"),
+    [(0.0, 1, 120.0), (2.0, 1, 120.0), (2.01, 2, 190.0), (5.37, 3, 305.0), (12.0, 4, 420.0)],
+)
+def test_a_stepped_capacity_charge_is_its_band_s(peak_kw: float, band: int, charge: float) -> None:
+    # A limit belongs to its band: a peak of exactly 2 kW is in the first.
+    assert (NORWAY.band_of(peak_kw), NORWAY.charge(peak_kw)) == (band, charge)
+
+
+def test_a_capacity_charge_per_kw_has_a_minimum() -> None:
+    # Flanders: per kW of the month's peak, on at least 2.5 kW.
+    flanders = PerKwCapacity(4.0, 2.5)
+    assert flanders.charge(3.6) == pytest.approx(14.4)
+    assert flanders.charge(1.0) == 10.0
+
+
+def test_the_bill_adds_the_capacity_charge_and_taxes_it() -> None:
+    acc = accumulator(
+        FlatPricing(0.25),
+        fixed_charge=10.0,
+        tax_percent=20.0,
+        export_price=0.1,
+        capacity=PerKwCapacity(4.0, 2.5),
+    )
+    acc.add(at(2025, 1, 6), at(2025, 1, 6, 1), 100.0, 20.0)
+    # No peak measured yet: no charge.
+    assert (acc.bill.capacity_kw, acc.bill.capacity_charge) == (None, 0.0)
+    acc.capacity_kw = 3.6
+    bill = acc.bill
+    # 100 kWh at 0.25 = 25, fixed 10, capacity 3.6 kW at 4.00 = 14.40; 20 % tax on 49.40.
+    assert bill.capacity_charge == pytest.approx(14.4)
+    assert bill.tax == pytest.approx(9.88)
+    assert bill.total == pytest.approx(25.0 + 10.0 + 14.4 + 9.88 - 2.0)
+    assert Bill.from_dict(json.loads(json.dumps(bill.to_dict()))) == bill
+    # The peak belongs to its period: the next one starts without.
+    acc.add(at(2025, 1, 31, 23), at(2025, 2, 1, 1), 2.0, 0.0)
+    assert acc.bill.capacity_kw is None
+    assert acc.history[-1].capacity_kw == 3.6
+    # ... and survives a restart.
+    acc.capacity_kw = 1.0
+    restored = BillAccumulator.from_dict(acc.tariff, json.loads(json.dumps(acc.to_dict())))
+    assert restored.bill == acc.bill
+    assert restored.bill.capacity_charge == 10.0  # the 2.5 kW minimum
+
+
+def test_bills_from_statistics_charge_the_peak_given() -> None:
+    tariff = Tariff(FlatPricing(1.0), capacity=NORWAY)
+    period = tariff.billing_period(at(2025, 1, 6))
+    hours = [(at(2025, 1, 6, hour), 1.0, 0.0) for hour in range(3)]
+    bill = bill_for(tariff, hours, period, capacity_kw=5.37)
+    assert (bill.capacity_kw, bill.capacity_charge, bill.total) == (5.37, 305.0, 308.0)
+    # A tariff without a capacity charge ignores any peak.
+    plain = bill_for(Tariff(FlatPricing(1.0)), hours, period, capacity_kw=5.37)
+    assert (plain.capacity_kw, plain.capacity_charge, plain.total) == (None, 0.0, 3.0)

@@ -181,6 +181,12 @@ class CapacityTracker:
         """Return the peak (kW) of the billing period holding `now` so far."""
         return self._peak() if self._in_month(now) else 0.0
 
+    def peak_of(self, start: float) -> float | None:
+        """Return the peak (kW) of the billing period that began at `start` (None: not known)."""
+        if self.month is not None and self.month[0] == start:
+            return self._peak()
+        return dict(self.history).get(start)
+
     def threshold(self, now: float) -> float:
         """Return the demand (kW) above which the running period raises the peak."""
         if not self._in_month(now):

@@ -294,14 +294,20 @@ def _remaining_parts(now: datetime, end: datetime) -> list[_HourPart]:
 
 
 def project_bill(
-    tariff: Tariff, hourly: Iterable[HourlyEnergy], now: datetime, weeks: int = DEFAULT_WEEKS
+    tariff: Tariff,
+    hourly: Iterable[HourlyEnergy],
+    now: datetime,
+    weeks: int = DEFAULT_WEEKS,
+    capacity_kw: float | None = None,
 ) -> Projection | NoProjection:
     """Project the bill of the period that holds `now` (local time).
 
     `hourly` should cover the last `weeks` weeks and the period so far; other rows, and rows at
     or after `now`, are ignored. Pass `now` at the end of the data you have (the start of the
     current hour when feeding long-term statistics): the rest of the period is projected from
-    there. A row of the current hour, if given, counts up to `now`.
+    there. A row of the current hour, if given, counts up to `now`. `capacity_kw`: the period's
+    capacity peak so far, for a capacity charge; a peak never falls, so the bill charges it as is
+    (what the rest of the period may add to it is not projected).
     """
     if weeks < 1:
         raise ValueError(f"a profile needs at least one week, not {weeks}")
@@ -348,6 +354,7 @@ def project_bill(
                 ),
             ],
             period,
+            capacity_kw,
         )
 
     expected = bill(0.0)

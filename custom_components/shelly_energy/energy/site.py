@@ -653,6 +653,13 @@ class SiteAccumulator:
             loads[ref] = load.total
         return loads
 
+    def capacity_peak(self, start: float) -> float | None:
+        """Return the capacity peak (kW) of the billing period that began at `start`.
+
+        None: capacity peaks are not measured, or not known for that period.
+        """
+        return None if self._capacity is None else self._capacity.peak_of(start)
+
     def hold_load_at_least(self, ref: ChannelRef, field: str, total: float) -> None:
         """Never publish a load's `LoadEnergy` field below `total` Wh, as `hold_at_least`."""
         self._load_floors[ref, field] = total

@@ -4,9 +4,10 @@ A `Tariff` prices the kWh imported in a billing period in exactly one way: `Flat
 `SlabPricing` (tiers by the kWh of the period, telescopic or not) or `TimeOfUsePricing` (price by
 time of day and weekday). Slabs and time-of-use windows do not combine: tariffs that mix them
 need rules (which windows count towards which slab) that no user could be asked to type in. A
-fixed charge per billing period is added, tax is a percentage of the energy charge plus the fixed
-charge, and exported kWh earn a flat credit that is not taxed. A bill may be negative: a net
-exporter is owed money.
+fixed charge per billing period is added, and a capacity charge on the period's peak demand
+(`PerKwCapacity` or `BandedCapacity`; the site measures the peak, `energy.capacity`). Tax is a
+percentage of the energy, fixed and capacity charges, and exported kWh earn a flat credit that is
+not taxed. A bill may be negative: a net exporter is owed money.
 
 Energy is accounted in *pieces*. An interval's import and export are spread uniformly over its
 duration and cut at local midnight (days and billing periods turn over at midnight) and at the
@@ -347,6 +348,98 @@ _PRICINGS: dict[str, type[Pricing]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class PerKwCapacity:
+    """A capacity charge per kW of the period's peak, never on less than `minimum_kw`.
+
+    Flanders charges the month's highest 15-minute demand, at least 2.5 kW.
+    """
+
+    KIND: ClassVar[str] = "per_kw"
+
+    price: float  # per kW, per billing period
+    minimum_kw: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_amount("price per kW", self.price)
+        _check_amount("minimum kW", self.minimum_kw)
+
+    def charge(self, peak_kw: float) -> float:
+        """Return the charge of a period whose peak is `peak_kw`."""
+        return max(peak_kw, self.minimum_kw) * self.price
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the charge as JSON-safe data."""
+        return {"kind": self.KIND, "price": self.price, "minimum_kw": self.minimum_kw}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Read a charge written by `to_dict`."""
+        return cls(data["price"], data["minimum_kw"])
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityBand:
+    """A step of a stepped capacity charge: a peak up to `up_to_kw` (inclusive; None: no limit)."""
+
+    up_to_kw: float | None
+    charge: float
+
+
+@dataclass(frozen=True, slots=True)
+class BandedCapacity:
+    """A capacity charge stepped by the period's peak: the charge of the band it falls in.
+
+    Norway steps the monthly charge by the mean of the month's three highest daily peaks.
+    """
+
+    KIND: ClassVar[str] = "bands"
+
+    bands: tuple[CapacityBand, ...]
+
+    def __post_init__(self) -> None:
+        if not self.bands or self.bands[-1].up_to_kw is not None:
+            raise TariffError("band_open_end", "the last capacity band must have no upper limit")
+        lower = 0.0
+        for band in self.bands[:-1]:
+            limit = band.up_to_kw
+            if limit is None or not math.isfinite(limit) or limit <= lower:
+                raise TariffError(
+                    "band_order", "band limits must rise above 0 kW; only the last band is open"
+                )
+            lower = limit
+        for band in self.bands:
+            _check_amount("band charge", band.charge)
+
+    def band_of(self, peak_kw: float) -> int:
+        """Return the band (from 1) a peak falls in."""
+        return next(
+            number
+            for number, band in enumerate(self.bands, 1)
+            if band.up_to_kw is None or peak_kw <= band.up_to_kw
+        )
+
+    def charge(self, peak_kw: float) -> float:
+        """Return the charge of a period whose peak is `peak_kw`."""
+        return self.bands[self.band_of(peak_kw) - 1].charge
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the charge as JSON-safe data."""
+        return {"kind": self.KIND, "bands": [[band.up_to_kw, band.charge] for band in self.bands]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Read a charge written by `to_dict`."""
+        return cls(tuple(CapacityBand(up_to_kw, charge) for up_to_kw, charge in data["bands"]))
+
+
+type CapacityPricing = PerKwCapacity | BandedCapacity
+
+_CAPACITY_PRICINGS: dict[str, type[CapacityPricing]] = {
+    kind.KIND: kind for kind in (PerKwCapacity, BandedCapacity)
+}
+
+
 class BillingPeriod(NamedTuple):
     """A billing period: from `start` (inclusive) to `end` (exclusive), local midnights."""
 
@@ -394,11 +487,11 @@ class BillingCycle:
 
 @dataclass(frozen=True, slots=True)
 class Tariff:
-    """Everything that decides a bill: pricing, billing cycle, fixed charge, tax, export price.
+    """Everything that decides a bill: pricing, billing cycle, charges, tax, export price.
 
-    The fixed charge is per billing period (per two months for two-monthly billing); tax is a
-    percentage of the energy charge plus the fixed charge; the export price credits each kWh
-    exported, untaxed.
+    The fixed charge is per billing period (per two months for two-monthly billing), and so is
+    the capacity charge, on the period's peak; tax is a percentage of the energy, fixed and
+    capacity charges; the export price credits each kWh exported, untaxed.
     """
 
     pricing: Pricing
@@ -406,6 +499,7 @@ class Tariff:
     fixed_charge: float = 0.0
     tax_percent: float = 0.0
     export_price: float = 0.0
+    capacity: CapacityPricing | None = None  # charged on the period's capacity peak
 
     def __post_init__(self) -> None:
         _check_amount("fixed charge", self.fixed_charge)
@@ -429,6 +523,7 @@ class Tariff:
             "fixed_charge": self.fixed_charge,
             "tax_percent": self.tax_percent,
             "export_price": self.export_price,
+            **({} if self.capacity is None else {"capacity": self.capacity.to_dict()}),
         }
 
     @classmethod
@@ -438,12 +533,16 @@ class Tariff:
             raise TariffError("malformed", f"unknown tariff version {data.get('version')!r}")
         try:
             billing = data["billing"]
+            capacity = data.get("capacity")
             return cls(
                 _PRICINGS[data["pricing"]["kind"]].from_dict(data["pricing"]),
                 BillingCycle(billing["months"], billing["start_day"], billing["anchor_month"]),
                 data["fixed_charge"],
                 data["tax_percent"],
                 data["export_price"],
+                None
+                if capacity is None
+                else _CAPACITY_PRICINGS[capacity["kind"]].from_dict(capacity),
             )
         except TariffError:
             raise
@@ -465,6 +564,8 @@ class Bill:
     fixed_charge: float
     tax: float
     export_credit: float
+    capacity_kw: float | None = None  # the period's capacity peak, with a capacity charge
+    capacity_charge: float = 0.0
 
     @property
     def energy_charge(self) -> float:
@@ -473,8 +574,14 @@ class Bill:
 
     @property
     def total(self) -> float:
-        """What is owed: energy charge, fixed charge and tax, less the export credit."""
-        return self.energy_charge + self.fixed_charge + self.tax - self.export_credit
+        """What is owed: energy, fixed and capacity charges and tax, less the export credit."""
+        return (
+            self.energy_charge
+            + self.fixed_charge
+            + self.capacity_charge
+            + self.tax
+            - self.export_credit
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the bill as JSON-safe data (energy charge and total included, for people)."""
@@ -486,6 +593,8 @@ class Bill:
             "lines": [line.to_dict() for line in self.lines],
             "energy_charge": self.energy_charge,
             "fixed_charge": self.fixed_charge,
+            "capacity_kw": self.capacity_kw,
+            "capacity_charge": self.capacity_charge,
             "tax": self.tax,
             "export_credit": self.export_credit,
             "total": self.total,
@@ -505,6 +614,8 @@ class Bill:
             data["fixed_charge"],
             data["tax"],
             data["export_credit"],
+            data.get("capacity_kw"),
+            data.get("capacity_charge", 0.0),
         )
 
 
@@ -524,17 +635,26 @@ def _energy_charge(pricing: Pricing, usage: _Usage) -> float:
     return sum(line.amount for line in pricing.lines(usage.import_by_bucket))
 
 
-def _bill(tariff: Tariff, period: BillingPeriod, usage: _Usage) -> Bill:
+def _bill(
+    tariff: Tariff, period: BillingPeriod, usage: _Usage, capacity_kw: float | None = None
+) -> Bill:
     lines = tariff.pricing.lines(usage.import_by_bucket)
     energy_charge = sum(line.amount for line in lines)
+    capacity_charge = 0.0
+    if tariff.capacity is None:
+        capacity_kw = None  # no capacity charge: the peak is not part of the bill
+    elif capacity_kw is not None:
+        capacity_charge = tariff.capacity.charge(capacity_kw)
     return Bill(
         period,
         sum(usage.import_by_bucket.values()),
         usage.export_kwh,
         lines,
         tariff.fixed_charge,
-        (energy_charge + tariff.fixed_charge) * tariff.tax_percent / 100,
+        (energy_charge + tariff.fixed_charge + capacity_charge) * tariff.tax_percent / 100,
         usage.export_kwh * tariff.export_price,
+        capacity_kw,
+        capacity_charge,
     )
 
 
@@ -572,12 +692,16 @@ def _pieces(
 
 
 def bill_for_intervals(
-    tariff: Tariff, intervals: Iterable[EnergyInterval], period: BillingPeriod
+    tariff: Tariff,
+    intervals: Iterable[EnergyInterval],
+    period: BillingPeriod,
+    capacity_kw: float | None = None,
 ) -> Bill:
     """Itemise a period's bill from energy intervals; the parts outside the period are ignored.
 
     Each interval's energy is spread uniformly over it and cut exactly as `BillAccumulator`
-    cuts it, so both give the same bill for the same intervals.
+    cuts it, so both give the same bill for the same intervals. `capacity_kw`: the period's
+    capacity peak, for a tariff with a capacity charge (None: not known, no charge).
     """
     usage = _Usage()
     for start, end, import_kwh, export_kwh in intervals:
@@ -585,11 +709,14 @@ def bill_for_intervals(
             if period.contains(piece.moment):
                 bucket = tariff.pricing.bucket_at(piece.moment)
                 usage.add(bucket, piece.import_kwh, piece.export_kwh)
-    return _bill(tariff, period, usage)
+    return _bill(tariff, period, usage, capacity_kw)
 
 
 def bill_for(
-    tariff: Tariff, consumption_hourly: Iterable[HourlyEnergy], period: BillingPeriod
+    tariff: Tariff,
+    consumption_hourly: Iterable[HourlyEnergy],
+    period: BillingPeriod,
+    capacity_kw: float | None = None,
 ) -> Bill:
     """Itemise a period's bill from hourly statistics: (hour start, kWh imported, kWh exported).
 
@@ -603,6 +730,7 @@ def bill_for(
             for hour, imported, exported in consumption_hourly
         ),
         period,
+        capacity_kw,
     )
 
 
@@ -660,6 +788,8 @@ class BillAccumulator:
         self._last_end = start
         self._effective_price = self.marginal_price
         self._history: list[Bill] = []
+        # The period's capacity peak so far (kW), as the site measures it; None: not known.
+        self.capacity_kw: float | None = None
 
     @property
     def tariff(self) -> Tariff:
@@ -673,8 +803,8 @@ class BillAccumulator:
 
     @property
     def bill(self) -> Bill:
-        """The current period's bill so far, with the whole fixed charge."""
-        return _bill(self._tariff, self._period, self._usage)
+        """The current period's bill so far, with the whole fixed charge and the peak so far."""
+        return _bill(self._tariff, self._period, self._usage, self.capacity_kw)
 
     @property
     def today(self) -> DayCost:
@@ -753,6 +883,7 @@ class BillAccumulator:
             self._history = [*self._history, self.bill][-HISTORY_LENGTH:]
             self._period = self._tariff.billing_period(moment)
             self._usage = _Usage()
+            self.capacity_kw = None
         if moment.date() != self._day:
             self._day = moment.date()
             self._day_usage = _Usage()
@@ -773,6 +904,7 @@ class BillAccumulator:
             "last_end": self._last_end.isoformat(),
             "effective_price": self._effective_price,
             "history": [bill.to_dict() for bill in self._history],
+            "capacity_kw": self.capacity_kw,
         }
 
     @classmethod
@@ -798,6 +930,7 @@ class BillAccumulator:
             accumulator._day_energy_charge = data["day_energy_charge"]
             accumulator._effective_price = data["effective_price"]
             accumulator._history = [Bill.from_dict(bill) for bill in data["history"]]
+            accumulator.capacity_kw = data.get("capacity_kw")
         except (KeyError, TypeError) as err:
             raise ValueError(f"not a stored bill accumulator: {err!r}") from err
         return accumulator
