@@ -58,6 +58,8 @@ from .exporter import (
     async_create_exporter,
     export_store_key,
 )
+from .grid_options import contract_limits
+from .grid_watch import GridWatch
 from .history import MeterHistory, SiteHistory, history_store_key
 from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
@@ -188,6 +190,8 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
         )
         await coordinator.billing.async_restore()
         entry.async_on_unload(coordinator.billing.async_start())
+    if (limits := contract_limits(entry.options)) is not None:
+        coordinator.grid_watch = GridWatch(hass, entry, limits)
     entry.runtime_data = SiteRuntime(coordinator)
     entry.async_on_unload(coordinator.async_start())
     entry.async_on_unload(async_register_site(hass, coordinator))

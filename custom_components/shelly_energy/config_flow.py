@@ -693,7 +693,9 @@ class SiteOptionsFlow(OptionsFlow):
 
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be changed."""
-        return self.async_show_menu(step_id="site", menu_options=["roles", "tariff", "capacity"])
+        return self.async_show_menu(
+            step_id="site", menu_options=["roles", "tariff", "capacity", "contract"]
+        )
 
     async def async_step_roles(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and store the site's roles."""
@@ -710,6 +712,20 @@ class SiteOptionsFlow(OptionsFlow):
                 user_input or options,
             ),
             errors=errors,
+        )
+
+    async def async_step_contract(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the contracted power and the fuses, and when the supply trips."""
+        options = self.config_entry.options
+        if user_input is not None:
+            return self.async_create_entry(data=grid_options.with_contract(options, user_input))
+        return self.async_show_form(
+            step_id="contract",
+            data_schema=self.add_suggested_values_to_schema(
+                grid_options.contract_schema(), grid_options.contract_values(options)
+            ),
         )
 
     async def async_step_tariff(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

@@ -45,6 +45,15 @@ CONF_PEAK_DAYS: Final = "peak_days"
 DEMAND_PERIOD_OFF: Final = "off"
 DEMAND_PERIODS: Final = ("15", "60")
 MAX_PEAK_DAYS: Final = 31
+# Contracted power of a site, stored under CONF_CONTRACT while a limit is set: the power (kW), the
+# fuse of each phase (A), trip rules (above a percentage of the power for minutes; the supply's
+# time left before it trips), and when a limit counts as exceeded and cleared (CONF_START_DELAY,
+# CONF_CLEAR_DELAY in s, CONF_MARGIN in percent).
+CONF_CONTRACT: Final = "contract"
+CONF_CONTRACTED_POWER: Final = "contracted_power"
+CONF_FUSE: Final = "fuse"
+CONF_MARGIN: Final = "margin_percent"
+TRIP_RULES: Final = 3
 # A Home Assistant power sensor in the grid role (import positive), for a site without a Shelly
 # meter on its grid connection.
 CONF_GRID_SENSOR: Final = "grid_sensor"
@@ -76,6 +85,9 @@ NOMINAL_FREQUENCIES: Final = ("50", "60")
 
 # Fired on the event bus for every supply anomaly and its end, with the meter's device id.
 EVENT_ANOMALY: Final = "shelly_energy_anomaly"
+# Fired on the event bus for a site's grid events (a contracted power or fuse exceeded or cleared),
+# with the site's device id.
+EVENT_GRID: Final = "shelly_energy_grid"
 
 # The Emoncms export entry
 KIND_EMONCMS: Final = "emoncms"

@@ -71,6 +71,7 @@ from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
     from .billing import SiteBilling
+    from .grid_watch import GridWatch
     from .history import MeterHistory, SiteHistory
 
 _LOGGER = logging.getLogger(__name__)
@@ -435,6 +436,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         self.config = site_config(entry.options)
         self.accumulator = SiteAccumulator(self.config, dt_util.get_default_time_zone())
         self.billing: SiteBilling | None = None  # when the site has a tariff
+        self.grid_watch: GridWatch | None = None  # when the site has a contracted power
         self.store: DurableStore[dict[str, Any]] = DurableStore(
             hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
         )
@@ -559,7 +561,8 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
             if (meter := meters.get(mac)) is None or not meter.last_update_success
         }
         readings: dict[ChannelRef, ChannelInput | None] = {}
-        for ref in self.config.roles:
+        currents: dict[ChannelRef, float | None] = {}  # the grid channels'
+        for ref, role in self.config.roles.items():
             meter = meters.get(ref.meter_id)
             reading = (
                 meter.data.channel(ref.channel_id)
@@ -571,12 +574,16 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 if reading is None
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
+            if role is Role.GRID:
+                currents[ref] = None if reading is None else reading.current
         readings.update(self._sensor_readings())
         now = dt_util.now()
         state = self.accumulator.update(readings, now.date(), now.timestamp())
         self.store.changed()
         if self.billing is not None:
             self.billing.update(state)
+        if self.grid_watch is not None:
+            self.grid_watch.update(now.timestamp(), state, currents)
         self.async_set_updated_data(state)
 
     def _sensor_readings(self) -> dict[ChannelRef, ChannelInput | None]:

@@ -1,4 +1,7 @@
-"""Device triggers: "When <meter> detects overvoltage" and the other supply anomalies."""
+"""Device triggers: "When <meter> detects overvoltage", "When <site> exceeds its contracted power".
+
+A meter's triggers are its supply anomalies; a site's, the grid events its options make possible.
+"""
 
 from __future__ import annotations
 
@@ -19,28 +22,38 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN, EVENT_ANOMALY
+from .const import DOMAIN, EVENT_ANOMALY, EVENT_GRID
+from .devices import SITE_PREFIX
 from .energy.anomalies import AnomalyType
+from .energy.contract import LimitEventType
+from .grid_options import grid_event_types
 
-TRIGGER_TYPES = [anomaly.value for anomaly in AnomalyType]
-TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend({vol.Required(CONF_TYPE): vol.In(TRIGGER_TYPES)})
+ANOMALY_TYPES = [anomaly.value for anomaly in AnomalyType]
+GRID_TYPES = [event.value for event in LimitEventType]
+TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
+    {vol.Required(CONF_TYPE): vol.In([*ANOMALY_TYPES, *GRID_TYPES])}
+)
 
 
-def _is_meter(hass: HomeAssistant, device_id: str) -> bool:
+def _device_types(hass: HomeAssistant, device_id: str) -> list[str]:
+    """Return the trigger types of a meter or a site (none for other devices)."""
     device = dr.async_get(hass).async_get(device_id)
-    return device is not None and any(
-        domain == DOMAIN and not identifier.startswith("site_")
-        for domain, identifier in device.identifiers
-    )
+    identifiers = [] if device is None else device.identifiers
+    for domain, identifier in identifiers:
+        if domain != DOMAIN:
+            continue
+        if not identifier.startswith(SITE_PREFIX):
+            return ANOMALY_TYPES
+        entry = hass.config_entries.async_get_entry(identifier.removeprefix(SITE_PREFIX))
+        return [] if entry is None else grid_event_types(entry.options)
+    return []
 
 
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, Any]]:
-    """Return a trigger per anomaly type for a meter (sites have no supply of their own)."""
-    if not _is_meter(hass, device_id):
-        return []
+    """Return a trigger per anomaly type for a meter, per grid event type for a site."""
     return [
         {CONF_PLATFORM: "device", CONF_DOMAIN: DOMAIN, CONF_DEVICE_ID: device_id, CONF_TYPE: kind}
-        for kind in TRIGGER_TYPES
+        for kind in _device_types(hass, device_id)
     ]
 
 
@@ -50,11 +63,13 @@ async def async_attach_trigger(
     action: TriggerActionType,
     trigger_info: TriggerInfo,
 ) -> CALLBACK_TYPE:
-    """Listen for the meter's anomaly events of the trigger's type."""
+    """Listen for the device's anomaly or grid events of the trigger's type."""
     event_config = event_trigger.TRIGGER_SCHEMA(
         {
             CONF_PLATFORM: "event",
-            event_trigger.CONF_EVENT_TYPE: EVENT_ANOMALY,
+            event_trigger.CONF_EVENT_TYPE: (
+                EVENT_GRID if config[CONF_TYPE] in GRID_TYPES else EVENT_ANOMALY
+            ),
             CONF_EVENT_DATA: {
                 CONF_DEVICE_ID: config[CONF_DEVICE_ID],
                 CONF_TYPE: config[CONF_TYPE],

@@ -7,6 +7,13 @@ from homeassistant.helpers import device_registry as dr
 
 from .const import DOMAIN
 
+SITE_PREFIX = "site_"
+
+
+def site_identifier(entry_id: str) -> str:
+    """Return the device identifier of an energy site (its entry id, prefixed)."""
+    return f"{SITE_PREFIX}{entry_id}"
+
 
 @callback
 def entry_device(hass: HomeAssistant, entry_id: str, identifier: str) -> dr.DeviceEntry | None:

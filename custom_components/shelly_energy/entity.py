@@ -17,6 +17,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import CONF_URL, DOMAIN
 from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
+from .devices import site_identifier
 from .exporter import ExportCoordinator
 from .meter.address import Address
 from .meter.snapshot import ChannelKind, ChannelReading
@@ -115,7 +116,7 @@ class SiteEntity[ValueT](ValueEntity[SiteCoordinator, ValueT]):
         entry = coordinator.config_entry
         super().__init__(coordinator, description, f"{entry.entry_id}_{key or description.key}")
         self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, f"site_{entry.entry_id}")},
+            identifiers={(DOMAIN, site_identifier(entry.entry_id))},
             entry_type=DeviceEntryType.SERVICE,
             manufacturer="Shelly Energy Monitor",
             model="Energy site",

@@ -1,4 +1,4 @@
-"""Event entities: a meter's supply anomalies, and a site's projected slab changes."""
+"""Event entities: a meter's supply anomalies; a site's projected slab changes and grid events."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import EVENT_TIER, KIND_SITE
-from .coordinator import MeterCoordinator, entry_kind
+from .coordinator import MeterCoordinator, SiteCoordinator, entry_kind
 from .energy.anomalies import AnomalyType
 from .entity import SiteEntity, meter_device_info
+from .grid_options import grid_event_types
 
 PARALLEL_UPDATES = 0
 
@@ -26,17 +27,23 @@ TIER_EVENT = EventEntityDescription(
     key="tariff", translation_key="tariff", event_types=["projected_tier"]
 )
 
+GRID_EVENT = EventEntityDescription(key="grid", translation_key="grid")
+
 
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: ConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Create a meter's supply event entity, or a site's tariff event entity."""
+    """Create a meter's supply event entity, or a site's tariff and grid event entities."""
+    coordinator = entry.runtime_data.coordinator
     if entry_kind(entry) != KIND_SITE:
-        async_add_entities([SupplyEventEntity(entry.runtime_data.coordinator)])
-    elif entry.runtime_data.coordinator.billing is not None:
-        async_add_entities([TierEventEntity(entry.runtime_data.coordinator, TIER_EVENT)])
+        async_add_entities([SupplyEventEntity(coordinator)])
+        return
+    if coordinator.billing is not None:
+        async_add_entities([TierEventEntity(coordinator, TIER_EVENT)])
+    if coordinator.grid_watch is not None:
+        async_add_entities([GridEventEntity(coordinator, GRID_EVENT)])
 
 
 class SupplyEventEntity(CoordinatorEntity[MeterCoordinator], EventEntity):
@@ -102,3 +109,32 @@ class TierEventEntity(SiteEntity[None], EventEntity):
     @callback
     def _handle_coordinator_update(self) -> None:
         """Nothing to show between events."""
+
+
+class GridEventEntity(SiteEntity[None], EventEntity):
+    """Tells each grid event of a site: a contracted power or fuse exceeded or cleared."""
+
+    def __init__(self, coordinator: SiteCoordinator, description: EventEntityDescription) -> None:
+        """Describe the entity with the events the site's options make possible."""
+        self._attr_event_types = grid_event_types(coordinator.config_entry.options)
+        super().__init__(coordinator, description)
+
+    def _read(self) -> None:
+        return None
+
+    @property
+    def available(self) -> bool:
+        """Return True: the entity only tells what happened."""
+        return True
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Fire the events of the latest update (nothing happened when there are none)."""
+        watch = self.coordinator.grid_watch
+        if watch is None or not watch.events:
+            return
+        for data in watch.events:
+            self._trigger_event(
+                data["type"], {key: value for key, value in data.items() if key != "type"}
+            )
+        self.async_write_ha_state()

@@ -1,4 +1,4 @@
-"""Logbook entries for supply anomalies."""
+"""Logbook entries for supply anomalies and a site's grid events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from homeassistant.components.logbook.const import LOGBOOK_ENTRY_MESSAGE, LOGBOO
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
-from .const import DOMAIN, EVENT_ANOMALY
+from .const import DOMAIN, EVENT_ANOMALY, EVENT_GRID
 
 _UNITS = {"frequency_deviation": "Hz", "imbalance": "%"}
 
@@ -28,17 +28,34 @@ def describe_anomaly(data: Mapping[str, Any]) -> str:
     )
 
 
+def describe_grid_event(data: Mapping[str, Any]) -> str:
+    """Return what a site's grid event says, as a logbook line ("exceeded its contracted ...")."""
+    kind = data["type"]
+    limit = "its contracted power" if kind.startswith("power") else f"the fuse on {data['channel']}"
+    if kind.endswith("_cleared"):
+        return f"back within {limit}: the excess lasted {data['duration']:.0f} s"
+    unit = "kW" if kind.startswith("power") else "A"
+    trips = "" if data.get("trips_in") is None else f"; the supply trips in {data['trips_in']} s"
+    return f"exceeded {limit}: {data['value']} {unit} (limit {data['limit']} {unit}){trips}"
+
+
 @callback
 def async_describe_events(
     hass: HomeAssistant,
     async_describe_event: Callable[[str, str, Callable[[Event], dict[str, str]]], None],
 ) -> None:
-    """Describe the supply anomaly events in the logbook."""
+    """Describe the supply anomaly and grid events in the logbook."""
 
-    @callback
-    def describe(event: Event) -> dict[str, str]:
-        device = dr.async_get(hass).async_get(event.data["device_id"] or "")
-        name = (device.name_by_user or device.name or "") if device else "Shelly meter"
-        return {LOGBOOK_ENTRY_NAME: name, LOGBOOK_ENTRY_MESSAGE: describe_anomaly(event.data)}
+    def describer(
+        describe_data: Callable[[Mapping[str, Any]], str], unknown: str
+    ) -> Callable[[Event], dict[str, str]]:
+        @callback
+        def describe(event: Event) -> dict[str, str]:
+            device = dr.async_get(hass).async_get(event.data["device_id"] or "")
+            name = (device.name_by_user or device.name or "") if device else unknown
+            return {LOGBOOK_ENTRY_NAME: name, LOGBOOK_ENTRY_MESSAGE: describe_data(event.data)}
 
-    async_describe_event(DOMAIN, EVENT_ANOMALY, describe)
+        return describe
+
+    async_describe_event(DOMAIN, EVENT_ANOMALY, describer(describe_anomaly, "Shelly meter"))
+    async_describe_event(DOMAIN, EVENT_GRID, describer(describe_grid_event, "Energy site"))

@@ -604,6 +604,13 @@ def _add_site_sensors(
             LoadEnergySensor(coordinator, ref, label, field, description)
             for field, description in LOAD_ENERGY.items()
         )
+    if (grid_watch := coordinator.grid_watch) is not None:
+        if grid_watch.contract.limits.power_w is not None:
+            entities.append(HeadroomSensor(coordinator))
+        entities.extend(
+            HeadroomSensor(coordinator, ref, channel_label(hass, ref))
+            for ref in grid_watch.fused_channels(config.channels(Role.GRID))
+        )
     if coordinator.billing is not None:
         currency = hass.config.currency
         capacity_charge = coordinator.billing.tariff.capacity is not None
@@ -692,6 +699,53 @@ class LoadEnergySensor(SiteEntity[float], SensorEntity):
     @property
     def native_value(self) -> float | None:
         """Return the circuit's energy total."""
+        return self._value
+
+
+CONTRACT_HEADROOM = SensorEntityDescription(
+    key="contract_headroom",
+    translation_key="contract_headroom",
+    device_class=SensorDeviceClass.POWER,
+    native_unit_of_measurement=UnitOfPower.KILO_WATT,
+    state_class=SensorStateClass.MEASUREMENT,
+    suggested_display_precision=2,
+)
+FUSE_HEADROOM = SensorEntityDescription(
+    key="fuse_headroom",
+    translation_key="fuse_headroom",
+    device_class=SensorDeviceClass.CURRENT,
+    native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+    state_class=SensorStateClass.MEASUREMENT,
+    suggested_display_precision=1,
+)
+
+
+class HeadroomSensor(SiteEntity[float], SensorEntity):
+    """How far the grid import stays below the contracted power, or a phase below its fuse."""
+
+    def __init__(
+        self, coordinator: SiteCoordinator, ref: ChannelRef | None = None, label: str = ""
+    ) -> None:
+        """Describe the contracted power's headroom, or (with `ref`) a grid channel's fuse's."""
+        self._ref = ref
+        if ref is None:
+            super().__init__(coordinator, CONTRACT_HEADROOM)
+            return
+        self._attr_translation_placeholders = {"channel": label}
+        super().__init__(coordinator, FUSE_HEADROOM, f"fuse_headroom_{channel_key(ref)}")
+
+    def _read(self) -> float | None:
+        watch = self.coordinator.grid_watch
+        if watch is None:
+            return None
+        headroom = (
+            watch.power_headroom_kw() if self._ref is None else watch.fuse_headroom_a(self._ref)
+        )
+        return None if headroom is None else round(headroom, 3)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the headroom."""
         return self._value
 
 
