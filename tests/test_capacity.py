@@ -90,7 +90,7 @@ async def test_capacity_peaks_over_the_simulator(
     assert hass.states.get("sensor.home_capacity_peak") is None  # off by default
     # The form shows off; the answer turns quarter-hour peaks on.
     result: Any = await hass.config_entries.options.async_init(site.entry_id)
-    assert result["menu_options"] == ["roles", "tariff", "capacity", "contract"]
+    assert result["menu_options"] == ["roles", "tariff", "capacity", "contract", "warnings"]
     answer = QUARTER_PEAKS
     result = await configure(hass, site.entry_id, "capacity", answer)
     assert result["type"] is FlowResultType.CREATE_ENTRY

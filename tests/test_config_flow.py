@@ -458,7 +458,7 @@ async def test_site_options(hass: HomeAssistant, simulator: Simulator) -> None:
     await setup_entry(hass, site)
     result: Any = await hass.config_entries.options.async_init(site.entry_id)
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["roles", "tariff", "capacity", "contract"]
+    assert result["menu_options"] == ["roles", "tariff", "capacity", "contract", "warnings"]
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": "roles"}
     )

@@ -694,7 +694,8 @@ class SiteOptionsFlow(OptionsFlow):
     async def async_step_site(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be changed."""
         return self.async_show_menu(
-            step_id="site", menu_options=["roles", "tariff", "capacity", "contract"]
+            step_id="site",
+            menu_options=["roles", "tariff", "capacity", "contract", "warnings"],
         )
 
     async def async_step_roles(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -726,6 +727,24 @@ class SiteOptionsFlow(OptionsFlow):
             data_schema=self.add_suggested_values_to_schema(
                 grid_options.contract_schema(), grid_options.contract_values(options)
             ),
+        )
+
+    async def async_step_warnings(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask when to warn before a settlement or demand period closes."""
+        options = self.config_entry.options
+        errors: dict[str, str] = {}
+        if user_input is not None and not (
+            errors := grid_options.warnings_errors(options, user_input)
+        ):
+            return self.async_create_entry(data=grid_options.with_warnings(options, user_input))
+        return self.async_show_form(
+            step_id="warnings",
+            data_schema=self.add_suggested_values_to_schema(
+                grid_options.warnings_schema(), user_input or grid_options.warnings_values(options)
+            ),
+            errors=errors,
         )
 
     async def async_step_tariff(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

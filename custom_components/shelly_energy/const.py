@@ -54,6 +54,14 @@ CONF_CONTRACTED_POWER: Final = "contracted_power"
 CONF_FUSE: Final = "fuse"
 CONF_MARGIN: Final = "margin_percent"
 TRIP_RULES: Final = 3
+# Warnings of a site, stored under CONF_WARNINGS while one is set: minutes before a settlement
+# period ends with a net import above kWh; minutes before a demand period ends with a headroom
+# before a new capacity peak below kW.
+CONF_WARNINGS: Final = "warnings"
+CONF_PERIOD_WARNING_MINUTES: Final = "period_minutes"
+CONF_PERIOD_WARNING_KWH: Final = "period_import_kwh"
+CONF_PEAK_WARNING_MINUTES: Final = "peak_minutes"
+CONF_PEAK_WARNING_KW: Final = "peak_headroom_kw"
 # A Home Assistant power sensor in the grid role (import positive), for a site without a Shelly
 # meter on its grid connection.
 CONF_GRID_SENSOR: Final = "grid_sensor"
@@ -85,8 +93,8 @@ NOMINAL_FREQUENCIES: Final = ("50", "60")
 
 # Fired on the event bus for every supply anomaly and its end, with the meter's device id.
 EVENT_ANOMALY: Final = "shelly_energy_anomaly"
-# Fired on the event bus for a site's grid events (a contracted power or fuse exceeded or cleared),
-# with the site's device id.
+# Fired on the event bus for a site's grid events (a contracted power or fuse exceeded or cleared,
+# a settlement period closing with import, a new capacity peak imminent), with the site's device id.
 EVENT_GRID: Final = "shelly_energy_grid"
 
 # The Emoncms export entry

@@ -436,7 +436,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         self.config = site_config(entry.options)
         self.accumulator = SiteAccumulator(self.config, dt_util.get_default_time_zone())
         self.billing: SiteBilling | None = None  # when the site has a tariff
-        self.grid_watch: GridWatch | None = None  # when the site has a contracted power
+        self.grid_watch: GridWatch | None = None  # with a contracted power or a warning
         self.store: DurableStore[dict[str, Any]] = DurableStore(
             hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
         )

@@ -26,10 +26,10 @@ from .const import DOMAIN, EVENT_ANOMALY, EVENT_GRID
 from .devices import SITE_PREFIX
 from .energy.anomalies import AnomalyType
 from .energy.contract import LimitEventType
-from .grid_options import grid_event_types
+from .grid_options import PEAK_IMMINENT, PERIOD_CLOSING, grid_event_types
 
 ANOMALY_TYPES = [anomaly.value for anomaly in AnomalyType]
-GRID_TYPES = [event.value for event in LimitEventType]
+GRID_TYPES = [*(event.value for event in LimitEventType), PERIOD_CLOSING, PEAK_IMMINENT]
 TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
     {vol.Required(CONF_TYPE): vol.In([*ANOMALY_TYPES, *GRID_TYPES])}
 )

@@ -112,7 +112,7 @@ class TierEventEntity(SiteEntity[None], EventEntity):
 
 
 class GridEventEntity(SiteEntity[None], EventEntity):
-    """Tells each grid event of a site: a contracted power or fuse exceeded or cleared."""
+    """Tells each grid event of a site: a limit exceeded or cleared, a warning before a close."""
 
     def __init__(self, coordinator: SiteCoordinator, description: EventEntityDescription) -> None:
         """Describe the entity with the events the site's options make possible."""

@@ -3,6 +3,8 @@
 Capacity peaks: the demand period (off, 15 minutes or an hour), the peak rule and its days.
 Contracted power: the power (kW) and the fuse of each phase (A), either optional; up to three trip
 rules (above a percentage of the power for minutes); when a limit counts as exceeded and cleared.
+Warnings: minutes before a settlement period closes with a net import above a threshold, and
+before a demand period closes with its headroom below one.
 Each is stored under its own key of the site's options, absent while off.
 """
 
@@ -31,15 +33,23 @@ from .const import (
     CONF_MARGIN,
     CONF_PEAK_DAYS,
     CONF_PEAK_RULE,
+    CONF_PEAK_WARNING_KW,
+    CONF_PEAK_WARNING_MINUTES,
+    CONF_PERIOD_WARNING_KWH,
+    CONF_PERIOD_WARNING_MINUTES,
+    CONF_SETTLEMENT,
     CONF_START_DELAY,
     CONF_TARIFF,
+    CONF_WARNINGS,
     DEMAND_PERIOD_OFF,
     DEMAND_PERIODS,
     MAX_PEAK_DAYS,
     TRIP_RULES,
 )
+from .energy.alerts import ClosingWarning
 from .energy.capacity import DEFAULT_DAYS, CapacitySettings, PeakRule
 from .energy.contract import ContractLimits, LimitEventType, TripRule
+from .energy.settlement import Settlement
 from .energy.tariff import BillingCycle, Tariff
 
 
@@ -177,14 +187,90 @@ def contract_limits(options: Mapping[str, Any]) -> ContractLimits | None:
     )
 
 
+PERIOD_CLOSING = "period_closing"
+PEAK_IMMINENT = "peak_imminent"
+
+
 def grid_event_types(options: Mapping[str, Any]) -> list[str]:
     """Return the grid events a site's options make possible (see `grid_watch.GridWatch`)."""
-    limits = contract_limits(options)
-    if limits is None:
-        return []
-    types = []
-    if limits.power_w is not None:
-        types += [LimitEventType.POWER_EXCEEDED, LimitEventType.POWER_CLEARED]
-    if limits.fuse_a is not None:
-        types += [LimitEventType.FUSE_EXCEEDED, LimitEventType.FUSE_CLEARED]
-    return [event_type.value for event_type in types]
+    types: list[str] = []
+    if (limits := contract_limits(options)) is not None:
+        if limits.power_w is not None:
+            types += [LimitEventType.POWER_EXCEEDED, LimitEventType.POWER_CLEARED]
+        if limits.fuse_a is not None:
+            types += [LimitEventType.FUSE_EXCEEDED, LimitEventType.FUSE_CLEARED]
+    if period_warning(options) is not None:
+        types.append(PERIOD_CLOSING)
+    if peak_warning(options) is not None:
+        types.append(PEAK_IMMINENT)
+    return [str(event_type) for event_type in types]
+
+
+def warnings_schema() -> vol.Schema:
+    """Return the warnings form: the lead time and the threshold of each."""
+    return vol.Schema(
+        {
+            vol.Optional(CONF_PERIOD_WARNING_MINUTES): _number(0.5, 60, "min"),
+            vol.Required(CONF_PERIOD_WARNING_KWH, default=0): _number(0, 1000, "kWh"),
+            vol.Optional(CONF_PEAK_WARNING_MINUTES): _number(0.5, 60, "min"),
+            vol.Required(CONF_PEAK_WARNING_KW, default=0): _number(-1000, 1000, "kW"),
+        }
+    )
+
+
+def warnings_values(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what the warnings form shows for a site's options."""
+    return dict(options.get(CONF_WARNINGS, {}))
+
+
+def _settled(options: Mapping[str, Any]) -> bool:
+    return Settlement(options.get(CONF_SETTLEMENT, Settlement.INSTANT)) is not Settlement.INSTANT
+
+
+def warnings_errors(options: Mapping[str, Any], form: Mapping[str, Any]) -> dict[str, str]:
+    """Return the warnings form's errors: a warning needs what it watches."""
+    if form.get(CONF_PERIOD_WARNING_MINUTES) is not None and not _settled(options):
+        return {CONF_PERIOD_WARNING_MINUTES: "needs_settlement"}
+    if form.get(CONF_PEAK_WARNING_MINUTES) is not None and CONF_CAPACITY not in options:
+        return {CONF_PEAK_WARNING_MINUTES: "needs_capacity"}
+    return {}
+
+
+def with_warnings(options: Mapping[str, Any], form: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a site's options with the warnings form's answer (no warning: none stored)."""
+    kept = {key: value for key, value in options.items() if key != CONF_WARNINGS}
+    if (
+        form.get(CONF_PERIOD_WARNING_MINUTES) is None
+        and form.get(CONF_PEAK_WARNING_MINUTES) is None
+    ):
+        return kept
+    return {**kept, CONF_WARNINGS: dict(form)}
+
+
+def period_warning(options: Mapping[str, Any]) -> ClosingWarning | None:
+    """Return the warning of a settlement period closing with import (kWh; None: none).
+
+    None too while the site has no settlement period: there is nothing to warn of.
+    """
+    if not _settled(options):
+        return None
+    return _warning(options, CONF_PERIOD_WARNING_MINUTES, CONF_PERIOD_WARNING_KWH, below=False)
+
+
+def peak_warning(options: Mapping[str, Any]) -> ClosingWarning | None:
+    """Return the warning of a new capacity peak imminent (headroom in kW; None: none).
+
+    None too while the site measures no capacity peaks.
+    """
+    if CONF_CAPACITY not in options:
+        return None
+    return _warning(options, CONF_PEAK_WARNING_MINUTES, CONF_PEAK_WARNING_KW, below=True)
+
+
+def _warning(
+    options: Mapping[str, Any], minutes_key: str, threshold_key: str, *, below: bool
+) -> ClosingWarning | None:
+    minutes = options.get(CONF_WARNINGS, {}).get(minutes_key)
+    if minutes is None:
+        return None
+    return ClosingWarning(float(minutes) * 60, float(options[CONF_WARNINGS][threshold_key]), below)

@@ -10,6 +10,7 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
 from .const import DOMAIN, EVENT_ANOMALY, EVENT_GRID
+from .grid_options import PEAK_IMMINENT, PERIOD_CLOSING
 
 _UNITS = {"frequency_deviation": "Hz", "imbalance": "%"}
 
@@ -31,6 +32,17 @@ def describe_anomaly(data: Mapping[str, Any]) -> str:
 def describe_grid_event(data: Mapping[str, Any]) -> str:
     """Return what a site's grid event says, as a logbook line ("exceeded its contracted ...")."""
     kind = data["type"]
+    if kind == PERIOD_CLOSING:
+        return (
+            f"the settlement period closes in {data['seconds_left']} s with "
+            f"{data['net_kwh']} kWh imported (above {data['threshold_kwh']} kWh)"
+        )
+    if kind == PEAK_IMMINENT:
+        return (
+            f"a new capacity peak is near: {data['demand_kw']} kW projected against the peak "
+            f"of {data['peak_kw']} kW (headroom {data['headroom_kw']} kW), "
+            f"{data['seconds_left']} s left"
+        )
     limit = "its contracted power" if kind.startswith("power") else f"the fuse on {data['channel']}"
     if kind.endswith("_cleared"):
         return f"back within {limit}: the excess lasted {data['duration']:.0f} s"

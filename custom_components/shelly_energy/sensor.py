@@ -605,7 +605,7 @@ def _add_site_sensors(
             for field, description in LOAD_ENERGY.items()
         )
     if (grid_watch := coordinator.grid_watch) is not None:
-        if grid_watch.contract.limits.power_w is not None:
+        if grid_watch.watches_power():
             entities.append(HeadroomSensor(coordinator))
         entities.extend(
             HeadroomSensor(coordinator, ref, channel_label(hass, ref))

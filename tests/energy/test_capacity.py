@@ -88,6 +88,7 @@ def test_the_state_of_the_running_quarter() -> None:
     state = tracker.state(3000.0, now)
     assert (state.demand_kw, state.peak_kw, state.headroom_kw) == pytest.approx((3.2, 4.0, 1.2))
     assert (state.period_end, state.seconds_left) == (start + 30 * MINUTE, 600.0)
+    assert state.threshold_kw == pytest.approx(4.0)
     # Without the power the peak and the period are still known.
     unknown = tracker.state(None, now)
     assert (unknown.demand_kw, unknown.headroom_kw) == (None, None)

@@ -78,6 +78,7 @@ class CapacityState:
 
     demand_kw: float | None  # projected to the period's end
     peak_kw: float
+    threshold_kw: float  # the demand above which the period raises the peak (0: any demand)
     headroom_kw: float | None
     period_end: float
     seconds_left: float
@@ -242,6 +243,7 @@ class CapacityTracker:
         return CapacityState(
             demand_kw=None if power_w is None else self.projected(power_w, now),
             peak_kw=self.peak(now),
+            threshold_kw=self.threshold(now),
             headroom_kw=None if power_w is None else self.headroom(power_w, now),
             period_end=running.end,
             seconds_left=running.end - now,
