@@ -58,8 +58,6 @@ from .exporter import (
     async_create_exporter,
     export_store_key,
 )
-from .grid_options import contract_limits, grid_event_types, peak_warning, period_warning
-from .grid_watch import GridWatch
 from .history import MeterHistory, SiteHistory, history_store_key
 from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
@@ -190,14 +188,6 @@ async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool
         )
         await coordinator.billing.async_restore()
         entry.async_on_unload(coordinator.billing.async_start())
-    if grid_event_types(entry.options):
-        coordinator.grid_watch = GridWatch(
-            hass,
-            entry,
-            limits=contract_limits(entry.options),
-            period_warning=period_warning(entry.options),
-            peak_warning=peak_warning(entry.options),
-        )
     entry.runtime_data = SiteRuntime(coordinator)
     entry.async_on_unload(coordinator.async_start())
     entry.async_on_unload(async_register_site(hass, coordinator))

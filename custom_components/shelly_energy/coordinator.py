@@ -58,7 +58,14 @@ from .energy.site import (
     SiteConfig,
     SiteState,
 )
-from .grid_options import capacity_settings
+from .grid_options import (
+    capacity_settings,
+    contract_limits,
+    grid_event_types,
+    peak_warning,
+    period_warning,
+)
+from .grid_watch import GridWatch
 from .meter.client import MeterAuthError, MeterClient, MeterError
 from .meter.corrections import Corrections
 from .meter.counters import MeterCounters, counter_key
@@ -71,7 +78,6 @@ from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
     from .billing import SiteBilling
-    from .grid_watch import GridWatch
     from .history import MeterHistory, SiteHistory
 
 _LOGGER = logging.getLogger(__name__)
@@ -388,6 +394,28 @@ def site_config(options: Mapping[str, Any]) -> SiteConfig:
     )
 
 
+def site_grid_watch(
+    hass: HomeAssistant, entry: ConfigEntry, config: SiteConfig
+) -> GridWatch | None:
+    """Return what watches a site's grid for automations (None: its options watch nothing)."""
+    options = entry.options
+    if not grid_event_types(options):
+        return None
+    return GridWatch(
+        hass,
+        entry,
+        limits=contract_limits(options),
+        # A grid power sensor has no currents: the meters' grid channels.
+        fused={
+            channel_key(ref): channel_label(hass, ref)
+            for ref in config.channels(Role.GRID)
+            if ref.meter_id != SENSOR_METER_ID
+        },
+        period_warning=period_warning(options),
+        peak_warning=peak_warning(options),
+    )
+
+
 @dataclass
 class SiteRuntime:
     """What a loaded energy site entry holds."""
@@ -436,7 +464,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         self.config = site_config(entry.options)
         self.accumulator = SiteAccumulator(self.config, dt_util.get_default_time_zone())
         self.billing: SiteBilling | None = None  # when the site has a tariff
-        self.grid_watch: GridWatch | None = None  # with a contracted power or a warning
+        self.grid_watch = site_grid_watch(hass, entry, self.config)
         self.store: DurableStore[dict[str, Any]] = DurableStore(
             hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
         )
@@ -561,7 +589,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
             if (meter := meters.get(mac)) is None or not meter.last_update_success
         }
         readings: dict[ChannelRef, ChannelInput | None] = {}
-        currents: dict[ChannelRef, float | None] = {}  # the grid channels'
+        currents: dict[str, float | None] = {}  # the grid channels', by key
         for ref, role in self.config.roles.items():
             meter = meters.get(ref.meter_id)
             reading = (
@@ -575,7 +603,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
             if role is Role.GRID:
-                currents[ref] = None if reading is None else reading.current
+                currents[channel_key(ref)] = None if reading is None else reading.current
         readings.update(self._sensor_readings())
         now = dt_util.now()
         state = self.accumulator.update(readings, now.date(), now.timestamp())

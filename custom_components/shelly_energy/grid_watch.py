@@ -1,10 +1,10 @@
 """A site's grid watched for automations: contracted power and fuses, warnings; the bus event.
 
 After every update of the site `GridWatch.update` takes the grid import power (as the site's grid
-metering counts it), the grid channels' currents, the running settlement period and the capacity
-demand period. What it finds goes on the event bus as `EVENT_GRID`, with the site's device id,
-for the site's event entity, device triggers, the logbook and blueprints; the headroom sensors
-read what it last took.
+metering counts it), the currents of the grid channels with a fuse, the running settlement period
+and the capacity demand period. What it finds goes on the event bus as `EVENT_GRID`, with the
+site's device id, for the site's event entity, device triggers, the logbook and blueprints; the
+headroom sensors read what it last took.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 
 from .const import EVENT_GRID
-from .coordinator import SENSOR_METER_ID, channel_key, channel_label, parse_channel_key
 from .devices import entry_device, site_identifier
 from .energy.alerts import ClosingWarning, ClosingWatch
 from .energy.contract import ContractLimits, ContractWatch
-from .energy.site import ChannelRef, SiteState
+from .energy.site import SiteState
 from .grid_options import PEAK_IMMINENT, PERIOD_CLOSING
 
 
@@ -33,28 +32,29 @@ class GridWatch:
         entry: ConfigEntry,
         *,
         limits: ContractLimits | None = None,
+        fused: Mapping[str, str] | None = None,
         period_warning: ClosingWarning | None = None,
         peak_warning: ClosingWarning | None = None,
     ) -> None:
-        """Watch what is set; nothing is known until the first update."""
+        """Watch what is set; nothing is known until the first update.
+
+        `fused`: the grid channels whose current a fuse limits, by key, with their names.
+        """
         self._hass = hass
         self._entry = entry
         self.contract = None if limits is None else ContractWatch(limits)
+        self._fused = {} if limits is None or limits.fuse_a is None else dict(fused or {})
         self._period = None if period_warning is None else ClosingWatch(period_warning)
         self._peak = None if peak_warning is None else ClosingWatch(peak_warning)
         self.events: list[dict[str, Any]] = []  # those of the latest update, as on the bus
         self._power_w: float | None = None
-        self._currents: dict[ChannelRef, float | None] = {}
+        self._currents: dict[str, float | None] = {}
 
     @callback
-    def update(
-        self, now: float, state: SiteState, currents: Mapping[ChannelRef, float | None]
-    ) -> None:
-        """Take an update of the site (`currents`: the grid channels', A) and fire its events."""
+    def update(self, now: float, state: SiteState, currents: Mapping[str, float | None]) -> None:
+        """Take an update of the site (`currents`: the grid channels', A, by key); fire events."""
         self._power_w = state.power.grid_import
-        self._currents = {
-            ref: current for ref, current in currents.items() if ref.meter_id != SENSOR_METER_ID
-        }
+        self._currents = {key: currents.get(key) for key in self._fused}
         self.events = [*self._limit_events(now), *self._warnings(now, state)]
         if not self.events:
             return
@@ -70,19 +70,12 @@ class GridWatch:
     def _limit_events(self, now: float) -> list[dict[str, Any]]:
         if self.contract is None:
             return []
-        events = self.contract.update(
-            now,
-            self._power_w,
-            {channel_key(ref): current for ref, current in self._currents.items()},
-        )
         return [
             {
                 **event.event_data(),
-                "channel": None
-                if event.channel is None
-                else channel_label(self._hass, parse_channel_key(event.channel)),
+                "channel": None if event.channel is None else self._fused[event.channel],
             }
-            for event in events
+            for event in self.contract.update(now, self._power_w, self._currents)
         ]
 
     def _warnings(self, now: float, state: SiteState) -> list[dict[str, Any]]:
@@ -131,19 +124,15 @@ class GridWatch:
         headroom = None if self.contract is None else self.contract.headroom_w(self._power_w)
         return None if headroom is None else headroom / 1000
 
-    def fuse_headroom_a(self, ref: ChannelRef) -> float | None:
+    def fuse_headroom_a(self, key: str) -> float | None:
         """Return how far a grid channel's current is below the fuse (A; None: unknown)."""
-        return (
-            None
-            if self.contract is None
-            else self.contract.fuse_headroom_a(self._currents.get(ref))
-        )
+        current = self._currents.get(key)
+        return None if self.contract is None else self.contract.fuse_headroom_a(current)
 
-    def fused_channels(self, channels: tuple[ChannelRef, ...]) -> list[ChannelRef]:
-        """Return the grid channels whose fuse is watched: the meters', with a fuse set."""
-        if self.contract is None or self.contract.limits.fuse_a is None:
-            return []
-        return [ref for ref in channels if ref.meter_id != SENSOR_METER_ID]
+    @property
+    def fused(self) -> Mapping[str, str]:
+        """Return the grid channels whose fuse is watched, by key, with their names."""
+        return self._fused
 
     def watches_power(self) -> bool:
         """Return whether a contracted power is set."""

@@ -608,8 +608,7 @@ def _add_site_sensors(
         if grid_watch.watches_power():
             entities.append(HeadroomSensor(coordinator))
         entities.extend(
-            HeadroomSensor(coordinator, ref, channel_label(hass, ref))
-            for ref in grid_watch.fused_channels(config.channels(Role.GRID))
+            HeadroomSensor(coordinator, key, label) for key, label in grid_watch.fused.items()
         )
     if coordinator.billing is not None:
         currency = hass.config.currency
@@ -724,22 +723,22 @@ class HeadroomSensor(SiteEntity[float], SensorEntity):
     """How far the grid import stays below the contracted power, or a phase below its fuse."""
 
     def __init__(
-        self, coordinator: SiteCoordinator, ref: ChannelRef | None = None, label: str = ""
+        self, coordinator: SiteCoordinator, key: str | None = None, label: str = ""
     ) -> None:
-        """Describe the contracted power's headroom, or (with `ref`) a grid channel's fuse's."""
-        self._ref = ref
-        if ref is None:
+        """Describe the contracted power's headroom, or a grid channel's fuse's (by its key)."""
+        self._key = key
+        if key is None:
             super().__init__(coordinator, CONTRACT_HEADROOM)
             return
         self._attr_translation_placeholders = {"channel": label}
-        super().__init__(coordinator, FUSE_HEADROOM, f"fuse_headroom_{channel_key(ref)}")
+        super().__init__(coordinator, FUSE_HEADROOM, f"fuse_headroom_{key}")
 
     def _read(self) -> float | None:
         watch = self.coordinator.grid_watch
         if watch is None:
             return None
         headroom = (
-            watch.power_headroom_kw() if self._ref is None else watch.fuse_headroom_a(self._ref)
+            watch.power_headroom_kw() if self._key is None else watch.fuse_headroom_a(self._key)
         )
         return None if headroom is None else round(headroom, 3)
 
