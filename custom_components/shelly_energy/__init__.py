@@ -58,7 +58,7 @@ from .exporter import (
     async_create_exporter,
     export_store_key,
 )
-from .history import MeterHistory, SiteHistory, history_store_key
+from .history_import import MeterHistory, SiteHistory, history_store_key
 from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
 from .meter.connect import make_client

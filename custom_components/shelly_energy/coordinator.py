@@ -47,7 +47,7 @@ from .const import (
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
-from .energy.history import SITE_SERIES
+from .energy.history_plan import SITE_SERIES
 from .energy.settlement import Settlement
 from .energy.site import (
     ChannelInput,
@@ -70,7 +70,7 @@ from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
     from .billing import SiteBilling
-    from .history import MeterHistory, SiteHistory
+    from .history_import import MeterHistory, SiteHistory
 
 _LOGGER = logging.getLogger(__name__)
 

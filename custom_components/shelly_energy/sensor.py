@@ -51,7 +51,7 @@ from .energy.site import ChannelRef, LoadEnergy, Role, RunningPeriod, SiteState
 from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
-from .history import MeterHistory, signal_history_updated
+from .history_import import MeterHistory, signal_history_updated
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 from .meter.values import timestamp
 from .virtual_meter.guard import ServedValue
