@@ -50,7 +50,7 @@ from .coordinator import (
     site_store_key,
 )
 from .energy.tariff import Tariff
-from .exporter import (
+from .export_entry import (
     ISSUE_INVALID_KEY,
     ISSUE_QUEUE_FULL,
     ExportConfigEntry,

@@ -123,7 +123,7 @@ from .energy.settlement import Settlement
 from .energy.site import ChannelRef, GridMetering
 from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
-from .exporter import async_emoncms_client, default_node
+from .export_entry import async_emoncms_client, default_node
 from .meter.address import DEFAULT_PORT, Address, InvalidAddressError
 from .meter.client import (
     Credentials,
