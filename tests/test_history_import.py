@@ -50,9 +50,9 @@ from custom_components.shelly_energy.history_import import (
     SIGNAL_METER_HISTORY_DONE,
     statistic_metadata,
 )
-from custom_components.shelly_energy.meter.client import MeterConnectionError
+from custom_components.shelly_energy.meter.errors import MeterConnectionError, NoStoredRecordsError
 from custom_components.shelly_energy.meter.gen1 import Gen1Client
-from custom_components.shelly_energy.meter.records import EnergyRecord, NoStoredRecordsError
+from custom_components.shelly_energy.meter.records import EnergyRecord
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, SimulatedMeter, Simulator
 

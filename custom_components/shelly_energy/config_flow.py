@@ -128,12 +128,14 @@ from .meter.address import DEFAULT_PORT, Address, InvalidAddressError
 from .meter.client import (
     Credentials,
     DeviceIdentity,
+)
+from .meter.connect import is_known_meter, make_client, probe
+from .meter.errors import (
     MeterAuthError,
     MeterError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
 )
-from .meter.connect import is_known_meter, make_client, probe
 from .meter.models import model_name
 from .meter.snapshot import MeterInfo
 from .supply import limits_from_options

@@ -58,9 +58,10 @@ from .energy.site import (
     SiteConfig,
     SiteState,
 )
-from .meter.client import MeterAuthError, MeterClient, MeterError
+from .meter.client import MeterClient
 from .meter.corrections import Corrections
 from .meter.counters import MeterCounters, counter_key
+from .meter.errors import MeterAuthError, MeterError
 from .meter.models import max_channel_power_w
 from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterChange, MeterInfo, MeterSnapshot
 from .meter.stability import ChangeWatch

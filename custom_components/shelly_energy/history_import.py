@@ -72,9 +72,8 @@ from .energy.history_plan import (
     with_corrections,
 )
 from .energy.site import ChannelRef, Role
-from .meter.client import MeterError
 from .meter.counters import CounterSpan
-from .meter.records import NoStoredRecordsError
+from .meter.errors import MeterError, NoStoredRecordsError
 from .meter.snapshot import TOTAL_ID
 from .storage import DurableStore
 
