@@ -111,7 +111,6 @@ from .const import (
     UDP_PORT_CHOICES,
 )
 from .coordinator import (
-    MeterConfigEntry,
     channel_key,
     channel_label,
     entry_kind,
@@ -138,6 +137,7 @@ from .meter.errors import (
 )
 from .meter.models import model_name
 from .meter.snapshot import MeterInfo
+from .runtime import MeterConfigEntry
 from .supply import limits_from_options
 from .virtual_meter.identity import MeterModel, new_mac
 from .virtual_meter_entry import http_port, udp_ports
