@@ -50,7 +50,7 @@ from homeassistant.const import __version__ as HA_VERSION
 
 from custom_components.shelly_energy.export.emoncms import EmoncmsClient, EmoncmsSender
 from custom_components.shelly_energy.export.queue import ExportQueue
-from custom_components.shelly_energy.exporter import meter_values, queue_bound
+from custom_components.shelly_energy.export_entry import meter_values, queue_bound
 from custom_components.shelly_energy.meter.models import model_name
 from custom_components.shelly_energy.meter.snapshot import (
     PHASE_IDS,

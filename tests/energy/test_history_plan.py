@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from custom_components.shelly_energy.energy.history import (
+from custom_components.shelly_energy.energy.history_plan import (
     HOUR,
     JUMP_KWH,
     FillPlan,

@@ -46,10 +46,13 @@ from custom_components.shelly_energy.const import (
     KIND_SITE,
 )
 from custom_components.shelly_energy.diagnostics import async_get_config_entry_diagnostics
-from custom_components.shelly_energy.history import SIGNAL_METER_HISTORY_DONE, statistic_metadata
-from custom_components.shelly_energy.meter.client import MeterConnectionError
+from custom_components.shelly_energy.history_import import (
+    SIGNAL_METER_HISTORY_DONE,
+    statistic_metadata,
+)
+from custom_components.shelly_energy.meter.errors import MeterConnectionError, NoStoredRecordsError
 from custom_components.shelly_energy.meter.gen1 import Gen1Client
-from custom_components.shelly_energy.meter.records import EnergyRecord, NoStoredRecordsError
+from custom_components.shelly_energy.meter.records import EnergyRecord
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, SimulatedMeter, Simulator
 
@@ -501,7 +504,7 @@ async def test_interrupted_import_resumes(
 
     reader.gate = stop_midway
     # The progress is kept after every batch, not once a second.
-    monkeypatch.setattr("custom_components.shelly_energy.history.PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr("custom_components.shelly_energy.history_import.PROGRESS_INTERVAL", 0.0)
     meter = await serve(simulator, "pro3em", history_days=2)
     entry = meter_entry(simulator, meter)
     reader.meters[meter.mac] = meter
@@ -781,7 +784,9 @@ async def test_no_records_no_sensors_no_meter(
     for registered in er.async_entries_for_config_entry(registry, entry.entry_id):
         if "energy" in registered.entity_id:
             registry.async_remove(registered.entity_id)
-    with patch("custom_components.shelly_energy.history.statistics_during_period") as statistics:
+    with patch(
+        "custom_components.shelly_energy.history_import.statistics_during_period"
+    ) as statistics:
         await entry.runtime_data.history.async_run()
     read = [call.args[3] for call in statistics.call_args_list]
     assert not [ids for ids in read if any(id_.startswith("sensor.meter_") for id_ in ids)]
@@ -803,8 +808,8 @@ async def test_metadata_for_both_ends_of_the_supported_range(
     # Both ends also import rows with it (test_day_one_import_gives_the_device_hours): 2025.4's
     # recorder would drop them with a unit class, 2026.10's reports an error without one.
     with (
-        patch("custom_components.shelly_energy.history.MAJOR_VERSION", release[0]),
-        patch("custom_components.shelly_energy.history.MINOR_VERSION", release[1]),
+        patch("custom_components.shelly_energy.history_import.MAJOR_VERSION", release[0]),
+        patch("custom_components.shelly_energy.history_import.MINOR_VERSION", release[1]),
     ):
         metadata = statistic_metadata("sensor.x")
     assert metadata["mean_type"] == 0

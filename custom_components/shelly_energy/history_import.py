@@ -2,7 +2,7 @@
 
 Each meter's `MeterHistory` reads the records the device keeps (about 60 days) and imports them
 as hourly long-term statistics of the meter's own energy sensors, by the rules of
-`energy.history.plan_fill`: everything before the first live hour on day one, and every gap
+`energy.history_plan.plan_fill`: everything before the first live hour on day one, and every gap
 Home Assistant left (down, or the meter unreachable) afterwards, never counting twice what it
 recorded live. A `SiteHistory` does the same for an energy site's energy sensors, from its
 meters' records interval by interval.
@@ -50,7 +50,7 @@ from .const import (
 from .coordinator import MeterCoordinator, SiteCoordinator, loaded_meters
 from .devices import entry_device
 from .energy.counter import Unaccounted
-from .energy.history import (
+from .energy.history_plan import (
     EXPORTED,
     HOUR,
     IMPORTED,
@@ -72,9 +72,8 @@ from .energy.history import (
     with_corrections,
 )
 from .energy.site import ChannelRef, Role
-from .meter.client import MeterError
 from .meter.counters import CounterSpan
-from .meter.records import NoStoredRecordsError
+from .meter.errors import MeterError, NoStoredRecordsError
 from .meter.snapshot import TOTAL_ID
 from .storage import DurableStore
 
