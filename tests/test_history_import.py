@@ -40,6 +40,7 @@ from custom_components.shelly_energy.const import (
     CONF_GRID,
     CONF_GRID_METERING,
     CONF_KIND,
+    CONF_LOAD,
     CONF_REVERSED_CHANNELS,
     DOMAIN,
     EVENT_HISTORY_IMPORTED,
@@ -646,6 +647,91 @@ async def test_site_history(
         assert response is not None
         assert response["hours"] == 0
     assert reader.calls[-1] == int(datetime(2025, 5, 30, 7, tzinfo=UTC).timestamp())
+
+
+async def test_site_history_of_loads(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    mains, _ = await add_meter(hass, simulator, reader, history_days=1)
+    # A sub-meter in the same house: a balcony panel's circuit (it feeds the home) and the
+    # fridge's, each a load of the site.
+    circuits = simulator.add_meter(
+        "proem50",
+        seed=mains.seed,
+        mac="A0DD6C0000F1",
+        wiring=["solar", "fridge"],
+        history_days=1,
+        flash_save_s=7200,  # its counters are saved at 00:00 and 02:00
+    )
+    await simulator.start()
+    reader.meters[circuits.mac] = circuits
+    await setup_entry(hass, meter_entry(simulator, circuits, title="Circuits"))
+    await settle(hass)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
+            CONF_LOAD: [f"{circuits.mac}:1", f"{circuits.mac}:2"],
+        },
+    )
+    site.add_to_hass(hass)
+    # The panel's returned energy enabled (it is disabled by default), the fridge's left so.
+    er.async_get(hass).async_get_or_create(
+        "sensor",
+        DOMAIN,
+        f"{site.entry_id}_load_{circuits.mac}:1_returned_energy",
+        config_entry=site,
+        suggested_object_id="home_circuits_channel_1_returned_energy",
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    records = device_records(circuits)
+    panel = "sensor.home_circuits_channel_1_returned_energy"
+    fridge = "sensor.home_circuits_channel_2_energy"
+    # Each hour of the records as the circuit's meter counted it.
+    assert await bars(hass, panel) == rounded(expected_hours(records, 0, out=True))
+    assert await bars(hass, fridge) == rounded(expected_hours(records, 1))
+    assert len(await bars(hass, fridge)) == 24
+    assert max((await bars(hass, panel)).values()) > 0.1  # the panel produced by day
+    # A disabled sensor gets no rows: the recorder would start it from 0 below them.
+    assert await rows(hass, "sensor.home_circuits_channel_2_returned_energy") == []
+    assert await rows(hass, "sensor.home_circuits_channel_1_energy") != []
+    # Live from 00:20 on, the site's rows continue the imported ones: the first live hour is the
+    # records' 00:00-00:20 and what was counted since, the hour the meters' counters show (the
+    # site's runs after its meters' must not move the recorder's rows a second time). The fridge
+    # draws 1,200 W; at 00:40 its meter reboots and its counters return to 00:00: the hourly run
+    # at 01:20 adds what they lost, from the records, to the meter's sensor and the load alike.
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    hour0 = int(midnight.timestamp())
+    counted_before = sum(r.energy_in[1] for r in records if r.ts >= hour0) / 1000
+    first_live = circuits.true_energy(1)[0]
+    circuits.set_power(1, 1200.0)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(minutes=40))
+    circuits.reboot(invalid_for=1, rollback=True)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(minutes=55))
+    last_of_hour0 = circuits.true_energy(1)[0]  # the hour's last reading
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=25))
+    meter_hour0 = (await bars(hass, "sensor.circuits_channel_2_energy_imported"))[hour0]
+    assert meter_hour0 == pytest.approx(
+        counted_before + (last_of_hour0 - first_live) / 1000, abs=0.0011
+    )
+    assert meter_hour0 > 0.7  # 35 minutes at 1,200 W, though the counters lost 20 of them
+    for site_series, meter_series in (
+        (fridge, "sensor.circuits_channel_2_energy_imported"),
+        ("sensor.home_grid_import_energy", "sensor.meter_total_energy_imported"),
+    ):
+        site_bars = await bars(hass, site_series)
+        assert hour0 in site_bars
+        # Each state is rounded to the Wh.
+        assert site_bars == pytest.approx(await bars(hass, meter_series), abs=0.0011), site_series
+    assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
 
 
 async def test_backfill_action(
