@@ -95,6 +95,7 @@ class Reader:
         self.calls: list[int | None] = []
         self.gate: Gate | None = None  # awaited before each batch with the records read so far
         self.unsupported = False
+        self.unsupported_macs: set[str] = set()  # meters that keep no records, of several
         self.failing = False  # the meter cannot be read (the run fails and is tried again)
 
     def watching(
@@ -106,7 +107,7 @@ class Reader:
             client: Any, since: int | None = None
         ) -> AsyncIterator[list[EnergyRecord]]:
             reader.calls.append(since)
-            if reader.unsupported:
+            if reader.unsupported or client.info.mac in reader.unsupported_macs:
                 raise NoStoredRecordsError("no records")
             if reader.failing:
                 raise MeterConnectionError("the records cannot be read now")
@@ -732,6 +733,45 @@ async def test_site_history_of_loads(
         # Each state is rounded to the Wh.
         assert site_bars == pytest.approx(await bars(hass, meter_series), abs=0.0011), site_series
     assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
+
+
+async def test_circuit_meters_without_records_leave_the_site_history_whole(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    mains, _ = await add_meter(hass, simulator, reader, history_days=1)
+    # Two circuits' meters: one keeps no records at all, the other none yet.
+    none_kept = simulator.add_meter("proem50", seed=mains.seed, mac="A0DD6C0000F1")
+    none_yet = simulator.add_meter("proem50", seed=mains.seed, mac="A0DD6C0000F2")
+    await simulator.start()
+    reader.unsupported_macs.add(none_kept.mac)
+    for meter, title in ((none_kept, "Old"), (none_yet, "New")):
+        reader.meters[meter.mac] = meter
+        await setup_entry(hass, meter_entry(simulator, meter, title=title))
+    await settle(hass)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
+            CONF_LOAD: [f"{none_kept.mac}:2", f"{none_yet.mac}:2"],
+        },
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    history = site.runtime_data.history
+    assert history is not None
+    assert history.progress.status == "done"
+    # The grid's hours from the mains' records; the loads have none.
+    total = "sensor.meter_total_energy_imported"
+    assert await bars(hass, "sensor.home_grid_import_energy") == await bars(hass, total)
+    assert len(await bars(hass, total)) == 24
+    for load in ("sensor.home_old_channel_2_energy", "sensor.home_new_channel_2_energy"):
+        assert await rows(hass, load) == [], load
 
 
 async def test_backfill_action(
