@@ -112,7 +112,6 @@ from .const import (
     UDP_PORT_CHOICES,
 )
 from .coordinator import (
-    MeterConfigEntry,
     channel_key,
     channel_label,
     entry_kind,
@@ -124,19 +123,22 @@ from .energy.settlement import Settlement
 from .energy.site import ChannelRef, GridMetering
 from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
-from .exporter import async_emoncms_client, default_node
+from .export_entry import async_emoncms_client, default_node
 from .meter.address import DEFAULT_PORT, Address, InvalidAddressError
 from .meter.client import (
     Credentials,
     DeviceIdentity,
+)
+from .meter.connect import is_known_meter, make_client, probe
+from .meter.errors import (
     MeterAuthError,
     MeterError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
 )
-from .meter.connect import is_known_meter, make_client, probe
 from .meter.models import model_name
 from .meter.snapshot import MeterInfo
+from .runtime import MeterConfigEntry
 from .supply import limits_from_options
 from .virtual_meter.identity import MeterModel, new_mac
 from .virtual_meter_entry import http_port, udp_ports

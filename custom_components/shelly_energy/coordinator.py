@@ -6,10 +6,9 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import UnitOfPower
@@ -30,6 +29,7 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 from homeassistant.util.unit_conversion import PowerConverter
 
+from .billing import SiteBilling
 from .const import (
     CONF_DEADBAND,
     CONF_GRID_METERING,
@@ -47,7 +47,7 @@ from .const import (
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
-from .energy.history import SITE_SERIES
+from .energy.history_plan import SITE_SERIES
 from .energy.settlement import Settlement
 from .energy.site import (
     ChannelInput,
@@ -66,9 +66,10 @@ from .grid_options import (
     period_warning,
 )
 from .grid_watch import GridWatch
-from .meter.client import MeterAuthError, MeterClient, MeterError
+from .meter.client import MeterClient
 from .meter.corrections import Corrections
 from .meter.counters import MeterCounters, counter_key
+from .meter.errors import MeterAuthError, MeterError
 from .meter.models import max_channel_power_w
 from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterChange, MeterInfo, MeterSnapshot
 from .meter.stability import ChangeWatch
@@ -76,23 +77,8 @@ from .recorded_states import async_last_recorded_totals
 from .storage import DurableStore
 from .supply import SupplyWatch, limits_from_options
 
-if TYPE_CHECKING:
-    from .billing import SiteBilling
-    from .history import MeterHistory, SiteHistory
-
 _LOGGER = logging.getLogger(__name__)
 
-
-@dataclass
-class MeterRuntime:
-    """What a loaded meter entry holds."""
-
-    coordinator: MeterCoordinator
-    options: dict[str, Any]  # as the entry was set up with: a change reloads it
-    history: MeterHistory | None = None  # with the recorder: the stored records' import
-
-
-type MeterConfigEntry = ConfigEntry[MeterRuntime]
 
 # The loaded meters by MAC, shared by the energy sites; a signal tells when the set changes.
 _METERS: HassKey[dict[str, MeterCoordinator]] = HassKey(f"{DOMAIN}_meters")
@@ -139,6 +125,8 @@ def async_register_meter(hass: HomeAssistant, coordinator: MeterCoordinator) -> 
 class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
     """A coordinator that knows the entities made for it, so that stale ones can be removed."""
 
+    config_entry: ConfigEntry  # never None: every coordinator is an entry's
+
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, **kwargs: Any) -> None:
         """Set up the coordinator of an entry."""
         super().__init__(hass, _LOGGER, config_entry=entry, name=entry.title, **kwargs)
@@ -148,9 +136,7 @@ class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
 class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     """Poll one meter at the interval the user chose."""
 
-    config_entry: MeterConfigEntry
-
-    def __init__(self, hass: HomeAssistant, entry: MeterConfigEntry, client: MeterClient) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
         """Set up polling of a meter; nothing is read before the first refresh."""
         options = entry.options
         super().__init__(
@@ -416,16 +402,6 @@ def site_grid_watch(
     )
 
 
-@dataclass
-class SiteRuntime:
-    """What a loaded energy site entry holds."""
-
-    coordinator: SiteCoordinator
-    history: SiteHistory | None = None  # with the recorder: history from the meters' records
-
-
-type SiteConfigEntry = ConfigEntry[SiteRuntime]
-
 # The loaded energy sites by entry id, followed by the virtual meters; a signal tells when the
 # set changes.
 _SITES: HassKey[dict[str, SiteCoordinator]] = HassKey(f"{DOMAIN}_sites")
@@ -456,9 +432,7 @@ def async_register_site(hass: HomeAssistant, coordinator: SiteCoordinator) -> CA
 class SiteCoordinator(EntityCoordinator[SiteState]):
     """Derive a site's flows whenever one of its meters has new data (no polling of its own)."""
 
-    config_entry: SiteConfigEntry
-
-    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
         """Set up the site with zero totals (`async_restore` continues the stored ones)."""
         super().__init__(hass, entry)
         self.config = site_config(entry.options)

@@ -12,7 +12,7 @@ from homeassistant.core import HomeAssistant
 
 from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import channel_key, entry_kind
-from .history import MeterHistory, SiteHistory
+from .history_import import MeterHistory, SiteHistory
 
 TO_REDACT = {CONF_PASSWORD, CONF_USERNAME, CONF_API_KEY}
 

@@ -35,9 +35,7 @@ from homeassistant.util import dt as dt_util
 from .billing import SiteBilling
 from .const import KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import (
-    MeterConfigEntry,
     MeterCoordinator,
-    SiteConfigEntry,
     SiteCoordinator,
     channel_key,
     channel_label,
@@ -52,9 +50,10 @@ from .energy.site import ChannelRef, LoadEnergy, Role, RunningPeriod, SiteState
 from .energy.tariff import BandedCapacity, SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
-from .history import MeterHistory, signal_history_updated
+from .history_import import MeterHistory, signal_history_updated
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 from .meter.values import timestamp
+from .runtime import MeterConfigEntry, SiteConfigEntry
 from .virtual_meter.guard import ServedValue
 from .virtual_meter_entry import VirtualMeterStatus
 

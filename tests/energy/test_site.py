@@ -493,6 +493,18 @@ def test_a_load_never_publishes_less_than_it_showed_before_a_restart() -> None:
     assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=350.0, returned=20.0)}
 
 
+def test_a_load_keeps_when_it_was_first_published_across_a_restart() -> None:
+    acc = SiteAccumulator(LOAD_SITE)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: None}, DAY, now=100.0)
+    assert acc.started == 100.0
+    assert acc.load_started(HEAT_PUMP) is None  # its meter has not answered yet
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY, now=160.0)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_100, 0)}, DAY, now=220.0)
+    assert acc.load_started(HEAT_PUMP) == 160.0  # its first sighting, not the site's start
+    assert acc.load_started(GRID) is None  # not a load
+    assert restarted(acc, LOAD_SITE).load_started(HEAT_PUMP) == 160.0
+
+
 def test_a_channel_that_stops_being_a_load_leaves_its_totals_behind() -> None:
     acc = SiteAccumulator(LOAD_SITE)
     acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY)

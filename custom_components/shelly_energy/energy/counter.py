@@ -25,7 +25,7 @@ its reason (`Decision`).
 
 Whatever the counter could not count (the energy between the last accepted reading and a rollback,
 reset or new level) is reported as an `Unaccounted` span: the meters' stored records can fill it
-(see `energy.history`); where there are none, it stays uncounted, never guessed. So is a rise
+(see `energy.history_plan`); where there are none, it stays uncounted, never guessed. So is a rise
 after a reboot (it may hide a rollback) or after rejected or missing readings (it is counted when
 it is read, maybe in a later hour than it flowed), with what was counted over it.
 

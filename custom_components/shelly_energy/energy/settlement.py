@@ -18,8 +18,9 @@ between two updates (`energy.site`), and publishes totals of its own:
 Gaps: an interval longer than `energy.periods.GAP_S` that covers more than one period (Home
 Assistant was down, a grid meter was away) cannot tell how its energy fell into the periods. The
 periods it covered are *provisional* until `rebuild` gets their nets from the meters' stored
-records (`energy.history.SiteHours`): the totals then move by what the records tell, never below
-what was published (a published total never decreases; later bookings make up a surplus first).
+records (`energy.history_plan.SiteHours`): the totals then move by what the records tell, never
+below what was published (a published total never decreases; later bookings make up a surplus
+first).
 
 Switching settlement (another period length, or to or from instantaneous) keeps the totals: the
 running period is booked as it stands, and counting goes on under the new settlement. After a

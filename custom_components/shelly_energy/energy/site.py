@@ -302,13 +302,14 @@ _FLOW_ROLES: Final[Mapping[str, tuple[Role, ...]]] = {
 
 
 class _Load:
-    """One load's totals and its channel's counters when it last accrued."""
+    """One load's totals, its channel's counters when it last accrued, and its first sighting."""
 
-    __slots__ = ("flow", "total")
+    __slots__ = ("flow", "started", "total")
 
     def __init__(self) -> None:
         self.flow = _Flow((Role.LOAD,))
         self.total = LoadEnergy()
+        self.started: float | None = None  # when its totals were first published
 
     def advance(self, ref: ChannelRef, counters: Mapping[ChannelRef, tuple[float, float]]) -> bool:
         """Accrue what the load's channel counted since the last accrual, if it is available."""
@@ -510,13 +511,13 @@ class SiteAccumulator:
 
         ``readings`` maps channels to their current readings; None or a missing channel means its
         meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
-        ``now`` (unix seconds) is kept as `started` at the first update with energy; a settlement
-        period needs it at every update.
+        ``now`` (unix seconds) is kept as `started` at the first update with energy (and as a
+        load's `load_started` at its first sighting); a settlement period needs it at every update.
         """
         if day != self._today.day:
             self._today = _Today(day)
         energy = self._accrue(readings, now)
-        loads = self._accrue_loads()  # from the counters that `_accrue` collected
+        loads = self._accrue_loads(now)  # from the counters that `_accrue` collected
         if self.started is None and energy.home_consumption is not None:
             self.started = now
         power = self._power(readings)
@@ -638,13 +639,15 @@ class SiteAccumulator:
             self_consumed_solar=totals.self_consumed_solar if self_consumption_ok else None,
         )
 
-    def _accrue_loads(self) -> dict[ChannelRef, LoadEnergy | None]:
+    def _accrue_loads(self, now: float | None) -> dict[ChannelRef, LoadEnergy | None]:
         """Accrue each load from the channels' counters; return the loads' totals."""
         loads: dict[ChannelRef, LoadEnergy | None] = {}
         for ref, load in self._loads.items():
             if not load.advance(ref, self._counters):
                 loads[ref] = None
                 continue
+            if load.started is None:
+                load.started = now
             for field in ("consumed", "returned"):
                 if (floor := self._load_floors.pop((ref, field), None)) is not None:
                     load.total = replace(
@@ -659,6 +662,11 @@ class SiteAccumulator:
         None: capacity peaks are not measured, or not known for that period.
         """
         return None if self._capacity is None else self._capacity.peak_of(start)
+
+    def load_started(self, ref: ChannelRef) -> float | None:
+        """Return when a load's totals were first published (None: not yet, or not a load)."""
+        load = self._loads.get(ref)
+        return None if load is None else load.started
 
     def hold_load_at_least(self, ref: ChannelRef, field: str, total: float) -> None:
         """Never publish a load's `LoadEnergy` field below `total` Wh, as `hold_at_least`."""
@@ -774,6 +782,7 @@ class SiteAccumulator:
                     "channel_id": ref.channel_id,
                     "consumed": load.total.consumed,
                     "returned": load.total.returned,
+                    "started": load.started,
                     "baseline": (
                         None
                         if (baseline := load.flow.baselines.get(ref)) is None
@@ -828,6 +837,7 @@ class SiteAccumulator:
             ref = ChannelRef(entry["meter_id"], entry["channel_id"])
             load = accumulator._loads[ref] = _Load()
             load.total = LoadEnergy(entry["consumed"], entry["returned"])
+            load.started = entry.get("started")  # saved since loads have history
             if (baseline := entry["baseline"]) is not None:
                 load.flow.baselines[ref] = (
                     _baseline(baseline["energy_in"]),

@@ -23,13 +23,16 @@ from .address import Address
 from .client import (
     Credentials,
     DeviceIdentity,
+    error_text,
+)
+from .errors import (
     MalformedReplyError,
     MeterAuthError,
     MeterConnectionError,
     MeterError,
+    NoStoredRecordsError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
-    error_text,
 )
 from .models import firmware_supported, model_name
 from .records import (
@@ -38,7 +41,6 @@ from .records import (
     DataColumns,
     EnergyRecord,
     GarbageLog,
-    NoStoredRecordsError,
     RecordMerger,
     read_data_reply,
 )
