@@ -29,6 +29,7 @@ from custom_components.shelly_energy.const import (
     CONF_REVERSED_CHANNELS,
     CONF_SETTLEMENT,
     CONF_SOLAR,
+    CONF_SUPPLY,
     DOMAIN,
     KIND_SITE,
 )
@@ -222,6 +223,77 @@ async def test_reversed_solar_ct(
         "solar_energy": "1.0",
         "consumption_energy": "0.75",
     }
+
+
+async def test_marking_a_ct_reversed_after_it_counted_moves_no_energy(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+) -> None:
+    """The swapped sensors go on from what they showed; the site sees no jump in its grid flows.
+
+    Phase a's CT was installed the wrong way round on a meter that had counted 27 kWh in: the
+    user notices an hour of "export" at night and marks it reversed, then (to check) unmarks it.
+    """
+    mains = await serve(simulator, "pro3em")
+    mains.set_counters("a", 27000.0, 3.0)
+    for phase in "bc":
+        mains.set_counters(phase, 0.0, 0.0)
+        mains.set_power(phase, 0.0)
+    mains.set_power("a", -500.0)  # the house imports 500 W; the reversed CT reads it negative
+    entry = meter_entry(simulator, mains, title="Mains")
+    await setup_entry(hass, entry)
+    await add_site(
+        hass,
+        {
+            CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
+            CONF_SOLAR: [],
+            CONF_BATTERY: [],
+            CONF_LOAD: [],
+            CONF_GRID_METERING: "per_phase",
+        },
+    )
+    meter_energy = tuple(
+        f"sensor.mains_{channel}_energy_{direction}"
+        for channel in ("phase_a", "total")
+        for direction in ("imported", "exported")
+    )
+
+    def energy() -> dict[str, str]:
+        return {
+            **{entity_id: state_of(hass, entity_id) for entity_id in meter_energy},
+            **site_states(hass, "grid_import_energy", "grid_export_energy"),
+        }
+
+    def shown(imported: str, exported: str, grid_import: str, grid_export: str) -> dict[str, str]:
+        return dict(
+            zip(
+                (*meter_energy, "grid_import_energy", "grid_export_energy"),
+                (imported, exported, imported, exported, grid_import, grid_export),
+                strict=True,
+            )
+        )
+
+    await run_for(hass, simulator, freezer, 3600)
+    assert energy() == shown("27.0", "0.503", "0.0", "0.5")
+
+    async def mark_reversed(channels: list[str]) -> None:
+        result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+        form = result["data_schema"]({CONF_SUPPLY: {}})
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], {**form, CONF_REVERSED_CHANNELS: channels}
+        )
+        await hass.async_block_till_done()
+        assert entry.options[CONF_REVERSED_CHANNELS] == channels
+        await run_for(hass, simulator, freezer, 0)
+
+    await mark_reversed(["a"])
+    assert energy() == shown("27.0", "0.503", "0.0", "0.5")  # nothing moved at the switch
+    await run_for(hass, simulator, freezer, 3600)
+    assert energy() == shown("27.5", "0.503", "0.5", "0.5")  # the night's 500 W imported
+
+    await mark_reversed([])
+    assert energy() == shown("27.5", "0.503", "0.5", "0.5")
+    await run_for(hass, simulator, freezer, 3600)
+    assert energy() == shown("27.5", "1.003", "0.5", "1.0")
 
 
 async def test_offline_meter_makes_its_values_unavailable_and_catches_up(

@@ -179,7 +179,10 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         with self._meter_errors():
             info = await self.client.connect()
         counters = MeterCounters(
-            self.config_entry.title, max_channel_power_w(info.model), len(info.channel_ids)
+            self.config_entry.title,
+            max_channel_power_w(info.model),
+            len(info.channel_ids),
+            self._corrections.reversed_channels,
         )
         saved = await self.counter_store.async_load()
         if saved is not None:
@@ -197,17 +200,13 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
 
     def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
         """Return the unique id of the energy sensor showing each counter, by counter key."""
-        reversed_channels = self._corrections.reversed_channels
         ids = (*info.channel_ids, TOTAL_ID) if info.three_phase else info.channel_ids
         return {
             counter_key(channel_id, imported): (
-                f"{info.mac}_{channel_id}_energy_"
-                f"{'imported' if imported != (channel_id in reversed_channels) else 'exported'}"
+                f"{info.mac}_{channel_id}_energy_{'imported' if imported else 'exported'}"
             )
             for channel_id in ids
             for imported in (True, False)
-            # A re-summed three-phase total does not show the device's total counter.
-            if not (channel_id == TOTAL_ID and reversed_channels)
         }
 
     def _counter_state(self) -> dict[str, Any]:
@@ -224,9 +223,9 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             raise
         self._watch_changes(snapshot.changed)
         assert self.counters is not None
-        snapshot, urgent = self.counters.apply(snapshot, away=away)
+        # Corrected first: the counters count what their sensors show.
+        snapshot, urgent = self.counters.apply(self._corrections.apply(snapshot), away=away)
         self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
-        snapshot = self._corrections.apply(snapshot)
         self.supply.update(self.info.mac, snapshot)
         return snapshot
 

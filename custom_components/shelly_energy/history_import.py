@@ -75,7 +75,6 @@ from .energy.history_plan import (
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
-from .meter.snapshot import TOTAL_ID
 from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -177,6 +176,12 @@ async def _async_rows(
 def history_store_key(entry: ConfigEntry) -> str:
     """Return where a meter's or site's history progress is stored."""
     return f"{DOMAIN}.history.{entry.entry_id}"
+
+
+def _series_of(counter: str) -> str:
+    """Return the series a meter counter's total shows in ("a_in" shows in "a_imported")."""
+    channel_id, _, direction = counter.rpartition("_")
+    return f"{channel_id}_{_SERIES_KEY[direction]}"
 
 
 def _span_ready(span: Unaccounted, records_end: float) -> bool:
@@ -658,24 +663,6 @@ class MeterHistory(_History):
                 self.intervals, self._intervals_since = hours.intervals, since
             return self.intervals
 
-    def _reversed(self) -> frozenset[str]:
-        return frozenset(self.entry.options.get(CONF_REVERSED_CHANNELS, ()))
-
-    def _series_of(self, counter: str) -> tuple[str, ...]:
-        """Return the series a counter's published total shows in (a reversed CT swaps them)."""
-        channel_id, _, direction = counter.partition("_")
-        info = self.coordinator.info
-        reversed_channels = self._reversed()
-        if channel_id == TOTAL_ID:
-            # A three-phase total summed again from reversed phases is not the device's counter.
-            return () if reversed_channels else (f"{TOTAL_ID}_{_SERIES_KEY[direction]}",)
-        if channel_id in reversed_channels:
-            direction = "out" if direction == "in" else "in"
-        series = f"{channel_id}_{_SERIES_KEY[direction]}"
-        if info.three_phase and reversed_channels:
-            return (series, f"{TOTAL_ID}_{_SERIES_KEY[direction]}")
-        return (series,)
-
     def _first_live(self, key: str) -> float | None:
         counters = self.coordinator.counters
         if counters is None:
@@ -683,7 +670,7 @@ class MeterHistory(_History):
         started = [
             time
             for counter in counters
-            if key in self._series_of(counter) and (time := counters.started(counter)) is not None
+            if _series_of(counter) == key and (time := counters.started(counter)) is not None
         ]
         return min(started, default=None)
 
@@ -708,13 +695,13 @@ class MeterHistory(_History):
                 continue
             if not _span_ready(span, intervals.end):
                 break  # not told by the records, or not compiled by the recorder, yet
-            for series in self._series_of(counter_span.key):
-                fixes = span_corrections(
-                    span.start, span.end, span.counted, partial(intervals.series_between, series)
-                )
-                merged = corrections.setdefault(series, {})
-                for hour, kwh in fixes.items():
-                    merged[hour] = merged.get(hour, 0.0) + kwh
+            series = _series_of(counter_span.key)
+            fixes = span_corrections(
+                span.start, span.end, span.counted, partial(intervals.series_between, series)
+            )
+            merged = corrections.setdefault(series, {})
+            for hour, kwh in fixes.items():
+                merged[hour] = merged.get(hour, 0.0) + kwh
             handled = counter_span.seq
         self._state["span_seq"] = handled
         return corrections
@@ -854,10 +841,6 @@ class SiteHistory(_History):
             return {}
         records_end = min(intervals.end for intervals in self._intervals.values())
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
-        reversed_of = {
-            mac: frozenset(meter.config_entry.options.get(CONF_REVERSED_CHANNELS, ()))
-            for mac, meter in loaded_meters(self.hass).items()
-        }
         roles = self.coordinator.config.roles
         load_keys = {load: key for key, load in self._loads.items()}
         # The counters of one meter that failed together (a reboot): one span of the site.
@@ -871,8 +854,6 @@ class SiteHistory(_History):
                 continue
             handled[mac] = counter_span.seq
             channel_id, _, direction = counter_span.key.partition("_")
-            if channel_id in reversed_of.get(mac, frozenset()):
-                direction = "out" if direction == "in" else "in"
             ref = ChannelRef(mac, channel_id)
             if roles.get(ref) in (Role.GRID, Role.SOLAR, Role.BATTERY):
                 counted = faulted.setdefault((span.start, span.end), {}).setdefault(
