@@ -39,6 +39,8 @@ ENERGY_DISTRIBUTION = "hui-energy-distribution-card"
 ENERGY_DEVICES_DETAIL = "hui-energy-devices-detail-graph-card"
 CHART_LEGEND_ENTRY = "li[title='{}']"
 SHOT_MARGIN_PX = 24
+# Above a picture's first row: just its own padding, not the bottom of the row above.
+SHOT_TOP_MARGIN_PX = 4
 # The texts drawn under an element, shadow DOM included, without the "*" of required fields.
 TEXTS_SCRIPT = """(root) => {
   const texts = [];
@@ -134,12 +136,19 @@ class Frontend:
         """Expect a device page to show this state for an entity (waiting for updates)."""
         expect(self.entity_row(name)).to_have_text(_shown(state), timeout=timeout)
 
+    def state(self, name: str) -> str:
+        """Return the state a device page shows for an entity now ("1,234.5 W")."""
+        # The state is the row's own text; its name is drawn inside the row's shadow DOM.
+        shown: str = (
+            self.entity_row(name)
+            .locator("hui-generic-entity-row")
+            .evaluate("e => e.textContent.trim()")
+        )
+        return shown
+
     def expect_state_change(self, name: str, timeout: float) -> None:
         """Expect an entity's state on a device page to change from what it shows now."""
-        row = self.entity_row(name)
-        # The state is the row's own text; its name is drawn inside the row's shadow DOM.
-        shown: str = row.locator("hui-generic-entity-row").evaluate("e => e.textContent.trim()")
-        expect(row).not_to_have_text(_shown(shown), timeout=timeout)
+        expect(self.entity_row(name)).not_to_have_text(_shown(self.state(name)), timeout=timeout)
 
     def entities_card(self, title: str) -> Locator:
         """Return a device page's card of entities, e.g. "Sensors"."""
@@ -243,6 +252,13 @@ class Frontend:
         expect(self.page.locator(DROP_DOWN_LIST)).to_have_count(0)
         expect(box).to_have_value(value)
 
+    def select_option(self, label: str, option: str) -> None:
+        """Pick an option of a drop-down that takes no value of one's own."""
+        box = self.combobox(label)
+        box.click()
+        self.page.get_by_role("option", name=option, exact=True).click()
+        expect(box).to_contain_text(option)
+
     def switch(self, label: str) -> Locator:
         """Return an on/off switch of the flow's form."""
         return self.dialog.get_by_role("switch", name=label)
@@ -250,6 +266,10 @@ class Frontend:
     def select_radio(self, label: str) -> None:
         """Pick an option of a single choice shown as a list."""
         self.dialog.get_by_role("radio", name=label).check()
+
+    def radio(self, label: str) -> Locator:
+        """Return an option of a single choice shown as a list, by its whole label."""
+        return self.dialog.get_by_role("radio", name=label, exact=True)
 
     def add_choices(self, label: str, *options: str) -> None:
         """Add options to a multiple-choice drop-down (each shows as a chip above it)."""
@@ -261,9 +281,13 @@ class Frontend:
         """Submit the flow's form."""
         self.dialog.get_by_role("button", name="Submit").click()
 
+    def form_error(self) -> Locator:
+        """Return the error a form shows (above its fields, or above the field it concerns)."""
+        return self.dialog.locator("ha-alert[alert-type=error]")
+
     def expect_error(self, message: str) -> None:
-        """Expect the form to show this error above its fields."""
-        expect(self.dialog.locator("ha-alert[alert-type=error]")).to_have_text(message)
+        """Expect the form to show this error."""
+        expect(self.form_error()).to_have_text(message)
 
     def expect_success(self, *texts: str) -> None:
         """Expect the dialog that ends a flow successfully, with these texts."""
@@ -401,28 +425,41 @@ class Frontend:
     # Screenshots and diagnosis
 
     def shoot(
-        self, name: str, target: Locator | None = None, down_to: Locator | None = None
+        self,
+        name: str,
+        target: Locator | None = None,
+        down_to: Locator | None = None,
+        up_from: Locator | None = None,
     ) -> Path:
         """Save a screenshot of `target` (default: the open dialog) as <images>/<name>.png.
 
-        With `down_to`, the picture ends below that element (a tall dialog's empty rest is cut).
+        With `down_to`, the picture ends below that element (a tall dialog's empty rest is cut);
+        with `up_from`, it begins above that element (a long card's first rows are cut).
         """
         path = self.images / f"{name}.png"
         target = target or self.page.locator(f"{FLOW_DIALOG} {DIALOG_SURFACE}")
         # Hovered and focused controls draw a halo: show the page at rest.
         self.page.evaluate(BLUR_SCRIPT)
         self.page.mouse.move(0, 0)
-        if down_to is None:
+        if down_to is None and up_from is None:
             target.screenshot(path=path, animations="disabled", caret="hide")
             return path
-        area, last = target.bounding_box(), down_to.bounding_box()
-        assert area is not None and last is not None, "nothing to photograph"
-        bottom = last["y"] + last["height"] + SHOT_MARGIN_PX
+        area = target.bounding_box()
+        assert area is not None, "nothing to photograph"
+        top, bottom = area["y"], area["y"] + area["height"]
+        if up_from is not None:
+            first = up_from.bounding_box()
+            assert first is not None, "nothing to photograph"
+            top = max(top, first["y"] - SHOT_TOP_MARGIN_PX)
+        if down_to is not None:
+            last = down_to.bounding_box()
+            assert last is not None, "nothing to photograph"
+            bottom = min(bottom, last["y"] + last["height"] + SHOT_MARGIN_PX)
         self.page.screenshot(
             path=path,
             animations="disabled",
             caret="hide",
-            clip={**area, "height": min(bottom, area["y"] + area["height"]) - area["y"]},
+            clip={**area, "y": top, "height": bottom - top},
         )
         return path
 

@@ -815,6 +815,18 @@ def price(per_kwh: float) -> str:
 IMPORT_KWH = 0.015
 
 
+def import_at_once(lab: Lab, kwh: float) -> None:
+    """Import `kwh` on the mains' phase B at once: its import counter jumps, its power stays."""
+    phase_b = lab.simulator.channels(lab.mains.mac)[1]
+    lab.simulator.control(
+        lab.mains.mac,
+        "set_counters",
+        channel="b",
+        energy_in_wh=phase_b["energy_in"] + kwh * 1000,
+        energy_out_wh=phase_b["energy_out"],
+    )
+
+
 @walk_step
 def shows_costs(ui: Frontend, lab: Lab) -> None:
     """Read the site's costs: the fixed charge with tax, then 15 Wh priced by slab."""
@@ -827,14 +839,7 @@ def shows_costs(ui: Frontend, lab: Lab) -> None:
     # A new instance has no statistics to project from.
     ui.expect_state(entity_name("projected_bill"), "Unknown")
     # 15 Wh imported on phase B: its import counter rises.
-    phase_b = lab.simulator.channels(lab.mains.mac)[1]
-    lab.simulator.control(
-        lab.mains.mac,
-        "set_counters",
-        channel="b",
-        energy_in_wh=phase_b["energy_in"] + IMPORT_KWH * 1000,
-        energy_out_wh=phase_b["energy_out"],
-    )
+    import_at_once(lab, IMPORT_KWH)
     # 0.015 * 3.00 = 0.045 in slab 1; the bill adds the fixed charge; both plus 5 %.
     ui.expect_state(entity_name("period_cost"), money(0.04725), LIVE_VALUE_TIMEOUT_MS)
     ui.expect_state(entity_name("cost_today"), money(0.04725))
@@ -845,6 +850,38 @@ def shows_costs(ui: Frontend, lab: Lab) -> None:
         ui.entities_card("Sensors"),
         down_to=ui.entity_row(entity_name("projected_consumption")),
     )
+
+
+# Capacity peaks as Flanders measures them: the highest 15-minute demand of the billing period.
+DEMAND_MINUTES = 15
+
+
+@walk_step
+def measures_capacity_peaks(ui: Frontend, lab: Lab) -> None:
+    """Turn capacity peaks on (15 minutes, highest); a capacity charge without them is refused."""
+    configure_site(ui, "tariff")
+    ui.expect_dialog(form("tariff", "options")["title"])
+    ui.select_radio(selector_option("capacity_pricing", "per_kw"))
+    ui.submit()
+    ui.expect_error(error("capacity_not_measured", "options"))
+    ui.scroll_to_top(ui.form_error())
+    ui.shoot("tariff-capacity-error")
+    ui.close_dialog()
+    capacity = form("capacity", "options")
+    configure_site(ui, "capacity")
+    ui.expect_dialog(capacity["title"], capacity["description"])
+    ui.expect_fields(*capacity["data"].values())
+    ui.select_radio(selector_option("demand_period", str(DEMAND_MINUTES)))
+    expect(ui.radio(selector_option("peak_rule", "highest"))).to_be_checked()
+    ui.shoot("site-capacity")
+    ui.submit()
+    ui.expect_success("Options successfully saved.")
+    ui.finish()
+    # Nothing is imported (phases A and C export, B draws nothing): no demand, no peak yet, and
+    # no headroom before a first one.
+    ui.open_device("Home")
+    for key in ("capacity_demand", "capacity_peak", "capacity_headroom"):
+        ui.expect_state(entity_name(key), "0.00 kW", LIVE_VALUE_TIMEOUT_MS)
 
 
 @walk_step
@@ -903,6 +940,155 @@ def exports_to_emoncms(ui: Frontend, lab: Lab) -> None:
         -1700.0,
     ], mains
     assert emoncms.last_values("Home")["grid_power"] == -1700.0
+
+
+def period_end(minutes: int) -> datetime:
+    """Return when the running period of `minutes` ends (periods follow the local clock)."""
+    now = datetime.now(ZoneInfo(TIME_ZONE))
+    start = now.replace(minute=now.minute - now.minute % minutes, second=0, microsecond=0)
+    return start + timedelta(minutes=minutes)
+
+
+def seconds_left(minutes: int) -> float:
+    """Return the seconds left in the running period of `minutes`."""
+    return (period_end(minutes) - datetime.now(UTC)).total_seconds()
+
+
+# A poll past a period's end closes it (the mains are polled every 2 s).
+PERIOD_CLOSED_AFTER_S = 5
+
+
+def leave_time_in_period(minutes: int, needed_s: float) -> float:
+    """Wait for the next period of `minutes` unless the running one has `needed_s` left.
+
+    Returns the seconds waited: a step whose figures hold within one period starts with this.
+    """
+    left = seconds_left(minutes)
+    if left >= needed_s:
+        return 0.0
+    time.sleep(left + PERIOD_CLOSED_AFTER_S)
+    return left + PERIOD_CLOSED_AFTER_S
+
+
+# The README's capacity tariff: per kW of the peak, charged on at least 2.5 kW (EUR here).
+CAPACITY_PRICE, MINIMUM_KW = 4.0, 2.5
+# The capacity charge is known once a demand period closed since capacity peaks were turned on.
+DEMAND_PERIOD_TIMEOUT_MS = (DEMAND_MINUTES + 1) * 60_000
+# 10 Wh at once in the running quarter: a demand of 0.04 kW.
+DEMAND_IMPORT_KWH = 0.010
+NEGATIVE_KW = re.compile(r"-\d+\.\d\d kW")  # as the capacity sensors show a power below 0
+
+
+@walk_step
+def charges_capacity(ui: Frontend, lab: Lab) -> str:
+    """Add a capacity charge per kW of the peak to the tariff; the bill includes it."""
+    billing = form("tariff", "options")
+    configure_site(ui, "tariff")
+    ui.expect_dialog(billing["title"])
+    ui.select_radio(selector_option("capacity_pricing", "per_kw"))
+    ui.submit()
+    ui.expect_dialog(form("prices_slabs", "options")["title"])  # the slabs as they are
+    ui.submit()
+    per_kw = form("capacity_per_kw", "options")
+    labels = per_kw["data"]
+    ui.expect_dialog(per_kw["title"], per_kw["description"].format(currency=CURRENCY))
+    ui.expect_fields(*labels.values())
+    ui.type_number(labels["capacity_price"], CAPACITY_PRICE)
+    ui.type_number(labels["minimum_kw"], MINIMUM_KW)
+    ui.shoot("tariff-capacity")
+    ui.submit()
+    ui.expect_success("Options successfully saved.")
+    ui.finish()
+    ui.open_device("Home")
+    charge, peak = entity_name("capacity_charge"), entity_name("capacity_peak")
+    demand, headroom = entity_name("capacity_demand"), entity_name("capacity_headroom")
+    started = time.monotonic()
+    # Nothing imported since capacity peaks were on: the peak of 0 kW is charged on the minimum,
+    # 2.5 kW x 4.00 + 5 % = 10.50; the bill adds it to the energy and the fixed charge.
+    ui.expect_state(charge, money(10.50), DEMAND_PERIOD_TIMEOUT_MS)
+    waited = time.monotonic() - started
+    for name in (peak, demand, headroom):
+        ui.expect_state(name, "0.00 kW")
+    ui.expect_state(entity_name("net_bill"), money(63.04725))  # (50 + 0.045 + 10) x 1.05
+    # 10 Wh in the running quarter: it heads for 0.01 kWh / 0.25 h = 0.04 kW, above the peak of
+    # 0 kW; the headroom before a new peak is negative, the more so the nearer its end.
+    waited += leave_time_in_period(DEMAND_MINUTES, 90)
+    import_at_once(lab, DEMAND_IMPORT_KWH)
+    ui.expect_state(demand, "0.04 kW", LIVE_VALUE_TIMEOUT_MS)
+    ui.expect_state(headroom, NEGATIVE_KW)
+    ui.expect_state(peak, "0.00 kW")
+    # 25 Wh in slab 1 so far: 0.025 x 3.00 x 1.05 = 0.07875; the bill (50 + 0.075 + 10) x 1.05.
+    ui.expect_state(entity_name("period_cost"), money(0.07875))
+    ui.expect_state(charge, money(10.50))
+    ui.expect_state(entity_name("net_bill"), money(63.07875))
+    ui.shoot(
+        "site-capacity-sensors",
+        ui.entities_card("Sensors"),
+        up_from=ui.entity_row(entity_name("net_bill")),
+        down_to=ui.entity_row(entity_name("period_cost")),
+    )
+    return f"waited {waited:.0f} s for a demand period to close"
+
+
+# Spain's settlement: the net of each hour. What the walk imports within it at once.
+SETTLEMENT_MINUTES = 60
+SETTLED_IMPORT_KWH = 0.015
+TIME_LEFT = re.compile(r"([\d,]+) s")
+# The time left as shown, against the walk's own clock: a poll every 2 s, and the page's delay.
+TIME_LEFT_TOLERANCE_S = 15
+
+
+@walk_step
+def settles_each_hour(ui: Frontend, lab: Lab) -> str:
+    """Settle the grid each hour: the hour's net so far, the export to balance it, the time left."""
+    # The mains at 0 W on every phase: the hour's net is what the walk imports.
+    for phase in "ac":
+        lab.simulator.control(lab.mains.mac, "set_power", channel=phase, watts=0)
+    ui.open_integration(DOMAIN)
+    ui.open_device("Home")
+    expect_site_grid(ui, net="0 W", imported="0 W", exported="0 W")
+    # The hour's figures hold until it closes.
+    waited = leave_time_in_period(SETTLEMENT_MINUTES, 180)
+    roles = form("roles", "options")
+    labels = roles["data"]
+    configure_site(ui, "roles")
+    ui.expect_dialog(roles["title"], roles["description"])
+    ui.select_option(labels["settlement"], selector_option("settlement", str(SETTLEMENT_MINUTES)))
+    ui.scroll_to_top(ui.combobox(labels["load"]))
+    ui.shoot("site-settlement")
+    ui.submit()
+    ui.expect_success("Options successfully saved.")
+    ui.finish()
+    ui.open_device("Home")
+    net = entity_name("period_net_energy")
+    to_balance = entity_name("period_offset_energy")
+    grid_import = entity_name("grid_import_energy")
+    # The hour runs from the switch: nothing in it yet.
+    ui.expect_state(net, "0.000 kWh", LIVE_VALUE_TIMEOUT_MS)
+    ui.expect_state(to_balance, "0.000 kWh")
+    imported = ui.state(grid_import)
+    import_at_once(lab, SETTLED_IMPORT_KWH)
+    # 15 Wh imported: the hour's net, and what must be exported before it ends to book no import.
+    ui.expect_state(net, "0.015 kWh", LIVE_VALUE_TIMEOUT_MS)
+    ui.expect_state(to_balance, "0.015 kWh")
+    # The hour's net is booked when it closes: the grid import energy has not moved.
+    ui.expect_state(grid_import, imported)
+    left = entity_name("period_time_left")
+    shown = TIME_LEFT.fullmatch(ui.state(left))
+    assert shown, f"{left}: {ui.state(left)!r}"
+    expected = seconds_left(SETTLEMENT_MINUTES)
+    difference = int(shown[1].replace(",", "")) - expected
+    assert abs(difference) <= TIME_LEFT_TOLERANCE_S, f"{left}: {shown[0]}, {expected:.0f} s left"
+    with ui.viewport_height(ENERGY_PAGE_HEIGHT):
+        ui.shoot(
+            "site-settlement-sensors",
+            ui.entities_card("Sensors"),
+            up_from=ui.entity_row(to_balance),
+            down_to=ui.entity_row(left),
+        )
+    return f"{shown[0]} left of the hour, {difference:+.0f} s off the walk's clock" + (
+        f"; waited {waited:.0f} s for the next hour" if waited else ""
+    )
 
 
 # Errors the browser reports from the frontend's scripts: the add-integration dialog of frontend
