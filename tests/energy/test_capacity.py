@@ -185,6 +185,25 @@ def test_state_survives_a_restart() -> None:
     assert hourly.peak(start + HOUR) == 0.0 and hourly.last is None
 
 
+def test_a_changed_billing_cycle_measures_on_in_its_own_period() -> None:
+    """Peaks turned on before a two-monthly tariff: the peak so far counts in its period."""
+    monthly = quarters(BRUSSELS)
+    draw(monthly, ts(2026, 12, 5, 20, 0, BRUSSELS), 1.0, 20)
+    stored = json.loads(json.dumps(monthly.to_dict()))
+    two_monthly = CapacityTracker(
+        PeriodClock(15, BRUSSELS), BillingCycle(months=2, anchor_month=11)
+    )
+    two_monthly.restore(stored)
+    november = ts(2026, 11, 1, 0, 0, BRUSSELS)
+    assert two_monthly.month == (november, ts(2027, 1, 1, 0, 0, BRUSSELS))
+    assert two_monthly.peak_of(november) == pytest.approx(1.0)
+    assert two_monthly.peak_of(ts(2026, 12, 1, 0, 0, BRUSSELS)) is None
+    # A cycle starting on the 15th: the 5th of December is in the period from 15 November.
+    mid_month = CapacityTracker(PeriodClock(15, BRUSSELS), BillingCycle(start_day=15))
+    mid_month.restore(stored)
+    assert mid_month.peak_of(ts(2026, 11, 15, 0, 0, BRUSSELS)) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize(
     "data", [{"version": 2}, {"version": 1, "history": [], "length": 900}, {"version": 1}]
 )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, time, tzinfo
 from enum import StrEnum
 from typing import Any, Final
 
@@ -312,3 +312,28 @@ class CapacityTracker:
         self.last = None if last is None else Demand(*last)
         self.history = history
         self.pending = pending
+        self._follow_cycle()
+
+    def _follow_cycle(self) -> None:
+        """Measure in this cycle's billing period a state measured in another cycle's.
+
+        The tariff's billing cycle may have changed (a tariff added or edited after the peaks
+        were turned on): the days measured in the billing period holding the latest of them stay.
+        """
+        if self.month is None:
+            return
+
+        def midnight(day: date) -> float:
+            return datetime.combine(day, time(), self.clock.zone).timestamp()
+
+        latest = max(self._days, default=None)
+        bounds = self._month_of(self.month[0] if latest is None else midnight(latest))
+        if bounds == self.month:
+            return
+        self.month = bounds
+        self._days = {
+            day: peaks
+            for day, peaks in self._days.items()
+            if bounds[0] <= midnight(day) < bounds[1]
+        }
+        self.pending = {start for start in self.pending if bounds[0] <= start < bounds[1]}
