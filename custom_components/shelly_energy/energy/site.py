@@ -79,7 +79,7 @@ from typing import Any, Final
 from .capacity import CapacitySettings, CapacityState, CapacityTracker
 from .counter import EnergyCounter
 from .periods import PeriodClock
-from .settlement import GridSettlement, Settlement
+from .settlement import GridSettlement, Rebuilt, Settlement
 
 STORAGE_VERSION: Final = 1
 
@@ -205,6 +205,14 @@ class SiteState:
     loads: Mapping[ChannelRef, LoadEnergy | None]
     period: RunningPeriod | None = None  # with a settlement period, once the grid accrued
     capacity: CapacityState | None = None  # with capacity peaks measured
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRebuild:
+    """Settlement periods rebuilt from the records, and how they raised the published totals."""
+
+    rebuilt: tuple[Rebuilt, ...]
+    published_change: tuple[float, float]  # import, export (Wh)
 
 
 @dataclass(slots=True)
@@ -655,6 +663,45 @@ class SiteAccumulator:
                     )
             loads[ref] = load.total
         return loads
+
+    def records_wanted(self) -> tuple[float, float] | None:
+        """Return the start and end of the periods gaps covered that await the records."""
+        periods = []
+        settlement, capacity = self._settlement, self._capacity
+        if settlement is not None and settlement.clock is not None:
+            clock = settlement.clock
+            periods += [(start, clock.bounds(start)[1]) for start in settlement.provisional]
+        if capacity is not None:
+            periods += [(start, capacity.clock.bounds(start)[1]) for start in capacity.pending]
+        if not periods:
+            return None
+        return min(start for start, _ in periods), max(end for _, end in periods)
+
+    def rebuild(
+        self,
+        nets: Mapping[float, float],
+        imports: Mapping[float, float],
+        now: float,
+        booked_before: float | None = None,
+    ) -> SettlementRebuild:
+        """Settle and measure the periods gaps covered again, with what the records tell.
+
+        `nets`: settlement periods' nets, `imports`: demand periods' grid import (Wh, by start);
+        `booked_before` as `GridSettlement.rebuild`. Return the settlement periods rebuilt and
+        how much that raised the published import and export (Wh).
+        """
+        if self._capacity is not None:
+            self._capacity.rebuild(imports)
+        settlement, totals = self._settlement, self._totals
+        if settlement is None:
+            return SettlementRebuild((), (0.0, 0.0))
+        settlement.hold_at_least(totals.grid_import, totals.grid_export)
+        before = (settlement.imported, settlement.exported)
+        rebuilt = settlement.rebuild(nets, now, booked_before)
+        totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
+        return SettlementRebuild(
+            tuple(rebuilt), (settlement.imported - before[0], settlement.exported - before[1])
+        )
 
     def capacity_peak(self, start: float) -> float | None:
         """Return the capacity peak (kW) of the billing period that began at `start`.
