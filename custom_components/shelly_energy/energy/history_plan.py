@@ -379,9 +379,11 @@ class SiteHours:
         first = self.start - self.start % HOUR
         last = self.end - self.end % HOUR
         if self.periods.settles:
+            booked = self.periods.booked
             for index, name in enumerate(("grid_import", "grid_export")):
                 self.hours[SITE_SERIES[name]] = {
-                    hour: booked[index] for hour, booked in self.periods.booked.items()
+                    hour: booked[hour][index] if hour in booked else 0.0
+                    for hour in range(first, max(last, first), HOUR)
                 }
         return {
             key: {hour: wh / 1000 for hour, wh in series.items() if first <= hour < last}
