@@ -879,7 +879,9 @@ class SiteHistory(_History):
         statistic_ids = self._statistic_ids()
         corrections: dict[str, dict[int, float]] = {}
         for index, key in enumerate(keys):
-            moves = settlement_moves(result.rebuilt, index, result.published_change[index], now)
+            # What the recorder counts: the change of the value shown (to the Wh).
+            shown = round(result.after[index] / 1000, 3) - round(result.before[index] / 1000, 3)
+            moves = settlement_moves(result.rebuilt, index, shown * 1000, now)
             corrections[key] = moves.now
             if moves.later is not None and key in statistic_ids:
                 # The recorder counts the raised total in this hour: taken back once compiled.

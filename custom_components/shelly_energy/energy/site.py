@@ -209,10 +209,11 @@ class SiteState:
 
 @dataclass(frozen=True, slots=True)
 class SettlementRebuild:
-    """Settlement periods rebuilt from the records, and how they raised the published totals."""
+    """Settlement periods rebuilt from the records, and the published totals before and after."""
 
     rebuilt: tuple[Rebuilt, ...]
-    published_change: tuple[float, float]  # import, export (Wh)
+    before: tuple[float, float]  # import, export (Wh)
+    after: tuple[float, float]
 
 
 @dataclass(slots=True)
@@ -687,21 +688,20 @@ class SiteAccumulator:
         """Settle and measure the periods gaps covered again, with what the records tell.
 
         `nets`: settlement periods' nets, `imports`: demand periods' grid import (Wh, by start);
-        `booked_before` as `GridSettlement.rebuild`. Return the settlement periods rebuilt and
-        how much that raised the published import and export (Wh).
+        `booked_before` as `GridSettlement.rebuild`. Return the settlement periods rebuilt, and
+        the published import and export (Wh) before and after.
         """
         if self._capacity is not None:
             self._capacity.rebuild(imports)
         settlement, totals = self._settlement, self._totals
         if settlement is None:
-            return SettlementRebuild((), (0.0, 0.0))
+            published = (totals.grid_import, totals.grid_export)
+            return SettlementRebuild((), published, published)
         settlement.hold_at_least(totals.grid_import, totals.grid_export)
         before = (settlement.imported, settlement.exported)
         rebuilt = settlement.rebuild(nets, now, booked_before)
         totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
-        return SettlementRebuild(
-            tuple(rebuilt), (settlement.imported - before[0], settlement.exported - before[1])
-        )
+        return SettlementRebuild(tuple(rebuilt), before, (settlement.imported, settlement.exported))
 
     def capacity_peak(self, start: float) -> float | None:
         """Return the capacity peak (kW) of the billing period that began at `start`.
