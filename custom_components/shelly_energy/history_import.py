@@ -5,7 +5,8 @@ as hourly long-term statistics of the meter's own energy sensors, by the rules o
 `energy.history_plan.plan_fill`: everything before the first live hour on day one, and every gap
 Home Assistant left (down, or the meter unreachable) afterwards, never counting twice what it
 recorded live. A `SiteHistory` does the same for an energy site's energy sensors, from its
-meters' records interval by interval.
+meters' records interval by interval, and settles and measures again the periods a gap covered
+(`energy.record_periods`), moving the settled grid sensors' statistics with them.
 
 Runs: when an entry is set up (day one, in the background), every hour, and when a meter answers
 again after being unreachable; `async_run` with a date for the backfill action. A run reads

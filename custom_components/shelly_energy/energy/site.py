@@ -66,6 +66,7 @@ Capacity peaks (`SiteConfig.capacity`): each interval's grid import, as the grid
 (never settled), also goes to the demand periods of `energy.capacity`; `SiteState.capacity` tells
 the running demand period, at the grid import power of the update, and the billing period's peak
 (None while the grid flow is unavailable: a grid power sensor has no counters to measure demand).
+Periods a gap covered are settled and measured again with what the meters' records tell (`rebuild`).
 """
 
 from __future__ import annotations
