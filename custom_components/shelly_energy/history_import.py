@@ -862,7 +862,7 @@ class SiteHistory(_History):
         time) or the grid is unavailable (what the rebuild publishes must show in this hour).
         """
         periods = self._periods
-        if periods is None:
+        if periods is None or self._records_wanted() is None:
             return {}
         state = self._state
         pending = state.get("pending_shifts", {})

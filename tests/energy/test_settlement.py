@@ -22,6 +22,7 @@ from custom_components.shelly_energy.energy.periods import (
 )
 from custom_components.shelly_energy.energy.settlement import (
     GridSettlement,
+    Provisional,
     Settlement,
     changed_by,
     settled,
@@ -445,3 +446,19 @@ def test_rebuilt_settlement_equals_the_settlement_of_the_records(
     assert booked[1] == pytest.approx(sum(settled(net)[1] for net in exact.values()))
     assert settlement.imported == pytest.approx(max(before[0], booked[0]))
     assert settlement.exported == pytest.approx(max(before[1], booked[1]))
+
+
+def test_provisional_periods_stored_without_their_booking() -> None:
+    stored = {
+        "version": 1,
+        "length": 3600,
+        "booked": [10.0, 0.0],
+        "published": [10.0, 0.0],
+        "running": None,
+        "provisional": [[7200.0, 10.0]],
+    }
+    settlement = GridSettlement.from_dict(PeriodClock(60, UTC), stored)
+    assert settlement.provisional == {7200.0: Provisional(10.0, 10800.0)}
+    assert GridSettlement.from_dict(PeriodClock(60, UTC), settlement.to_dict()).provisional == {
+        7200.0: Provisional(10.0, 10800.0)
+    }

@@ -230,9 +230,13 @@ class GridSettlement:
             settlement._booked = [float(value) for value in data["booked"]]
             settlement._published = [float(value) for value in data["published"]]
             running = data["running"]
+            # Stored without the time of booking (older versions): taken as the period's end.
             provisional = {
-                float(start): Provisional(float(net), float(booked_at))
-                for start, net, booked_at in data["provisional"]
+                float(entry[0]): Provisional(
+                    float(entry[1]),
+                    float(entry[2]) if len(entry) > 2 else float(entry[0]) + float(data["length"]),
+                )
+                for entry in data["provisional"]
             }
             unchanged = data["length"] == (None if clock is None else clock.length)
             if running is not None and not unchanged:
