@@ -37,11 +37,16 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 )
 
 from custom_components.shelly_energy.const import (
+    CONF_CAPACITY,
+    CONF_DEMAND_PERIOD,
     CONF_GRID,
     CONF_GRID_METERING,
     CONF_KIND,
     CONF_LOAD,
+    CONF_PEAK_DAYS,
+    CONF_PEAK_RULE,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     DOMAIN,
     EVENT_HISTORY_IMPORTED,
     KIND_SITE,
@@ -967,3 +972,115 @@ async def test_a_saved_import_of_another_layout_starts_over(
     assert await bars(hass, "sensor.meter_phase_a_energy_imported") == rounded(
         expected_hours(device_records(meter), 0)
     )
+
+
+async def test_periods_missed_while_down_are_rebuilt_from_the_records(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """An hourly-settled site with quarter-hour peaks is down from 02:10 to 04:40.
+
+    The house runs on meanwhile: phase c feeds 4 kW back from 02:20 to 03:00, and phase a
+    draws 9 kW from 03:15 to 03:30. Back, the site books the missed hours' nets as a guess
+    (the gap's energy spread by time); its history then settles them, and measures the
+    quarters, again from the meter's records: the sensors and the hourly statistics become
+    each hour's net, the month's peak the quarter of 9 kW.
+    """
+    # Brussels (UTC+2): the hours and quarters are UTC's, the month is June all along.
+    await hass.config.async_set_time_zone("Europe/Brussels")
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    at = {hour: midnight + timedelta(hours=hour) for hour in range(8)}
+    await live_until(hass, clock_at_0020, freezer, at[1], by_the_minute=True)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"],
+            CONF_SETTLEMENT: "60",
+            CONF_CAPACITY: {CONF_DEMAND_PERIOD: "15", CONF_PEAK_RULE: "highest", CONF_PEAK_DAYS: 3},
+        },
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    start = clock_at_0020.now()
+    assert start == at[1].timestamp()
+    await live_until(
+        hass, clock_at_0020, freezer, at[2] + timedelta(minutes=10), by_the_minute=True
+    )
+    assert await hass.config_entries.async_unload(site.entry_id)
+    await live_until(
+        hass, clock_at_0020, freezer, at[2] + timedelta(minutes=20), by_the_minute=True
+    )
+    meter.set_power("c", -4000.0)
+    await live_until(hass, clock_at_0020, freezer, at[3], by_the_minute=True)
+    meter.release_power("c")
+    await live_until(
+        hass, clock_at_0020, freezer, at[3] + timedelta(minutes=15), by_the_minute=True
+    )
+    meter.set_power("a", 9000.0)
+    await live_until(
+        hass, clock_at_0020, freezer, at[3] + timedelta(minutes=30), by_the_minute=True
+    )
+    meter.release_power("a")
+    await live_until(
+        hass, clock_at_0020, freezer, at[4] + timedelta(minutes=40), by_the_minute=True
+    )
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await settle(hass)
+    coordinator = site.runtime_data.coordinator
+    settlement = coordinator.accumulator._settlement
+    assert settlement is not None
+    # Back: 02:00 and 03:00 were booked as a guess at 04:40; 04:00 is running.
+    assert sorted(settlement.provisional) == [at[2].timestamp(), at[3].timestamp()]
+    guessed = {start: period.net for start, period in settlement.provisional.items()}
+    # Until the hour they were booked in is compiled, the guesses stay; then the hourly runs
+    # settle them (and 04:00, booked at 05:00, an hour later).
+    await live_until(hass, clock_at_0020, freezer, at[7] + timedelta(minutes=5), by_the_minute=True)
+    assert settlement.provisional == {}
+    assert coordinator.accumulator._capacity is not None
+    assert coordinator.accumulator._capacity.pending == set()
+
+    # The truth, from the meter's records: each hour's net over the three phases, booked at
+    # its end; each quarter's import (per phase) as demand.
+    nets: dict[int, float] = defaultdict(float)
+    quarters: dict[int, float] = defaultdict(float)
+    for record in device_records(meter):
+        if start <= record.ts < at[7].timestamp():
+            nets[record.ts - record.ts % HOUR] += sum(record.energy_in) - sum(record.energy_out)
+            quarters[record.ts - record.ts % 900] += sum(record.energy_in)
+    assert len(nets) == 6 and len(quarters) == 24
+    # The gap's hours: 02:00 exported, 03:00 imported; the guesses were far off.
+    assert nets[int(at[2].timestamp())] < -2000 < 0 < guessed[at[2].timestamp()]
+    assert nets[int(at[3].timestamp())] > 2000 > guessed[at[3].timestamp()]
+    imported = {hour + HOUR: max(net, 0.0) / 1000 for hour, net in nets.items()}
+    exported = {hour + HOUR: max(-net, 0.0) / 1000 for hour, net in nets.items()}
+    for entity_id, expected in (
+        ("sensor.home_grid_import_energy", imported),
+        ("sensor.home_grid_export_energy", exported),
+    ):
+        assert float(state_of(hass, entity_id)) == pytest.approx(
+            sum(expected.values()), abs=0.002
+        ), entity_id
+        # The hours compiled so far (to 07:00) hold the net of the hour before each (an hour
+        # without a row: none), and add up to the sensor's total then.
+        compiled = {hour: kwh for hour, kwh in expected.items() if hour < at[7].timestamp()}
+        result = await bars(hass, entity_id)
+        assert min(result.values()) >= 0, entity_id
+        assert {hour: result.get(hour, 0.0) for hour in compiled} == pytest.approx(
+            compiled, abs=0.002
+        ), entity_id
+        sums = {int(row["start"]): row["sum"] or 0.0 for row in await rows(hass, entity_id)}
+        assert max(sums) == at[6].timestamp()
+        assert sums[max(sums)] - sums[int(at[1].timestamp())] == pytest.approx(
+            sum(compiled.values()), abs=0.002
+        )
+    peak = max(quarters.values()) / 1000 / 0.25
+    assert peak > 9.0  # the quarter from 03:15, missed live
+    assert float(state_of(hass, "sensor.home_capacity_peak")) == pytest.approx(peak, abs=0.01)
+    assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")

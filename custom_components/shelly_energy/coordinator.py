@@ -54,6 +54,7 @@ from .energy.site import (
     ChannelRef,
     GridMetering,
     Role,
+    SettlementRebuild,
     SiteAccumulator,
     SiteConfig,
     SiteState,
@@ -507,6 +508,28 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
     def capacity_peak(self, start: datetime) -> float | None:
         """Return the capacity peak (kW) of the billing period beginning at `start`."""
         return self.accumulator.capacity_peak(start.timestamp())
+
+    @property
+    def grid_available(self) -> bool:
+        """Return whether the site's grid flow was available at its last computation."""
+        return self.data is not None and self.data.energy.grid_import is not None
+
+    async def async_rebuild(
+        self,
+        nets: Mapping[float, float],
+        imports: Mapping[float, float],
+        booked_before: float,
+    ) -> SettlementRebuild:
+        """Settle and measure again the periods gaps covered, from the meters' records.
+
+        See `SiteAccumulator.rebuild`. The state is stored at once and the entities show it.
+        """
+        result = self.accumulator.rebuild(
+            nets, imports, dt_util.utcnow().timestamp(), booked_before
+        )
+        await self.store.async_save()
+        self._recompute()
+        return result
 
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""

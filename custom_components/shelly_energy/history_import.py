@@ -5,7 +5,8 @@ as hourly long-term statistics of the meter's own energy sensors, by the rules o
 `energy.history_plan.plan_fill`: everything before the first live hour on day one, and every gap
 Home Assistant left (down, or the meter unreachable) afterwards, never counting twice what it
 recorded live. A `SiteHistory` does the same for an energy site's energy sensors, from its
-meters' records interval by interval.
+meters' records interval by interval, and settles and measures again the periods a gap covered
+(`energy.record_periods`), moving the settled grid sensors' statistics with them.
 
 Runs: when an entry is set up (day one, in the background), every hour, and when a meter answers
 again after being unreachable; `async_run` with a date for the backfill action. A run reads
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,6 +64,7 @@ from .energy.history_plan import (
     StatRow,
     load_energy_between,
     meter_series,
+    missing_rows,
     never_negative,
     plan_day_one,
     plan_fill,
@@ -72,6 +75,7 @@ from .energy.history_plan import (
     span_corrections,
     with_corrections,
 )
+from .energy.record_periods import RecordPeriods, settlement_moves
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
@@ -270,6 +274,14 @@ class _History:
         """Return the corrections of the spans the records cover, per series; mark them done."""
         raise NotImplementedError
 
+    def _records_wanted(self) -> tuple[float, float] | None:
+        """Return the span of time whose records a run needs besides its gaps and spans."""
+        return None
+
+    async def _async_rebuild(self) -> dict[str, dict[int, float]]:
+        """Rebuild what the records last read tell; return the statistics' corrections (kWh)."""
+        return {}
+
     @callback
     def _after_run(self) -> None:
         """Tell whom it concerns that a run ended."""
@@ -387,7 +399,11 @@ class _History:
         state = self._state
         day_one = not state.get("day_one_done")
         spans = self._new_spans()
-        span_start = None if not spans else int(min(start for _, start in spans))
+        # The records needed besides the gaps': from the oldest span, or period to rebuild.
+        starts = [start for _, start in spans]
+        if (periods := self._records_wanted()) is not None:
+            starts.append(periods[0])
+        needed = None if not starts else int(min(starts))
         if since is None and not day_one:
             rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
             after = state.get("checked_until", 0)
@@ -396,15 +412,17 @@ class _History:
                 for statistic_id in statistic_ids.values()
                 if (hour := records_needed_since(rows[statistic_id], after=after)) is not None
             ]
-            if span_start is not None:
-                wanted.append(span_start - span_start % HOUR)
+            if needed is not None:
+                wanted.append(needed - needed % HOUR)
             if not wanted:
                 return await self._async_continue(statistic_ids)
             since = min(wanted)
-        elif since is not None and span_start is not None:
-            since = min(since, span_start - span_start % HOUR)
+        elif since is not None and needed is not None:
+            since = min(since, needed - needed % HOUR)
         energy = await self._async_read(since)
         corrections = self._span_corrections()
+        for key, hours in (await self._async_rebuild()).items():
+            _merge(corrections, key, hours)
         rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
         recorder = get_instance(self.hass)
         pending: dict[str, list[float]] = state.setdefault("pending_shifts", {})
@@ -430,6 +448,11 @@ class _History:
                 for hour, kwh in sorted(fixes.items()):
                     _adjust(recorder, statistic_id, hour, kwh)
                 series_rows = with_corrections(series_rows, fixes)
+                # Hours Home Assistant missed have no rows: a correction there needs one.
+                if missing := missing_rows(series_rows, fixes):
+                    _write(self.hass, statistic_id, missing)
+                    written.update(row.start for row in missing)
+                    series_rows = sorted((*series_rows, *missing), key=lambda row: row.start)
             if day_one:
                 if (first_live := self._first_live(key)) is None:
                     continue  # nothing published yet: the next run does it
@@ -742,6 +765,7 @@ class SiteHistory(_History):
             ref.meter_id for ref, _ in self._loads.values()
         }
         self._intervals: dict[str, MeterIntervals] = {}  # the meters' records last read
+        self._periods: RecordPeriods | None = None  # their settlement and demand periods
 
     def _series(self) -> tuple[str, ...]:
         return (*site_series(), *self._loads)
@@ -782,8 +806,12 @@ class SiteHistory(_History):
             raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
         meters: dict[str, MeterIntervals] = {}
         self._intervals = {}
-        # The records must tell the spans the site corrects (a meter's last read may be older).
-        until = max((span.span.end for _, span in self._meter_spans()), default=None)
+        # The records must tell the spans the site corrects, and the periods it rebuilds (a
+        # meter's last read may be older).
+        ends = [span.span.end for _, span in self._meter_spans()]
+        if (wanted := self._records_wanted()) is not None:
+            ends.append(wanted[1])
+        until = max(ends, default=None)
         for meter_id in sorted(self._meter_ids):
             balance = meter_id in self._balance_meter_ids
             try:
@@ -798,9 +826,12 @@ class SiteHistory(_History):
                 continue
             meters[meter_id] = intervals
         self._intervals = meters
-        site_hours = SiteHours(self.coordinator.config, meters, self._loads)
+        site_hours = SiteHours(
+            self.coordinator.config, meters, self._loads, dt_util.get_default_time_zone()
+        )
         for _ in site_hours.steps():
             await asyncio.sleep(0)  # let the event loop breathe between chunks
+        self._periods = site_hours.periods
         self.progress.records = site_hours.intervals
         if site_hours.intervals:
             self.progress.imported_until = dt_util.utc_from_timestamp(site_hours.end)
@@ -819,6 +850,44 @@ class SiteHistory(_History):
             return load_energy_between(self._intervals, *load, start, end)
         flows = site_energy_between(self.coordinator.config, self._intervals, start, end)
         return float(getattr(flows, _SITE_FIELDS[key]))
+
+    def _records_wanted(self) -> tuple[float, float] | None:
+        return self.coordinator.accumulator.records_wanted()
+
+    async def _async_rebuild(self) -> dict[str, dict[int, float]]:
+        """Settle and measure again the periods gaps covered, from the records last read.
+
+        A settlement period is settled again once the recorder compiled the hour it was booked
+        in (its statistics move), and not while a move of the grid sensors' rows waits (one at a
+        time) or the grid is unavailable (what the rebuild publishes must show in this hour).
+        """
+        periods = self._periods
+        if periods is None or self._records_wanted() is None:
+            return {}
+        state = self._state
+        pending = state.get("pending_shifts", {})
+        keys = (SITE_SERIES["grid_import"], SITE_SERIES["grid_export"])
+        now = dt_util.utcnow().timestamp()
+        compiled = now - SPAN_SETTLE_S
+        booked_before = compiled - compiled % HOUR
+        if (
+            not state.get("day_one_done")
+            or any(key in pending for key in keys)
+            or not self.coordinator.grid_available
+        ):
+            booked_before = -math.inf
+        result = await self.coordinator.async_rebuild(periods.nets, periods.imports, booked_before)
+        statistic_ids = self._statistic_ids()
+        corrections: dict[str, dict[int, float]] = {}
+        for index, key in enumerate(keys):
+            # What the recorder counts: the change of the value shown (to the Wh).
+            shown = round(result.after[index] / 1000, 3) - round(result.before[index] / 1000, 3)
+            moves = settlement_moves(result.rebuilt, index, shown * 1000, now)
+            corrections[key] = moves.now
+            if moves.later is not None and key in statistic_ids:
+                # The recorder counts the raised total in this hour: taken back once compiled.
+                state.setdefault("pending_shifts", {})[key] = list(moves.later)
+        return corrections
 
     def _meter_spans(self) -> list[tuple[str, CounterSpan]]:
         """Return the spans of the site's meters not handled yet, with each meter's MAC."""

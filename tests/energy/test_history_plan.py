@@ -18,6 +18,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     hour_pieces,
     load_energy_between,
     meter_series,
+    missing_rows,
     plan_day_one,
     plan_fill,
     records_needed_since,
@@ -458,3 +459,19 @@ def test_site_span_corrections_route_a_missed_channel_through_the_flows() -> Non
     assert fixes["grid_import_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["home_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["solar_energy"] == {}
+
+
+def test_rows_are_written_for_corrected_hours_home_assistant_missed() -> None:
+    rows = [StatRow(T0, 1.0, 1.0), StatRow(T0 + HOUR, 1.5, 1.5), StatRow(T0 + 4 * HOUR, 3.0, 3.0)]
+    corrections = {T0 + 2 * HOUR: 0.5, T0 + 4 * HOUR: -0.5}
+    corrected = with_corrections(rows, corrections)
+    # 02:00 gains its 0.5 kWh; 03:00 has none of its own; 04:00 gave it up.
+    assert missing_rows(corrected, corrections) == (
+        StatRow(T0 + 2 * HOUR, 1.5, 2.0),
+        StatRow(T0 + 3 * HOUR, 1.5, 2.0),
+    )
+    assert missing_rows([], corrections) == ()
+    assert missing_rows(corrected, {}) == ()
+    # Hours before the first row, or from the last row on, are the recorder's.
+    assert missing_rows(corrected, {T0 - HOUR: 1.0}) == ()
+    assert missing_rows(corrected, {T0 + 5 * HOUR: 1.0}) == ()

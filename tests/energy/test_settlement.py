@@ -22,7 +22,9 @@ from custom_components.shelly_energy.energy.periods import (
 )
 from custom_components.shelly_energy.energy.settlement import (
     GridSettlement,
+    Provisional,
     Settlement,
+    changed_by,
     settled,
 )
 
@@ -227,7 +229,8 @@ def test_an_outage_is_settled_again_from_the_records() -> None:
     # Spread, 10:00 nets 400 - 40 x 5.3636 = 185.45 Wh and 11:00 nets -321.8 Wh: neither is
     # the truth (-300 and +360).
     assert sorted(settlement.provisional) == [start, start + HOUR, start + 2 * HOUR]
-    assert settlement.provisional[start] == pytest.approx(400 - 40 * 590 / 110)
+    assert settlement.provisional[start].net == pytest.approx(400 - 40 * 590 / 110)
+    assert settlement.provisional[start].booked_at == start + 130 * MINUTE  # the gap's end
     assert settlement.needs_records_since() == start
     # Spread: 185.45 import (10:00); 11:00 exports 321.8 and 12:00 exports 1303.6 (its first
     # 10 minutes are the gap's, 53.6 Wh, then 1250 Wh).
@@ -237,13 +240,18 @@ def test_an_outage_is_settled_again_from_the_records() -> None:
     # The records tell each hour's net: the totals become those of the hourly settlement. A
     # rebuild moves import and export by the same amount: the periods' nets add up the same.
     exact = exact_nets(clock, start, minutes)
-    assert settlement.rebuild(exact, start + 4 * HOUR) == pytest.approx(
-        (360 - (400 - 40 * 590 / 110), 1800 - spread_out)
-    )
+    rebuilt = settlement.rebuild(exact, start + 4 * HOUR)
+    # 10:00 and 11:00 were booked when the gap ended, 12:00 (the gap's last 10 minutes) at its end.
+    assert [(p.start, p.end, p.booked_at) for p in rebuilt] == [
+        (start, start + HOUR, start + 130 * MINUTE),
+        (start + HOUR, start + 2 * HOUR, start + 130 * MINUTE),
+        (start + 2 * HOUR, start + 3 * HOUR, start + 3 * HOUR),
+    ]
+    assert changed_by(rebuilt) == pytest.approx((360 - (400 - 40 * 590 / 110), 1800 - spread_out))
     assert settlement.imported == pytest.approx(360.0)
     assert settlement.exported == pytest.approx(300.0 + 1500.0)
     assert settlement.provisional == {}
-    assert settlement.rebuild(exact, start + 4 * HOUR) == (0.0, 0.0)  # nothing left to do
+    assert settlement.rebuild(exact, start + 4 * HOUR) == []  # nothing left to do
 
 
 def test_a_rebuild_never_lowers_a_published_total() -> None:
@@ -254,9 +262,8 @@ def test_a_rebuild_never_lowers_a_published_total() -> None:
     settlement.add(start, start + 2 * HOUR, 200.0, 0.0)
     assert settlement.imported == pytest.approx(200.0)
     # The records: the first hour imported 300 Wh, the second exported 100 Wh.
-    assert settlement.rebuild(
-        {start: 300.0, start + HOUR: -100.0}, start + 2 * HOUR
-    ) == pytest.approx((100.0, 100.0))
+    rebuilt = settlement.rebuild({start: 300.0, start + HOUR: -100.0}, start + 2 * HOUR)
+    assert changed_by(rebuilt) == pytest.approx((100.0, 100.0))
     assert (settlement.imported, settlement.exported) == pytest.approx((300.0, 100.0))
     # Another gap booked too high (spread +150, +150; the records say +100, +100): import stays
     # at what was published, and the next bookings make up the 100 Wh first.
@@ -439,3 +446,19 @@ def test_rebuilt_settlement_equals_the_settlement_of_the_records(
     assert booked[1] == pytest.approx(sum(settled(net)[1] for net in exact.values()))
     assert settlement.imported == pytest.approx(max(before[0], booked[0]))
     assert settlement.exported == pytest.approx(max(before[1], booked[1]))
+
+
+def test_provisional_periods_stored_without_their_booking() -> None:
+    stored = {
+        "version": 1,
+        "length": 3600,
+        "booked": [10.0, 0.0],
+        "published": [10.0, 0.0],
+        "running": None,
+        "provisional": [[7200.0, 10.0]],
+    }
+    settlement = GridSettlement.from_dict(PeriodClock(60, UTC), stored)
+    assert settlement.provisional == {7200.0: Provisional(10.0, 10800.0)}
+    assert GridSettlement.from_dict(PeriodClock(60, UTC), settlement.to_dict()).provisional == {
+        7200.0: Provisional(10.0, 10800.0)
+    }

@@ -1184,3 +1184,39 @@ def test_capacity_peaks_survive_a_restart_and_a_change_of_rule() -> None:
     )
     assert state.capacity is not None and state.capacity.peak_kw == 0.0
     assert state.energy.grid_import == 300.0
+
+
+def test_periods_a_gap_covered_are_rebuilt_with_the_records() -> None:
+    acc = SiteAccumulator(quarter_peaks(settlement=Settlement.HOUR), MADRID)
+    assert acc.records_wanted() is None
+    readings = {PHASE_A: ch(0, 0, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)}
+    acc.update(readings, DAY, TEN)
+    # Down from 10:00 to 11:30: phase A counted 900 Wh, B exported 300 Wh meanwhile.
+    gap = {PHASE_A: ch(0, 900, 0), PHASE_B: ch(0, 0, 300), INVERTER: ch(0, 0, 0)}
+    state = acc.update(gap, DAY, TEN + 5400)
+    assert state.energy.grid_import == pytest.approx(400.0)  # 10:00's share of the net: 2/3
+    # The hour from 10:00 and the six quarters to 11:30 await the records.
+    assert acc.records_wanted() == (TEN, TEN + 5400)
+    # The records: 10:00 imported 700 Wh and exported 300 (a net of 400), all of it in the
+    # first quarter; 11:00-11:30 imported 200 Wh.
+    nets = {TEN: 400.0, TEN + 3600: 200.0}
+    imports = {TEN + 900 * index: (700.0 if index == 0 else 0.0) for index in range(4)}
+    imports.update({TEN + 3600: 100.0, TEN + 4500: 100.0})
+    # Not before the hour it was booked in is over: the quarters are measured at once.
+    result = acc.rebuild(nets, imports, TEN + 5400, booked_before=TEN + 3600)
+    assert result.rebuilt == ()
+    assert result.before == result.after == pytest.approx((400.0, 0.0))
+    assert acc.records_wanted() == (TEN, TEN + 3600)
+    result = acc.rebuild(nets, imports, TEN + 7200, booked_before=TEN + 7200)
+    assert [(period.start, period.booked_at) for period in result.rebuilt] == [(TEN, TEN + 5400)]
+    assert result.after == pytest.approx((400.0, 0.0))  # the guess was right by chance
+    assert acc.records_wanted() is None
+    state = acc.update(gap, DAY, TEN + 5460)
+    assert state.capacity is not None
+    assert state.capacity.peak_kw == pytest.approx(2.8)  # 700 Wh in the quarter from 10:00
+
+
+def test_a_site_without_settlement_rebuilds_only_its_demand() -> None:
+    acc = SiteAccumulator(quarter_peaks(), MADRID)
+    result = acc.rebuild({TEN: 5.0}, {}, TEN)
+    assert (result.rebuilt, result.before, result.after) == ((), (0.0, 0.0), (0.0, 0.0))

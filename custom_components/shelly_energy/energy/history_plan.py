@@ -35,10 +35,13 @@ import math
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from itertools import pairwise
 from typing import Any, Final
 
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
+from .periods import PeriodClock
+from .record_periods import RecordPeriods
 from .site import ChannelRef, Role, SiteConfig, SiteEnergy, interval_energy
 
 _BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
@@ -291,8 +294,11 @@ class SiteHours:
     site's flow math (`interval_energy`). Loads (`loads`: series key -> channel and `LoadEnergy`
     field) count what their channels counted in the same intervals, so that no hour of a load
     lies outside the site's consumption; a load whose meter keeps no records (not in `meters`)
-    has no hours. Run `steps` to the end; it yields between chunks of intervals so that a
-    caller on an event loop can let others run.
+    has no hours. The grid flows also go to the site's settlement and demand periods on the
+    local clock of `zone` (`periods`); with a settlement period, the grid import and export
+    hours are what the periods book in them, as the settled sensors count. Run `steps` to the
+    end; it yields between chunks of intervals so that a caller on an event loop can let others
+    run.
     """
 
     def __init__(
@@ -300,6 +306,7 @@ class SiteHours:
         config: SiteConfig,
         meters: Mapping[str, MeterIntervals],
         loads: Mapping[str, tuple[ChannelRef, str]] | None = None,
+        zone: tzinfo = UTC,
     ) -> None:
         """Prepare; `meters` maps the meter ids of the site's channels to their intervals."""
         self.config = config
@@ -328,6 +335,17 @@ class SiteHours:
         ends = [meters[meter_id].end for meter_id in used]
         self.end = min((*ends, *(meter.end for _, meter, _, _ in self._loads))) if used else 0
         self.intervals = 0  # computed so far
+        settlement, capacity = config.settlement.minutes, config.capacity
+        self.periods = RecordPeriods(
+            None if settlement is None else PeriodClock(settlement, zone),
+            None if capacity is None else PeriodClock(capacity.minutes, zone),
+            self.start,
+        )
+        # The series the periods book (settled), and those each interval adds to.
+        settled = ("grid_import", "grid_export") if self.periods.settles else ()
+        self._interval_series = {
+            name: key for name, key in SITE_SERIES.items() if name not in settled
+        }
 
     def steps(self, chunk: int = 1440) -> Iterator[None]:
         """Compute the hours, yielding after every `chunk` intervals."""
@@ -339,9 +357,10 @@ class SiteHours:
                 {ref: meter.counted(channel, start, end) for ref, meter, channel in self._channels},
             )
             hour = start - start % HOUR
-            for name, key in SITE_SERIES.items():
+            for name, key in self._interval_series.items():
                 series = self.hours[key]
                 series[hour] = series.get(hour, 0.0) + getattr(flows, name)
+            self.periods.add(start, end, flows.grid_import or 0.0, flows.grid_export or 0.0)
             for key, meter, channel, field in self._loads:
                 series = self.hours[key]
                 counted = meter.counted(channel, start, end)[_LOAD_DIRECTION[field]]
@@ -359,6 +378,13 @@ class SiteHours:
         """
         first = self.start - self.start % HOUR
         last = self.end - self.end % HOUR
+        if self.periods.settles:
+            booked = self.periods.booked
+            for index, name in enumerate(("grid_import", "grid_export")):
+                self.hours[SITE_SERIES[name]] = {
+                    hour: booked[hour][index] if hour in booked else 0.0
+                    for hour in range(first, max(last, first), HOUR)
+                }
         return {
             key: {hour: wh / 1000 for hour, wh in series.items() if first <= hour < last}
             for key, series in self.hours.items()
@@ -638,6 +664,29 @@ def with_corrections(rows: Sequence[StatRow], corrections: Mapping[int, float]) 
         shift = sum(kwh for hour, kwh in changes if hour <= row.start)
         result.append(StatRow(row.start, row.state, row.sum + shift) if shift else row)
     return result
+
+
+def missing_rows(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> tuple[StatRow, ...]:
+    """Return rows for the hours between corrected hours that have none.
+
+    Home Assistant was down: the recorder has no rows for those hours, and a correction of such
+    an hour would land in the next row. ``rows``: the series' rows, oldest first, corrected
+    (`with_corrections`). A missing hour's sum is the row before it, with the corrections up to
+    that hour; only hours between two rows are written (the recorder makes the later ones).
+    """
+    if not rows or not corrections:
+        return ()
+    by_hour = {row.start: row for row in rows}
+    first = min(corrections)
+    before = next((row for row in reversed(rows) if row.start < first), None)
+    missing: list[StatRow] = []
+    for hour in range(first, min(max(corrections) + HOUR, rows[-1].start), HOUR):
+        if (row := by_hour.get(hour)) is not None:
+            before = row
+        elif before is not None:
+            added = math.fsum(kwh for at, kwh in corrections.items() if before.start < at <= hour)
+            missing.append(StatRow(hour, before.state, before.sum + added))
+    return tuple(missing)
 
 
 def normalized(rows: Sequence[StatRow], planned: Sequence[StatRow]) -> float:

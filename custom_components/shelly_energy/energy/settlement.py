@@ -17,10 +17,10 @@ between two updates (`energy.site`), and publishes totals of its own:
 
 Gaps: an interval longer than `energy.periods.GAP_S` that covers more than one period (Home
 Assistant was down, a grid meter was away) cannot tell how its energy fell into the periods. The
-periods it covered are *provisional* until `rebuild` gets their nets from the meters' stored
-records (`energy.history_plan.SiteHours`): the totals then move by what the records tell, never
-below what was published (a published total never decreases; later bookings make up a surplus
-first).
+periods it covered are *provisional* (with when they were booked, for the statistics) until
+`rebuild` gets their nets from the meters' stored records (`energy.record_periods`): the totals
+then move by what the records tell, never below what was published (a published total never
+decreases; later bookings make up a surplus first).
 
 Switching settlement (another period length, or to or from instantaneous) keeps the totals: the
 running period is booked as it stands, and counting goes on under the new settlement. After a
@@ -33,6 +33,7 @@ Time is unix seconds; periods follow the local clock (`energy.periods.PeriodCloc
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
@@ -62,6 +63,35 @@ def settled(net: float) -> tuple[float, float]:
     return max(net, 0.0), max(-net, 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Provisional:
+    """A period a gap covered: the net it booked (Wh) and when (the end of the gap)."""
+
+    net: float
+    booked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """A provisional period settled again: its bounds, when it was booked, its old and new net."""
+
+    start: float
+    end: float
+    booked_at: float
+    was: float
+    exact: float
+
+
+def changed_by(rebuilt: list[Rebuilt]) -> tuple[float, float]:
+    """Return how much rebuilt periods changed the booked import and export (Wh)."""
+    imported = exported = 0.0
+    for period in rebuilt:
+        was, exact = settled(period.was), settled(period.exact)
+        imported += exact[0] - was[0]
+        exported += exact[1] - was[1]
+    return imported, exported
+
+
 class GridSettlement:
     """A site's grid import and export, settled (see the module).
 
@@ -77,8 +107,8 @@ class GridSettlement:
         self._sums = None if clock is None else PeriodSums(clock)
         self._booked = [imported, exported]  # what the periods booked (rebuilds move it)
         self._published = [imported, exported]  # never decreasing: the most booked so far
-        # Closed periods a gap covered, by start: the net booked for each.
-        self.provisional: dict[float, float] = {}
+        # Closed periods a gap covered, by start.
+        self.provisional: dict[float, Provisional] = {}
 
     @property
     def imported(self) -> float:
@@ -124,13 +154,13 @@ class GridSettlement:
             return []
         closed = self._sums.add(start, end, imported - exported)
         for period in closed:
-            self._settle(period)
+            self._settle(period, end)
         return closed
 
-    def _settle(self, period: Period) -> None:
+    def _settle(self, period: Period, now: float) -> None:
         self._book(*settled(period.amount))
         if period.provisional:
-            self.provisional[period.start] = period.amount
+            self.provisional[period.start] = Provisional(period.amount, now)
 
     def _book(self, imported: float, exported: float) -> None:
         booked, published = self._booked, self._published
@@ -143,29 +173,34 @@ class GridSettlement:
         """Book the running period as it stands (the settlement changes); return it."""
         period = None if self._sums is None else self._sums.close_running()
         if period is not None:
-            self._settle(period)
+            self._settle(period, period.end)
         return period
 
     def needs_records_since(self) -> float | None:
         """Return the start of the oldest provisional period (None: none)."""
         return min(self.provisional, default=None)
 
-    def rebuild(self, nets: Mapping[float, float], now: float) -> tuple[float, float]:
+    def rebuild(
+        self, nets: Mapping[float, float], now: float, booked_before: float | None = None
+    ) -> list[Rebuilt]:
         """Settle provisional periods again with the nets the records tell (Wh, by start).
 
-        Return what that changed the booked import and export by (Wh, either may be negative).
+        Only periods booked before `booked_before` (None: any): the statistics of the hour they
+        were booked in must exist to be corrected. Return the periods rebuilt, oldest first
+        (`changed_by` tells how they moved the booked totals).
         """
-        changed = [0.0, 0.0]
+        rebuilt = []
         for start in sorted(self.provisional):
-            if start in nets:
-                was, exact = settled(self.provisional.pop(start)), settled(nets[start])
-                changed[0] += exact[0] - was[0]
-                changed[1] += exact[1] - was[1]
+            booked = self.provisional[start]
+            if start in nets and (booked_before is None or booked.booked_at < booked_before):
+                del self.provisional[start]
+                end = start if self.clock is None else self.clock.bounds(start)[1]
+                rebuilt.append(Rebuilt(start, end, booked.booked_at, booked.net, nets[start]))
         for start in [start for start in self.provisional if start < now - PROVISIONAL_KEPT_S]:
             del self.provisional[start]
-        if changed != [0.0, 0.0]:
+        if (changed := changed_by(rebuilt)) != (0.0, 0.0):
             self._book(*changed)
-        return changed[0], changed[1]
+        return rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         """Return the state as JSON-safe data."""
@@ -175,7 +210,10 @@ class GridSettlement:
             "booked": list(self._booked),
             "published": list(self._published),
             "running": None if self._sums is None else self._sums.to_list(),
-            "provisional": [[start, net] for start, net in sorted(self.provisional.items())],
+            "provisional": [
+                [start, period.net, period.booked_at]
+                for start, period in sorted(self.provisional.items())
+            ],
         }
 
     @classmethod
@@ -192,7 +230,14 @@ class GridSettlement:
             settlement._booked = [float(value) for value in data["booked"]]
             settlement._published = [float(value) for value in data["published"]]
             running = data["running"]
-            provisional = {float(start): float(net) for start, net in data["provisional"]}
+            # Stored without the time of booking (older versions): taken as the period's end.
+            provisional = {
+                float(entry[0]): Provisional(
+                    float(entry[1]),
+                    float(entry[2]) if len(entry) > 2 else float(entry[0]) + float(data["length"]),
+                )
+                for entry in data["provisional"]
+            }
             unchanged = data["length"] == (None if clock is None else clock.length)
             if running is not None and not unchanged:
                 settlement._book(*settled(float(running[2])))

@@ -66,6 +66,7 @@ Capacity peaks (`SiteConfig.capacity`): each interval's grid import, as the grid
 (never settled), also goes to the demand periods of `energy.capacity`; `SiteState.capacity` tells
 the running demand period, at the grid import power of the update, and the billing period's peak
 (None while the grid flow is unavailable: a grid power sensor has no counters to measure demand).
+Periods a gap covered are settled and measured again with what the meters' records tell (`rebuild`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ from typing import Any, Final
 from .capacity import CapacitySettings, CapacityState, CapacityTracker
 from .counter import EnergyCounter
 from .periods import PeriodClock
-from .settlement import GridSettlement, Settlement
+from .settlement import GridSettlement, Rebuilt, Settlement
 
 STORAGE_VERSION: Final = 1
 
@@ -205,6 +206,15 @@ class SiteState:
     loads: Mapping[ChannelRef, LoadEnergy | None]
     period: RunningPeriod | None = None  # with a settlement period, once the grid accrued
     capacity: CapacityState | None = None  # with capacity peaks measured
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRebuild:
+    """Settlement periods rebuilt from the records, and the published totals before and after."""
+
+    rebuilt: tuple[Rebuilt, ...]
+    before: tuple[float, float]  # import, export (Wh)
+    after: tuple[float, float]
 
 
 @dataclass(slots=True)
@@ -655,6 +665,44 @@ class SiteAccumulator:
                     )
             loads[ref] = load.total
         return loads
+
+    def records_wanted(self) -> tuple[float, float] | None:
+        """Return the start and end of the periods gaps covered that await the records."""
+        periods = []
+        settlement, capacity = self._settlement, self._capacity
+        if settlement is not None and settlement.clock is not None:
+            clock = settlement.clock
+            periods += [(start, clock.bounds(start)[1]) for start in settlement.provisional]
+        if capacity is not None:
+            periods += [(start, capacity.clock.bounds(start)[1]) for start in capacity.pending]
+        if not periods:
+            return None
+        return min(start for start, _ in periods), max(end for _, end in periods)
+
+    def rebuild(
+        self,
+        nets: Mapping[float, float],
+        imports: Mapping[float, float],
+        now: float,
+        booked_before: float | None = None,
+    ) -> SettlementRebuild:
+        """Settle and measure the periods gaps covered again, with what the records tell.
+
+        `nets`: settlement periods' nets, `imports`: demand periods' grid import (Wh, by start);
+        `booked_before` as `GridSettlement.rebuild`. Return the settlement periods rebuilt, and
+        the published import and export (Wh) before and after.
+        """
+        if self._capacity is not None:
+            self._capacity.rebuild(imports)
+        settlement, totals = self._settlement, self._totals
+        if settlement is None:
+            published = (totals.grid_import, totals.grid_export)
+            return SettlementRebuild((), published, published)
+        settlement.hold_at_least(totals.grid_import, totals.grid_export)
+        before = (settlement.imported, settlement.exported)
+        rebuilt = settlement.rebuild(nets, now, booked_before)
+        totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
+        return SettlementRebuild(tuple(rebuilt), before, (settlement.imported, settlement.exported))
 
     def capacity_peak(self, start: float) -> float | None:
         """Return the capacity peak (kW) of the billing period that began at `start`.
