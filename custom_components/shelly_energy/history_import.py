@@ -322,8 +322,13 @@ class _History:
             self._task is not None and not self._task.done()
         ) or self.progress.status is HistoryStatus.UNSUPPORTED:
             return
+        # Not started eagerly: a run that needs no I/O would be over before a second request in
+        # the same turn of the loop, which must join it rather than run again.
         self._task = self.entry.async_create_background_task(
-            self.hass, self.async_run(), f"Shelly Energy history of {self.entry.title}"
+            self.hass,
+            self.async_run(),
+            f"Shelly Energy history of {self.entry.title}",
+            eager_start=False,
         )
 
     def _statistic_ids(self) -> dict[str, str]:
