@@ -119,20 +119,23 @@ class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
 
 
 class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
-    """Poll one meter at the interval the user chose."""
+    """Follow one meter: what it pushes as it comes, its whole status at the user's interval.
+
+    Gen2+ meters push their readings; every pushed snapshot is accepted at once. The whole
+    status is read (polled) at the interval after the last read, whatever was pushed: values
+    the notifications do not carry are never older than the interval, and a meter that stopped
+    pushing is read at the interval. Gen1 meters are polled at the interval. Pushed or polled,
+    every snapshot takes the same way (`_accept_snapshot`).
+    """
 
     config_entry: MeterConfigEntry
 
     def __init__(self, hass: HomeAssistant, entry: MeterConfigEntry, client: MeterClient) -> None:
-        """Set up polling of a meter; nothing is read before the first refresh."""
+        """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
-        super().__init__(
-            hass,
-            entry,
-            update_interval=timedelta(
-                seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
-            ),
-        )
+        self._interval = timedelta(seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
+        super().__init__(hass, entry, update_interval=self._interval)
+        self._read_at: float | None = None  # event loop time of the last whole status read
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
         self._changes = hass.data.setdefault(_CHANGE_WATCHES, {}).setdefault(
@@ -152,18 +155,41 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         return self.client.info
 
     async def _async_setup(self) -> None:
-        """Connect once before the first poll, so the entities know the meter's layout."""
+        """Connect once before the first read, so the entities know the meter's layout."""
         with self._meter_errors():
             await self.client.connect()
+        self.client.listen(self._pushed)
 
     async def _async_update_data(self) -> MeterSnapshot:
-        """Read the meter once, and watch its supply."""
+        """Read the meter's whole status, and accept it."""
+        self.update_interval = self._interval  # the next read: an interval after this one
         try:
             with self._meter_errors():
                 snapshot = await self.client.fetch()
         except UpdateFailed:
             self.supply.update(self.info.mac, None)
             raise
+        self._read_at = self.hass.loop.time()
+        return self._accept_snapshot(snapshot)
+
+    @callback
+    def _pushed(self, snapshot: MeterSnapshot) -> None:
+        """Accept a snapshot the meter pushed, and update the entities in this loop turn.
+
+        Setting the data reschedules the next read: it stays due an interval after the last.
+        """
+        if self._read_at is None:  # the first read comes first
+            return
+        due = self._read_at + self._interval.total_seconds() - self.hass.loop.time()
+        self.update_interval = timedelta(seconds=max(due, 0.0))
+        self.async_set_updated_data(self._accept_snapshot(snapshot))
+
+    def _accept_snapshot(self, snapshot: MeterSnapshot) -> MeterSnapshot:
+        """Take in one snapshot, pushed or polled, in the order the meter measured them.
+
+        Notice a changed meter, clean the counters, apply the user's corrections, and watch
+        the supply; return what the entities show.
+        """
         self._watch_changes(snapshot.changed)
         snapshot = self._corrections.apply(self._counters.clean(snapshot))
         self.supply.update(self.info.mac, snapshot)

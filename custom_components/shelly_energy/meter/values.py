@@ -23,6 +23,8 @@ MAX_UPTIME_S = 2**32
 
 def number(value: Any) -> float | None:
     """Return a finite number as float, anything else (null, bool, text, NaN) as None."""
+    if type(value) is float:  # most fields: the quick way
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
