@@ -867,12 +867,15 @@ class RpcServer:
 
     # --- notifications --------------------------------------------------------------------
 
-    async def notify_status(self) -> int:
+    async def notify_status(self, *, everything: bool = False, full: bool = False) -> int:
         """Send a ``NotifyStatus`` with the meter components whose status changed since the last.
 
-        Each goes whole, as ``Shelly.GetStatus`` has it. Sent to every open WebSocket that has
-        sent a call (its ``src`` is the notification's ``dst``); nothing when nothing changed or
-        the meter is unreachable. Return how many sockets it was sent to.
+        Each goes whole, as ``Shelly.GetStatus`` has it; with `everything` every meter
+        component goes, changed or not; with `full` a ``NotifyFullStatus`` carries the whole
+        status. Sent to every open WebSocket that has sent a call (its ``src`` is the
+        notification's ``dst``); nothing when nothing changed or the meter is unreachable.
+        An override of the method (``NotifyStatus``, ``NotifyFullStatus``) applies to the
+        params. Return how many sockets it was sent to.
         """
         meter = self.meter
         peers = [(ws, dst) for ws, dst in self._peers.items() if dst is not None and not ws.closed]
@@ -884,14 +887,17 @@ class RpcServer:
         changed = {
             key: status
             for key, status in self.api.status(keys).items()
-            if self._notified.get(key) != status
+            if everything or full or self._notified.get(key) != status
         }
         if not changed:
             return 0
         self._notified.update(changed)
-        params = {"ts": round(meter.clock.now(), 2), **changed}
+        method = "NotifyFullStatus" if full else "NotifyStatus"
+        params = {"ts": round(meter.clock.now(), 2), **(self.api.status() if full else changed)}
+        if (override := meter.take_override(method)) is not None:
+            params = override.apply(params)
         for ws, dst in peers:
-            notification = {"src": meter.device_id, "dst": dst, "method": "NotifyStatus"}
+            notification = {"src": meter.device_id, "dst": dst, "method": method}
             with contextlib.suppress(ConnectionError):
                 await ws.send_str(dumps({**notification, "params": params}))
         return len(peers)

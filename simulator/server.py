@@ -200,12 +200,14 @@ class MeterServer:
         if listener is not None:
             await listener.wait_closed()
 
-    async def notify_status(self) -> int:
+    async def notify_status(self, *, everything: bool = False, full: bool = False) -> int:
         """Send a Gen2+ meter's ``NotifyStatus`` now (see `RpcServer.notify_status`).
 
         Return how many WebSockets it went to (0 for a Gen1 meter, or when nothing changed).
         """
-        return 0 if self._rpc is None else await self._rpc.notify_status()
+        if self._rpc is None:
+            return 0
+        return await self._rpc.notify_status(everything=everything, full=full)
 
     def _bind(self) -> socket.socket:
         sock = bind_loopback(self.port, self.host)

@@ -396,10 +396,9 @@ class RpcClient:
         self._on_push: Callable[[MeterSnapshot], None] | None = None
         self._pushed: MeterSnapshot | None = None  # the latest pushed snapshot
         self._pushes = 0  # how many notifications became snapshots
-        # The last full status read: when (monotonic) and the uptime it told. A notification
-        # carries no uptime: it is this one, plus the time since.
-        self._read_at = 0.0
-        self._read_uptime: int | None = None
+        # When the meter started, as the last full status read told (its time less its uptime):
+        # a notification carries no uptime, it is the time since then.
+        self._boot: float | None = None
         self._time = 0.0  # of the latest snapshot: the next is never earlier
         self._csv = True  # records come as data.csv downloads until the meter serves none
         self._digest = (
@@ -476,7 +475,7 @@ class RpcClient:
         self._unread = False
         status = device.status
         snapshot = parse_status(status, self.info, time.time())
-        self._read_at, self._read_uptime = time.monotonic(), snapshot.uptime
+        self._boot = None if snapshot.uptime is None else snapshot.time - snapshot.uptime
         pushed = self._pushed
         if pushed is not None and self._pushes != pushes:
             snapshot = replace(
@@ -493,7 +492,7 @@ class RpcClient:
         """Turn a status notification into a snapshot and hand it on, within this loop turn.
 
         aioshelly has merged the notification into the last full status. Its stamp (`ts`) is
-        the meter's clock; the uptime is the last read's plus the time since.
+        the meter's clock; the uptime is the time since the start the last read told.
         """
         on_push, info = self._on_push, self._info
         if update_type is not RpcUpdateType.STATUS or device is not self._device:
@@ -501,11 +500,9 @@ class RpcClient:
         if on_push is None or info is None:
             return
         status = device.status
-        uptime = self._read_uptime
-        if uptime is not None:
-            uptime += int(time.monotonic() - self._read_at)
         now = time.time()
         at = max(timestamp(status.get("ts")) or now, self._time)
+        uptime = None if self._boot is None else max(int(at - self._boot), 0)
         try:
             snapshot = self._in_order(parse_status(status, info, now, (at, uptime)))
         except MeterError as err:
