@@ -444,6 +444,10 @@ class AnomalyDetector:
 
     def __init__(self, limits: AnomalyLimits, *, seen_voltage: Iterable[str] = ()) -> None:
         self._limits = limits
+        # The limits read at every update, computed once.
+        self._interruption = limits.interruption
+        self._frequency_low = limits.frequency_low
+        self._frequency_high = limits.frequency_high
         self._seen_voltage = set(seen_voltage)
         self._phases: dict[str, _PhaseSupply] = {}
         self._frequency = _Condition(AnomalyType.FREQUENCY_DEVIATION, None, limits)
@@ -460,15 +464,14 @@ class AnomalyDetector:
         Return the new events: ends (RESTORED) first, then starts and spikes, each in phase
         order with the meter-wide ones last, so the last event tells what is happening now.
         """
-        limits = self._limits
         readings = (
             {} if snapshot is None else {reading.id: reading for reading in snapshot.channels}
         )
         for reading in readings.values():
-            if reading.voltage is not None and reading.voltage >= limits.interruption:
+            if reading.voltage is not None and reading.voltage >= self._interruption:
                 self._seen_voltage.add(reading.id)
             if reading.id not in self._phases:
-                self._phases[reading.id] = _PhaseSupply(reading.id, limits)
+                self._phases[reading.id] = _PhaseSupply(reading.id, self._limits)
         events = [
             event
             for phase, supply in self._phases.items()
@@ -507,17 +510,17 @@ class AnomalyDetector:
         """
         limits = self._limits
         nominal = limits.nominal_frequency
-        frequencies = [
-            reading.frequency
-            for reading in readings
-            if reading.frequency is not None
-            and reading.voltage is not None
-            and reading.voltage >= limits.interruption
-        ]
-        if not frequencies:
+        worst: float | None = None
+        furthest = -1.0
+        for reading in readings:
+            frequency, voltage = reading.frequency, reading.voltage
+            if frequency is None or voltage is None or voltage < self._interruption:
+                continue
+            if (off := abs(frequency - nominal)) > furthest:
+                worst, furthest = frequency, off
+        if worst is None:
             return None
-        worst = max(frequencies, key=lambda frequency: abs(frequency - nominal))
-        if self._frequency.idle and limits.frequency_low <= worst <= limits.frequency_high:
+        if self._frequency.idle and self._frequency_low <= worst <= self._frequency_high:
             return None
         if worst > nominal:
             reading = _above(worst, limits.frequency_high, limits.frequency_high_clear)
@@ -543,7 +546,7 @@ class AnomalyDetector:
         for reading in connected:
             if (
                 reading.voltage is None
-                or reading.voltage < limits.interruption
+                or reading.voltage < self._interruption
                 or self._phases[reading.id].interruption.in_progress
             ):
                 return None
