@@ -5,6 +5,8 @@ Runs, on 127.0.0.1 only:
 1. the Emoncms drain: a one-day backlog at 10 s for 10 meters (86,400 samples) queued in the
    integration's own `ExportQueue` and delivered by its `EmoncmsSender` to the Emoncms double
    (`python -m simulator.emoncms`, a process of its own);
+1b. the virtual meter: its UDP and HTTP/WebSocket servers in this process, polled by fake
+   batteries (`python -m scripts.bench_batteries`, a process of its own) at 100 requests/s;
 2. the simulator (a process of its own, so its CPU is not counted) with Pro 3EM (three-phase)
    and Gen1 Shelly EM meters alternating, and one Pro 3EM holding 60 days of records;
 3. a headless Home Assistant (`scripts/hass_instance.py`) with the integration and the probe
@@ -26,6 +28,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
+import json
 import math
 import os
 import platform
@@ -55,6 +59,11 @@ from custom_components.shelly_energy.meter.snapshot import (
     ChannelReading,
     MeterSnapshot,
 )
+from custom_components.shelly_energy.virtual_meter.guard import GridReading, GuardSettings
+from custom_components.shelly_energy.virtual_meter.http import HttpServer
+from custom_components.shelly_energy.virtual_meter.identity import Identity, MeterModel, new_mac
+from custom_components.shelly_energy.virtual_meter.meter import Transport, VirtualMeter
+from custom_components.shelly_energy.virtual_meter.udp import UdpServer
 from scripts.hass_instance import (
     HEADLESS_COMPONENTS,
     REPO,
@@ -99,6 +108,10 @@ DRAIN_SAMPLES_PER_NODE = 86_400 // DRAIN_INTERVAL_S
 DRAIN_WRITE_KEY = "b" * 32  # a throwaway key of a loopback-only double
 DRAIN_READ_KEY = "c" * 32
 
+# The virtual meter: requests per second, and how long the batteries poll (quick, full run).
+VIRTUAL_METER_RATE = 100.0
+VIRTUAL_METER_WINDOW_S = {False: 20.0, True: 60.0}
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -136,6 +149,8 @@ MEMORY_GROWTH_MIB = 5.0
 DRAIN_S = 30.0
 HISTORY_IMPORT_S = 60.0
 LOOP_BLOCK_MS = 50.0
+VIRTUAL_METER_LATENCY_P99_MS = 5.0  # issue 19
+VIRTUAL_METER_CPU_PERCENT = 5.0  # of one core, at VIRTUAL_METER_RATE
 
 
 @dataclass
@@ -176,6 +191,34 @@ class DrainResult:
 
 
 @dataclass
+class VirtualMeterResult:
+    """Fake batteries polling the virtual meter."""
+
+    rate: float  # requests per second asked for
+    seconds: float  # how long the batteries polled
+    sent: dict[str, int]  # by transport
+    latencies: dict[str, list[float]]  # s, by transport: one per reply
+    cpu_s: float  # CPU of the serving process meanwhile (the batteries' is their own)
+    load: float  # the machine's load average over the last minute, at the end
+    handling: list[float]  # s: each request's handling in the server, parsing to reply text
+
+    @property
+    def replies(self) -> int:
+        """Return how many requests were answered."""
+        return sum(len(values) for values in self.latencies.values())
+
+    @property
+    def all_latencies(self) -> list[float]:
+        """Return every reply's latency."""
+        return [value for values in self.latencies.values() for value in values]
+
+    @property
+    def cpu_percent(self) -> float:
+        """Return the serving process's CPU use, in % of one core."""
+        return 100 * self.cpu_s / self.seconds
+
+
+@dataclass
 class HistoryResult:
     """The day-one import, or why it was not measured."""
 
@@ -194,6 +237,7 @@ class Report:
     started: dt.datetime
     allocator: str  # Home Assistant's memory allocator: "jemalloc" or "glibc"
     drain: DrainResult | None = None
+    virtual_meter: VirtualMeterResult | None = None
     history: HistoryResult | None = None
     polling: list[PollingResult] = field(default_factory=list)
     memory_growth: dict[str, Any] = field(default_factory=dict)  # the probe's, with tracemalloc
@@ -422,6 +466,145 @@ async def measure_drain() -> DrainResult:
     return DrainResult(samples, result.sent, seconds, cpu)
 
 
+# --- the virtual meter --------------------------------------------------------------------------
+
+
+async def measure_virtual_meter(window_s: float) -> VirtualMeterResult:
+    """Serve a value changing every second to batteries polling at 100/s; time and cost it.
+
+    The servers run in this process, as they run in Home Assistant's event loop, with nothing
+    else to do: the CPU is theirs. The batteries run in a process of their own.
+    """
+    meter = VirtualMeter(Identity(MeterModel.PRO_3EM, new_mac()), GuardSettings(stale_after=60))
+    handling = time_handling(meter)
+    udp = UdpServer(
+        lambda data, client: meter.frame(data, client=client, transport=Transport.UDP),
+        ("127.0.0.1",),
+        0,
+    )
+    http = HttpServer(meter, "127.0.0.1", 0)
+
+    async def grid_meter() -> None:  # a grid meter polled every second
+        for second in itertools.count():
+            watts = 800.0 * math.sin(second / 10)
+            meter.update(GridReading((watts, watts / 3, -watts / 7), time.monotonic()))
+            await asyncio.sleep(1)
+
+    feeding = asyncio.create_task(grid_meter())
+    await udp.start()
+    await http.start()
+    try:
+        cpu_before = time.process_time()
+        batteries = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "scripts.bench_batteries",
+            f"--udp-port={udp.port}",
+            f"--http-port={http.port}",
+            f"--rate={VIRTUAL_METER_RATE}",
+            f"--seconds={window_s}",
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await batteries.communicate()
+        cpu = time.process_time() - cpu_before
+    finally:
+        feeding.cancel()
+        udp.close()
+        await http.stop()
+    if batteries.returncode != 0:
+        raise RuntimeError(f"the batteries failed ({batteries.returncode})")
+    result = json.loads(output)
+    return VirtualMeterResult(
+        VIRTUAL_METER_RATE,
+        result["seconds"],
+        result["sent"],
+        result["latencies"],
+        cpu,
+        os.getloadavg()[0],
+        handling,
+    )
+
+
+def time_handling(meter: VirtualMeter) -> list[float]:
+    """Time every request's handling (`frame`, or `call` alone for HTTP GET) into the list."""
+    handling: list[float] = []
+    depth = 0  # `frame` calls `call`: only the outer one is timed
+
+    def timed[**P, R](method: Callable[P, R]) -> Callable[P, R]:
+        def timing(*args: P.args, **kwargs: P.kwargs) -> R:
+            nonlocal depth
+            depth += 1
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth -= 1
+                if depth == 0:
+                    handling.append(time.perf_counter() - started)
+
+        return timing
+
+    meter.frame = timed(meter.frame)  # type: ignore[method-assign]
+    meter.call = timed(meter.call)  # type: ignore[method-assign]
+    return handling
+
+
+def virtual_meter_line(result: VirtualMeterResult) -> str:
+    """Return one line about the virtual meter."""
+    latencies = result.all_latencies or [math.nan]
+    handling = result.handling or [math.nan]
+    return (
+        f"{result.replies:,} of {sum(result.sent.values()):,} requests answered in "
+        f"{result.seconds:.0f} s; latency median {ms(statistics.median(latencies))} ms, "
+        f"p99 {ms(percentile(latencies, 99))} ms; CPU {result.cpu_percent:.2f} % of one core, "
+        f"{ms(result.cpu_s / max(result.replies, 1))} ms per request; handling in the server "
+        f"p99 {ms(percentile(handling, 99))} ms; machine load {result.load:.1f} on "
+        f"{os.cpu_count()} cores"
+    )
+
+
+def virtual_meter_table(result: VirtualMeterResult) -> str:
+    """Return the virtual meter's measurements by transport."""
+    rows = [["Transport", "Requests", "Replies", "Latency median / p99 / max (ms)"]]
+    names = {"udp": "UDP (Marstek)", "ws": "WebSocket (Hoymiles)", "http": "HTTP GET (Growatt)"}
+    for transport, name in names.items():
+        values = result.latencies.get(transport, [])
+        timing = (
+            f"{ms(statistics.median(values))} / {ms(percentile(values, 99))} / {ms(max(values))}"
+            if values
+            else "-"
+        )
+        rows.append([name, f"{result.sent.get(transport, 0):,}", f"{len(values):,}", timing])
+    return table(rows)
+
+
+def virtual_meter_budgets(result: VirtualMeterResult | None) -> list[Budget]:
+    """Return the virtual meter's budgets: reply latency, and CPU at 100 requests/s."""
+    if result is None or not result.all_latencies:
+        return [
+            Budget("Virtual meter reply latency p99", "not measured", "", None),
+            Budget("Virtual meter CPU at 100 requests/s", "not measured", "", None),
+        ]
+    p99 = percentile(result.all_latencies, 99)
+    complete = result.replies == sum(result.sent.values())
+    return [
+        Budget(
+            f"Virtual meter reply latency p99 ({result.replies:,} replies)",
+            f"{ms(p99)} ms",
+            f"< {VIRTUAL_METER_LATENCY_P99_MS:g} ms, every request answered",
+            p99 * 1000 < VIRTUAL_METER_LATENCY_P99_MS and complete,
+        ),
+        Budget(
+            f"Virtual meter CPU at {result.rate:g} requests/s",
+            f"{result.cpu_percent:.2f} % of one core "
+            f"({ms(result.cpu_s / max(result.replies, 1))} ms per request)",
+            f"< {VIRTUAL_METER_CPU_PERCENT:g} %",
+            result.cpu_percent < VIRTUAL_METER_CPU_PERCENT,
+        ),
+    ]
+
+
 # --- the simulator and Home Assistant ----------------------------------------------------------
 
 
@@ -597,6 +780,9 @@ async def run(plan: Plan, *, allocator: str, tracemalloc: bool, profile: bool) -
     print("== Emoncms drain", flush=True)
     report.drain = await measure_drain()
     print(f"   {report.drain.sent} samples in {report.drain.seconds:.1f} s", flush=True)
+    print("== virtual meter", flush=True)
+    report.virtual_meter = await measure_virtual_meter(VIRTUAL_METER_WINDOW_S[plan.full])
+    print(f"   {virtual_meter_line(report.virtual_meter)}", flush=True)
 
     meters = polled_meters(max(plan.meter_counts))
     history = history_meter()
@@ -802,6 +988,7 @@ def budgets(report: Report) -> list[Budget]:
             block * 1000 <= LOOP_BLOCK_MS if measured and block is not None else None,
         )
     )
+    rows.extend(virtual_meter_budgets(report.virtual_meter))
     return rows
 
 
@@ -957,6 +1144,10 @@ Shelly EM alternating, with power, energy and voltage): {drain_text}.
 
 {HISTORY_DAYS} days of 1-minute records of a Pro 3EM: {history_text}.
 
+## Virtual meter
+
+{virtual_meter_section(report.virtual_meter)}
+
 ## What the memory growth is
 
 Found with `--tracemalloc` and with RSS sampled every 10 s next to the size of the recorder's
@@ -1029,6 +1220,30 @@ takes runs of hours to tell.
 """
 
 
+def virtual_meter_section(result: VirtualMeterResult | None) -> str:
+    """Return the virtual meter's part of docs/benchmarks.md."""
+    if result is None:
+        return "Not measured."
+    return f"""Fake batteries polled a virtual Pro 3EM at {result.rate:g} requests/s for \
+{result.seconds:.0f} s: {virtual_meter_line(result)}.
+
+{virtual_meter_table(result)}
+
+The servers (`virtual_meter/udp.py`, `virtual_meter/http.py`) ran in the benchmark's own event
+loop with nothing else to do, their value changing every second as a grid meter polled every
+second would change it; the batteries (`python -m scripts.bench_batteries`) ran as a process of
+their own, sending each request at an even pace without waiting for the previous reply: 5 in 10
+as Marstek `EM.GetStatus` datagrams, 4 in 10 over one WebSocket as Hoymiles polls, 1 in 10 as
+Growatt's `GET /rpc/Shelly.GetStatus?esp` (a new HTTP request on a kept-alive connection).
+Latency is taken by the batteries, from just before sending to the reply's arrival; the handling
+in the server is the time from the request's text to the reply's (parsing, the value, the
+encoding), without the event loop and the network around it. CPU is the
+serving process's user + system time over the whole run (the batteries' start included),
+divided by the time the batteries polled. In Home Assistant the same servers share the event
+loop with everything else: a request that arrives while another task runs waits for it (the
+longest such block is in the polling table above)."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Return the command line's options."""
     parser = argparse.ArgumentParser(
@@ -1039,6 +1254,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--output", type=Path, help="where to write the report (default: docs/benchmarks.md)"
+    )
+    parser.add_argument(
+        "--virtual-meter-only",
+        action="store_true",
+        help="measure only the virtual meter (about 30 s; prints, writes nothing)",
     )
     parser.add_argument(
         "--meters",
@@ -1072,6 +1292,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return 1 when a budget is missed."""
     args = parse_args(argv)
+    if args.virtual_meter_only:
+        result = asyncio.run(measure_virtual_meter(VIRTUAL_METER_WINDOW_S[not args.quick]))
+        print(virtual_meter_line(result))
+        print(virtual_meter_table(result))
+        rows = virtual_meter_budgets(result)
+        print(budget_table(rows))
+        return 1 if any(row.passed is False for row in rows) else 0
     plan = (QUICK if args.quick else FULL).only(args.meters)
     output: Path = args.output or (
         REPO / "docs" / "benchmarks.md" if plan == FULL else WORK_DIR / "benchmarks.md"

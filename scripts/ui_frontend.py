@@ -208,8 +208,12 @@ class Frontend:
         target.evaluate("element => element.scrollIntoView({block: 'start'})")
 
     def combobox(self, label: str) -> Locator:
-        """Return a drop-down of the flow's form (a combo box: one can type into it)."""
-        return self.dialog.get_by_role("combobox", name=label)
+        """Return a drop-down of the flow's form (a combo box: one can type into it).
+
+        Its whole label, not a part of it ("Grid" is also in "Grid power sensor"); the frontend
+        marks required fields with an asterisk.
+        """
+        return self.dialog.get_by_role("combobox", name=re.compile(rf"^{re.escape(label)}\s*\*?$"))
 
     def type_choice(self, label: str, value: str) -> None:
         """Type a value of one's own into a drop-down that takes one, and confirm it with Enter.

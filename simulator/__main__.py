@@ -47,6 +47,7 @@ _OPTION_PARSERS: dict[str, Any] = {
     "battery_wh": float,
     "utc_offset": int,
     "rows_per_call": int,
+    "flash_save_s": int,
     "csv_bytes_per_second": float,
     "noise": _boolean,
     "rpc_latency_s": float,

@@ -355,6 +355,8 @@ class _Channel:
         "energy_out",
         "errors",
         "flags",
+        "glitch_reads",
+        "glitch_value",
         "hold_until",
         "hold_voltage",
         "jitter_reads",
@@ -364,8 +366,12 @@ class _Channel:
         "pinned_pf",
         "pinned_power",
         "pinned_voltage",
+        "saved_in",
+        "saved_out",
         "source",
         "stats",
+        "true_in",
+        "true_out",
     )
 
     def __init__(self, source: Source, energy_j: float) -> None:
@@ -382,6 +388,14 @@ class _Channel:
         self.errors: tuple[str, ...] = ()
         self.jitter_wh = 0.0
         self.jitter_reads = 0
+        self.glitch_value = 0.0
+        self.glitch_reads = 0
+        # What the device last saved to flash (J): a reboot with rollback returns to it.
+        self.saved_in = energy_j
+        self.saved_out = 0.0
+        # What really flowed (J), whatever the counters say: the truth tests compare with.
+        self.true_in = energy_j
+        self.true_out = 0.0
         self.minute = -1  # the minute `minute_power` belongs to
         self.minute_power = 0.0
         self.stats = _PeriodStats(to_mwh(self.energy_in), 0)
@@ -420,6 +434,7 @@ class SimulatedMeter:
         rpc_latency_s: float = 0.0,
         download_bytes_per_second: float | None = None,
         data_csv: bool = True,
+        flash_save_s: int = 300,
     ) -> None:
         """Create a meter of `kind` (see `METER_KINDS`); everything else has a default.
 
@@ -457,6 +472,9 @@ class SimulatedMeter:
         self.rpc_latency_s = max(0.0, rpc_latency_s)
         self.download_bytes_per_second = download_bytes_per_second
         self.data_csv = data_csv
+        if flash_save_s <= 0 or flash_save_s % SLOT_SECONDS:
+            raise ValueError(f"flash_save_s must be a positive multiple of {SLOT_SECONDS}")
+        self.flash_save_s = flash_save_s
         self.household = Household(
             seed, solar_peak_w=solar_peak_w, battery_wh=battery_wh, utc_offset=utc_offset
         )
@@ -588,6 +606,15 @@ class SimulatedMeter:
         state = self._channels[self.channel_index(channel)]
         return state.energy_in / 3600, state.energy_out / 3600
 
+    def true_energy(self, channel: ChannelRef) -> tuple[float, float]:
+        """Return what really flowed in and out of a channel (Wh) since the meter was created.
+
+        Unlike `counters`, untouched by rollbacks, resets and corrupt reads: the truth.
+        """
+        self.sync()
+        state = self._channels[self.channel_index(channel)]
+        return state.true_in / 3600, state.true_out / 3600
+
     def state(self, *, read_counters: bool = True) -> MeterState:
         """Return what the meter reads now.
 
@@ -610,6 +637,9 @@ class SimulatedMeter:
                 channel.jitter_reads -= 1
                 energy_in = max(0.0, energy_in - channel.jitter_wh)
                 energy_out = max(0.0, energy_out - channel.jitter_wh)
+            if read_counters and channel.glitch_reads > 0:
+                channel.glitch_reads -= 1
+                energy_in = energy_out = channel.glitch_value
             channels.append(
                 ChannelState(
                     power=watts,
@@ -739,11 +769,16 @@ class SimulatedMeter:
                     watts, volts, pf = self._sample(index, channel, t)
                     if watts > 0:
                         channel.energy_in += watts * seconds
+                        channel.true_in += watts * seconds
                     elif watts < 0:
                         channel.energy_out -= watts * seconds
+                        channel.true_out -= watts * seconds
                     channel.stats.add(watts, volts, abs(watts) / pf if pf else 0.0, seconds)
                 self._powered_in_period = True
             t = step_end
+            if t % self.flash_save_s == 0:
+                for channel in channels:
+                    channel.saved_in, channel.saved_out = channel.energy_in, channel.energy_out
             if t == period_end:
                 self._close_period(int(period_end) - self._records.period)
                 period_end += self._records.period
@@ -774,6 +809,7 @@ class SimulatedMeter:
         self._records.extend(end_ts - count * period, columns)
         for channel, (energy_in, energy_out) in zip(self._channels, energies, strict=True):
             channel.energy_in, channel.energy_out = energy_in, energy_out
+            channel.saved_in, channel.saved_out = energy_in, energy_out
             channel.stats.reset(to_mwh(energy_in), to_mwh(energy_out))
 
     def _synthesise(
@@ -871,8 +907,8 @@ class SimulatedMeter:
         state = self._channels[self.channel_index(channel)]
         state.stats.start_in_mwh += to_mwh(energy_in_wh * 3600) - to_mwh(state.energy_in)
         state.stats.start_out_mwh += to_mwh(energy_out_wh * 3600) - to_mwh(state.energy_out)
-        state.energy_in = energy_in_wh * 3600
-        state.energy_out = energy_out_wh * 3600
+        state.energy_in = state.saved_in = energy_in_wh * 3600
+        state.energy_out = state.saved_out = energy_out_wh * 3600
 
     def reset_counters(self, channel: ChannelRef | None = None) -> None:
         """Zero the counters of a channel (None: all) and keep integrating (`ResetCounters`)."""
@@ -881,13 +917,27 @@ class SimulatedMeter:
             self._channels if channel is None else [self._channels[self.channel_index(channel)]]
         )
         for state in targets:
-            state.energy_in = state.energy_out = 0.0
+            state.energy_in = state.energy_out = state.saved_in = state.saved_out = 0.0
             state.stats.start_in_mwh = state.stats.start_out_mwh = 0
 
     def delete_all_data(self) -> None:
         """Wipe the records and zero the counters (`EMData.DeleteAllData`)."""
         self.reset_counters()
         self._records.clear()
+
+    def corrupt_counters(
+        self, channel: ChannelRef | None = None, value: float = 1e308, reads: int = 1
+    ) -> None:
+        """Make the next `reads` reads of a channel's (None: every channel's) counters `value`.
+
+        A corrupt reply (1e308, 1e30), an overflowed counter (4294967295), a negative number.
+        """
+        targets = (
+            self._channels if channel is None else [self._channels[self.channel_index(channel)]]
+        )
+        for state in targets:
+            state.glitch_value = float(value)
+            state.glitch_reads = reads
 
     def jitter(self, channel: ChannelRef, mwh: float = 3.0, reads: int = 1) -> None:
         """Make the next `reads` reads of a channel's counters `mwh` lower, as real meters do."""
@@ -975,15 +1025,23 @@ class SimulatedMeter:
         *,
         invalid_reads: int = 1,
         counter_value: float = -1,
+        rollback: bool = False,
     ) -> None:
         """Reboot: uptime restarts and connections drop.
 
         Gen1: for `invalid_for` seconds and at least `invalid_reads` reads the counters read
         `counter_value` (-1 or 0) with ``is_valid: false``. Gen2+: unreachable for
-        `invalid_for` seconds.
+        `invalid_for` seconds. With `rollback`, every counter returns to what the device last
+        saved to flash (every `flash_save_s` seconds): it forgets what it counted since, as real
+        meters do; the records keep every minute's energy.
         """
         now = self.sync()
         self._boot_time = now
+        if rollback:
+            for state in self._channels:
+                state.stats.start_in_mwh += to_mwh(state.saved_in) - to_mwh(state.energy_in)
+                state.stats.start_out_mwh += to_mwh(state.saved_out) - to_mwh(state.energy_out)
+                state.energy_in, state.energy_out = state.saved_in, state.saved_out
         if self.gen == 1:
             self._invalidate_counters(
                 until=now + invalid_for, reads=invalid_reads, value=counter_value

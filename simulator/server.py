@@ -35,6 +35,7 @@ CONTROL_ACTIONS = frozenset(
     {
         "bogus_records",
         "clear_reply_overrides",
+        "corrupt_counters",
         "delete_all_data",
         "disconnect_phase",
         "flap_components",
@@ -86,6 +87,7 @@ class MeterOptions(TypedDict):
     battery_wh: NotRequired[float]
     utc_offset: NotRequired[int]
     rows_per_call: NotRequired[int]
+    flash_save_s: NotRequired[int]
     csv_bytes_per_second: NotRequired[float | None]
     noise: NotRequired[bool]
     rpc_latency_s: NotRequired[float]

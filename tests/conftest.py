@@ -6,10 +6,10 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
-from unittest.mock import PropertyMock, patch
+from unittest.mock import MagicMock, PropertyMock, patch
 
 import pytest
-import pytest_socket  # type: ignore[import-untyped]
+import pytest_socket
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
@@ -19,6 +19,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, DOMAIN
 from simulator import Clock, SimulatedMeter, Simulator
+
+from .batteries import BROADCAST, LOOPBACK
 
 # Property tests are the same on every run (CI stays deterministic) and leave no example
 # database behind; HYPOTHESIS_PROFILE=explore draws new examples, ten times as many.
@@ -58,6 +60,22 @@ def _no_usage_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def ipv6_loopback() -> None:
     """Allow connections to ::1 too (Home Assistant's test plugin allows only 127.0.0.1)."""
     pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"])
+
+
+@pytest.fixture(autouse=True)
+def _virtual_meters_on_loopback(mock_async_zeroconf: MagicMock) -> Iterator[MagicMock]:
+    """Virtual meters listen on loopback only and announce through a mocked zeroconf.
+
+    UDP listens on loopback's broadcast address too, for the batteries' discovery broadcast.
+    """
+    with (
+        patch("custom_components.shelly_energy.virtual_meter_entry.HTTP_HOST", LOOPBACK),
+        patch(
+            "custom_components.shelly_energy.virtual_meter_entry.UDP_HOSTS",
+            (LOOPBACK, BROADCAST),
+        ),
+    ):
+        yield mock_async_zeroconf
 
 
 @pytest.fixture

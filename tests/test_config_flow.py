@@ -52,7 +52,7 @@ async def start_meter_flow(hass: HomeAssistant) -> str:
     """Open the wizard and choose "a meter"; return the flow id."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["meter", "site", "emoncms"]
+    assert result["menu_options"] == ["meter", "site", "emoncms", "virtual_meter"]
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"next_step_id": "meter"}
     )

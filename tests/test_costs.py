@@ -62,6 +62,8 @@ class House:
         """Phase a counts these kWh by the next poll (however many: one update)."""
         self.imported += kwh * 1000
         self.exported += exported * 1000
+        # The meter's clock moves on as far as 10 kW take to count them: a plausible rise.
+        self.meter.clock.advance(360 * (kwh + exported) + 1)
         self.meter.set_counters("a", self.imported, self.exported)
         freezer.tick(timedelta(seconds=6))
         async_fire_time_changed(self.hass)
@@ -108,6 +110,9 @@ async def test_flat_tariff_costs(
         "export_credit_this_period": "0.04",
         "bill_so_far": "6.12",
     }
+    # The price the Energy dashboard multiplies the import by gives the cost sensors' cost:
+    # 2 kWh x 0.33 (0.30 with 10 % tax) = 0.66.
+    assert state_of(hass, "sensor.home_effective_price") == "0.33"
     bill = hass.states.get("sensor.home_bill_so_far")
     assert bill is not None
     assert bill.attributes["unit_of_measurement"] == hass.config.currency

@@ -89,7 +89,7 @@ async def test_values_arrive_with_node_names_and_measurement_times(
     await setup_entry(hass, export_entry(emoncms))
     for _ in range(3):
         await tick(hass, freezer, simulator)
-    node = emoncms.received["Mains house"]
+    node = emoncms.received["Mains_house"]
     times = [time for time, _ in node["power_a"]]
     assert len(times) == 3
     assert times == sorted(set(times))
@@ -126,7 +126,7 @@ async def test_outage_then_recovery_delivers_every_sample_once_in_order(
     emoncms.set_down(False)
     for _ in range(40):  # the backoff may wait up to 5 minutes
         await tick(hass, freezer, simulator)
-    times = [time for time, _ in emoncms.received["Mains house"]["power_a"]]
+    times = [time for time, _ in emoncms.received["Mains_house"]["power_a"]]
     assert len(times) == 71
     assert times == sorted(set(times))
     assert all(later - earlier == 10 for earlier, later in itertools.pairwise(times))
@@ -146,6 +146,31 @@ async def test_outage_then_recovery_delivers_every_sample_once_in_order(
     )
 
 
+async def test_the_queue_is_on_disk_within_a_minute_during_an_outage(
+    hass: HomeAssistant,
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+    emoncms: EmoncmsDouble,
+    hass_storage: dict[str, Any],
+) -> None:
+    await mains(hass, simulator)
+    entry = export_entry(emoncms, values=["power"])
+    await setup_entry(hass, entry)
+    key = f"{DOMAIN}.emoncms.{entry.entry_id}"
+    emoncms.set_down(True)
+    queued: list[tuple[float, int]] = []  # (when, queue length) at each tick
+    for _ in range(60):  # ten minutes of outage, a sample every 10 s: the queue never rests
+        await tick(hass, freezer, simulator)
+        queued.append((simulator.clock.now(), len(entry.runtime_data.coordinator.queue)))
+        on_disk = len(hass_storage.get(key, {}).get("data", {}).get("samples", []))
+        # Everything queued over a minute ago is on disk, however often the queue changed since
+        # (the write starts a minute after the first unsaved change: it lands within this tick).
+        now = simulator.clock.now()
+        due = max((length for when, length in queued if when < now - 60), default=0)
+        assert on_disk >= due
+    assert on_disk >= 53
+
+
 async def test_a_restart_with_a_queue_delivers_it(
     hass: HomeAssistant,
     simulator: Simulator,
@@ -162,7 +187,7 @@ async def test_a_restart_with_a_queue_delivers_it(
     emoncms.set_down(False)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await tick(hass, freezer, simulator)
-    assert len(emoncms.received["Mains house"]["power_a"]) == 4
+    assert len(emoncms.received["Mains_house"]["power_a"]) == 4
 
 
 async def test_the_bound_drops_the_oldest_and_says_how_many(
@@ -201,7 +226,7 @@ async def test_a_refused_key_pauses_until_a_new_key_resumes(
         await tick(hass, freezer, simulator)
     issue_id = f"emoncms_invalid_key_{entry.entry_id}"
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
-    assert "Mains house" not in emoncms.received
+    assert "Mains_house" not in emoncms.received
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_INTERVAL: 10, CONF_VALUES: ["power"], CONF_API_KEY: "bad"}
@@ -265,7 +290,7 @@ async def test_site_flows_are_sent(
     home = emoncms.received["Home"]
     assert [value for _, value in home["solar_power"]] == [400.0, 400.0]
     assert [value for _, value in home["battery_power"]] == [-100.0, -100.0]
-    assert "Mains house" not in emoncms.received  # meters' values were not chosen
+    assert "Mains_house" not in emoncms.received  # meters' values were not chosen
 
 
 async def test_flush_action(
@@ -372,7 +397,7 @@ async def test_export_wizard(
         result["flow_id"], {**form, CONF_URL: f"{emoncms.url}/", CONF_API_KEY: WRITE_KEY}
     )
     assert result["step_id"] == "emoncms_nodes"
-    assert result["data_schema"]({}) == {"Mains (house)!": "Mains house"}
+    assert result["data_schema"]({}) == {"Mains (house)!": "Mains_house"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"Mains (house)!": "!!!"}
     )

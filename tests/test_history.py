@@ -47,6 +47,7 @@ from custom_components.shelly_energy.const import (
 )
 from custom_components.shelly_energy.diagnostics import async_get_config_entry_diagnostics
 from custom_components.shelly_energy.history import SIGNAL_METER_HISTORY_DONE, statistic_metadata
+from custom_components.shelly_energy.meter.client import MeterConnectionError
 from custom_components.shelly_energy.meter.gen1 import Gen1Client
 from custom_components.shelly_energy.meter.records import EnergyRecord, NoStoredRecordsError
 from custom_components.shelly_energy.meter.rpc import RpcClient
@@ -90,6 +91,7 @@ class Reader:
         self.calls: list[int | None] = []
         self.gate: Gate | None = None  # awaited before each batch with the records read so far
         self.unsupported = False
+        self.failing = False  # the meter cannot be read (the run fails and is tried again)
 
     def watching(
         self, read: Callable[..., AsyncIterator[list[EnergyRecord]]]
@@ -102,6 +104,8 @@ class Reader:
             reader.calls.append(since)
             if reader.unsupported:
                 raise NoStoredRecordsError("no records")
+            if reader.failing:
+                raise MeterConnectionError("the records cannot be read now")
             count = 0
             async for batch in read(client, since):
                 if reader.gate is not None:
@@ -227,7 +231,9 @@ async def test_day_one_import_gives_the_device_hours(
     assert await bars(hass, "sensor.meter_total_energy_imported") == rounded(total)
     found = await rows(hass, "sensor.meter_phase_a_energy_imported")
     assert int(found[0]["start"]) == first_hour - HOUR
-    assert found[-1]["sum"] == 0.0  # provisional: ends at 0 until a live hour anchors it
+    # The imported history starts at 0: its first hour shows that hour's own energy.
+    assert found[0]["sum"] == 0.0
+    assert found[-1]["sum"] == pytest.approx(sum(hours.values()))
     # The progress and the event.
     state = history_state(hass)
     assert state.state == "100.0"
@@ -248,16 +254,30 @@ async def test_day_one_import_gives_the_device_hours(
 
 
 async def live_until(
-    hass: HomeAssistant, clock: Clock, freezer: FrozenDateTimeFactory, end: datetime
+    hass: HomeAssistant,
+    clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    end: datetime,
+    *,
+    by_the_minute: bool = False,
 ) -> None:
-    """Let the meter and Home Assistant run in 5-minute steps, compiling statistics."""
+    """Let the meter and Home Assistant run, compiling statistics every 5 minutes.
+
+    The clock moves 5 minutes at a time, or `by_the_minute` (and to a second before each hour,
+    so that the hour's last reading is at its very end).
+    """
     while clock.now() < end.timestamp():
-        clock.advance(300)
-        freezer.tick(timedelta(seconds=300))
+        now = clock.now()
+        step = 300.0
+        if by_the_minute:
+            step = 59.0 if now % HOUR == HOUR - 60 else 1.0 if now % HOUR == HOUR - 1 else 60.0
+        clock.advance(step)
+        freezer.tick(timedelta(seconds=step))
         async_fire_time_changed(hass)
         await hass.async_block_till_done(wait_background_tasks=True)
-        do_adhoc_statistics(hass, start=datetime.fromtimestamp(clock.now() - 300, UTC))
-        await settle(hass)
+        if clock.now() % 300 == 0:
+            do_adhoc_statistics(hass, start=datetime.fromtimestamp(clock.now() - 300, UTC))
+            await settle(hass)
 
 
 async def test_recorder_statistics_continue_after_the_import(
@@ -276,24 +296,72 @@ async def test_recorder_statistics_continue_after_the_import(
     await settle(hass)
     entity_id = "sensor.meter_phase_a_energy_imported"
     midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    # The recorder compiles the first live hour (from the entity's first state at 00:20 on).
-    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=5))
-    found = await rows(hass, entity_id)
-    assert int(found[-1]["start"]) == midnight.timestamp()
-    # The hourly check (an hour after setup) anchors the imported rows on it: the first live
-    # hour's bar becomes the device's whole hour, its sum unchanged.
-    live_sum = found[-1]["sum"]
+    # The recorder sums the new entity from 0 at its first state (00:20). Once its first
+    # 5-minute statistics exist, its rows move up to continue the imported hours.
     await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=5))
     records = device_records(meter)
     device = rounded(expected_hours(records, 0))
     result = await bars(hass, entity_id)
-    assert {hour: result[hour] for hour in device if hour in result} == device
-    assert device[int(midnight.timestamp())] == pytest.approx(0.8 + device_first_third(records))
-    found = await rows(hass, entity_id)
-    assert found[-2]["sum"] == live_sum
+    hour0 = int(midnight.timestamp())
+    assert {hour: result[hour] for hour in device if hour < hour0} == {
+        hour: kwh for hour, kwh in device.items() if hour < hour0
+    }
+    # The first live hour: the records' 00:00-00:20, then what the recorder saw from the first
+    # state on (00:20 to the last state of the hour, read every 5 minutes here: 00:55).
+    assert result[hour0] == pytest.approx(device_first_third(records) + 0.7)
     # The next hour is the recorder's own, continuing from the same sum: 1.2 kWh.
-    assert result[int(midnight.timestamp()) + HOUR] == 1.2
+    assert result[hour0 + HOUR] == 1.2
+    found = await rows(hass, entity_id)
+    assert found[0]["sum"] == 0.0
+    assert all(bar >= 0 for bar in result.values())
     assert history_state(hass).attributes["status"] == "done"
+    assert "pending_shifts" not in entry.runtime_data.history.diagnostics()["stored"]
+
+
+async def test_a_week_of_records_after_hours_of_live_statistics(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Every imported and recorded hour is the records' energy of that hour, none negative."""
+    meter = await serve(simulator, "pro3em", history_days=7)
+    for phase, watts in (("a", 1200.0), ("b", -600.0), ("c", 300.0)):
+        meter.set_power(phase, watts)
+    # Read at every step of the clock (each moves it a minute, or to a second before an hour).
+    entry = meter_entry(simulator, meter, options={"poll_interval": 1})
+    reader.meters[meter.mac] = meter
+    reader.failing = True  # Home Assistant records for hours before the import can run
+    await setup_entry(hass, entry)
+    await settle(hass)
+    assert history_state(hass).attributes["status"] == "failed"
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    await live_until(
+        hass, clock_at_0020, freezer, midnight + timedelta(hours=3), by_the_minute=True
+    )
+    reader.failing = False
+    # The hourly check at 03:20 imports the week; the recorder's three hours move up to it.
+    await live_until(
+        hass, clock_at_0020, freezer, midnight + timedelta(hours=4, minutes=5), by_the_minute=True
+    )
+    assert history_state(hass).attributes["status"] == "done"
+    records = device_records(meter)
+    first_live = int(midnight.timestamp())
+    for channel, phase in enumerate("abc"):
+        for out, direction in ((False, "imported"), (True, "exported")):
+            entity_id = f"sensor.meter_phase_{phase}_energy_{direction}"
+            device = expected_hours(records, channel, out=out)
+            result = await bars(hass, entity_id)
+            assert min(result.values()) >= 0, entity_id
+            found = await rows(hass, entity_id)
+            assert found[0]["sum"] == 0.0  # the first day starts at 0: no negative bar
+            assert int(found[0]["start"]) == min(device) - HOUR
+            # Every hour, the first live one (set up at 00:20) and those after included.
+            for hour, kwh in device.items():
+                if hour < first_live + 4 * HOUR:
+                    assert result[hour] == pytest.approx(kwh, abs=0.0015), (entity_id, hour)
 
 
 def device_first_third(records: list[EnergyRecord]) -> float:
@@ -374,8 +442,10 @@ async def test_gap_filled_hourly_reading_only_what_it_needs(
     midnight = int(datetime(2025, 6, 1, tzinfo=UTC).timestamp())
     clock_at_0020.advance(3 * HOUR)
     device = expected_hours(device_records(meter), 0)
-    total = (await rows(hass, entity_id))[-1]["sum"]
-    assert total == 0.0  # the provisional rows end at 0
+    imported = await rows(hass, entity_id)
+    assert imported[-1]["sum"] == pytest.approx(
+        sum(kwh for hour, kwh in device.items() if hour < midnight)
+    )
     total = device[midnight]
     async_import_statistics(
         hass,
@@ -629,7 +699,8 @@ async def test_a_returning_meter_is_checked_and_diagnostics_tell(
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["history"]["status"] == "done"
     assert diagnostics["history"]["stored"]["day_one_done"] is True
-    assert diagnostics["history"]["stored"]["own_until"]["a_energy_imported"] == int(
+    # The recorder's rows of the entity are moved once they exist (its first 5 minutes).
+    assert diagnostics["history"]["stored"]["pending_shifts"]["a_energy_imported"][0] == int(
         datetime(2025, 6, 1, tzinfo=UTC).timestamp()
     )
     meter.set_online(False)

@@ -92,7 +92,7 @@ async def test_offline_and_recovery_log_once_each(
     assert "recovered" in ours[1].getMessage()
 
 
-async def test_gen1_reboot_counters_are_unavailable_not_zero(
+async def test_gen1_reboot_counters_hold_their_value(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
 ) -> None:
     meter = await serve(simulator, "gen1_em")
@@ -103,7 +103,7 @@ async def test_gen1_reboot_counters_are_unavailable_not_zero(
     assert state_of(hass, entity) == "5.0"
     meter.reboot(invalid_for=10, invalid_reads=1, counter_value=0.0)
     await poll(hass, freezer)
-    assert state_of(hass, entity) == STATE_UNAVAILABLE
+    assert state_of(hass, entity) == "5.0"  # marked invalid: the total holds
     simulator.clock.advance(36)  # 100 W for 36 s = 1 Wh
     await poll(hass, freezer)
     assert state_of(hass, entity) == "5.001"
@@ -126,7 +126,7 @@ async def test_counter_jitter_is_not_published(
     assert states == []  # nothing changed, so nothing was written
 
 
-async def test_counter_reset_is_a_reset(
+async def test_counter_reset_continues_the_total(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
 ) -> None:
     meter = await serve(simulator, "pro3em")
@@ -136,7 +136,13 @@ async def test_counter_reset_is_a_reset(
     meter.reset_counters()
     simulator.clock.advance(10)  # 3600 W for 10 s = 10 Wh after the reset
     await poll(hass, freezer)
-    assert state_of(hass, "sensor.m_phase_a_energy_imported") == "0.01"
+    # Never a decrease of a total_increasing sensor, never the old total booked again: the
+    # total holds and counts on from the new value (the 10 Wh before it are the records').
+    entity = "sensor.m_phase_a_energy_imported"
+    assert state_of(hass, entity) == "9.0"
+    simulator.clock.advance(10)
+    await poll(hass, freezer)
+    assert state_of(hass, entity) == "9.01"
 
 
 async def test_options_take_effect(

@@ -1,12 +1,11 @@
 """Shelly Energy Monitor: Shelly energy meters as a complete home energy monitor.
 
 Each config entry is a meter (polled by a MeterCoordinator), an energy site (derived by a
-SiteCoordinator from the meters it spans) or an Emoncms export (an ExportCoordinator).
+SiteCoordinator from the meters it spans), an Emoncms export (an ExportCoordinator) or a virtual
+meter serving a site's grid power to home batteries (a VirtualMeterCoordinator).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import (
@@ -26,8 +25,16 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from .billing import SiteBilling
-from .const import CONF_GENERATION, CONF_TARIFF, DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
+from .billing import SiteBilling, billing_store_key
+from .const import (
+    CONF_GENERATION,
+    CONF_TARIFF,
+    DOMAIN,
+    KIND_EMONCMS,
+    KIND_METER,
+    KIND_SITE,
+    KIND_VIRTUAL_METER,
+)
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -37,10 +44,11 @@ from .coordinator import (
     SiteRuntime,
     async_forget_meter,
     async_register_meter,
+    async_register_site,
+    counter_store_key,
     entry_kind,
-    site_config,
+    site_store_key,
 )
-from .energy.site import SiteAccumulator
 from .energy.tariff import Tariff
 from .exporter import (
     ISSUE_INVALID_KEY,
@@ -48,27 +56,24 @@ from .exporter import (
     ExportConfigEntry,
     ExportRuntime,
     async_create_exporter,
-    export_store,
+    export_store_key,
 )
-from .history import MeterHistory, SiteHistory, history_store
+from .history import MeterHistory, SiteHistory, history_store_key
 from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
 from .meter.connect import make_client
 from .services import async_setup_services
+from .virtual_meter_entry import (
+    VirtualMeterConfigEntry,
+    VirtualMeterCoordinator,
+    VirtualMeterRuntime,
+)
 
 METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
 SITE_PLATFORMS = [Platform.EVENT, Platform.SENSOR]
 EXPORT_PLATFORMS = [Platform.SENSOR]
+VIRTUAL_METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
-SITE_STORAGE_VERSION = 1
-
-
-def _site_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
-    return Store(hass, SITE_STORAGE_VERSION, f"{DOMAIN}.site.{entry.entry_id}")
-
-
-def _billing_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
-    return Store(hass, SITE_STORAGE_VERSION, f"{DOMAIN}.billing.{entry.entry_id}")
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -84,12 +89,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         return await _async_setup_site(hass, entry)
     if kind == KIND_EMONCMS:
         return await _async_setup_export(hass, entry)
+    if kind == KIND_VIRTUAL_METER:
+        return await _async_setup_virtual_meter(hass, entry)
     return await _async_setup_meter(hass, entry)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
     """Unload a meter, an energy site or the Emoncms export, saving what must be kept."""
     kind = entry_kind(entry)
+    if kind == KIND_VIRTUAL_METER:
+        # The transports close through async_on_unload.
+        return await hass.config_entries.async_unload_platforms(entry, VIRTUAL_METER_PLATFORMS)
     if kind in (KIND_SITE, KIND_EMONCMS):
         platforms = SITE_PLATFORMS if kind == KIND_SITE else EXPORT_PLATFORMS
         unloaded = await hass.config_entries.async_unload_platforms(entry, platforms)
@@ -98,7 +108,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         return unloaded
     unloaded = await hass.config_entries.async_unload_platforms(entry, METER_PLATFORMS)
     if unloaded:
-        entry.runtime_data.coordinator.clear_repairs()
+        coordinator = entry.runtime_data.coordinator
+        coordinator.clear_repairs()
+        await coordinator.counter_store.async_save()
     return unloaded
 
 
@@ -106,16 +118,17 @@ async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """Delete what a removed entry kept on disk, and its repair issues."""
     kind = entry_kind(entry)
     if kind == KIND_SITE:
-        await _site_store(hass, entry).async_remove()
-        await _billing_store(hass, entry).async_remove()
+        for key in (site_store_key(entry), billing_store_key(entry)):
+            await Store(hass, 1, key).async_remove()
     elif kind == KIND_EMONCMS:
-        await export_store(hass, entry).async_remove()
+        await Store(hass, 1, export_store_key(entry)).async_remove()
         for issue in (ISSUE_INVALID_KEY, ISSUE_QUEUE_FULL):
             ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
     elif kind == KIND_METER:
         async_forget_meter(hass, entry.entry_id)
-    if kind != KIND_EMONCMS:
-        await history_store(hass, entry).async_remove()
+        await Store(hass, 1, counter_store_key(entry)).async_remove()
+    if kind not in (KIND_EMONCMS, KIND_VIRTUAL_METER):
+        await Store(hass, 1, history_store_key(entry)).async_remove()
 
 
 async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bool:
@@ -138,6 +151,7 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
     try:
         await coordinator.async_config_entry_first_refresh()
     except BaseException:
+        coordinator.counter_store.cancel()
         await client.close()
         raise
     entry.runtime_data = MeterRuntime(coordinator, dict(entry.options))
@@ -162,26 +176,20 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
 
 async def _async_setup_site(hass: HomeAssistant, entry: SiteConfigEntry) -> bool:
     """Restore a site's totals and follow its meters."""
-    store = _site_store(hass, entry)
-    saved = await store.async_load()
-    config = site_config(entry.options)
-    accumulator = (
-        SiteAccumulator(config) if saved is None else SiteAccumulator.from_dict(config, saved)
-    )
-    coordinator = SiteCoordinator(hass, entry, accumulator, store)
+    coordinator = SiteCoordinator(hass, entry)
+    await coordinator.async_restore()
     if CONF_TARIFF in entry.options:
-        billing_store = _billing_store(hass, entry)
         coordinator.billing = SiteBilling(
             hass,
             entry,
             tariff=Tariff.from_dict(entry.options[CONF_TARIFF]),
-            store=billing_store,
-            saved=await billing_store.async_load(),
             on_projection=coordinator.async_update_listeners,
         )
+        await coordinator.billing.async_restore()
         entry.async_on_unload(coordinator.billing.async_start())
     entry.runtime_data = SiteRuntime(coordinator)
     entry.async_on_unload(coordinator.async_start())
+    entry.async_on_unload(async_register_site(hass, coordinator))
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, SITE_PLATFORMS)
     _remove_stale_entities(hass, entry, coordinator.unique_ids)
@@ -198,6 +206,17 @@ async def _async_setup_export(hass: HomeAssistant, entry: ExportConfigEntry) -> 
     entry.async_on_unload(coordinator.async_start())
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, EXPORT_PLATFORMS)
+    return True
+
+
+async def _async_setup_virtual_meter(hass: HomeAssistant, entry: VirtualMeterConfigEntry) -> bool:
+    """Create the entities (a paused meter stays paused), then start serving the site."""
+    coordinator = VirtualMeterCoordinator(hass, entry)
+    entry.runtime_data = VirtualMeterRuntime(coordinator)
+    entry.async_on_unload(coordinator.async_stop)
+    entry.async_on_unload(entry.add_update_listener(_async_reload))
+    await hass.config_entries.async_forward_entry_setups(entry, VIRTUAL_METER_PLATFORMS)
+    await coordinator.async_start()
     return True
 
 

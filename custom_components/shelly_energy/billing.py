@@ -17,7 +17,6 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 from homeassistant.helpers.recorder import get_instance
-from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import (
@@ -30,6 +29,7 @@ from .const import (
 from .energy.projection import NoProjection, Projection, crossed_into_tier, project_bill
 from .energy.site import SiteState
 from .energy.tariff import Bill, BillAccumulator, BillingPeriod, HourlyEnergy, Tariff, bill_for
+from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ STORAGE_VERSION = 1
 # The statistics the projection and past bills read: the site's grid energy sensors.
 IMPORT_KEY = "grid_import_energy"
 EXPORT_KEY = "grid_export_energy"
+
+
+def billing_store_key(entry: ConfigEntry) -> str:
+    """Return where a site's costs are stored."""
+    return f"{DOMAIN}.billing.{entry.entry_id}"
 
 
 class SiteBilling:
@@ -48,25 +53,30 @@ class SiteBilling:
         entry: ConfigEntry,
         *,
         tariff: Tariff,
-        store: Store[dict[str, Any]],
-        saved: dict[str, Any] | None,
         on_projection: Callable[[], None],
     ) -> None:
-        """Continue from what was saved, or start now; `on_projection` hears of new projections."""
+        """Start now (`async_restore` continues); `on_projection` hears of new projections."""
         self._hass = hass
         self._entry = entry
         self.tariff = tariff
-        self._store = store
+        self.store: DurableStore[dict[str, Any]] = DurableStore(
+            hass, billing_store_key(entry), within=BILLING_SAVE_DELAY_S, snapshot=self._data
+        )
         self._on_projection = on_projection
         self._totals: list[float] | None = None  # grid import and export (Wh) last priced
         self.accumulator = BillAccumulator(tariff, dt_util.now())
-        if saved is not None:
-            try:
-                self.accumulator = BillAccumulator.from_dict(tariff, saved["accumulator"])
-                self._totals = saved["totals"]
-            except (KeyError, TypeError, ValueError):
-                _LOGGER.exception("The saved costs of %s are unreadable: they restart", entry)
         self.projection: Projection | NoProjection | None = None
+
+    async def async_restore(self) -> None:
+        """Continue from what was stored."""
+        saved = await self.store.async_load()
+        if saved is None:
+            return
+        try:
+            self.accumulator = BillAccumulator.from_dict(self.tariff, saved["accumulator"])
+            self._totals = saved["totals"]
+        except (KeyError, TypeError, ValueError):
+            _LOGGER.exception("The saved costs of %s are unreadable: they restart", self._entry)
 
     @callback
     def update(self, state: SiteState) -> None:
@@ -83,14 +93,14 @@ class SiteBilling:
         # An interval is priced as spread from the last one's end to now (the site only ever
         # adds energy that accrued since, however long a meter was away).
         self.accumulator.add(self.accumulator.last_end, now, import_kwh, export_kwh)
-        self._store.async_delay_save(self._data, BILLING_SAVE_DELAY_S)
+        self.store.changed()
 
     def _data(self) -> dict[str, Any]:
         return {"accumulator": self.accumulator.to_dict(), "totals": self._totals}
 
     async def async_save(self) -> None:
         """Write the costs now (when unloading)."""
-        await self._store.async_save(self._data())
+        await self.store.async_save()
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:

@@ -1,4 +1,4 @@
-"""Binary sensors of a meter: a voltage problem per phase or channel, and firmware updates."""
+"""Binary sensors: a meter's voltage problems and firmware updates; a virtual meter serving."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntity,
     BinarySensorEntityDescription,
 )
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .coordinator import MeterConfigEntry, MeterCoordinator
+from .const import KIND_VIRTUAL_METER
+from .coordinator import MeterConfigEntry, MeterCoordinator, entry_kind
 from .energy.anomalies import SupplyStatus
-from .entity import MeterEntity, channel_naming
+from .entity import MeterEntity, VirtualMeterEntity, channel_naming
 from .meter.snapshot import ChannelReading
+from .virtual_meter.guard import ServedValue
 
 PARALLEL_UPDATES = 0
 
@@ -32,10 +35,24 @@ VOLTAGE_PROBLEM = BinarySensorEntityDescription(
 )
 
 
+SERVING = BinarySensorEntityDescription(key="serving", translation_key="serving")
+SERVING_STATE = "serving"  # the value of a serving meter's sensor; else the reason it is silent
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
-    entry: MeterConfigEntry,
+    entry: ConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Create a meter's binary sensors, or a virtual meter's "serving"."""
+    if entry_kind(entry) == KIND_VIRTUAL_METER:
+        async_add_entities([ServingSensor(entry.runtime_data.coordinator, SERVING)])
+    else:
+        _add_meter_binary_sensors(entry, async_add_entities)
+
+
+def _add_meter_binary_sensors(
+    entry: MeterConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
     """Create a voltage problem sensor per phase or channel, and the update sensor."""
     coordinator = entry.runtime_data.coordinator
@@ -106,3 +123,21 @@ class VoltageProblemSensor(MeterEntity[ShownProblem], BinarySensorEntity):
     def extra_state_attributes(self) -> dict[str, Any]:
         """Return the worst anomaly in progress: its kind, value, limit and start."""
         return (_NO_PROBLEM if self._value is None else self._value)[1]
+
+
+class ServingSensor(VirtualMeterEntity[str], BinarySensorEntity):
+    """On while a virtual meter answers with a value; off (and why) while it stays silent."""
+
+    def _read(self) -> str:
+        state = self.coordinator.data.state
+        return SERVING_STATE if isinstance(state, ServedValue) else state.value
+
+    @property
+    def is_on(self) -> bool:
+        """Return whether the meter serves a value."""
+        return self._value == SERVING_STATE
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return why the meter is silent: no reading, stale, implausible or paused."""
+        return {"reason": None if self._value == SERVING_STATE else self._value}

@@ -1,4 +1,4 @@
-"""The setup wizard: meters (typed or discovered), energy sites, the Emoncms export, options."""
+"""The setup wizard: meters (typed or discovered), sites, Emoncms, virtual meters, options."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
+from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
+    EntitySelector,
+    EntitySelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -37,46 +40,74 @@ from .const import (
     CONF_GENERATION,
     CONF_GRID,
     CONF_GRID_METERING,
+    CONF_GRID_SENSOR,
+    CONF_HTTP_PORT,
     CONF_IMBALANCE,
     CONF_INTERRUPTION,
     CONF_INTERVAL,
     CONF_KIND,
+    CONF_MAC,
+    CONF_MAX_RATE,
+    CONF_MDNS_GENERATION,
     CONF_MODEL,
     CONF_NODES,
     CONF_NOMINAL_FREQUENCY,
     CONF_NOMINAL_VOLTAGE,
     CONF_OVERVOLTAGE,
     CONF_POLL_INTERVAL,
+    CONF_REGULATION,
     CONF_REVERSED_CHANNELS,
+    CONF_SHARE,
+    CONF_SITE,
+    CONF_SMOOTHING,
     CONF_SOLAR,
     CONF_SPIKE,
+    CONF_STALE_AFTER,
     CONF_START_DELAY,
     CONF_SUPPLY,
     CONF_TARIFF,
+    CONF_TRANSPORTS,
+    CONF_UDP_PORTS,
     CONF_UNDERVOLTAGE,
     CONF_URL,
     CONF_VALUES,
     DEFAULT_DEADBAND,
     DEFAULT_EMONCMS_URL,
     DEFAULT_EXPORT_INTERVAL,
+    DEFAULT_HTTP_PORT,
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_SHARE,
     DEFAULT_SITE_NAME,
+    DEFAULT_STALE_AFTER,
+    DEFAULT_UDP_PORTS,
+    DEFAULT_VIRTUAL_METER_NAME,
     DOMAIN,
     EXPORT_VALUES,
     KIND_EMONCMS,
     KIND_METER,
     KIND_SITE,
+    KIND_VIRTUAL_METER,
     MAX_DEADBAND,
     MAX_EXPORT_INTERVAL,
     MAX_NOMINAL_VOLTAGE,
     MAX_POLL_INTERVAL,
+    MAX_RATE,
+    MAX_SMOOTHING,
+    MAX_STALE_AFTER,
+    MDNS_GENERATIONS,
     MIN_EXPORT_INTERVAL,
     MIN_NOMINAL_VOLTAGE,
     MIN_POLL_INTERVAL,
+    MIN_STALE_AFTER,
     NOMINAL_FREQUENCIES,
     NOMINAL_VOLTAGES,
     PRICING_NONE,
     ROLE_FIELDS,
+    TRANSPORT_HTTP,
+    TRANSPORT_MDNS,
+    TRANSPORT_UDP,
+    TRANSPORTS,
+    UDP_PORT_CHOICES,
 )
 from .coordinator import (
     MeterConfigEntry,
@@ -104,6 +135,8 @@ from .meter.connect import is_known_meter, make_client, probe
 from .meter.models import model_name
 from .meter.snapshot import MeterInfo
 from .supply import limits_from_options
+from .virtual_meter.identity import MeterModel, new_mac
+from .virtual_meter_entry import http_port, udp_ports
 
 GEN1_DEFAULT_USERNAME = "admin"
 
@@ -170,11 +203,15 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
             return SiteOptionsFlow()
         if kind == KIND_EMONCMS:
             return ExportOptionsFlow()
+        if kind == KIND_VIRTUAL_METER:
+            return VirtualMeterOptionsFlow()
         return MeterOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer what can be added: a meter or an energy site."""
-        return self.async_show_menu(step_id="user", menu_options=["meter", "site", "emoncms"])
+        return self.async_show_menu(
+            step_id="user", menu_options=["meter", "site", "emoncms", "virtual_meter"]
+        )
 
     async def async_step_meter(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the meter's address."""
@@ -270,6 +307,34 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="emoncms_nodes",
             data_schema=nodes_schema(nodes, user_input),
+            errors=errors,
+        )
+
+    async def async_step_virtual_meter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Add a virtual meter: the site it serves, how batteries reach it, how its value moves."""
+        sites = site_choices(self.hass)
+        if not sites:
+            return self.async_abort(reason="no_sites")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            options = virtual_meter_options(user_input)
+            if not (errors := virtual_meter_errors(self.hass, options, None)):
+                # Drawn once: the meter's identity (and a battery's pairing) derives from it.
+                mac = new_mac()
+                await self.async_set_unique_id(f"virtual_meter_{mac}")
+                return self.async_create_entry(
+                    title=user_input[CONF_NAME].strip(),
+                    data={CONF_KIND: KIND_VIRTUAL_METER, CONF_MAC: mac},
+                    options=options,
+                )
+        schema = vol.Schema(
+            {vol.Required(CONF_NAME, default=DEFAULT_VIRTUAL_METER_NAME): TextSelector()}
+        ).extend(virtual_meter_schema(sites).schema)
+        return self.async_show_form(
+            step_id="virtual_meter",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input),
             errors=errors,
         )
 
@@ -571,12 +636,15 @@ def site_channel_options(hass: HomeAssistant, options: Mapping[str, Any]) -> lis
 
 def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
     """Return the form giving channels their roles, and the grid metering mode."""
-    schema: dict[vol.Marker, Any] = {
-        vol.Optional(role, default=[]): SelectSelector(
+    schema: dict[vol.Marker, Any] = {}
+    for role in ROLE_FIELDS:
+        schema[vol.Optional(role, default=[])] = SelectSelector(
             SelectSelectorConfig(options=channels, multiple=True)
         )
-        for role in ROLE_FIELDS
-    }
+        if role == CONF_GRID:  # the grid's other source, right below its channels
+            schema[vol.Optional(CONF_GRID_SENSOR)] = EntitySelector(
+                EntitySelectorConfig(domain="sensor", device_class=SensorDeviceClass.POWER)
+            )
     schema[vol.Required(CONF_GRID_METERING, default=GridMetering.PER_PHASE)] = SelectSelector(
         SelectSelectorConfig(
             options=[mode.value for mode in GridMetering],
@@ -592,7 +660,11 @@ def site_roles_errors(options: Mapping[str, Any]) -> dict[str, str]:
     chosen = [key for role in ROLE_FIELDS for key in options.get(role, ())]
     if len(chosen) != len(set(chosen)):
         return {"base": "channel_in_two_roles"}
-    if not any(options.get(role) for role in (CONF_GRID, CONF_SOLAR, CONF_BATTERY)):
+    if options.get(CONF_GRID_SENSOR) and options.get(CONF_GRID):
+        return {"base": "grid_sensor_and_channels"}
+    if not any(
+        options.get(role) for role in (CONF_GRID, CONF_SOLAR, CONF_BATTERY, CONF_GRID_SENSOR)
+    ):
         return {"base": "no_supply_role"}
     return {}
 
@@ -617,7 +689,9 @@ class SiteOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         options = self.config_entry.options
         if user_input is not None and not (errors := site_roles_errors(user_input)):
-            return self.async_create_entry(data={**options, **user_input})
+            # A grid sensor left empty is absent from the form's answer: it is removed.
+            kept = {key: value for key, value in options.items() if key != CONF_GRID_SENSOR}
+            return self.async_create_entry(data={**kept, **user_input})
         return self.async_show_form(
             step_id="roles",
             data_schema=self.add_suggested_values_to_schema(
@@ -726,7 +800,7 @@ def export_nodes(hass: HomeAssistant, chosen: Mapping[str, str]) -> list[tuple[s
     nodes: list[tuple[str, str, str]] = []
     for entry in hass.config_entries.async_entries(DOMAIN):
         kind = entry_kind(entry)
-        if kind == KIND_EMONCMS:
+        if kind not in (KIND_METER, KIND_SITE):  # the export itself, virtual meters
             continue
         node_id = entry.unique_id if kind == KIND_METER and entry.unique_id else entry.entry_id
         label = entry.title
@@ -812,4 +886,117 @@ class ExportOptionsFlow(OptionsFlow):
             )
         return self.async_show_form(
             step_id="nodes", data_schema=nodes_schema(nodes, user_input), errors=errors
+        )
+
+
+def site_choices(hass: HomeAssistant) -> list[SelectOptionDict]:
+    """Return the energy sites a virtual meter can serve, by entry id."""
+    return [
+        SelectOptionDict(value=entry.entry_id, label=entry.title)
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        if entry_kind(entry) == KIND_SITE
+    ]
+
+
+def virtual_meter_schema(sites: list[SelectOptionDict]) -> vol.Schema:
+    """Return a virtual meter's options: site, model, transports, and how the value moves."""
+    regulation = vol.Schema(
+        {
+            vol.Required(CONF_SHARE, default=DEFAULT_SHARE): _number(1, 100, 1, "%"),
+            vol.Required(CONF_STALE_AFTER, default=DEFAULT_STALE_AFTER): _number(
+                MIN_STALE_AFTER, MAX_STALE_AFTER, 0.5, "s"
+            ),
+            vol.Required(CONF_SMOOTHING, default=0.0): _number(0, MAX_SMOOTHING, 0.5, "s"),
+            vol.Required(CONF_MAX_RATE, default=0.0): _number(0, MAX_RATE, 1, "W/s"),
+        }
+    )
+    return vol.Schema(
+        {
+            vol.Required(CONF_SITE): SelectSelector(SelectSelectorConfig(options=sites)),
+            vol.Required(CONF_MODEL, default=MeterModel.PRO_3EM.value): SelectSelector(
+                SelectSelectorConfig(
+                    options=[model.value for model in MeterModel],
+                    translation_key="virtual_meter_model",
+                )
+            ),
+            vol.Required(CONF_TRANSPORTS, default=list(TRANSPORTS)): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(TRANSPORTS), multiple=True, translation_key=CONF_TRANSPORTS
+                )
+            ),
+            vol.Required(CONF_UDP_PORTS, default=list(DEFAULT_UDP_PORTS)): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(UDP_PORT_CHOICES), multiple=True, custom_value=True
+                )
+            ),
+            vol.Required(CONF_HTTP_PORT, default=DEFAULT_HTTP_PORT): NumberSelector(
+                NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+            ),
+            vol.Required(CONF_MDNS_GENERATION, default=MDNS_GENERATIONS[0]): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(MDNS_GENERATIONS),
+                    translation_key=CONF_MDNS_GENERATION,
+                    mode=SelectSelectorMode.LIST,
+                )
+            ),
+            vol.Required(CONF_REGULATION): section(regulation, {"collapsed": True}),
+        }
+    )
+
+
+def virtual_meter_options(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the options to store from the form: ports as the numbers they are."""
+    options = {key: value for key, value in user_input.items() if key != CONF_NAME}
+    options[CONF_HTTP_PORT] = int(options[CONF_HTTP_PORT])
+    options[CONF_UDP_PORTS] = [str(port).strip() for port in options[CONF_UDP_PORTS]]
+    return options
+
+
+def virtual_meter_errors(
+    hass: HomeAssistant, options: Mapping[str, Any], entry_id: str | None
+) -> dict[str, str]:
+    """Return the form errors of a virtual meter's options (empty when they work)."""
+    transports = options[CONF_TRANSPORTS]
+    if not transports:
+        return {CONF_TRANSPORTS: "no_transport"}
+    if TRANSPORT_MDNS in transports and TRANSPORT_HTTP not in transports:
+        return {CONF_TRANSPORTS: "mdns_needs_http"}
+    ports = options[CONF_UDP_PORTS]
+    if TRANSPORT_UDP in transports and (
+        not ports or not all(port.isdigit() and 0 < int(port) < 65536 for port in ports)
+    ):
+        return {CONF_UDP_PORTS: "invalid_udp_ports"}
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry_kind(entry) != KIND_VIRTUAL_METER or entry.entry_id == entry_id:
+            continue
+        if set(udp_ports(entry.options)) & set(udp_ports(options)):
+            return {CONF_UDP_PORTS: "port_of_other_meter"}
+        if http_port(options) is not None and http_port(entry.options) == http_port(options):
+            return {CONF_HTTP_PORT: "port_of_other_meter"}
+    return {}
+
+
+class VirtualMeterOptionsFlow(OptionsFlow):
+    """Change a virtual meter's site, transports and value behaviour (its identity stays)."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Start with the virtual meter's own form ("init" is the meter's options form)."""
+        return await self.async_step_virtual_meter(user_input)
+
+    async def async_step_virtual_meter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and store the virtual meter's options."""
+        entry = self.config_entry
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            options = virtual_meter_options(user_input)
+            if not (errors := virtual_meter_errors(self.hass, options, entry.entry_id)):
+                return self.async_create_entry(data=options)
+        return self.async_show_form(
+            step_id="virtual_meter",
+            data_schema=self.add_suggested_values_to_schema(
+                virtual_meter_schema(site_choices(self.hass)), user_input or entry.options
+            ),
+            errors=errors,
         )

@@ -22,6 +22,11 @@ MAX_POLL_INTERVAL: Final = 300
 DEFAULT_DEADBAND: Final = 0.0
 MAX_DEADBAND: Final = 1000.0
 
+# A meter's energy counters reach the disk within this many seconds of a change, and within
+# COUNTER_URGENT_SAVE_S when a rollback, reset or new level moved a counter's offset.
+COUNTER_SAVE_S: Final = 600
+COUNTER_URGENT_SAVE_S: Final = 1
+
 # What a config entry is: a meter, an energy site, or the Emoncms export.
 CONF_KIND: Final = "kind"
 KIND_METER: Final = "meter"
@@ -29,6 +34,9 @@ KIND_SITE: Final = "site"
 
 # Energy site options
 CONF_GRID_METERING: Final = "grid_metering"
+# A Home Assistant power sensor in the grid role (import positive), for a site without a Shelly
+# meter on its grid connection.
+CONF_GRID_SENSOR: Final = "grid_sensor"
 CONF_GRID: Final = "grid"
 CONF_SOLAR: Final = "solar"
 CONF_BATTERY: Final = "battery"
@@ -88,3 +96,34 @@ EVENT_TIER: Final = "shelly_energy_projected_tier"
 # the statistics are checked for gaps.
 EVENT_HISTORY_IMPORTED: Final = "shelly_energy_history_imported"
 HISTORY_CHECK_INTERVAL: Final = timedelta(hours=1)
+
+# The virtual meter entry: a site's grid power served as a Shelly meter that batteries read.
+KIND_VIRTUAL_METER: Final = "virtual_meter"
+CONF_MAC: Final = "mac"  # entry data: the random MAC the meter's identity derives from
+CONF_SITE: Final = "site"  # the served site's config entry id
+CONF_TRANSPORTS: Final = "transports"
+TRANSPORT_UDP: Final = "udp"
+TRANSPORT_HTTP: Final = "http"
+TRANSPORT_MDNS: Final = "mdns"
+TRANSPORTS: Final = (TRANSPORT_UDP, TRANSPORT_HTTP, TRANSPORT_MDNS)
+CONF_UDP_PORTS: Final = "udp_ports"
+CONF_HTTP_PORT: Final = "http_port"
+CONF_MDNS_GENERATION: Final = "mdns_generation"
+MDNS_GENERATIONS: Final = ("2", "3")
+# Marstek batteries poll 1010 (older B2500 firmware, Venus, Jupiter) or 2220 (B2500 from fw 226);
+# 2222 and 2223 are their ports for the EM1 meters (EM Gen3, Pro EM-50).
+UDP_PORT_CHOICES: Final = ("1010", "2220", "2222", "2223")
+DEFAULT_UDP_PORTS: Final = ("1010", "2220")
+DEFAULT_HTTP_PORT: Final = 80  # fixed in Hoymiles and Growatt batteries
+CONF_REGULATION: Final = "regulation"  # the options section of the value's behaviour
+CONF_SHARE: Final = "share"  # percent of the site's power
+CONF_STALE_AFTER: Final = "stale_after"
+CONF_SMOOTHING: Final = "smoothing"
+CONF_MAX_RATE: Final = "max_rate"
+DEFAULT_SHARE: Final = 100.0
+DEFAULT_STALE_AFTER: Final = 3.0
+MIN_STALE_AFTER: Final = 1.0
+MAX_STALE_AFTER: Final = 60.0
+MAX_SMOOTHING: Final = 60.0
+MAX_RATE: Final = 100_000.0
+DEFAULT_VIRTUAL_METER_NAME: Final = "Virtual meter"

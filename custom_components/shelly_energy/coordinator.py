@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,21 +12,33 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.const import UnitOfPower
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    State,
+    callback,
+)
+from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
-from homeassistant.helpers.storage import Store
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
+from homeassistant.util.unit_conversion import PowerConverter
 
 from .const import (
     CONF_DEADBAND,
     CONF_GRID_METERING,
+    CONF_GRID_SENSOR,
     CONF_KIND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    COUNTER_SAVE_S,
+    COUNTER_URGENT_SAVE_S,
     DEFAULT_DEADBAND,
     DEFAULT_POLL_INTERVAL,
     DOMAIN,
@@ -33,6 +46,7 @@ from .const import (
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
+from .energy.history import SITE_SERIES
 from .energy.site import (
     ChannelInput,
     ChannelRef,
@@ -44,9 +58,12 @@ from .energy.site import (
 )
 from .meter.client import MeterAuthError, MeterClient, MeterError
 from .meter.corrections import Corrections
-from .meter.counters import CounterGuard
-from .meter.snapshot import PHASE_IDS, MeterChange, MeterInfo, MeterSnapshot
+from .meter.counters import MeterCounters, counter_key
+from .meter.models import max_channel_power_w
+from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterChange, MeterInfo, MeterSnapshot
 from .meter.stability import ChangeWatch
+from .recorded_states import async_last_recorded_totals
+from .storage import DurableStore
 from .supply import SupplyWatch, limits_from_options
 
 if TYPE_CHECKING:
@@ -143,7 +160,13 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         )
         self._setting_up_again = False
         self._unstable_reported: MeterChange | None = None
-        self._counters = CounterGuard()
+        self.counters: MeterCounters | None = None  # once connected: the layout is known
+        self.counter_store: DurableStore[dict[str, Any]] = DurableStore(
+            hass,
+            counter_store_key(entry),
+            within=COUNTER_SAVE_S,
+            snapshot=self._counter_state,
+        )
         self._corrections = Corrections(
             reversed_channels=frozenset(options.get(CONF_REVERSED_CHANNELS, ())),
             deadband=float(options.get(CONF_DEADBAND, DEFAULT_DEADBAND)),
@@ -155,10 +178,49 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         return self.client.info
 
     async def _async_setup(self) -> None:
-        """Connect once before the first read, so the entities know the meter's layout."""
+        """Connect once before the first read, so the entities know the meter's layout.
+
+        The counters continue from what was stored, and never below what Home Assistant last
+        recorded (a crash may have cut the stored state short). Pushed snapshots are taken
+        once the counters are there.
+        """
         with self._meter_errors():
-            await self.client.connect()
+            info = await self.client.connect()
+        counters = MeterCounters(
+            self.config_entry.title, max_channel_power_w(info.model), len(info.channel_ids)
+        )
+        saved = await self.counter_store.async_load()
+        if saved is not None:
+            try:
+                counters.restore(saved)
+            except ValueError:
+                _LOGGER.exception(
+                    "The stored energy counters of %s are unreadable: they start anew",
+                    self.config_entry.title,
+                )
+        recorded = await async_last_recorded_totals(self.hass, self._energy_unique_ids(info))
+        for key, (total, since) in recorded.items():
+            counters.hold_at_least(key, total, since)
+        self.counters = counters
         self.client.listen(self._pushed)
+
+    def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
+        """Return the unique id of the energy sensor showing each counter, by counter key."""
+        reversed_channels = self._corrections.reversed_channels
+        ids = (*info.channel_ids, TOTAL_ID) if info.three_phase else info.channel_ids
+        return {
+            counter_key(channel_id, imported): (
+                f"{info.mac}_{channel_id}_energy_"
+                f"{'imported' if imported != (channel_id in reversed_channels) else 'exported'}"
+            )
+            for channel_id in ids
+            for imported in (True, False)
+            # A re-summed three-phase total does not show the device's total counter.
+            if not (channel_id == TOTAL_ID and reversed_channels)
+        }
+
+    def _counter_state(self) -> dict[str, Any]:
+        return {} if self.counters is None else self.counters.to_dict()
 
     async def _async_update_data(self) -> MeterSnapshot:
         """Read the meter's whole status, and accept it."""
@@ -187,11 +249,16 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     def _accept_snapshot(self, snapshot: MeterSnapshot) -> MeterSnapshot:
         """Take in one snapshot, pushed or polled, in the order the meter measured them.
 
-        Notice a changed meter, clean the counters, apply the user's corrections, and watch
-        the supply; return what the entities show.
+        Notice a changed meter, publish its counters' totals (each snapshot exactly once),
+        apply the user's corrections, and watch the supply; return what the entities show.
+        The meter was away when the last read failed and nothing came since: a failed read
+        leaves `last_update_success` false until a read or a push succeeds.
         """
         self._watch_changes(snapshot.changed)
-        snapshot = self._corrections.apply(self._counters.clean(snapshot))
+        assert self.counters is not None
+        snapshot, urgent = self.counters.apply(snapshot, away=not self.last_update_success)
+        self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
+        snapshot = self._corrections.apply(snapshot)
         self.supply.update(self.info.mac, snapshot)
         return snapshot
 
@@ -263,6 +330,16 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         self._report_instability(None)
 
 
+def site_store_key(entry: ConfigEntry) -> str:
+    """Return where an energy site's totals are stored."""
+    return f"{DOMAIN}.site.{entry.entry_id}"
+
+
+def counter_store_key(entry: ConfigEntry) -> str:
+    """Return where a meter's energy counters are stored."""
+    return f"{DOMAIN}.counters.{entry.entry_id}"
+
+
 def entry_kind(entry: ConfigEntry) -> str:
     """Return whether an entry is a meter or an energy site."""
     kind: str = entry.data.get(CONF_KIND, KIND_METER)
@@ -289,11 +366,38 @@ def parse_channel_key(key: str) -> ChannelRef:
     return ChannelRef(meter_id, channel_id)
 
 
+# The meter id of a Home Assistant power sensor in a site's grid role: its channel id is the
+# sensor's entity id. It has power only: the site's energy flows that need the grid's counters
+# stay unavailable.
+SENSOR_METER_ID = "entity"
+
+
+def grid_sensor_channel(entity_id: str) -> ChannelRef:
+    """Return the channel standing for a Home Assistant power sensor in the grid role."""
+    return ChannelRef(SENSOR_METER_ID, entity_id)
+
+
+def sensor_power(state: State | None) -> float | None:
+    """Return a power sensor's state in W; None: unavailable, not a number or not a power."""
+    if state is None:
+        return None
+    try:
+        value = float(state.state)
+        watts = PowerConverter.convert(
+            value, state.attributes.get("unit_of_measurement"), UnitOfPower.WATT
+        )
+    except (ValueError, HomeAssistantError):
+        return None
+    return watts if math.isfinite(watts) else None
+
+
 def site_config(options: Mapping[str, Any]) -> SiteConfig:
     """Return a site's configuration from its options."""
     roles = {
         parse_channel_key(key): Role(role) for role in ROLE_FIELDS for key in options.get(role, ())
     }
+    if sensor := options.get(CONF_GRID_SENSOR):
+        roles[grid_sensor_channel(sensor)] = Role.GRID
     return SiteConfig(
         roles=roles,
         grid_metering=GridMetering(options.get(CONF_GRID_METERING, GridMetering.PER_PHASE)),
@@ -310,26 +414,53 @@ class SiteRuntime:
 
 type SiteConfigEntry = ConfigEntry[SiteRuntime]
 
+# The loaded energy sites by entry id, followed by the virtual meters; a signal tells when the
+# set changes.
+_SITES: HassKey[dict[str, SiteCoordinator]] = HassKey(f"{DOMAIN}_sites")
+SIGNAL_SITES_CHANGED = f"{DOMAIN}_sites_changed"
+
+
+def loaded_sites(hass: HomeAssistant) -> dict[str, SiteCoordinator]:
+    """Return the energy sites that are set up, by config entry id."""
+    return hass.data.setdefault(_SITES, {})
+
+
+@callback
+def async_register_site(hass: HomeAssistant, coordinator: SiteCoordinator) -> CALLBACK_TYPE:
+    """Make a site known to the virtual meters until the returned callback removes it."""
+    entry_id = coordinator.config_entry.entry_id
+    loaded_sites(hass)[entry_id] = coordinator
+    async_dispatcher_send(hass, SIGNAL_SITES_CHANGED)
+
+    @callback
+    def unregister() -> None:
+        if loaded_sites(hass).get(entry_id) is coordinator:
+            del loaded_sites(hass)[entry_id]
+        async_dispatcher_send(hass, SIGNAL_SITES_CHANGED)
+
+    return unregister
+
 
 class SiteCoordinator(EntityCoordinator[SiteState]):
     """Derive a site's flows whenever one of its meters has new data (no polling of its own)."""
 
     config_entry: SiteConfigEntry
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: SiteConfigEntry,
-        accumulator: SiteAccumulator,
-        store: Store[dict[str, Any]],
-    ) -> None:
-        """Set up the site; it computes once its meters are attached."""
+    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry) -> None:
+        """Set up the site with zero totals (`async_restore` continues the stored ones)."""
         super().__init__(hass, entry)
         self.config = site_config(entry.options)
-        self.accumulator = accumulator
+        self.accumulator = SiteAccumulator(self.config)
         self.billing: SiteBilling | None = None  # when the site has a tariff
-        self._store = store
+        self.store: DurableStore[dict[str, Any]] = DurableStore(
+            hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
+        )
         self._meter_ids = {ref.meter_id for ref in self.config.roles}
+        self._grid_sensors = [
+            ref.channel_id
+            for ref in self.config.channels(Role.GRID)
+            if ref.meter_id == SENSOR_METER_ID
+        ]
         self._unsubscribe_meters: list[CALLBACK_TYPE] = []
         # The meters not yet read since the site last computed: it waits for a full round, so
         # that energy flows combine counters read at nearly the same time.
@@ -341,18 +472,43 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         unsubscribe_signal = async_dispatcher_connect(
             self.hass, SIGNAL_METERS_CHANGED, self._attach_meters
         )
+        unsubscribe_sensor = async_track_state_change_event(
+            self.hass, self._grid_sensors, self._grid_sensor_changed
+        )
         self._attach_meters()
 
         @callback
         def stop() -> None:
             unsubscribe_signal()
+            unsubscribe_sensor()
             self._detach_meters()
 
         return stop
 
+    def _stored_state(self) -> dict[str, Any]:
+        return self.accumulator.to_dict()
+
+    async def async_restore(self) -> None:
+        """Continue the stored totals, never below what Home Assistant last recorded."""
+        saved = await self.store.async_load()
+        if saved is not None:
+            try:
+                self.accumulator = SiteAccumulator.from_dict(self.config, saved)
+            except (KeyError, TypeError, ValueError):
+                _LOGGER.exception(
+                    "The stored totals of %s are unreadable: they start anew",
+                    self.config_entry.title,
+                )
+        entry_id = self.config_entry.entry_id
+        recorded = await async_last_recorded_totals(
+            self.hass, {field: f"{entry_id}_{key}" for field, key in SITE_SERIES.items()}
+        )
+        for field, (total, _since) in recorded.items():
+            self.accumulator.hold_at_least(field, total)
+
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""
-        await self._store.async_save(self.accumulator.to_dict())
+        await self.store.async_save()
         if self.billing is not None:
             await self.billing.async_save()
 
@@ -364,6 +520,10 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
             for mac, coordinator in loaded_meters(self.hass).items()
             if mac in self._meter_ids
         ]
+        self._recompute()
+
+    @callback
+    def _grid_sensor_changed(self, _event: Event[EventStateChangedData]) -> None:
         self._recompute()
 
     @callback
@@ -399,8 +559,20 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 if reading is None
                 else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
             )
-        state = self.accumulator.update(readings, dt_util.now().date())
-        self._store.async_delay_save(self.accumulator.to_dict, SITE_SAVE_DELAY_S)
+        readings.update(self._sensor_readings())
+        now = dt_util.now()
+        state = self.accumulator.update(readings, now.date(), now.timestamp())
+        self.store.changed()
         if self.billing is not None:
             self.billing.update(state)
         self.async_set_updated_data(state)
+
+    def _sensor_readings(self) -> dict[ChannelRef, ChannelInput | None]:
+        """Return the power of the grid sensors (no counters: their energy flows wait)."""
+        readings: dict[ChannelRef, ChannelInput | None] = {}
+        for entity_id in self._grid_sensors:
+            power = sensor_power(self.hass.states.get(entity_id))
+            readings[grid_sensor_channel(entity_id)] = (
+                None if power is None else ChannelInput(power, None, None)
+            )
+        return readings

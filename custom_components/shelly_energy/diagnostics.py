@@ -10,7 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE
+from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import channel_key, entry_kind
 from .history import MeterHistory, SiteHistory
 
@@ -51,9 +51,13 @@ async def async_get_config_entry_diagnostics(
         }
     elif kind == KIND_EMONCMS:
         result["exporter"] = coordinator.diagnostics()
+    elif kind == KIND_VIRTUAL_METER:
+        result["virtual_meter"] = coordinator.diagnostics()
     else:
         result["meter"] = asdict(coordinator.info)
         result["snapshot"] = asdict(coordinator.data) if coordinator.data else None
+        # Each counter's published total, base and its last notable decisions (why it held).
+        result["counters"] = coordinator.counters.diagnostics() if coordinator.counters else None
         status = coordinator.supply.detector.status()
         result["supply"] = {
             "anomalies": [asdict(anomaly) for anomaly in status.anomalies],

@@ -20,6 +20,7 @@ from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
 from .exporter import ExportCoordinator
 from .meter.address import Address
 from .meter.snapshot import ChannelKind, ChannelReading
+from .virtual_meter_entry import VirtualMeterCoordinator
 
 
 class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntity[CoordinatorT]):
@@ -153,4 +154,24 @@ class ExportEntity(CoordinatorEntity[ExportCoordinator]):
             model="Input API export",
             name=entry.title,
             configuration_url=entry.data[CONF_URL],
+        )
+
+
+class VirtualMeterEntity[ValueT](ValueEntity[VirtualMeterCoordinator, ValueT]):
+    """An entity of a virtual meter, on a service device of its own, keyed by its entry."""
+
+    def __init__(
+        self, coordinator: VirtualMeterCoordinator, description: EntityDescription
+    ) -> None:
+        """Describe the entity."""
+        entry = coordinator.config_entry
+        super().__init__(coordinator, description, f"{entry.entry_id}_{description.key}")
+        identity = coordinator.meter.identity
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, f"virtual_meter_{entry.entry_id}")},
+            entry_type=DeviceEntryType.SERVICE,
+            manufacturer="Shelly Energy Monitor",
+            model=f"Virtual {identity.model_id}",
+            serial_number=identity.device_id,
+            name=entry.title,
         )

@@ -47,8 +47,9 @@ from .export.emoncms import (
     ExportStatus,
     clean_node_name,
 )
-from .export.queue import ExportQueue
+from .export.queue import ExportQueue, QueueSnapshot
 from .meter.snapshot import TOTAL_ID, MeterSnapshot
+from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -136,13 +137,18 @@ class ExportCoordinator(EntityCoordinator[ExportStatus]):
         entry: ExportConfigEntry,
         sender: EmoncmsSender,
         queue: ExportQueue,
-        store: Store[dict[str, Any]],
     ) -> None:
         """Set up the export; `async_start` begins it."""
         super().__init__(hass, entry)
         self.sender = sender
         self.queue = queue
-        self._store = store
+        self.store = DurableStore(
+            hass,
+            export_store_key(entry),
+            within=EXPORT_SAVE_DELAY_S,
+            snapshot=queue.snapshot,
+            serialize=QueueSnapshot.to_dict,
+        )
         options = entry.options
         self._interval = float(options.get(CONF_INTERVAL, DEFAULT_EXPORT_INTERVAL))
         self._chosen = frozenset(options.get(CONF_VALUES, EXPORT_VALUES))
@@ -162,6 +168,7 @@ class ExportCoordinator(EntityCoordinator[ExportStatus]):
     @callback
     def _tick(self, _now: Any = None) -> None:
         self.record_samples()
+        self._queue_changed()
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = self.config_entry.async_create_background_task(
                 self.hass, self._drain(), "Emoncms export"
@@ -199,11 +206,16 @@ class ExportCoordinator(EntityCoordinator[ExportStatus]):
         return result
 
     @callback
-    def _after_send(self) -> None:
-        """Save the queue when it changed, tell the user what needs them, update the sensors."""
+    def _queue_changed(self) -> None:
+        """Have the queue written within the bound when it changed (a sample queued or sent)."""
         if self.queue.revision != self._saved_revision:
             self._saved_revision = self.queue.revision
-            self._store.async_delay_save(self.queue.to_dict, EXPORT_SAVE_DELAY_S)
+            self.store.changed()
+
+    @callback
+    def _after_send(self) -> None:
+        """Save the queue when it changed, tell the user what needs them, update the sensors."""
+        self._queue_changed()
         status = self.sender.status
         entry = self.config_entry
         if status.state is ExportState.PAUSED_AUTH:
@@ -236,7 +248,7 @@ class ExportCoordinator(EntityCoordinator[ExportStatus]):
 
     async def async_save(self) -> None:
         """Write the queue now (when unloading)."""
-        await self._store.async_save(self.queue.to_dict())
+        await self.store.async_save()
 
     def diagnostics(self) -> dict[str, Any]:
         """Return the exporter's state (the key is never part of it)."""
@@ -252,23 +264,26 @@ async def async_emoncms_client(hass: HomeAssistant, url: str, write_key: str) ->
     return EmoncmsClient(async_get_clientsession(hass), write_key, version=version, url=url)
 
 
-def export_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
+def export_store_key(entry: ConfigEntry) -> str:
     """Return where an export entry keeps its queue."""
-    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.emoncms.{entry.entry_id}")
+    return f"{DOMAIN}.emoncms.{entry.entry_id}"
 
 
 async def async_create_exporter(hass: HomeAssistant, entry: ExportConfigEntry) -> ExportCoordinator:
-    """Restore the queue of an export entry and make its coordinator."""
-    store = export_store(hass, entry)
+    """Restore the queue of an export entry and make its coordinator.
+
+    The queue reaches the disk within `EXPORT_SAVE_DELAY_S` of any change, outage or not.
+    """
     entries = hass.config_entries.async_entries(DOMAIN)
     nodes = sum(1 for other in entries if entry_kind(other) != KIND_EMONCMS)
     bound = queue_bound(float(entry.options.get(CONF_INTERVAL, DEFAULT_EXPORT_INTERVAL)), nodes)
     queue = ExportQueue(bound)
-    if (saved := await store.async_load()) is not None:
+    stored: Store[dict[str, Any]] = Store(hass, STORAGE_VERSION, export_store_key(entry))
+    if (saved := await stored.async_load()) is not None:
         try:
             queue = ExportQueue.from_dict(saved, bound)
         except ValueError:
             _LOGGER.exception("The saved Emoncms queue of %s is unreadable: it starts empty", entry)
     client = await async_emoncms_client(hass, entry.data[CONF_URL], entry.data[CONF_API_KEY])
     sender = EmoncmsSender(client, queue, clock=time.time, random=random.random)
-    return ExportCoordinator(hass, entry, sender, queue, store)
+    return ExportCoordinator(hass, entry, sender, queue)

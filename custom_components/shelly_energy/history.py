@@ -16,13 +16,16 @@ an interrupted import resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 
+from homeassistant.components.recorder.core import Recorder
 from homeassistant.components.recorder.models import StatisticMeanType
 from homeassistant.components.recorder.statistics import (
     async_import_statistics,
@@ -33,9 +36,8 @@ from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, UnitOfEnergy
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
-from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.event import async_call_later, async_track_time_interval
 from homeassistant.helpers.recorder import get_instance
-from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
@@ -45,37 +47,62 @@ from .const import (
     EVENT_HISTORY_IMPORTED,
     HISTORY_CHECK_INTERVAL,
 )
-from .coordinator import MeterCoordinator, SiteCoordinator
+from .coordinator import MeterCoordinator, SiteCoordinator, loaded_meters
 from .devices import entry_device
+from .energy.counter import Unaccounted
 from .energy.history import (
+    EXPORTED,
+    HOUR,
     IMPORTED,
     SITE_SERIES,
+    FillPlan,
     MeterHours,
     MeterIntervals,
     SiteHours,
     StatRow,
     meter_series,
+    never_negative,
+    plan_day_one,
     plan_fill,
     records_needed_since,
+    site_energy_between,
     site_series,
+    site_span_corrections,
+    span_corrections,
+    with_corrections,
 )
-from .energy.site import Role
+from .energy.site import ChannelRef, Role
 from .meter.client import MeterError
+from .meter.counters import CounterSpan
 from .meter.records import NoStoredRecordsError
+from .meter.snapshot import TOTAL_ID
+from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
 
-STORAGE_VERSION: Final = 1
 # How far back the statistics are read to find gaps: the devices keep about 60 days.
 LOOKBACK: Final = timedelta(days=62)
 # How often a run's progress is shown and a day-one import's kept, at most (seconds), and how
 # soon after it is kept it is written.
 PROGRESS_INTERVAL: Final = 1.0
 SAVE_DELAY: Final = 10
+# A correction smaller than this (kWh) is the records' rounding, not energy the counter missed.
+MIN_CORRECTION_KWH: Final = 0.0005
+# A span is corrected once the hour it ended in was over this long ago (seconds): the recorder
+# has compiled that hour's statistics by then.
+SPAN_SETTLE_S: Final = 900
+# How soon day one checks again for the recorder's first rows of a new series (seconds): after
+# its next 5-minute statistics.
+CONTINUATION_CHECK_S: Final = 360
+CONTINUATION_GIVE_UP_S: Final = 86_400
 # Writing statistics from this version on needs the unit class, which older versions refuse.
 UNIT_CLASS_SINCE: Final = (2025, 11)
 
 _HISTORIES: HassKey[dict[str, MeterHistory]] = HassKey(f"{DOMAIN}_histories")
+# A counter's direction and the energy series it is in.
+_SERIES_KEY: Final = {"in": IMPORTED, "out": EXPORTED}
+# A site's energy series by key, and the `SiteEnergy` field behind each.
+_SITE_FIELDS: Final = {key: field for field, key in SITE_SERIES.items()}
 
 
 def signal_history_updated(entry_id: str) -> str:
@@ -147,9 +174,25 @@ async def _async_rows(
     }
 
 
-def history_store(hass: HomeAssistant, entry: ConfigEntry) -> Store[dict[str, Any]]:
+def history_store_key(entry: ConfigEntry) -> str:
     """Return where a meter's or site's history progress is stored."""
-    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.history.{entry.entry_id}")
+    return f"{DOMAIN}.history.{entry.entry_id}"
+
+
+def _span_ready(span: Unaccounted, records_end: float) -> bool:
+    """Return whether a span can be corrected: the records tell it, its hour is compiled.
+
+    A correction moves the rows that exist, and must see the bars it changes.
+    """
+    compiled = dt_util.utcnow().timestamp() - SPAN_SETTLE_S
+    return span.end <= records_end and span.end < compiled - compiled % HOUR
+
+
+def _adjust(recorder: Recorder, statistic_id: str, hour: int, kwh: float) -> None:
+    """Add `kwh` to the sums of a series' rows (hourly and 5-minute) from `hour` on."""
+    recorder.async_adjust_statistics(
+        statistic_id, dt_util.utc_from_timestamp(hour), kwh, UnitOfEnergy.KILO_WATT_HOUR
+    )
 
 
 def _write(hass: HomeAssistant, statistic_id: str, rows: tuple[StatRow, ...]) -> None:
@@ -170,10 +213,16 @@ class _History:
         self.hass = hass
         self.entry = entry
         self.progress = HistoryProgress()
-        self._store = history_store(hass, entry)
-        self._state: dict[str, Any] = {}  # as stored: day one done, hours checked, own rows
+        self._state: dict[str, Any] = {}  # as stored: day one done, hours checked, spans done
+        self._store: DurableStore[dict[str, Any]] = DurableStore(
+            hass,
+            history_store_key(entry),
+            within=SAVE_DELAY,
+            snapshot=lambda: copy.deepcopy(self._state),
+        )
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None  # the last run started in the background
+        self._cancel_continuation: CALLBACK_TYPE | None = None
 
     def _series(self) -> tuple[str, ...]:
         """Return the keys of the entry's energy series."""
@@ -192,7 +241,27 @@ class _History:
         raise NotImplementedError
 
     def _counter(self, key: str) -> float:
-        """Return a series' counter now (kWh), for provisional rows."""
+        """Return a series' published value now (kWh), for the states of imported rows."""
+        raise NotImplementedError
+
+    def _first_live(self, key: str) -> float | None:
+        """Return when a series published its first value (None: not yet)."""
+        raise NotImplementedError
+
+    def _energy_between(self, key: str, start: float, end: float) -> float:
+        """Return a series' energy (Wh) over [start, end) from the records last read."""
+        raise NotImplementedError
+
+    def _records_end(self) -> float:
+        """Return the end of the records last read (0: none)."""
+        raise NotImplementedError
+
+    def _new_spans(self) -> list[tuple[int, float]]:
+        """Return the (seq, start) of the spans not handled yet, oldest first."""
+        raise NotImplementedError
+
+    def _span_corrections(self) -> dict[str, dict[int, float]]:
+        """Return the corrections of the spans the records cover, per series; mark them done."""
         raise NotImplementedError
 
     @callback
@@ -208,12 +277,21 @@ class _History:
         """Run now (if ready) in the background and every hour, until the returned callback."""
         if self._ready():
             self.run_in_background()
-        return async_track_time_interval(
+        stop_hourly = async_track_time_interval(
             self.hass,
             self._hourly,
             HISTORY_CHECK_INTERVAL,
             name=f"Shelly Energy history of {self.entry.title}",
         )
+
+        @callback
+        def stop() -> None:
+            stop_hourly()
+            if self._cancel_continuation is not None:
+                self._cancel_continuation()
+                self._cancel_continuation = None
+
+        return stop
 
     @callback
     def _hourly(self, _now: datetime) -> None:
@@ -262,7 +340,7 @@ class _History:
                 self._updated()
                 return
             except asyncio.CancelledError:
-                await self._store.async_save(self._state)  # resume from here next time
+                await self._store.async_save()  # resume from here next time
                 raise
             progress.status, progress.percent, progress.error = HistoryStatus.DONE, 100.0, None
             progress.last_run = dt_util.utcnow()
@@ -286,47 +364,140 @@ class _History:
         if not statistic_ids:
             return 0
         window = int(dt_util.utcnow().timestamp() - LOOKBACK.total_seconds())
-        own_until: dict[str, int] = self._state.setdefault("own_until", {})
-        if since is None and self._state.get("day_one_done"):
+        state = self._state
+        day_one = not state.get("day_one_done")
+        spans = self._new_spans()
+        span_start = None if not spans else int(min(start for _, start in spans))
+        if since is None and not day_one:
             rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
-            after = self._state.get("checked_until", 0)
+            after = state.get("checked_until", 0)
             wanted = [
                 hour
-                for key, statistic_id in statistic_ids.items()
-                if (
-                    hour := records_needed_since(
-                        rows[statistic_id], after=after, own_until=own_until.get(key)
-                    )
-                )
-                is not None
+                for statistic_id in statistic_ids.values()
+                if (hour := records_needed_since(rows[statistic_id], after=after)) is not None
             ]
+            if span_start is not None:
+                wanted.append(span_start - span_start % HOUR)
             if not wanted:
-                return 0
+                return await self._async_continue(statistic_ids)
             since = min(wanted)
+        elif since is not None and span_start is not None:
+            since = min(since, span_start - span_start % HOUR)
         energy = await self._async_read(since)
+        corrections = self._span_corrections()
         rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
+        recorder = get_instance(self.hass)
+        pending: dict[str, list[float]] = state.setdefault("pending_shifts", {})
         written: set[int] = set()
         for key, statistic_id in statistic_ids.items():
-            plan = plan_fill(
-                rows[statistic_id],
-                energy.get(key, {}),
-                own_until=own_until.get(key),
-                state=self._counter(key),
-            )
-            if plan.own_until is None:
-                own_until.pop(key, None)
+            series_rows = rows[statistic_id]
+            fixes = {
+                hour: kwh
+                for hour, kwh in corrections.get(key, {}).items()
+                if abs(kwh) >= MIN_CORRECTION_KWH
+            }
+            # Day one's move of the recorder's rows, once it made hourly ones.
+            if (shift := pending.get(key)) is not None and any(
+                row.start >= shift[0] for row in series_rows
+            ):
+                hour = int(shift[0])
+                fixes[hour] = fixes.get(hour, 0.0) + shift[1]
+                del pending[key]
+            if fixes:
+                fixes = never_negative(series_rows, fixes)
+                # What the counters could not count, from the records: added to the recorder's
+                # rows from each hour on; the plans below see the rows as they will be.
+                for hour, kwh in sorted(fixes.items()):
+                    _adjust(recorder, statistic_id, hour, kwh)
+                series_rows = with_corrections(series_rows, fixes)
+            if day_one:
+                if (first_live := self._first_live(key)) is None:
+                    continue  # nothing published yet: the next run does it
+                live_hour = int(first_live - first_live % HOUR)
+                plan = plan_day_one(
+                    energy.get(key, {}),
+                    first_live,
+                    self._energy_between(key, live_hour, first_live) / 1000,
+                    self._counter(key),
+                )
+
+                if plan.shift is not None and plan.shift[1]:
+                    pending[key] = list(plan.shift)
             else:
-                own_until[key] = plan.own_until
+                plan = plan_fill(series_rows, energy.get(key, {}))
+                # Rows filled backwards by older versions start below 0: lift the series.
+                if series_rows and series_rows[0].start > window + HOUR:
+                    first = series_rows[0]
+                    if first.sum < 0:
+                        _adjust(recorder, statistic_id, first.start, -first.sum)
+                        plan = FillPlan(
+                            tuple(
+                                StatRow(row.start, row.state, row.sum - first.sum)
+                                for row in plan.rows
+                            )
+                        )
             if plan.rows:
                 _write(self.hass, statistic_id, plan.rows)
                 written.update(row.start for row in plan.rows)
-        self._state["day_one_done"] = True
-        self._state.pop("partial", None)
+        state["day_one_done"] = True
+        state.pop("partial", None)
+        state.pop("own_until", None)  # provisional rows of older versions: left as they are
         last_hours = [max(hours) for hours in energy.values() if hours]
         if last_hours:
-            self._state["checked_until"] = max(self._state.get("checked_until", 0), *last_hours)
-        await self._store.async_save(self._state)
+            state["checked_until"] = max(state.get("checked_until", 0), *last_hours)
+        await self._async_continue(statistic_ids)
+        await self._store.async_save()
         return len(written)
+
+    async def _async_continue(self, statistic_ids: dict[str, str]) -> int:
+        """Move the recorder's rows since day one's first live reading, once they exist.
+
+        The recorder sums a new series from 0 at its first value; the imported hours before it
+        must lead into it. Rows the recorder has not made yet are waited for (a check soon).
+        """
+        pending: dict[str, list[float]] = self._state.get("pending_shifts", {})
+        ids = {statistic_ids[key]: key for key in pending if key in statistic_ids}
+        if not ids:
+            return 0
+        since = min(int(hour) for hour, _ in pending.values())
+        found = await get_instance(self.hass).async_add_executor_job(
+            statistics_during_period,
+            self.hass,
+            dt_util.utc_from_timestamp(since),
+            None,
+            set(ids),
+            "5minute",
+            None,
+            {"sum"},
+        )
+        recorder = get_instance(self.hass)
+        now = dt_util.utcnow().timestamp()
+        for statistic_id, key in ids.items():
+            hour, kwh = pending[key]
+            if any(row["start"] >= hour for row in found.get(statistic_id, [])):
+                _adjust(recorder, statistic_id, int(hour), kwh)
+                del pending[key]
+            elif now - hour > CONTINUATION_GIVE_UP_S:
+                del pending[key]  # the recorder keeps no statistics of it (excluded)
+        if pending:
+            self._schedule_continuation()
+        else:
+            self._state.pop("pending_shifts", None)
+        self._store.changed()
+        return 0
+
+    @callback
+    def _schedule_continuation(self) -> None:
+        """Check again once the recorder compiled its next 5-minute statistics."""
+        if self._cancel_continuation is None:
+            self._cancel_continuation = async_call_later(
+                self.hass, CONTINUATION_CHECK_S, self._continue_later
+            )
+
+    @callback
+    def _continue_later(self, _now: datetime) -> None:
+        self._cancel_continuation = None
+        self.run_in_background()
 
     @callback
     def _updated(self) -> None:
@@ -444,26 +615,92 @@ class MeterHistory(_History):
             self._read_until(start, hours.end)
             if day_one:
                 self._state["partial"] = hours.to_dict()
-                self._store.async_delay_save(lambda: self._state, SAVE_DELAY)
+                self._store.changed()
         self.progress.records = hours.records
         self.intervals, self._intervals_since = hours.intervals, since
         return hours.complete_hours()
 
-    async def async_intervals(self, since: int | None) -> MeterIntervals | None:
+    async def async_intervals(
+        self, since: int | None, until: float | None = None
+    ) -> MeterIntervals | None:
         """Return the records per interval from `since` on (None: all), reading if needed.
 
-        Raises NoStoredRecordsError for a meter that keeps none.
+        `until`: the records must reach this far (the last read may be older). Raises
+        NoStoredRecordsError for a meter that keeps none.
         """
         async with self._lock:
             covered = self._intervals_since is None or (
                 since is not None and self._intervals_since <= since
             )
+            if until is not None and self.intervals is not None and self.intervals.end < until:
+                covered = False
             if self.intervals is None or not covered:
                 hours = self._new_hours()
                 async for batch in self.coordinator.client.records(since):
                     hours.add(batch)
                 self.intervals, self._intervals_since = hours.intervals, since
             return self.intervals
+
+    def _reversed(self) -> frozenset[str]:
+        return frozenset(self.entry.options.get(CONF_REVERSED_CHANNELS, ()))
+
+    def _series_of(self, counter: str) -> tuple[str, ...]:
+        """Return the series a counter's published total shows in (a reversed CT swaps them)."""
+        channel_id, _, direction = counter.partition("_")
+        info = self.coordinator.info
+        reversed_channels = self._reversed()
+        if channel_id == TOTAL_ID:
+            # A three-phase total summed again from reversed phases is not the device's counter.
+            return () if reversed_channels else (f"{TOTAL_ID}_{_SERIES_KEY[direction]}",)
+        if channel_id in reversed_channels:
+            direction = "out" if direction == "in" else "in"
+        series = f"{channel_id}_{_SERIES_KEY[direction]}"
+        if info.three_phase and reversed_channels:
+            return (series, f"{TOTAL_ID}_{_SERIES_KEY[direction]}")
+        return (series,)
+
+    def _first_live(self, key: str) -> float | None:
+        counters = self.coordinator.counters
+        if counters is None:
+            return None
+        started = [
+            time
+            for counter in counters
+            if key in self._series_of(counter) and (time := counters.started(counter)) is not None
+        ]
+        return min(started, default=None)
+
+    def _energy_between(self, key: str, start: float, end: float) -> float:
+        return 0.0 if self.intervals is None else self.intervals.series_between(key, start, end)
+
+    def _new_spans(self) -> list[tuple[int, float]]:
+        counters = self.coordinator.counters
+        handled = self._state.get("span_seq", 0)
+        spans = () if counters is None else counters.spans
+        return [(span.seq, span.span.start) for span in spans if span.seq > handled]
+
+    def _span_corrections(self) -> dict[str, dict[int, float]]:
+        counters, intervals = self.coordinator.counters, self.intervals
+        if counters is None or intervals is None:
+            return {}
+        corrections: dict[str, dict[int, float]] = {}
+        handled = self._state.get("span_seq", 0)
+        for counter_span in counters.spans:
+            span = counter_span.span
+            if counter_span.seq <= handled:
+                continue
+            if not _span_ready(span, intervals.end):
+                break  # not told by the records, or not compiled by the recorder, yet
+            for series in self._series_of(counter_span.key):
+                fixes = span_corrections(
+                    span.start, span.end, span.counted, partial(intervals.series_between, series)
+                )
+                merged = corrections.setdefault(series, {})
+                for hour, kwh in fixes.items():
+                    merged[hour] = merged.get(hour, 0.0) + kwh
+            handled = counter_span.seq
+        self._state["span_seq"] = handled
+        return corrections
 
     def _counter(self, key: str) -> float:
         channel_id, _, quantity = key.partition("_")
@@ -490,6 +727,7 @@ class SiteHistory(_History):
             for ref, role in coordinator.config.roles.items()
             if role in (Role.GRID, Role.SOLAR, Role.BATTERY)
         }
+        self._intervals: dict[str, MeterIntervals] = {}  # the meters' records last read
 
     def _series(self) -> tuple[str, ...]:
         return site_series()
@@ -529,16 +767,86 @@ class SiteHistory(_History):
         if missing := sorted(self._meter_ids - histories.keys()):
             raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
         meters: dict[str, MeterIntervals] = {}
+        self._intervals = {}
+        # The records must tell the spans the site corrects (a meter's last read may be older).
+        until = max((span.span.end for _, span in self._meter_spans()), default=None)
         for meter_id in sorted(self._meter_ids):
-            intervals = await histories[meter_id].async_intervals(since)
+            intervals = await histories[meter_id].async_intervals(since, until)
             if intervals is None:
                 return {}  # a meter without records yet
             meters[meter_id] = intervals
+        self._intervals = meters
         site_hours = SiteHours(self.coordinator.config, meters)
         for _ in site_hours.steps():
             await asyncio.sleep(0)  # let the event loop breathe between chunks
         self.progress.records = site_hours.intervals
         return site_hours.complete_hours()
+
+    def _first_live(self, key: str) -> float | None:
+        return self.coordinator.accumulator.started
+
+    def _energy_between(self, key: str, start: float, end: float) -> float:
+        if not self._intervals:
+            return 0.0
+        flows = site_energy_between(self.coordinator.config, self._intervals, start, end)
+        return float(getattr(flows, _SITE_FIELDS[key]))
+
+    def _meter_spans(self) -> list[tuple[str, CounterSpan]]:
+        """Return the spans of the site's meters not handled yet, with each meter's MAC."""
+        handled: dict[str, int] = self._state.get("span_seq", {})
+        meters = loaded_meters(self.hass)
+        found: list[tuple[str, CounterSpan]] = []
+        for mac in sorted(self._meter_ids):
+            counters = None if (meter := meters.get(mac)) is None else meter.counters
+            if counters is not None:
+                found.extend(
+                    (mac, span) for span in counters.spans if span.seq > handled.get(mac, 0)
+                )
+        return found
+
+    def _new_spans(self) -> list[tuple[int, float]]:
+        return [(span.seq, span.span.start) for _, span in self._meter_spans()]
+
+    def _span_corrections(self) -> dict[str, dict[int, float]]:
+        if not self._intervals:
+            return {}
+        records_end = min(intervals.end for intervals in self._intervals.values())
+        handled: dict[str, int] = self._state.setdefault("span_seq", {})
+        reversed_of = {
+            mac: frozenset(meter.config_entry.options.get(CONF_REVERSED_CHANNELS, ()))
+            for mac, meter in loaded_meters(self.hass).items()
+        }
+        # The counters of one meter that failed together (a reboot): one span of the site.
+        faulted: dict[tuple[float, float], dict[ChannelRef, list[float | None]]] = {}
+        blocked: set[str] = set()
+        for mac, counter_span in self._meter_spans():
+            span = counter_span.span
+            if mac in blocked or not _span_ready(span, records_end):
+                blocked.add(mac)  # not told by the records, or not compiled, yet
+                continue
+            channel_id, _, direction = counter_span.key.partition("_")
+            if channel_id != TOTAL_ID:
+                if channel_id in reversed_of.get(mac, frozenset()):
+                    direction = "out" if direction == "in" else "in"
+                counted = faulted.setdefault((span.start, span.end), {}).setdefault(
+                    ChannelRef(mac, channel_id), [None, None]
+                )
+                counted[0 if direction == "in" else 1] = span.counted
+            handled[mac] = counter_span.seq
+        corrections: dict[str, dict[int, float]] = {}
+        for (start, stop), channels in faulted.items():
+            fixes = site_span_corrections(
+                self.coordinator.config,
+                self._intervals,
+                {ref: (pair[0], pair[1]) for ref, pair in channels.items()},
+                start,
+                stop,
+            )
+            for key, hours in fixes.items():
+                merged = corrections.setdefault(key, {})
+                for hour, kwh in hours.items():
+                    merged[hour] = merged.get(hour, 0.0) + kwh
+        return corrections
 
     def _counter(self, key: str) -> float:
         field = next(name for name, series in SITE_SERIES.items() if series == key)

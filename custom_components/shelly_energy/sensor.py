@@ -32,7 +32,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .billing import SiteBilling
-from .const import KIND_EMONCMS, KIND_SITE
+from .const import KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import (
     MeterConfigEntry,
     MeterCoordinator,
@@ -46,11 +46,13 @@ from .energy.anomalies import VoltageRange
 from .energy.projection import Projection
 from .energy.site import ChannelRef, Role, SiteState
 from .energy.tariff import SlabPricing
-from .entity import ExportEntity, MeterEntity, SiteEntity, channel_naming
+from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
 from .history import MeterHistory, signal_history_updated
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 from .meter.values import timestamp
+from .virtual_meter.guard import ServedValue
+from .virtual_meter_entry import VirtualMeterStatus
 
 # Polling happens in the coordinator; entities only read its data.
 PARALLEL_UPDATES = 0
@@ -235,6 +237,11 @@ async def async_setup_entry(
     elif kind == KIND_EMONCMS:
         coordinator = entry.runtime_data.coordinator
         async_add_entities(ExportSensor(coordinator, description) for description in EXPORT_SENSORS)
+    elif kind == KIND_VIRTUAL_METER:
+        coordinator = entry.runtime_data.coordinator
+        async_add_entities(
+            VirtualMeterSensor(coordinator, description) for description in VIRTUAL_METER_SENSORS
+        )
     else:
         _add_meter_sensors(entry, async_add_entities)
 
@@ -740,7 +747,10 @@ COST_SENSORS: tuple[CostSensorDescription, ...] = (
         key="effective_price",
         translation_key="effective_price",
         per_kwh=True,
-        value_fn=lambda b: round(b.accumulator.effective_price, 6),
+        # What the Energy dashboard multiplies each kWh by: the cost sensors' tax included.
+        value_fn=lambda b: round(
+            b.accumulator.effective_price * (1 + b.tariff.tax_percent / 100), 6
+        ),
     ),
 )
 
@@ -790,3 +800,60 @@ class CostSensor(SiteEntity[float], SensorEntity):
         """Return the projection's range and details, or the tier the period is in."""
         billing = self.coordinator.billing
         return {} if billing is None else self.entity_description.attributes_fn(billing)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VirtualMeterSensorDescription(SensorEntityDescription):
+    """What a virtual meter serves, and to how many."""
+
+    value_fn: Callable[[VirtualMeterStatus], float | None]
+    attributes_fn: Callable[[VirtualMeterStatus], dict[str, Any]] = lambda _: {}
+
+
+VIRTUAL_METER_SENSORS: tuple[VirtualMeterSensorDescription, ...] = (
+    VirtualMeterSensorDescription(
+        key="served_power",
+        translation_key="served_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda status: (
+            status.state.total if isinstance(status.state, ServedValue) else None
+        ),
+    ),
+    VirtualMeterSensorDescription(
+        key="requests_per_minute",
+        translation_key="requests_per_minute",
+        native_unit_of_measurement="requests/min",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda status: status.last_minute.requests,
+    ),
+    VirtualMeterSensorDescription(
+        key="clients",
+        translation_key="clients",
+        native_unit_of_measurement="clients",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda status: len(status.last_minute.clients),
+        attributes_fn=lambda status: {"addresses": sorted(status.last_minute.clients)},
+    ),
+)
+
+
+class VirtualMeterSensor(VirtualMeterEntity[float], SensorEntity):
+    """A virtual meter's served power (unavailable while it serves none), requests or clients."""
+
+    entity_description: VirtualMeterSensorDescription
+
+    def _read(self) -> float | None:
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the value."""
+        return self._value
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return the client addresses of the clients sensor."""
+        return self.entity_description.attributes_fn(self.coordinator.data)

@@ -15,10 +15,16 @@ from custom_components.shelly_energy.energy.history import (
     MeterIntervals,
     SiteHours,
     StatRow,
+    hour_pieces,
     meter_series,
+    plan_day_one,
     plan_fill,
     records_needed_since,
+    site_energy_between,
     site_series,
+    site_span_corrections,
+    span_corrections,
+    with_corrections,
 )
 from custom_components.shelly_energy.energy.site import (
     ChannelRef,
@@ -237,66 +243,42 @@ def bars(rows: Sequence[StatRow]) -> dict[int, float]:
     return {row.start: round(row.sum - before.sum, 9) for before, row in pairwise(rows)}
 
 
-def test_day_one_before_the_first_live_row() -> None:
+def apply_shift(rows: Sequence[StatRow], plan: FillPlan) -> list[StatRow]:
+    """Return rows as the recorder keeps them after a plan: its own rows moved, then written."""
+    moved = rows
+    if plan.shift is not None:
+        moved = with_corrections(rows, {plan.shift[0]: plan.shift[1]})
+    return apply(moved, plan)
+
+
+def test_day_one_starts_at_zero_and_the_recorder_continues_from_it() -> None:
     energy = hourly(T0, [1.0, 2.0, 3.0, 4.0, 5.0])
-    # The first live row is the hour T0+3h (its sum: what HA saw of it); then one more.
-    rows = live(T0 + 3 * HOUR, [0.5, 5.5])
-    plan = plan_fill(rows, energy)
-    assert plan.own_until is None
-    assert [row.start for row in plan.rows] == [T0 - HOUR, T0, T0 + HOUR, T0 + 2 * HOUR]
-    result = apply(rows, plan)
-    assert bars(result) == {
-        T0: 1.0,
-        T0 + HOUR: 2.0,
-        T0 + 2 * HOUR: 3.0,
-        T0 + 3 * HOUR: 4.0,  # the first live hour's bar is now the device's whole hour
-        T0 + 4 * HOUR: 5.0,
-    }
-    assert result[0].sum == pytest.approx(0.5 - 10.0)  # negative before day one: fine
-    assert [row.state for row in result] == pytest.approx([90.5, 91.5, 93.5, 96.5, 100.5, 105.5])
-    assert plan_fill(result, energy).rows == ()  # idempotent
-
-
-def test_provisional_rows_before_any_live_row_then_anchored() -> None:
-    energy = hourly(T0, [1.0, 2.0, 3.0])
-    plan = plan_fill([], energy, state=50.0)
-    assert plan.own_until == T0 + 3 * HOUR
+    # The series published its first value at T0+3h15m (50 kWh), when the device had counted
+    # 0.75 kWh of that hour. The recorder summed from 0 then: 3.25 kWh in that hour, 5 after.
+    first_live = T0 + 3 * HOUR + 900
+    plan = plan_day_one(energy, first_live, 0.75, 50.0)
     assert [(row.start, row.sum, row.state) for row in plan.rows] == [
-        (T0 - HOUR, -6.0, 44.0),
-        (T0, -5.0, 45.0),
-        (T0 + HOUR, -3.0, 47.0),
-        (T0 + 2 * HOUR, 0.0, 50.0),
+        (T0 - HOUR, 0.0, 43.25),
+        (T0, 1.0, 44.25),
+        (T0 + HOUR, 3.0, 46.25),
+        (T0 + 2 * HOUR, 6.0, 49.25),
     ]
-    own = list(plan.rows)
-    # Still no live row: nothing to do yet.
-    assert plan_fill(own, energy, own_until=plan.own_until) == FillPlan((), plan.own_until)
-    # The first live hour came: HA saw 0.4 kWh of its 4 kWh (set up in the middle of it).
-    rows = [*own, StatRow(T0 + 3 * HOUR, 50.4, 0.4), StatRow(T0 + 4 * HOUR, 55.4, 5.4)]
-    # Its hour is not recorded yet: wait.
-    assert plan_fill(rows, energy, own_until=plan.own_until).rows == ()
-    energy = hourly(T0 + 3 * HOUR, [4.0, 5.0])  # what the device recorded since own_until
-    anchored = plan_fill(rows, energy, own_until=plan.own_until)
-    assert anchored.own_until is None
-    result = apply(rows, anchored)
+    assert plan.shift == (T0 + 3 * HOUR, 6.75)
+    result = apply_shift(live(T0 + 3 * HOUR, [3.25, 8.25], state0=46.75), plan)
+    assert result[0].sum == 0.0  # the first hour shows its own energy, never a negative bar
     assert bars(result) == {
         T0: 1.0,
         T0 + HOUR: 2.0,
         T0 + 2 * HOUR: 3.0,
-        T0 + 3 * HOUR: 4.0,
+        T0 + 3 * HOUR: 4.0,  # the first live hour's bar is the device's whole hour
         T0 + 4 * HOUR: 5.0,
     }
-    assert result[-3].state == pytest.approx(46.4)
-    assert plan_fill(result, energy).rows == ()
+    assert plan_fill(result, energy).rows == ()  # nothing left to fill
 
 
-def test_provisional_rows_followed_by_downtime() -> None:
-    own = [StatRow(T0 - HOUR, -1.0, 9.0), StatRow(T0, 0.0, 10.0)]
-    # HA was down for the two hours after the provisional rows; the next hour caught up.
-    rows = [*own, StatRow(T0 + 3 * HOUR, 20.0, 2.5)]
-    energy = hourly(T0 + HOUR, [1.0, 2.0, 3.0])
-    result = apply(rows, plan_fill(rows, energy, own_until=T0 + HOUR))
-    assert bars(result) == {T0: 1.0, T0 + HOUR: 1.0, T0 + 2 * HOUR: 2.0, T0 + 3 * HOUR: 3.0}
-    assert result[-1].sum == 2.5  # the live row's sum is unchanged
+def test_day_one_with_records_only_in_the_first_live_hour() -> None:
+    plan = plan_day_one(hourly(T0, [0.5]), T0 + 600, 0.1, 1.0)
+    assert plan == FillPlan((), (T0, 0.1))
 
 
 def test_downtime_gap_is_filled_and_the_total_unchanged() -> None:
@@ -350,8 +332,8 @@ def test_a_gap_reaching_back_before_the_records() -> None:
 
 
 def test_nothing_to_plan_without_energy() -> None:
-    assert plan_fill(live(T0, [1.0]), {}) == FillPlan((), None)
-    assert plan_fill([], {}, own_until=T0) == FillPlan((), T0)
+    assert plan_fill(live(T0, [1.0]), {}) == FillPlan(())
+    assert plan_fill([], hourly(T0, [1.0])) == FillPlan(())
 
 
 def test_records_needed_since() -> None:
@@ -362,12 +344,6 @@ def test_records_needed_since() -> None:
     assert records_needed_since(rows, after=T0 + 8 * HOUR) is None
     assert records_needed_since(live(T0, [1.0, 2.0, 3.0]), after=0) is None
     assert records_needed_since([], after=0) is None
-    own = [StatRow(T0, 0.0, 0.0)]
-    assert records_needed_since(own, after=0, own_until=T0 + HOUR) is None
-    assert (
-        records_needed_since([*own, StatRow(T0 + 2 * HOUR, 0.0, 1.0)], after=0, own_until=T0 + HOUR)
-        == T0 + HOUR
-    )
 
 
 def test_a_jump_after_a_live_hour_is_no_gap() -> None:
@@ -390,3 +366,54 @@ def test_saved_hours_are_a_snapshot() -> None:
     hours.add(minutes(T0 + 600, 10, (1.0,), (0.0,)))
     assert saved["wh"]["1_energy_imported"] == [10.0]
     assert saved["end"] == T0 + 600
+
+
+# --- spans the counters could not count ----------------------------------------------------
+
+
+def test_energy_between_counts_partial_records_in_proportion() -> None:
+    meter = MeterIntervals(("a", "b"), 60, T0)
+    for minute in range(3):
+        meter.add(T0 + 60 * minute, (6.0, 1.0), (0.0, 2.0))
+    assert meter.energy_between(0, T0 + 30, T0 + 150) == pytest.approx((12.0, 0.0))
+    assert meter.energy_between(1, T0 - 60, T0 + 10_000) == pytest.approx((3.0, 6.0))
+    assert meter.energy_between(0, T0 + 200, T0 + 300) == (0.0, 0.0)  # after the records
+    assert meter.series_between("b_energy_exported", T0, T0 + 90) == pytest.approx(3.0)
+    assert meter.series_between("total_energy_imported", T0, T0 + 60) == pytest.approx(7.0)
+
+
+def test_hour_pieces() -> None:
+    assert hour_pieces(T0 + 3000, T0 + HOUR + 600) == [
+        (T0, T0 + 3000, T0 + HOUR),
+        (T0 + HOUR, T0 + HOUR, T0 + HOUR + 600),
+    ]
+    assert hour_pieces(T0, T0) == []
+
+
+def test_span_corrections_place_the_records_energy_in_its_hours() -> None:
+    meter = MeterIntervals(("a",), 60, T0)
+    for minute in range(70):
+        meter.add(T0 + 60 * minute, (10.0,), (0.0,))  # 10 Wh a minute
+    # The counter missed 10:55-11:05 (a reboot) and counted 20 Wh over it.
+    fixes = span_corrections(
+        T0 + 3300, T0 + 3900, 20.0, lambda s, e: meter.series_between("a_energy_imported", s, e)
+    )
+    assert fixes == {T0: pytest.approx(0.05), T0 + HOUR: pytest.approx(0.03)}
+
+
+def test_site_span_corrections_route_a_missed_channel_through_the_flows() -> None:
+    grid, solar = ChannelRef("M", "a"), ChannelRef("S", "1")
+    config = site({grid: Role.GRID, solar: Role.SOLAR}, GridMetering.PER_PHASE)
+    mains = MeterIntervals(("a",), 60, T0)
+    inverter = MeterIntervals(("1",), 60, T0)
+    for minute in range(10):
+        mains.add(T0 + 60 * minute, (5.0,), (0.0,))
+        inverter.add(T0 + 60 * minute, (0.0,), (8.0,))
+    meters = {"M": mains, "S": inverter}
+    flows = site_energy_between(config, meters, T0, T0 + 600)
+    assert (flows.grid_import, flows.solar_production) == (50.0, 80.0)
+    # The grid counter missed two minutes and counted nothing over them.
+    fixes = site_span_corrections(config, meters, {grid: (0.0, None)}, T0 + 60, T0 + 180)
+    assert fixes["grid_import_energy"] == {T0: pytest.approx(0.01)}
+    assert fixes["home_energy"] == {T0: pytest.approx(0.01)}
+    assert fixes["solar_energy"] == {}

@@ -490,15 +490,16 @@ def grid_only_site() -> SiteAccumulator:
     return SiteAccumulator(SiteConfig({GRID: Role.GRID}, GridMetering.PER_PHASE))
 
 
-def test_counter_reset_counts_the_new_value() -> None:
+def test_a_drop_of_an_input_holds_and_counts_on_from_the_new_value() -> None:
     acc = grid_only_site()
     acc.update({GRID: ch(0, 1_000, 500)}, DAY)
     acc.update({GRID: ch(0, 1_200, 500)}, DAY)  # +200
-    # The meter restarted: its import counter now reads 20, i.e. 20 Wh since the restart.
+    # The meter's totals started anew (a new meter entry): 20 Wh. Never booked as energy (the
+    # issue's 46 kWh counter booked as import), never taken back.
     state = acc.update({GRID: ch(0, 20, 500)}, DAY)
-    assert state.energy.grid_import == 220.0  # 200 + 20, not 200 - 1180 nor 200 + 1200
+    assert state.energy.grid_import == 200.0
     state = acc.update({GRID: ch(0, 50, 500)}, DAY)
-    assert state.energy.grid_import == 250.0  # + (50 - 20)
+    assert state.energy.grid_import == 230.0  # + (50 - 20)
 
 
 def test_counter_jitter_is_not_counted_twice() -> None:
@@ -509,11 +510,12 @@ def test_counter_jitter_is_not_counted_twice() -> None:
     assert acc.update({GRID: ch(0, 1_000.5, 500)}, DAY).energy.grid_import == 0.5
 
 
-def test_counter_drop_of_exactly_the_jitter_limit_is_jitter_and_beyond_is_a_reset() -> None:
+def test_input_drops_are_held_and_only_the_rise_after_them_counts() -> None:
     acc = grid_only_site()
     acc.update({GRID: ch(0, 1_000, 500)}, DAY)
-    assert acc.update({GRID: ch(0, 999, 500)}, DAY).energy.grid_import == 0.0  # drop of 1 Wh
-    assert acc.update({GRID: ch(0, 998.5, 500)}, DAY).energy.grid_import == 998.5  # 1.5 Wh: reset
+    assert acc.update({GRID: ch(0, 999.5, 500)}, DAY).energy.grid_import == 0.0  # jitter
+    assert acc.update({GRID: ch(0, 999, 500)}, DAY).energy.grid_import == 0.0  # a drop of 1 Wh
+    assert acc.update({GRID: ch(0, 1_000.5, 500)}, DAY).energy.grid_import == 1.5
 
 
 # --- role changes ---------------------------------------------------------------------------------

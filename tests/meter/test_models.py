@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.shelly_energy.meter.models import firmware_supported, model_name
+from custom_components.shelly_energy.meter.models import (
+    GEN1_METER_MODELS,
+    RATED_CURRENT_A,
+    RPC_METER_MODELS,
+    firmware_supported,
+    max_channel_power_w,
+    model_name,
+)
 from custom_components.shelly_energy.meter.values import number, strings
 
 
@@ -38,3 +45,11 @@ def test_values() -> None:
     assert number("1") is None
     assert strings(["a", 1, "b"]) == ("a", "b")
     assert strings(None) == ()
+
+
+def test_max_channel_power() -> None:
+    assert max_channel_power_w("SPEM-003CEBEU") == 72_000.0  # 120 A at 300 V, twice over
+    assert max_channel_power_w("S4EM-001PXCEU16") == 9_600.0
+    assert max_channel_power_w("XYZ") == 240_000.0  # unknown: the largest clamp
+    assert all(rated >= 16 for rated in RATED_CURRENT_A.values())
+    assert set(RATED_CURRENT_A) == set(GEN1_METER_MODELS) | set(RPC_METER_MODELS)

@@ -334,3 +334,62 @@ def test_power_at_tells_past_readings(clock: Clock) -> None:
         seen[clock.now()] = meter.state().channels[0].power
         clock.advance(1)
     assert {at: meter.power_at(0, at) for at in seen} == seen
+
+
+def test_a_reboot_with_rollback_forgets_what_was_counted_since_the_last_flash_save(
+    clock: Clock,
+) -> None:
+    meter = SimulatedMeter("pro3em", clock=clock, flash_save_s=300)
+    meter.set_power("a", 1200.0)  # 20 Wh a minute
+    clock.advance(420)  # saved at 300 s (100 Wh), then 2 minutes more
+    assert meter.counters("a") == pytest.approx((140.0, 0.0))
+    meter.reboot(rollback=True)
+    assert meter.counters("a") == pytest.approx((100.0, 0.0))
+    assert meter.true_energy("a") == pytest.approx((140.0, 0.0))  # the truth forgets nothing
+    clock.advance(180)
+    assert meter.counters("a") == pytest.approx((160.0, 0.0))
+    # The records keep every minute's energy across the reboot.
+    records = meter.records
+    segments, _ = records.select(None, None, None)
+    recorded = sum(
+        records.energy_mwh(segment.start + index, 0)[0]
+        for segment in segments
+        for index in range(segment.count)
+    )
+    assert recorded == 200_000  # 10 minutes of 20 Wh
+
+
+def test_a_reboot_without_rollback_keeps_the_counters(clock: Clock) -> None:
+    meter = SimulatedMeter("pro3em", clock=clock)
+    meter.set_power("a", 1200.0)
+    clock.advance(420)
+    meter.reboot()
+    assert meter.counters("a") == pytest.approx((140.0, 0.0))
+
+
+def test_a_reset_leaves_the_truth(clock: Clock) -> None:
+    meter = SimulatedMeter("proem50", clock=clock)
+    meter.set_power("0", 3600.0)
+    clock.advance(60)
+    meter.reset_counters()
+    clock.advance(60)
+    assert meter.counters("0") == pytest.approx((60.0, 0.0))
+    assert meter.true_energy("0") == pytest.approx((120.0, 0.0))
+
+
+@pytest.mark.parametrize("value", [1e308, 4294967295.0, -1.0])
+def test_corrupt_counters_read_once(clock: Clock, value: float) -> None:
+    meter = SimulatedMeter("pro3em", clock=clock)
+    meter.set_power("b", 1000.0)
+    clock.advance(HOUR)
+    meter.corrupt_counters("b", value, reads=2)
+    emdata = status(meter)["emdata:0"]
+    assert emdata["b_total_act_energy"] == value  # type: ignore[index]
+    assert emdata["a_total_act_energy"] != value  # type: ignore[index]
+    assert meter.state().channels[1].energy_in == value
+    assert meter.state().channels[1].energy_in == pytest.approx(1000.0)
+
+
+def test_flash_saves_come_in_whole_slots(clock: Clock) -> None:
+    with pytest.raises(ValueError, match="flash_save_s"):
+        SimulatedMeter("pro3em", clock=clock, flash_save_s=15)

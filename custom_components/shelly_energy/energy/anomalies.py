@@ -512,8 +512,8 @@ class AnomalyDetector:
         nominal = limits.nominal_frequency
         worst: float | None = None
         furthest = -1.0
-        for reading in readings:
-            frequency, voltage = reading.frequency, reading.voltage
+        for channel in readings:
+            frequency, voltage = channel.frequency, channel.voltage
             if frequency is None or voltage is None or voltage < self._interruption:
                 continue
             if (off := abs(frequency - nominal)) > furthest:

@@ -6,25 +6,23 @@ channel's import and export, and the three-phase total), and optionally keeps th
 interval (`MeterIntervals`, compact arrays) so that `SiteHours` can apply a site's flow math to
 every interval that its meters measured together.
 
-`plan_fill` decides which hourly statistics rows to write for one series, given the rows that
-exist and the device's energy per hour. Rows are (hour start, state, sum); a row's *bar* is its
-sum minus the previous row's sum. Rules:
+`plan_day_one` and `plan_fill` decide which hourly statistics rows to write for one series,
+given the rows that exist and the device's energy per hour. Rows are (hour start, state, sum); a
+row's *bar* is its sum minus the previous row's sum (the first row's bar is its sum). Rules:
 
-- Live rows are never double counted: the sum of a live row is never changed.
-- A *gap* is a run of hours without a row (Home Assistant was down) or with a bar of about 0
-  (the meter was unreachable), ending at an *anchor*: a row whose bar exceeds the device's
-  energy of that hour by more than `JUMP_KWH` (the catch-up jump). The gap's rows get sums going
-  backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The anchor's bar becomes the
-  device's energy of its hour, each filled hour's bar the device's energy of that hour, and the
-  gap's first hour keeps what remains (its own energy, plus anything before the records); sums
-  never fall below the row before the gap, so the total is unchanged.
-- Day one: the hours before the first row are filled backwards from it in the same way (down to
-  a base row before the first record), so the sums before it may be negative: only differences
-  count.
-- Before any live row exists (a meter just added), the rows are written *provisionally*, ending
-  with sum 0 at the last complete hour; `own_until` remembers that the rows before it are ours.
-  Once the first live row exists, a later plan moves them all by the same amount so that the
-  first live hour's bar is the device's energy of that hour.
+- Day one: the hours before the series' first live reading are written from a sum of 0 (the hour
+  before the records) upwards, and every row the recorder made since that reading moves up by
+  what came before it (`FillPlan.shift`, applied with the recorder's adjustment of sums): the
+  first live hour's bar is the device's whole hour and no hour is negative.
+- Live rows are never double counted: a gap is a run of hours without a row (Home Assistant was
+  down) or with a bar of about 0 (the meter was unreachable), ending at an *anchor*: a row whose
+  bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump). The
+  gap's rows get sums going backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The
+  anchor's bar becomes the device's energy of its hour, each filled hour's bar the device's
+  energy of that hour, and the gap's first hour keeps what remains; sums never fall below the
+  row before the gap, so the total is unchanged.
+- Spans a counter could not count (`span_corrections`, `site_span_corrections`): each hour the
+  span touches gains the records' energy of its part, less what the counter counted.
 
 Running a plan again on its own result writes nothing: every bar then matches the device.
 Time is unix seconds throughout; hours start on multiples of 3600 (UTC).
@@ -35,13 +33,15 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Final
 
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
-from .site import ChannelRef, Role, SiteConfig, interval_energy
+from .site import ChannelRef, Role, SiteConfig, SiteEnergy, interval_energy
+
+_BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
 
 HOUR: Final = 3600
 # A bar up to this is "about 0" (kWh).
@@ -112,6 +112,35 @@ class MeterIntervals:
             self.energy_in[channel][index] += value
         for channel, value in enumerate(energy_out):
             self.energy_out[channel][index] += value
+
+    def energy_between(self, channel: int, start: float, end: float) -> tuple[float, float]:
+        """Return what a channel counted in and out (Wh) over [start, end).
+
+        A record the span covers in part counts in proportion (power is taken as even within a
+        record period).
+        """
+        period = self.period
+        first = max(int((start - self.start) // period), 0)
+        last = min(-int(-(end - self.start) // period), len(self.energy_in[0]))
+        energy_in = energy_out = 0.0
+        for index in range(first, last):
+            begins = self.start + index * period
+            share = (min(end, begins + period) - max(start, begins)) / period
+            if share > 0:
+                energy_in += self.energy_in[channel][index] * share
+                energy_out += self.energy_out[channel][index] * share
+        return energy_in, energy_out
+
+    def series_between(self, series: str, start: float, end: float) -> float:
+        """Return a meter series' energy (Wh) over [start, end): a channel's or the total's."""
+        channel_id, _, key = series.partition("_")
+        channels = (
+            range(len(self.channel_ids))
+            if channel_id == TOTAL
+            else (self.channel_ids.index(channel_id),)
+        )
+        energies = [self.energy_between(channel, start, end) for channel in channels]
+        return sum(pair[0 if key == IMPORTED else 1] for pair in energies)
 
     def counted(self, channel: int, start: int, end: int) -> tuple[float, float]:
         """Return what a channel counted in and out (Wh) in intervals starting in [start, end)."""
@@ -312,10 +341,10 @@ class StatRow:
 
 @dataclass(frozen=True, slots=True)
 class FillPlan:
-    """The rows to write (oldest first), and until when the series' rows are provisional."""
+    """The rows to write (oldest first), and how the recorder's own rows move (from, kWh)."""
 
     rows: tuple[StatRow, ...]
-    own_until: int | None
+    shift: tuple[int, float] | None = None
 
 
 def _backwards(
@@ -346,53 +375,49 @@ def _gap_start(
     return hour + HOUR
 
 
-def plan_fill(
-    rows: Sequence[StatRow],
-    energy: Mapping[int, float],
-    *,
-    own_until: int | None = None,
-    state: float = 0.0,
+def plan_day_one(
+    energy: Mapping[int, float], first_live: float, before_live: float, live_state: float
 ) -> FillPlan:
-    """Return the rows that fill one series' day one and gaps from the device's energy.
+    """Return the rows of the hours before a series' first live reading, and the live rows' move.
+
+    ``energy``: the device's energy (kWh) per complete hour. ``first_live``: when the series
+    published its first value: from its hour on the rows are the recorder's own, summed from 0
+    at that value. ``before_live``: the device's energy (kWh) of that hour before the reading.
+    ``live_state``: the value the series published then (kWh), for the rows' states.
+
+    The imported rows start at a sum of 0 (the hour before the records) and add each hour's
+    energy; the recorder's rows then move by the imported total plus ``before_live``, so the
+    first live hour's bar is the device's whole hour and no hour is ever negative.
+    """
+    live_hour = int(first_live - first_live % HOUR)
+    hours = sorted(hour for hour in energy if hour < live_hour)
+    total_before = math.fsum(energy[hour] for hour in hours)
+    rows: list[StatRow] = []
+    if hours:
+        base_state = live_state - before_live - total_before
+        rows.append(StatRow(hours[0] - HOUR, base_state, 0.0))
+        running = 0.0
+        for hour in range(hours[0], live_hour, HOUR):
+            running += energy.get(hour, 0.0)
+            rows.append(StatRow(hour, base_state + running, running))
+    return FillPlan(tuple(rows), (live_hour, total_before + before_live))
+
+
+def plan_fill(rows: Sequence[StatRow], energy: Mapping[int, float]) -> FillPlan:
+    """Return the rows that fill one series' gaps from the device's energy.
 
     ``rows``: the series' rows, oldest first, from far enough back to hold the row before any
-    gap (a first row without one counts as the first ever). ``energy``: the device's energy
-    (kWh) per complete hour, from its first to its last hour (a missing hour counted 0).
-    ``own_until``: rows before this hour were written provisionally by an earlier plan.
-    ``state``: the counter (kWh) at the end of the last hour, for provisional rows.
+    gap. ``energy``: the device's energy (kWh) per complete hour, from its first to its last
+    hour (a missing hour counted 0).
     """
-    if not energy:
-        return FillPlan((), own_until)
+    if not energy or not rows:
+        return FillPlan(())
     first_hour, last_hour = min(energy), max(energy)
-    own = [row for row in rows if own_until is not None and row.start < own_until]
-    live = [row for row in rows if own_until is None or row.start >= own_until]
-    if not live:
-        if own:
-            return FillPlan((), own_until)  # still no live row to anchor on
-        written = _backwards(StatRow(last_hour + HOUR, state, 0.0), first_hour - HOUR, energy)
-        return FillPlan(tuple(reversed(written)), last_hour + HOUR)
-
     planned: dict[int, StatRow] = {}
-    first = live[0]
-    if own:
-        mine = own[-1]
-        if first.start > last_hour or mine.start + HOUR < first_hour:
-            return FillPlan((), own_until)  # the anchor's hour is not recorded yet
-        filled = _backwards(first, mine.start, energy)
-        target = filled[-1]
-        shift_sum, shift_state = target.sum - mine.sum, target.state - mine.state
-        planned.update((row.start, row) for row in filled)
-        planned.update(
-            (row.start, StatRow(row.start, row.state + shift_state, row.sum + shift_sum))
-            for row in own
-        )
-    elif first_hour < first.start <= last_hour:
-        planned.update((row.start, row) for row in _backwards(first, first_hour - HOUR, energy))
-
-    by_hour = {row.start: row for row in live}
-    starts = [row.start for row in live]
-    bars = _bars(live)
-    for row in live[1:]:
+    by_hour = {row.start: row for row in rows}
+    starts = [row.start for row in rows]
+    bars = _bars(rows)
+    for row in rows[1:]:
         if not first_hour < row.start <= last_hour:
             continue
         if bars[row.start] <= energy.get(row.start, 0.0) + JUMP_KWH:
@@ -401,33 +426,195 @@ def plan_fill(
         if gap_start == row.start:
             continue
         before = bisect.bisect_left(starts, gap_start) - 1
-        floor = live[before].sum if before >= 0 else -math.inf
+        floor = rows[before].sum if before >= 0 else -math.inf
         planned.update(
             (filled.start, filled) for filled in _backwards(row, gap_start, energy, floor)
         )
-    return FillPlan(tuple(planned[hour] for hour in sorted(planned)), None)
+    return FillPlan(tuple(planned[hour] for hour in sorted(planned)))
 
 
-def records_needed_since(
-    rows: Sequence[StatRow], *, after: int, own_until: int | None = None
-) -> int | None:
+def records_needed_since(rows: Sequence[StatRow], *, after: int) -> int | None:
     """Return the first hour whose device energy a plan may need; None: nothing to fill.
 
     Looks for anchors later than ``after`` (the last hour already checked): a row with a
-    positive jump after a run of hours without rows or with bars of about 0. Provisional rows
-    (before ``own_until``) need the hours from ``own_until`` once a live row follows them.
+    positive jump after a run of hours without rows or with bars of about 0.
     """
-    live = [row for row in rows if own_until is None or row.start >= own_until]
-    if own_until is not None:
-        return own_until if live else None
-    by_hour = {row.start: row for row in live}
-    bars = _bars(live)
-    low = live[0].start if live else 0
+    by_hour = {row.start: row for row in rows}
+    bars = _bars(rows)
+    low = rows[0].start if rows else 0
     needed: int | None = None
-    for row in live[1:]:
+    for row in rows[1:]:
         if row.start <= after or bars[row.start] <= JUMP_KWH:
             continue
         gap_start = _gap_start(row.start, by_hour, bars, low)
         if gap_start < row.start and (needed is None or gap_start < needed):
             needed = gap_start
     return needed
+
+
+def hour_pieces(start: float, end: float) -> list[tuple[int, float, float]]:
+    """Return the UTC hours that [start, end) touches, each with the part of it inside."""
+    pieces = []
+    moment = start
+    while moment < end:
+        hour = int(moment - moment % HOUR)
+        piece_end = min(end, hour + HOUR)
+        pieces.append((hour, moment, piece_end))
+        moment = piece_end
+    return pieces
+
+
+def span_corrections(
+    start: float, end: float, counted_wh: float, energy_between: Callable[[float, float], float]
+) -> dict[int, float]:
+    """Return what one series must gain per hour (kWh) for a span its counter could not count.
+
+    The records' energy of each hour's part of the span, less what the counter did count over
+    it, which the recorder booked in the hour of the span's end (the reading that ended it).
+    """
+    corrections = {
+        hour: energy_between(piece_start, piece_end) / 1000
+        for hour, piece_start, piece_end in hour_pieces(start, end)
+    }
+    end_hour = int(end - end % HOUR)
+    corrections[end_hour] = corrections.get(end_hour, 0.0) - counted_wh / 1000
+    return corrections
+
+
+def site_energy_between(
+    config: SiteConfig, meters: Mapping[str, MeterIntervals], start: float, end: float
+) -> SiteEnergy:
+    """Return a site's flows (Wh) over [start, end) from its meters' records."""
+    return interval_energy(config, _recorded(config, meters, start, end))
+
+
+def _recorded(
+    config: SiteConfig, meters: Mapping[str, MeterIntervals], start: float, end: float
+) -> dict[ChannelRef, tuple[float, float]]:
+    """Return what each of a site's balance channels counted in and out (Wh) over [start, end)."""
+    return {
+        ref: meters[ref.meter_id].energy_between(
+            meters[ref.meter_id].channel_ids.index(ref.channel_id), start, end
+        )
+        for ref, role in config.roles.items()
+        if role in _BALANCE_ROLES and ref.meter_id in meters
+    }
+
+
+def site_span_corrections(
+    config: SiteConfig,
+    meters: Mapping[str, MeterIntervals],
+    faulted: Mapping[ChannelRef, tuple[float | None, float | None]],
+    start: float,
+    end: float,
+) -> dict[str, dict[int, float]]:
+    """Return what each site series must gain per hour (kWh) for a span of some counters.
+
+    `faulted` maps channels to what their counters counted in and out (Wh) over the span, None
+    for a direction whose counter counted normally. The site counted its flows with those
+    amounts, booked in the hour of the span's end; the records tell the flows with what really
+    flowed, hour by hour.
+    """
+
+    def live(
+        recorded: dict[ChannelRef, tuple[float, float]], share: float
+    ) -> dict[ChannelRef, tuple[float, float]]:
+        """Return the channels' energy as the site counted it: a `share` of the counted."""
+        counted = dict(recorded)
+        for ref, (counted_in, counted_out) in faulted.items():
+            if ref in counted:
+                counted[ref] = (
+                    counted[ref][0] if counted_in is None else counted_in * share,
+                    counted[ref][1] if counted_out is None else counted_out * share,
+                )
+        return counted
+
+    def flows(energy: Mapping[ChannelRef, tuple[float, float]]) -> dict[str, float]:
+        """Return the flows, consumption and self-consumed solar signed as the site keeps them.
+
+        A short-counted interval is a deficit the live site makes up later, not a 0.
+        """
+        result = interval_energy(config, energy)
+        found: dict[str, float] = {name: float(getattr(result, name)) for name in SITE_SERIES}
+        found["home_consumption"] = (
+            found["grid_import"]
+            - found["grid_export"]
+            + found["solar_production"]
+            + found["battery_discharged"]
+            - found["battery_charged"]
+        )
+        found["self_consumed_solar"] = found["solar_production"] - found["grid_export"]
+        return {SITE_SERIES[name]: value for name, value in found.items()}
+
+    corrections: dict[str, dict[int, float]] = {key: {} for key in site_series()}
+    whole = _recorded(config, meters, start, end)
+    missed = {
+        key: (true - counted) / 1000
+        for (key, true), counted in zip(
+            flows(whole).items(), flows(live(whole, 1.0)).values(), strict=True
+        )
+    }
+    # Each hour gains what flowed in it that the counters missed; the hour of the span's end,
+    # where the site booked what they did count, takes the rest.
+    for hour, piece_start, piece_end in hour_pieces(start, end):
+        recorded = _recorded(config, meters, piece_start, piece_end)
+        without = flows(live(recorded, 0.0))
+        for key, true in flows(recorded).items():
+            if delta := (true - without[key]) / 1000:
+                corrections[key][hour] = delta
+                missed[key] -= delta
+    end_hour = int(end - end % HOUR)
+    for key, rest in missed.items():
+        if rest:
+            corrections[key][end_hour] = corrections[key].get(end_hour, 0.0) + rest
+    return corrections
+
+
+def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> dict[int, float]:
+    """Return the corrections moved so that no corrected hour's bar falls below 0.
+
+    Where the records and the live counting place energy in different hours (a site that waited
+    for a meter booked a whole span at its end), a correction could take more from an hour than
+    it holds: the excess is taken from the corrected hours before it instead. The total stays.
+    """
+    by_hour = {row.start: row.sum for row in rows}
+    hours = sorted(corrections)
+    moved = dict(corrections)
+    after: dict[int, float] = {}  # each corrected hour's bar, corrected
+    for hour in hours:
+        before = max((start for start in by_hour if start < hour), default=None)
+        if hour in by_hour and before is not None:
+            after[hour] = by_hour[hour] - by_hour[before] + moved[hour]
+    for index in range(len(hours) - 1, 0, -1):
+        hour = hours[index]
+        if (bar := after.get(hour)) is not None and bar < 0:
+            moved[hour] -= bar
+            moved[hours[index - 1]] += bar
+            if hours[index - 1] in after:
+                after[hours[index - 1]] += bar
+    return moved
+
+
+def with_corrections(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> list[StatRow]:
+    """Return rows as they are once each correction was added to the sums from its hour on."""
+    changes = sorted(corrections.items())
+    result = []
+    for row in rows:
+        shift = sum(kwh for hour, kwh in changes if hour <= row.start)
+        result.append(StatRow(row.start, row.state, row.sum + shift) if shift else row)
+    return result
+
+
+def normalized(rows: Sequence[StatRow], planned: Sequence[StatRow]) -> float:
+    """Return how much every sum must move so that the series' first row has no negative sum.
+
+    The Energy dashboard shows a series' first hour as that row's sum: a negative one (left by
+    rows filled backwards from a later row) reads as a huge negative bar. Only a first row
+    within `rows` counts (older rows than those read may exist otherwise).
+    """
+    by_hour = {row.start: row for row in rows}
+    by_hour.update((row.start, row) for row in planned)
+    if not by_hour:
+        return 0.0
+    first = by_hour[min(by_hour)]
+    return -first.sum if first.sum < 0 else 0.0

@@ -38,11 +38,11 @@ exactly once, when the meter returns. Home consumption and self-consumed solar a
 interval: meters are read at different instants, so one update may see a phase's export before
 the next sees the solar production behind it, and clamping that interval's negative value would
 count the production again later. They keep a signed running sum and publish its highest value so
-far: never decreasing, never negative, and exact once every meter has been read. A counter that
-dropped by more than ``COUNTER_JITTER_WH`` restarted from 0 (its delta is its new value); a smaller
-drop is jitter (delta 0, and the baseline keeps the higher value so the rebound is not counted
-twice). A channel's first sighting only sets its baseline. A counter reset while the meter was
-offline loses what the counter held past the flow's last baseline; nothing can recover that.
+far: never decreasing, never negative, and exact once every meter has been read. The inputs are
+the meters' published totals (already through the counter model, `energy.counter`), and each
+baseline is such a counter too, with no physical bound: a channel's first sighting only sets it,
+jitter is held, and a drop (a meter whose totals started anew) holds and counts on from the new
+value, never booking the whole counter again.
 
 Availability: a value that depends on an unavailable channel is None; the site never reports a
 partial sum as if it were complete. Energy totals are kept while a flow is unavailable and resume
@@ -62,7 +62,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Final
 
-COUNTER_JITTER_WH: Final = 1.0  # a counter decrease up to this is jitter; beyond it, a reset
+from .counter import EnergyCounter
+
 STORAGE_VERSION: Final = 1
 
 
@@ -194,24 +195,18 @@ class _Today:
     home_consumption: float = 0.0
 
 
-class _Counter:
-    """A cumulative counter's value when a flow last accrued it."""
+def _baseline(value: float) -> EnergyCounter:
+    """Return a channel counter's baseline at a raw value (inputs are clean: no bound)."""
+    return EnergyCounter.from_dict({"total": 0.0, "base": value, "base_time": 0.0})
 
-    __slots__ = ("value",)
 
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def advance(self, current: float) -> float:
-        """Move to the current value; return the energy counted since (Wh, >= 0)."""
-        if current >= self.value:
-            delta = current - self.value
-        elif self.value - current <= COUNTER_JITTER_WH:
-            return 0.0  # jitter: keep the higher value so that the rebound is not counted twice
-        else:
-            delta = current  # the counter restarted from 0
-        self.value = current
-        return delta
+def _advance(counter: EnergyCounter, value: float) -> float:
+    """Return what a baseline counted up to `value` (Wh, >= 0), moving it on."""
+    # Time plays no part without a physical bound. The counter's own total restarts from 0 at
+    # every step, so the delta is exactly value - base.
+    counted = counter.read(value, 0.0).total or 0.0
+    counter.total = 0.0
+    return counted
 
 
 class _Flow:
@@ -225,7 +220,7 @@ class _Flow:
 
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self.roles = roles
-        self.baselines: dict[ChannelRef, tuple[_Counter, _Counter]] = {}  # (in, out)
+        self.baselines: dict[ChannelRef, tuple[EnergyCounter, EnergyCounter]] = {}  # (in, out)
         self.inflow = dict.fromkeys(roles, 0.0)
         self.outflow = dict.fromkeys(roles, 0.0)
 
@@ -243,10 +238,10 @@ class _Flow:
                 energy_in, energy_out = counters[ref]
                 baseline = self.baselines.get(ref)
                 if baseline is None:  # first sighting: nothing to compare with yet
-                    self.baselines[ref] = (_Counter(energy_in), _Counter(energy_out))
+                    self.baselines[ref] = (_baseline(energy_in), _baseline(energy_out))
                 else:
-                    inflow += baseline[0].advance(energy_in)
-                    outflow += baseline[1].advance(energy_out)
+                    inflow += _advance(baseline[0], energy_in)
+                    outflow += _advance(baseline[1], energy_out)
             self.inflow[role] = inflow
             self.outflow[role] = outflow
         return True
@@ -362,6 +357,8 @@ class SiteAccumulator:
         self._totals = _Totals()
         self._today = _Today()
         self._counters: dict[ChannelRef, tuple[float, float]] = {}  # reused by every update
+        self._floors: dict[str, float] = {}  # totals never to be published lower (Wh)
+        self.started: float | None = None  # when the totals were first published
         self._apply_config(config)
 
     def _apply_config(self, config: SiteConfig) -> None:
@@ -383,15 +380,23 @@ class SiteAccumulator:
                 del flow.baselines[ref]
         self._apply_config(config)
 
-    def update(self, readings: Mapping[ChannelRef, ChannelInput | None], day: date) -> SiteState:
+    def update(
+        self,
+        readings: Mapping[ChannelRef, ChannelInput | None],
+        day: date,
+        now: float | None = None,
+    ) -> SiteState:
         """Accrue the readings' counters and return the site's state.
 
         ``readings`` maps channels to their current readings; None or a missing channel means its
         meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
+        ``now`` (unix seconds) is kept as `started` at the first update with energy.
         """
         if day != self._today.day:
             self._today = _Today(day)
         energy = self._accrue(readings)
+        if self.started is None and energy.home_consumption is not None:
+            self.started = now
         return SiteState(
             power=self._power(readings),
             energy=energy,
@@ -472,6 +477,18 @@ class SiteAccumulator:
             today.grid_import += grid_import
             today.home_consumption += home_consumption
 
+        if self._floors:
+            self._apply_floors(
+                {
+                    "grid_import": grid_ok,
+                    "grid_export": grid_ok,
+                    "solar_production": solar_ok,
+                    "battery_charged": battery_ok,
+                    "battery_discharged": battery_ok,
+                    "home_consumption": consumption_ok,
+                    "self_consumed_solar": self_consumption_ok,
+                }
+            )
         return SiteEnergy(
             grid_import=totals.grid_import if grid_ok else None,
             grid_export=totals.grid_export if grid_ok else None,
@@ -481,6 +498,20 @@ class SiteAccumulator:
             home_consumption=totals.home_consumption if consumption_ok else None,
             self_consumed_solar=totals.self_consumed_solar if self_consumption_ok else None,
         )
+
+    def hold_at_least(self, field: str, total: float) -> None:
+        """Never publish a `SiteEnergy` field below `total` Wh (shown before a restart).
+
+        Applied once the flow next accrues: after a crash the stored totals can be older than
+        what was shown, and one long interval nets differently than many short ones.
+        """
+        self._floors[field] = total
+
+    def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
+        totals = self._totals
+        for field, ok in accrued.items():
+            if ok and (floor := self._floors.pop(field, None)) is not None:
+                setattr(totals, field, max(getattr(totals, field), floor))
 
     def _power(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SitePower:
         grid = _power_flows(self._channels[Role.GRID], readings)
@@ -541,13 +572,14 @@ class SiteAccumulator:
             ],
             "totals": asdict(self._totals),
             "today": today,
+            "started": self.started,
             "baselines": {
                 name: [
                     {
                         "meter_id": ref.meter_id,
                         "channel_id": ref.channel_id,
-                        "energy_in": counter_in.value,
-                        "energy_out": counter_out.value,
+                        "energy_in": counter_in.base,
+                        "energy_out": counter_out.base,
                     }
                     for ref, (counter_in, counter_out) in flow.baselines.items()
                 ]
@@ -569,6 +601,7 @@ class SiteAccumulator:
         }
         accumulator = cls(SiteConfig(saved_roles, config.grid_metering))
         accumulator._totals = _Totals(**data["totals"])
+        accumulator.started = data.get("started")
         today = data["today"]
         accumulator._today = _Today(
             day=None if today["day"] is None else date.fromisoformat(today["day"]),
@@ -580,8 +613,8 @@ class SiteAccumulator:
         for name, flow in accumulator._flows.items():
             flow.baselines = {
                 ChannelRef(entry["meter_id"], entry["channel_id"]): (
-                    _Counter(entry["energy_in"]),
-                    _Counter(entry["energy_out"]),
+                    _baseline(entry["energy_in"]),
+                    _baseline(entry["energy_out"]),
                 )
                 for entry in data["baselines"][name]
             }

@@ -83,13 +83,14 @@ def _clean_name(name: str, max_length: int) -> str:
 
 @lru_cache(maxsize=256)
 def clean_node_name(name: str) -> str:
-    """Return a node name Emoncms keeps as is, e.g. "Pro 3EM (Garage)!" -> "Pro 3EM Garage".
+    """Return a node name Emoncms keeps as is, e.g. "Pro 3EM (Garage)!" -> "Pro_3EM_Garage".
 
     Emoncms silently removes any character but letters, digits, `_`, `-`, `.` and space, and
-    emoncms.org refuses node names longer than 16 characters. An empty result means the name has
-    no usable character: the configuration must refuse it.
+    emoncms.org refuses node names longer than 16 characters. Spaces become `_`: a node name is
+    part of Emoncms' URLs (`/input/get/<node>`). An empty result means the name has no usable
+    character: the configuration must refuse it.
     """
-    return _clean_name(name, MAX_NODE_NAME)
+    return _clean_name(name, MAX_NODE_NAME).replace(" ", "_")
 
 
 @lru_cache(maxsize=1024)

@@ -30,6 +30,33 @@ class Sample(NamedTuple):
     values: Mapping[str, float]  # finite numbers only (JSON has no NaN, Emoncms must never get one)
 
 
+class QueueSnapshot(NamedTuple):
+    """The content of a queue at one moment."""
+
+    rows: tuple[_Row, ...]
+    layouts: tuple[_Layout, ...]
+    dropped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the samples as JSON-safe data for storage.
+
+        Compact, since a queue may hold 100k+ samples: each layout in use is written once, as
+        [node, [names]] under "layouts", and each sample as [time, layout index, value, ...].
+        """
+        saved_index: dict[int, int] = {}  # layout id -> index in the saved layouts
+        rows = [
+            [time, saved_index.setdefault(layout_id, len(saved_index)), *values]
+            for time, layout_id, values in self.rows
+        ]
+        layouts = [self.layouts[layout_id] for layout_id in saved_index]
+        return {
+            "version": STORAGE_VERSION,
+            "dropped": self.dropped,
+            "layouts": [[node, list(names)] for node, names in layouts],
+            "samples": rows,
+        }
+
+
 class ExportQueue:
     """Samples waiting to be sent, oldest first, at most `max_samples` of them.
 
@@ -106,24 +133,16 @@ class ExportQueue:
         self._position += count
         self._revision += 1
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the queue as JSON-safe data for storage.
+    def snapshot(self) -> QueueSnapshot:
+        """Return the queue as it is now, cheaply (rows are shared, never changed once queued).
 
-        Compact, since it may hold 100k+ samples: each layout in use is written once, as
-        [node, [names]] under "layouts", and each sample as [time, layout index, value, ...].
+        Its `to_dict` may then run in another thread while this queue goes on changing.
         """
-        saved_index: dict[int, int] = {}  # layout id -> index in the saved layouts
-        rows = [
-            [time, saved_index.setdefault(layout_id, len(saved_index)), *values]
-            for time, layout_id, values in self._rows
-        ]
-        layouts = [self._layouts[layout_id] for layout_id in saved_index]
-        return {
-            "version": STORAGE_VERSION,
-            "dropped": self._dropped,
-            "layouts": [[node, list(names)] for node, names in layouts],
-            "samples": rows,
-        }
+        return QueueSnapshot(tuple(self._rows), tuple(self._layouts), self._dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the queue as JSON-safe data for storage (see `QueueSnapshot.to_dict`)."""
+        return self.snapshot().to_dict()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], max_samples: int) -> ExportQueue:

@@ -1,74 +1,198 @@
-"""Counter hygiene: turn a meter's raw cumulative energy counters into trustworthy readings.
+"""A meter's energy counters, each read through the cumulative counter model.
 
-Real meters misbehave in ways that would wreck the Energy dashboard if published as is:
-Gen1 meters read -1 or 0 for a moment after a reboot, Gen2 counters jitter a few mWh down between
-reads, and a counter reset (the user wiped the data) must read as a reset, never as a spike.
+`MeterCounters` replaces every raw counter of a snapshot (each phase's or channel's import and
+export, and the three-phase total) by its published total (`energy.counter`), keeps what the
+counters could not count (`Unaccounted` spans, for the history to fill from the stored records),
+and stores all of it across restarts. Counters are keyed by the device's own direction
+("a_in", "total_out"): a reversed CT is applied afterwards, to the published totals.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any, Final
 
-from .snapshot import ChannelReading, MeterSnapshot
+from ..energy.counter import NOTABLE, Decision, EnergyCounter, Unaccounted, Verdict
+from .snapshot import TOTAL_ID, ChannelReading, MeterSnapshot
 
-# A decrease smaller than this is measurement jitter, not a reset.
-JITTER_WH = 1.0
-# A counter that drops to exactly zero is only believed after this many polls in a row: a Gen1
-# meter reads 0 for a moment after a reboot and then its real value again.
-ZERO_CONFIRMATION_POLLS = 3
+_LOGGER = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class _CounterState:
-    published: float | None = None
-    zero_polls: int = 0
+STORAGE_VERSION: Final = 1
+# Spans older than this cannot be filled from records any more (the meters keep ~60 days).
+SPAN_RETENTION_S: Final = 62 * 86_400
+# A boot time (clock less uptime) later than the last by more than this is a reboot: both are
+# whole seconds, read at slightly different moments.
+BOOT_TOLERANCE_S: Final = 5.0
 
 
-class CounterGuard:
-    """Clean every energy counter of one meter, poll after poll.
+def counter_key(channel_id: str, imported: bool) -> str:
+    """Return the key of a counter: the reading's id and the device's direction."""
+    return f"{channel_id}_{'in' if imported else 'out'}"
 
-    A counter that is missing, negative or unconfirmed reads None (unavailable); a jitter
-    decrease keeps the previous value; a real reset is published as the new, lower value.
-    """
 
-    def __init__(self) -> None:
-        """Start with no history."""
-        self._states: dict[tuple[str, bool], _CounterState] = {}
+@dataclass(frozen=True, slots=True)
+class CounterSpan:
+    """A span one counter could not count, numbered in the order they happened."""
 
-    def clean(self, snapshot: MeterSnapshot) -> MeterSnapshot:
-        """Return the snapshot with every counter cleaned (the same object when nothing changed)."""
-        channels = tuple(self._clean_reading(reading) for reading in snapshot.channels)
-        total = snapshot.total and self._clean_reading(snapshot.total)
-        if total is snapshot.total and all(
-            new is old for new, old in zip(channels, snapshot.channels, strict=True)
-        ):
-            return snapshot
-        return replace(snapshot, channels=channels, total=total)
+    seq: int
+    key: str
+    span: Unaccounted
 
-    def _clean_reading(self, reading: ChannelReading) -> ChannelReading:
-        energy_in = self._clean(reading.id, True, reading.energy_in)
-        energy_out = self._clean(reading.id, False, reading.energy_out)
-        if energy_in == reading.energy_in and energy_out == reading.energy_out:
-            return reading
-        return replace(reading, energy_in=energy_in, energy_out=energy_out)
 
-    def _clean(self, channel_id: str, imported: bool, raw: float | None) -> float | None:
-        state = self._states.get((channel_id, imported))
-        if state is None:
-            state = self._states[(channel_id, imported)] = _CounterState()
-        if raw is None or raw < 0:
-            return None
-        last = state.published
-        if last is None or raw >= last:
-            state.zero_polls = 0
-            state.published = raw
-            return raw
-        if last - raw < JITTER_WH:
-            return last
-        if raw == 0:
-            state.zero_polls += 1
-            if state.zero_polls < ZERO_CONFIRMATION_POLLS:
-                return None
-        state.zero_polls = 0
-        state.published = raw
-        return raw
+class MeterCounters:
+    """The published totals of one meter's counters, poll after poll."""
+
+    def __init__(self, name: str, channel_max_power_w: float, channels: int) -> None:
+        """Bound each of the `channels` by `channel_max_power_w`; the total by their sum."""
+        self._name = name
+        self._channel_max_power_w = channel_max_power_w
+        self._channels = channels
+        self._counters: dict[str, EnergyCounter] = {}
+        self._spans: list[CounterSpan] = []
+        self._seq = 0
+        self._rejecting: set[str] = set()  # counters whose last reading was rejected
+        self._boot: float | None = None  # when the meter last started (its clock)
+
+    @property
+    def spans(self) -> tuple[CounterSpan, ...]:
+        """Return the spans kept for the history, oldest first."""
+        return tuple(self._spans)
+
+    def _bound(self, key: str) -> float:
+        """Return the most a counter's channel (or the three-phase total) delivers (W)."""
+        total = key.startswith(f"{TOTAL_ID}_")
+        return self._channel_max_power_w * (self._channels if total else 1)
+
+    def _counter(self, key: str) -> EnergyCounter:
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = EnergyCounter(self._bound(key))
+        return counter
+
+    def apply(self, snapshot: MeterSnapshot, *, away: bool) -> tuple[MeterSnapshot, bool]:
+        """Return the snapshot with published totals, and whether the state must be stored soon.
+
+        `away`: the meter could not be read since the last snapshot. Whether it rebooted meanwhile
+        is told by its boot time (its clock less its uptime), kept across restarts.
+        """
+        now = snapshot.time
+        rebooted = False
+        if snapshot.uptime is not None:
+            boot = now - snapshot.uptime
+            rebooted = self._boot is not None and boot > self._boot + BOOT_TOLERANCE_S
+            self._boot = boot
+        urgent = rebooted
+
+        def published(reading: ChannelReading) -> ChannelReading:
+            nonlocal urgent
+            totals = []
+            for imported, raw in ((True, reading.energy_in), (False, reading.energy_out)):
+                key = counter_key(reading.id, imported)
+                counter = self._counter(key)
+                decision = counter.read(raw, now, rebooted=rebooted, away=away)
+                urgent |= decision.offset_changed
+                self._note(key, decision)
+                totals.append(decision.total)
+            if totals == [reading.energy_in, reading.energy_out]:
+                return reading
+            return replace(reading, energy_in=totals[0], energy_out=totals[1])
+
+        new_channels = tuple(published(reading) for reading in snapshot.channels)
+        total = None if snapshot.total is None else published(snapshot.total)
+        return replace(snapshot, channels=new_channels, total=total), urgent
+
+    def _note(self, key: str, decision: Decision) -> None:
+        """Keep a span for the history; log a notable decision once, not at every poll."""
+        if decision.unaccounted is not None:
+            self._seq += 1
+            self._spans.append(CounterSpan(self._seq, key, decision.unaccounted))
+        verdict = decision.verdict
+        if verdict is Verdict.REJECTED:
+            if key in self._rejecting:
+                return
+            self._rejecting.add(key)
+        else:
+            self._rejecting.discard(key)
+        if verdict in NOTABLE:
+            _LOGGER.info(
+                "%s: energy counter %s read %s: %s; the published total stays %s Wh",
+                self._name,
+                key,
+                decision.reading,
+                _EXPLANATIONS[verdict],
+                decision.total,
+            )
+
+    def hold_at_least(self, key: str, total: float, since: float) -> None:
+        """Never publish less than `total` Wh for a counter (as shown at `since`)."""
+        self._counter(key).hold_at_least(total, since)
+
+    def forget_spans(self, until_seq: int, now: float) -> None:
+        """Drop the spans up to `until_seq` (handled), and those too old to be filled."""
+        self._spans = [
+            span
+            for span in self._spans
+            if span.seq > until_seq and span.span.end > now - SPAN_RETENTION_S
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the counters and spans as JSON-safe data."""
+        return {
+            "version": STORAGE_VERSION,
+            "counters": {key: counter.to_dict() for key, counter in self._counters.items()},
+            "spans": [
+                [span.seq, span.key, span.span.start, span.span.end, span.span.counted]
+                for span in self._spans
+            ],
+            "seq": self._seq,
+            "boot": self._boot,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Continue from `to_dict` data; raise ValueError for data that is not such a state."""
+        if data.get("version") != STORAGE_VERSION:
+            raise ValueError(f"unsupported counter storage version {data.get('version')!r}")
+        try:
+            counters = {
+                str(key): EnergyCounter.from_dict(stored, self._bound(str(key)))
+                for key, stored in data["counters"].items()
+            }
+            spans = [
+                CounterSpan(int(seq), str(key), Unaccounted(float(s), float(e), float(c)))
+                for seq, key, s, e, c in data["spans"]
+            ]
+            seq = int(data["seq"])
+            boot = None if data.get("boot") is None else float(data["boot"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"not a stored meter counter state: {err!r}") from err
+        self._counters, self._spans, self._seq, self._boot = counters, spans, seq, boot
+
+    def started(self, key: str) -> float | None:
+        """Return when a counter's first reading was accepted (None: not yet)."""
+        counter = self._counters.get(key)
+        return None if counter is None else counter.started
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the counters' keys."""
+        return iter(self._counters)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return each counter's state and its last notable decisions."""
+        return {
+            key: {
+                **counter.to_dict(),
+                "decisions": [decision.as_dict() for decision in counter.decisions],
+            }
+            for key, counter in self._counters.items()
+        }
+
+
+_EXPLANATIONS: Final = {
+    Verdict.ROLLBACK: "it fell back (the meter restarted or was away); counting resumes from it",
+    Verdict.RESET: "it restarted near 0 (reset); counting resumes from it",
+    Verdict.REJECTED: "not a plausible counter value; not published",
+    Verdict.REBASED: "a new level held for several readings; counting resumes from it",
+    Verdict.RESTORED: "back near its level before the last drop; the drop was a glitch",
+}

@@ -24,6 +24,35 @@ RPC_METER_MODELS: dict[str, str] = {
 }
 
 
+# What each model's current transformers measure at most (A). Unknown models: the largest.
+RATED_CURRENT_A: dict[str, float] = {
+    "SHEM": 120.0,  # 50 A or 120 A clamps
+    "SHEM-3": 120.0,
+    "SPEM-003CEBEU": 120.0,
+    "SPEM-003CEBEU120": 120.0,
+    "SPEM-003CEBEU400": 400.0,
+    "SPEM-003CEBEU63": 63.0,
+    "SPEM-002CEBEU50": 50.0,
+    "S3EM-002CXCEU": 50.0,
+    "S3EM-003CXCEU63": 63.0,
+    "S4EM-002CXCEU": 50.0,
+    "S4EM-001PXCEU16": 16.0,
+    "S4EM-001CXCEU63": 63.0,
+}
+# The highest voltage a channel is taken to see, and the margin over the rated power.
+MAX_VOLTAGE_V = 300.0
+POWER_MARGIN = 2.0
+
+
+def max_channel_power_w(model: str) -> float:
+    """Return the most one phase or channel of a model can deliver (W), with a margin.
+
+    Energy counters that rise faster than this are not believed (see energy.counter).
+    """
+    rated = RATED_CURRENT_A.get(model, max(RATED_CURRENT_A.values()))
+    return rated * MAX_VOLTAGE_V * POWER_MARGIN
+
+
 def model_name(model: str) -> str:
     """Return a model's name for people, or the model id itself for a model we do not list."""
     return GEN1_METER_MODELS.get(model) or RPC_METER_MODELS.get(model) or model

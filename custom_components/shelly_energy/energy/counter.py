@@ -1,0 +1,340 @@
+"""Cumulative energy counters: every watt-hour a meter counted, published exactly once.
+
+A meter's energy counter (Wh, cumulative) is not trustworthy as it arrives: it jitters down by a
+few mWh between reads, rolls back a few Wh when the meter reboots (it saves to flash now and then),
+restarts from 0 when the user clears the data, and a corrupt reply can carry 1e308 or an
+overflowed 4294967295. An `EnergyCounter` turns such readings into a *published total* that only
+ever rises by energy the meter really counted. It keeps the raw value the total last moved with
+(the *base*) and decides, for each reading, with the rules below; every decision is recorded with
+its reason (`Decision`).
+
+- Not a counter value (missing, not a finite number, negative, or above `MAX_COUNTER_WH`):
+  nothing changes (`MISSING`, `REJECTED`).
+- An increase the channel could physically deliver since the base was read (its rated power, with
+  a margin, over the time since the last *accepted* reading): counted (`COUNTED`).
+- A decrease under `JITTER_WH`: jitter, held; the base stays so the rebound is not counted twice.
+- A decrease after the meter rebooted, a larger one after it was away (or Home Assistant was
+  down), or one to a value it could have counted since 0 in the elapsed time: `ROLLBACK` or
+  `RESET`. The total holds and counting
+  resumes from the new value: nothing counted twice, nothing already counted taken back.
+- An implausible jump, or an unexplained drop: not published (`REJECTED`). A jump back to within
+  reach of the level before the last rollback or reset undoes that drop (`RESTORED`: a meter that
+  read 0 for a moment after a reboot). A new level that holds for `CONFIRM_READINGS` readings in a
+  row is taken as the new base (`REBASED`: a replaced meter), counting what it rose meanwhile but
+  never the jump itself.
+
+Whatever the counter could not count (the energy between the last accepted reading and a rollback,
+reset or new level) is reported as an `Unaccounted` span: the meters' stored records can fill it
+(see `energy.history`); where there are none, it stays uncounted, never guessed. So is a rise
+after a reboot (it may hide a rollback) or after rejected or missing readings (it is counted when
+it is read, maybe in a later hour than it flowed), with what was counted over it.
+
+Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
+decisions above (`Decision.offset_changed`), so a store written at those moments, and now and then
+otherwise, restores the exact total. A restart also counts as the meter having been away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+# A decrease up to this is measurement jitter (Wh).
+JITTER_WH: Final = 1.0
+# No household or commercial meter's counter reaches this (1 GWh): a corrupt or overflowed value.
+MAX_COUNTER_WH: Final = 1e9
+# Readings in a row at a new level before it is believed (a replaced meter).
+CONFIRM_READINGS: Final = 3
+# Two readings are never taken as closer in time than this (s): clocks and polls jitter.
+MIN_ELAPSED_S: Final = 1.0
+# What any increase may add beyond the physical bound (Wh): rounding of the device's counters.
+ALLOWANCE_WH: Final = 1.0
+# How long after a rollback or reset a return to the earlier level undoes it (s).
+RESTORE_WINDOW_S: Final = 600.0
+# How many recent decisions a counter keeps for diagnostics.
+DECISIONS_KEPT: Final = 5
+STORAGE_VERSION: Final = 1
+
+
+class Verdict(StrEnum):
+    """What a counter made of one reading."""
+
+    FIRST = "first"  # the first reading: the total starts from it
+    COUNTED = "counted"  # a plausible increase (or none), counted
+    JITTER = "jitter"  # a decrease under JITTER_WH: held
+    ROLLBACK = "rollback"  # fell after a restart or an absence: held, resumes from the new value
+    RESET = "reset"  # restarted near 0: held, resumes from the new value
+    REJECTED = "rejected"  # not a counter value, an implausible jump or an unexplained drop
+    REBASED = "rebased"  # a new level held for several readings: resumes from it
+    RESTORED = "restored"  # back near the level before the last drop: the drop was a glitch
+    MISSING = "missing"  # the meter gave no value
+
+
+# Decisions worth a log line and a place in the diagnostics.
+NOTABLE: Final = frozenset(
+    {Verdict.ROLLBACK, Verdict.RESET, Verdict.REJECTED, Verdict.REBASED, Verdict.RESTORED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unaccounted:
+    """A span whose energy a counter could not count; `counted` is what it did count (Wh)."""
+
+    start: float
+    end: float
+    counted: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One reading and what the counter made of it."""
+
+    verdict: Verdict
+    time: float
+    reading: float | str | None  # as read (a text for a value that was not a number)
+    total: float | None  # the published total afterwards
+    offset_changed: bool = False  # total - base moved: store the counter soon
+    unaccounted: Unaccounted | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the decision as JSON-safe data (diagnostics)."""
+        return {
+            "verdict": self.verdict.value,
+            "time": self.time,
+            "reading": self.reading,
+            "total": self.total,
+        }
+
+
+def counter_value(value: object) -> float | None:
+    """Return a reading as a counter value, None if it cannot be one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= MAX_COUNTER_WH:
+        return None
+    return number
+
+
+def _shown(value: object) -> float | str | None:
+    if value is None or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return repr(value)[:40]
+
+
+@dataclass(slots=True)
+class _Drop:
+    """The base before the last rollback or reset, and what was counted since."""
+
+    base: float
+    time: float
+    counted: float = 0.0
+
+
+class EnergyCounter:
+    """One cumulative counter's published total, by the module's rules.
+
+    `max_power_w` bounds what the channel can deliver (W); infinite for inputs that are already
+    clean (a site's view of its meters' published totals). `total` starts the published total at
+    a value (a site's flow); None starts it at the first reading (a meter's own counter).
+    """
+
+    __slots__ = (
+        "_away",
+        "_drop",
+        "_floor",
+        "_pending",
+        "_skipped",
+        "base",
+        "base_time",
+        "decisions",
+        "max_power_w",
+        "started",
+        "total",
+    )
+
+    def __init__(self, max_power_w: float = math.inf, total: float | None = None) -> None:
+        """Start with no reading."""
+        self.max_power_w = max_power_w
+        self.total = total
+        self.base: float | None = None
+        self.base_time = 0.0
+        self.started: float | None = None  # when the first reading was accepted
+        self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)  # notable ones
+        self._away = False
+        self._drop: _Drop | None = None
+        self._pending: list[tuple[float, float]] = []  # (value, time) of a level awaiting belief
+        self._floor: tuple[float, float] | None = None  # (total, time) last published elsewhere
+        self._skipped = False  # readings were rejected or missing since the base
+
+    def _limit(self, elapsed: float) -> float:
+        """Return the most a plausible increase adds in `elapsed` seconds (Wh)."""
+        return self.max_power_w * max(elapsed, MIN_ELAPSED_S) / 3600 + ALLOWANCE_WH
+
+    def read(
+        self, value: object, now: float, *, rebooted: bool = False, away: bool = False
+    ) -> Decision:
+        """Decide on one reading taken at `now` (unix seconds).
+
+        `rebooted`: the meter restarted since the last reading (its uptime fell): even a small
+        drop is a rollback. `away`: it could not be read for a while (or Home Assistant was
+        down): a larger drop is believed at once.
+        """
+        raw = counter_value(value)
+        if raw is None:
+            verdict = Verdict.MISSING if value is None else Verdict.REJECTED
+            return self._decided(verdict, now, value)
+        restarted = rebooted or away or self._away
+        self._away = False
+        if self.base is None:
+            self.total = raw if self.total is None else self.total
+            self.started = now
+            self._accept(raw, now)
+            return self._settled(Verdict.FIRST, now, raw, offset_changed=True)
+        delta = raw - self.base
+        limit = self._limit(now - self.base_time)
+        if 0 <= delta <= limit:
+            # After a reboot the rise may hide a rollback; after rejected or missing readings
+            # it lands in a later hour than it flowed: the records can tell.
+            uncertain = rebooted or self._skipped
+            gap = Unaccounted(self.base_time, now, delta) if uncertain else None
+            self._count(delta)
+            self._accept(raw, now)
+            return self._settled(Verdict.COUNTED, now, raw, unaccounted=gap)
+        if -JITTER_WH < delta < 0 and not rebooted:
+            self._pending.clear()
+            return self._settled(Verdict.JITTER, now, raw)
+        if delta < 0 and (restarted or raw <= limit):
+            verdict = Verdict.RESET if raw <= limit else Verdict.ROLLBACK
+            return self._resume(verdict, now, raw)
+        if delta > 0 and (restored := self._restored(raw, now)) is not None:
+            return restored
+        return self._wait_for_level(now, raw)
+
+    def _resume(self, verdict: Verdict, now: float, raw: float) -> Decision:
+        """Hold the total and count on from `raw`: a rollback or a reset."""
+        gap = Unaccounted(self.base_time, now)
+        assert self.base is not None
+        self._drop = _Drop(self.base, self.base_time)
+        self._accept(raw, now)
+        return self._settled(verdict, now, raw, offset_changed=True, unaccounted=gap)
+
+    def _restored(self, raw: float, now: float) -> Decision | None:
+        """Undo the last drop if `raw` is within reach of the level before it; else None."""
+        drop = self._drop
+        if drop is None or now - drop.time > RESTORE_WINDOW_S:
+            return None
+        if raw > drop.base + self._limit(now - drop.time):
+            return None
+        # What the counter rose since the level before the drop, less what was counted since.
+        self._count(max(raw - drop.base - drop.counted, 0.0))
+        self._drop = None
+        self._accept(raw, now)
+        return self._settled(Verdict.RESTORED, now, raw, offset_changed=True)
+
+    def _wait_for_level(self, now: float, raw: float) -> Decision:
+        """Reject a reading off the base; believe a new level once it held long enough."""
+        pending = self._pending
+        if pending:
+            last, last_time = pending[-1]
+            step = raw - last
+            if not -JITTER_WH < step <= self._limit(now - last_time):
+                pending.clear()
+        pending.append((raw, now))
+        if len(pending) < CONFIRM_READINGS:
+            return self._decided(Verdict.REJECTED, now, raw)
+        first, first_time = pending[0]
+        gap = Unaccounted(self.base_time, first_time)
+        self._count(max(raw - first, 0.0))
+        self._drop = None
+        self._accept(raw, now)
+        return self._settled(Verdict.REBASED, now, raw, offset_changed=True, unaccounted=gap)
+
+    def _count(self, delta: float) -> None:
+        assert self.total is not None
+        self.total += delta
+        if self._drop is not None:
+            self._drop.counted += delta
+
+    def _accept(self, raw: float, now: float) -> None:
+        self.base = raw
+        self.base_time = now
+        self._pending.clear()
+        self._skipped = False
+
+    def _settled(
+        self,
+        verdict: Verdict,
+        now: float,
+        raw: float,
+        *,
+        offset_changed: bool = False,
+        unaccounted: Unaccounted | None = None,
+    ) -> Decision:
+        """Record an accepted reading's decision, after a restart's floor if one is pending."""
+        if self._floor is not None:
+            floor, since = self._floor
+            self._floor = None
+            assert self.total is not None
+            if self.total < floor or verdict in NOTABLE:
+                # The total shown before the restart stands; what the meter counted since is
+                # not known by the counter alone.
+                offset_changed = offset_changed or self.total < floor
+                self.total = max(self.total, floor)
+                unaccounted = Unaccounted(since, now, self.total - floor)
+        decision = Decision(verdict, now, raw, self.total, offset_changed, unaccounted)
+        if verdict in NOTABLE:
+            self.decisions.append(decision)
+        return decision
+
+    def _decided(self, verdict: Verdict, now: float, value: object) -> Decision:
+        self._skipped = self.base is not None
+        decision = Decision(verdict, now, _shown(value), self.total)
+        if verdict in NOTABLE:
+            self.decisions.append(decision)
+        return decision
+
+    def hold_at_least(self, total: float, since: float) -> None:
+        """Never publish less than `total`, shown elsewhere at `since` (before a restart).
+
+        Applied at the next accepted reading: a restart may have lost the last moments of the
+        stored state while Home Assistant had already recorded a higher total.
+        """
+        self._floor = (total, since)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return what a restart needs: the total, the base, when it was read, and the start."""
+        return {
+            "total": self.total,
+            "base": self.base,
+            "base_time": self.base_time,
+            "started": self.started,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], max_power_w: float = math.inf) -> EnergyCounter:
+        """Continue from `to_dict` data; the next reading counts as after an absence.
+
+        Raises ValueError for data that is not such a state.
+        """
+        try:
+            total, base, base_time = data["total"], data["base"], float(data["base_time"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not a stored counter: {err!r}") from err
+        if (total is not None and counter_value(total) is None) or (
+            base is not None and counter_value(base) is None
+        ):
+            raise ValueError(f"not a stored counter: {data!r}")
+        counter = cls(max_power_w, total)
+        counter.base = base
+        counter.base_time = base_time
+        started = data.get("started")
+        counter.started = None if started is None else float(started)
+        counter._away = True
+        return counter

@@ -1,0 +1,70 @@
+"""What Home Assistant last recorded for energy sensors: the totals shown before a restart.
+
+After a crash the integration's own stored state can be a little older than what the recorder
+already wrote; energy totals must never be published lower than that (the statistics would get
+a negative hour), so the counters hold at least the recorded value (`EnergyCounter.hold_at_least`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from homeassistant.components.recorder.history import get_last_state_changes
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.recorder import get_instance
+
+from .const import DOMAIN
+
+_LOGGER = logging.getLogger(__name__)
+
+# Setup waits at most this long for the recorder (it may still be starting).
+RECORDER_WAIT_S: Final = 10.0
+
+
+def _read(hass: HomeAssistant, entity_ids: Mapping[str, str]) -> dict[str, tuple[float, float]]:
+    """Return each entity's last recorded state in Wh (from kWh) and when it was set."""
+    found: dict[str, tuple[float, float]] = {}
+    for key, entity_id in entity_ids.items():
+        states = get_last_state_changes(hass, 1, entity_id).get(entity_id)
+        if not states:
+            continue
+        try:
+            kwh = float(states[-1].state)
+        except ValueError:
+            continue  # unavailable or unknown
+        # The state is the total rounded to the Wh: the total was at least half a Wh less.
+        found[key] = (max(kwh * 1000 - 0.499, 0.0), states[-1].last_updated.timestamp())
+    return found
+
+
+async def async_last_recorded_totals(
+    hass: HomeAssistant, unique_ids: Mapping[str, str]
+) -> dict[str, tuple[float, float]]:
+    """Return the last recorded total (Wh) and its time of each energy sensor, by key.
+
+    `unique_ids` maps keys to the sensors' unique ids. Empty without the recorder, for
+    sensors never recorded, or when the recorder does not answer in time.
+    """
+    if "recorder" not in hass.config.components:
+        return {}
+    registry = er.async_get(hass)
+    entity_ids = {
+        key: entity_id
+        for key, unique_id in unique_ids.items()
+        if (entity_id := registry.async_get_entity_id("sensor", DOMAIN, unique_id))
+    }
+    if not entity_ids:
+        return {}
+    instance = get_instance(hass)
+    try:
+        async with asyncio.timeout(RECORDER_WAIT_S):
+            if not await instance.async_db_ready:
+                return {}
+            return await instance.async_add_executor_job(_read, hass, entity_ids)
+    except TimeoutError:
+        _LOGGER.warning("The recorder did not answer in time: energy totals continue as stored")
+        return {}

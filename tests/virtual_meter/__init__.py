@@ -1,0 +1,1 @@
+"""Tests of the virtual meter, free of Home Assistant."""
