@@ -227,3 +227,29 @@ async def test_a_notification_that_leaves_no_meter_is_passed_over(
     assert state_of(hass, "sensor.m_phase_a_power") == "100.0"  # nothing taken from it
     await push(hass, simulator, meter, entry, everything=True)
     assert state_of(hass, "sensor.m_phase_a_power") == "999.0"
+
+
+async def test_pushed_counters_are_counted_once_through_the_counter_model(
+    hass: HomeAssistant, simulator: Simulator, sim_clock: Clock, freezer: FrozenDateTimeFactory
+) -> None:
+    meter, entry = await pushing_meter(hass, simulator)
+    coordinator = coordinator_of(entry)
+
+    def published_wh() -> float | None:
+        return coordinator.data.channels[1].energy_in  # phase B's import
+
+    assert published_wh() == 0.0  # day one starts at 0
+    meter.corrupt_counters("b", 1e308, reads=1)
+    await push(hass, simulator, meter, entry, everything=True)
+    assert published_wh() == 0.0  # an implausible pushed counter is held, as a polled one
+    sim_clock.advance(60)  # 100 W for a minute: 1.67 Wh
+    freezer.tick(timedelta(seconds=60))  # the local clock too: the counters check the time
+    reads = meter.requests[STATUS]
+    await push(hass, simulator, meter, entry)
+    assert published_wh() == 1.67
+    assert state_of(hass, "sensor.m_phase_b_energy_imported") == "0.002"  # kWh, as shown
+    await poll(hass, freezer)  # the same counters read again (overdue): nothing added
+    assert meter.requests[STATUS] > reads
+    assert published_wh() == 1.67
+    assert coordinator.counters is not None
+    assert coordinator.counters.to_dict()["counters"]["total_in"]["total"] == 5.0
