@@ -49,6 +49,8 @@ from homeassistant.core import Event, EventStateChangedData, HomeAssistant, call
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import async_test_home_assistant
 
+from scripts.bench import PEER_MARK_END, PEER_MARK_START
+
 CORE = "shelly"
 OURS = "shelly_energy"
 INTEGRATIONS = (CORE, OURS)
@@ -174,8 +176,6 @@ async def measure(
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENT = REPO / "docs" / "benchmarks.md"
-MARK_START = "<!-- peer comparison: written by scripts/bench --peer -->"
-MARK_END = "<!-- end of the peer comparison -->"
 # (meters, entities): the busy meters with each entity set, the quiet meters with the defaults.
 CASES = (("busy", "default"), ("busy", "all"), ("quiet", "default"))
 # The budgets of issue 18, against Home Assistant's shelly in the same run.
@@ -370,7 +370,7 @@ def comparison_section(
         f"| {what} | {measured} | {limit} | {'met' if met else 'missed' if met is False else '-'} |"
         for what, measured, limit, met in budgets
     )
-    section = f"""{MARK_START}
+    section = f"""{PEER_MARK_START}
 ## Beside Home Assistant's own `shelly` integration
 
 Measured {when} by `scripts/bench --peer` on {platform.processor() or platform.machine()},
@@ -392,7 +392,7 @@ ratios, measured side by side under the same load, are the more telling.
 | budget (issue 18) | measured | limit | |
 |---|---|---|---|
 {budget_rows}
-{MARK_END}
+{PEER_MARK_END}
 """
     return section, budgets
 
@@ -400,9 +400,9 @@ ratios, measured side by side under the same load, are the more telling.
 def write_section(section: str, document: Path) -> None:
     """Put the comparison in the document, in place of the last one."""
     text = document.read_text() if document.exists() else ""
-    if MARK_START in text and MARK_END in text:
-        before, _, rest = text.partition(MARK_START)
-        _, _, after = rest.partition(MARK_END)
+    if PEER_MARK_START in text and PEER_MARK_END in text:
+        before, _, rest = text.partition(PEER_MARK_START)
+        _, _, after = rest.partition(PEER_MARK_END)
         text = before + section.rstrip("\n") + after
     else:
         text = text.rstrip("\n") + "\n\n" + section
