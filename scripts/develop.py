@@ -1,9 +1,9 @@
 """A local Home Assistant with the integration connected to simulated meters (scripts/develop).
 
-Starts the simulator (a house with a Pro 3EM on the mains, a Shelly EM on the solar and battery
-inverters, a password-protected Pro EM-50 on a heat pump circuit), starts Home Assistant with
-its frontend, onboards it, adds the meters and an energy site through the real setup wizard, and
-runs until Ctrl-C.
+Starts the simulator (one house with a Pro 3EM on the mains, a Shelly EM on the solar and battery
+inverters, a password-protected Pro EM-50 on the heat pump's circuit, each with a week of stored
+records), starts Home Assistant with its frontend, onboards it, adds the meters and an energy
+site through the real setup wizard, and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,10 +21,24 @@ import aiohttp
 from scripts.hass_instance import REPO, Credentials, HassApi, prepare_config, start_hass
 
 DOMAIN = "shelly_energy"
-# One household (seed) behind both house meters, so the mains see what the inverters do.
-MAINS = "pro3em:{port}:mac=A0DD6C000001:name=Mains:seed=3:history_days=7:battery_wh=10000"
-INVERTERS = "gen1_em:{port}:mac=A0DD6C000002:seed=3:battery_wh=10000:wiring=solar,battery"
-HEAT_PUMP = "proem50:{port}:mac=A0DD6C000003:name=Heat pump:seed=5:password=demo"
+# One household (seed 3) behind every meter: the mains see what the inverters do, and the heat
+# pump's circuit (channel 2 of the Pro EM-50; channel 1 is not connected) is part of the house's
+# load. Each keeps a week of records, which the integration imports on first start.
+MAINS = "pro3em:{port}:mac=A0DD6C000001:name=Mains:seed=3:battery_wh=10000"
+INVERTERS = "gen1_em:{port}:mac=A0DD6C000002:seed=3:wiring=solar,battery"
+HEAT_PUMP = (
+    "proem50:{port}:mac=A0DD6C000003:name=Heat pump:seed=3:password=demo:wiring=fixed@0,heat_pump"
+)
+HISTORY_DAYS = 7
+# The energy site, as entered in the wizard: the README's Energy dashboard table names its sensors.
+SITE = {
+    "name": "Home",
+    "grid": [f"A0DD6C000001:{phase}" for phase in "abc"],
+    "solar": ["A0DD6C000002:1"],
+    "battery": ["A0DD6C000002:2"],
+    "load": ["A0DD6C000003:2"],
+    "grid_metering": "per_phase",
+}
 
 
 async def provision(api: HassApi, user: Credentials, meter_ports: list[int]) -> None:
@@ -39,18 +53,7 @@ async def provision(api: HassApi, user: Credentials, meter_ports: list[int]) -> 
     await api.run_flow(DOMAIN, {"next_step_id": "meter"}, {"host": mains})
     await api.run_flow(DOMAIN, {"next_step_id": "meter"}, {"host": inverters})
     await api.run_flow(DOMAIN, {"next_step_id": "meter"}, {"host": heat_pump}, {"password": "demo"})
-    await api.run_flow(
-        DOMAIN,
-        {"next_step_id": "site"},
-        {
-            "name": "Home",
-            "grid": [f"A0DD6C000001:{phase}" for phase in "abc"],
-            "solar": ["A0DD6C000002:1"],
-            "battery": ["A0DD6C000002:2"],
-            "load": ["A0DD6C000003:2"],
-            "grid_metering": "per_phase",
-        },
-    )
+    await api.run_flow(DOMAIN, {"next_step_id": "site"}, SITE)
 
 
 async def start_and_provision(base_url: str, user: Credentials, meter_ports: list[int]) -> None:
@@ -87,6 +90,8 @@ def main() -> int:
             sys.executable,
             "-m",
             "simulator",
+            "--history-days",
+            str(HISTORY_DAYS),
             *(arg for spec, _ in meters for arg in ("--meter", spec)),
         ],
         cwd=REPO,

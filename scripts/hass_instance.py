@@ -24,11 +24,12 @@ REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 120
 TOKEN_RENEW_MARGIN_S = 60
 CURRENCY = "EUR"  # of the amounts an energy site's tariff gives
+TIME_ZONE = "Europe/Berlin"  # the instance's: its days and hours (the Energy dashboard's too)
 CONFIGURATION = """\
 # Written by scripts/hass_instance.py: a small Home Assistant for developing and testing.
 homeassistant:
   name: Shelly Energy Monitor demo
-  time_zone: Europe/Berlin
+  time_zone: {time_zone}
   unit_system: metric
   currency: {currency}
   country: DE
@@ -81,6 +82,7 @@ def prepare_config(
         CONFIGURATION.format(
             port=port,
             currency=CURRENCY,
+            time_zone=TIME_ZONE,
             components="".join(
                 f"{name}:\n" for name in (*components, *(path.name for path in integrations))
             ),

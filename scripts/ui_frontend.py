@@ -8,6 +8,9 @@ frontend's shadow DOM; the few CSS selectors name the frontend's own elements.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
@@ -23,6 +26,18 @@ DIALOG_SURFACE = ".mdc-dialog__surface"
 ENTITY_ROW = "hui-sensor-entity-row, hui-simple-entity-row"
 SECTION = "ha-expansion-panel"
 DROP_DOWN_LIST = "vaadin-combo-box-overlay[opened]"
+# The Energy configuration panel, its validation of each source, and its dialogs' surfaces.
+ENERGY_CONFIG = "ha-config-energy"
+ENERGY_VALIDATION = "ha-energy-validation-result"
+ENERGY_DIALOG = "dialog-energy-{}-settings"
+# The Energy dashboard: its cards, the day it shows, its energy distribution card, and a legend
+# entry of a chart.
+ENERGY_PANEL = "ha-panel-energy"
+ENERGY_DEVICES_TOTAL = "hui-energy-devices-graph-card"
+ENERGY_PERIOD = "hui-energy-period-selector .label"
+ENERGY_DISTRIBUTION = "hui-energy-distribution-card"
+ENERGY_DEVICES_DETAIL = "hui-energy-devices-detail-graph-card"
+CHART_LEGEND_ENTRY = "li[title='{}']"
 SHOT_MARGIN_PX = 24
 # The texts drawn under an element, shadow DOM included, without the "*" of required fields.
 TEXTS_SCRIPT = """(root) => {
@@ -269,6 +284,119 @@ class Frontend:
         # A dialog has its own history entry, which closing it leaves with history.back(): a
         # page opened before that would be aborted by it.
         self.page.wait_for_function("() => !history.state?.dialog")
+
+    # The Energy dashboard and its configuration (Settings > Dashboards > Energy)
+
+    def open_energy_config(self) -> Locator:
+        """Open the Energy configuration panel; return it."""
+        self.page.goto(f"{self.base_url}/config/energy")
+        panel = self.page.locator(ENERGY_CONFIG)
+        expect(panel.get_by_role("heading", name="Electricity grid")).to_be_visible()
+        return panel
+
+    def add_energy_source(self, button: str, dialog: str, statistics: dict[str, str]) -> list[str]:
+        """Click an Add button of the Energy configuration, pick statistics, Save.
+
+        `dialog`: the dialog's kind ("grid-flow", "solar", "battery", "device");
+        `statistics`: the entity id to pick in each of its statistic pickers, by label.
+        Returns the names the pickers show for them.
+        """
+        self.page.locator(ENERGY_CONFIG).get_by_role("button", name=button).click()
+        form = self.page.locator(ENERGY_DIALOG.format(dialog))
+        surface = form.locator(DIALOG_SURFACE)  # its fields are slotted in, not inside it
+        expect(surface).to_be_visible()
+        names = []
+        for label, entity_id in statistics.items():
+            picker = form.get_by_role("combobox", name=label)
+            picker.click()
+            picker.fill(entity_id)  # the list shows each statistic's name and entity id
+            self.page.get_by_role("option", name=entity_id).click()
+            expect(picker).not_to_have_value(entity_id)  # its name once picked
+            names.append(picker.input_value().strip())
+        form.get_by_role("button", name="Save").click()
+        expect(surface).to_have_count(0)
+        return names
+
+    def energy_config_end(self) -> Locator:
+        """Return the Energy configuration's last card (Individual devices)."""
+        return self.page.locator(f"{ENERGY_CONFIG} ha-energy-device-settings")
+
+    def expect_energy_validated(self) -> None:
+        """Expect the Energy configuration to have checked its sources (a result for each)."""
+        expect(self.page.locator(f"{ENERGY_CONFIG} {ENERGY_VALIDATION}").first).to_be_attached()
+
+    def energy_issues(self) -> list[str]:
+        """Return what the Energy configuration says is wrong with its sources."""
+        issues = self.page.locator(f"{ENERGY_CONFIG} {ENERGY_VALIDATION} ha-alert")
+        return [" ".join(text.split()) for text in issues.all_text_contents()]
+
+    def open_energy_dashboard(self, days_back: int) -> None:
+        """Open the Energy dashboard on the day `days_back` days before today."""
+        self.page.goto(f"{self.base_url}/energy")
+        expect(self.page.locator(ENERGY_DISTRIBUTION)).to_be_visible()
+        for _ in range(days_back):
+            self.page.get_by_role("button", name="Previous").click()
+
+    def expect_energy_day(self, day: date) -> None:
+        """Expect the Energy dashboard to show a day ("December 4, 2026")."""
+        expect(self.page.locator(ENERGY_PERIOD)).to_have_text(f"{day:%B} {day.day}, {day.year}")
+
+    def energy_dashboard(self) -> Locator:
+        """Return the Energy dashboard: its header (the day shown) and its cards."""
+        return self.page.locator(ENERGY_PANEL)
+
+    def energy_distribution(self) -> dict[str, str]:
+        """Return the figures of the energy distribution card, by their place ("home")."""
+        card = self.page.locator(ENERGY_DISTRIBUTION)
+        places = {
+            "solar": ".solar .circle",
+            "grid_consumption": ".grid .consumption",
+            "grid_return": ".grid .return",
+            "battery_in": ".battery .battery-in",
+            "battery_out": ".battery .battery-out",
+            "home": ".home .circle",
+        }
+        return {
+            place: " ".join((card.locator(where).text_content() or "").split())
+            for place, where in places.items()
+        }
+
+    def download_energy_data(self) -> str:
+        """Return the dashboard's data of the period shown, as its Download data gives it (CSV)."""
+        self.page.locator(f"{ENERGY_PANEL} ha-button-menu").first.click()
+        with self.page.expect_download() as download:
+            self.page.get_by_role("menuitem", name="Download data").click()
+        data: str = download.value.path().read_text()  # typed: Playwright may be absent
+        return data
+
+    def expect_chart_series_shown(self, card: str, series: str) -> None:
+        """Expect a chart of the Energy dashboard to show a series (its legend entry is on).
+
+        The frontend keeps the series a user hid in the browser's storage: a fresh profile shows
+        them all.
+        """
+        entry = self.page.locator(f"{card} {CHART_LEGEND_ENTRY.format(series)}")
+        expect(entry).to_be_visible()
+        expect(entry).not_to_have_class(re.compile(r"\bhidden\b"))
+
+    def energy_dashboard_end(self) -> Locator:
+        """Return the Energy dashboard's last card (Individual devices total usage)."""
+        return self.page.locator(ENERGY_DEVICES_TOTAL)
+
+    @contextmanager
+    def viewport_height(self, height: int) -> Iterator[None]:
+        """Make the page this tall meanwhile: a long page photographed whole, not stitched.
+
+        A photograph of an element taller than the window scrolls it piece by piece (the
+        frontend's fixed header lands in the middle) and resizes its charts.
+        """
+        size = self.page.viewport_size
+        assert size is not None
+        self.page.set_viewport_size({"width": size["width"], "height": height})
+        try:
+            yield
+        finally:
+            self.page.set_viewport_size(size)
 
     # Screenshots and diagnosis
 

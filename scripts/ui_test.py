@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import re
 import shutil
@@ -30,9 +32,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from playwright.sync_api import Route, ViewportSize, expect, sync_playwright
@@ -43,6 +47,7 @@ from scripts.hass_instance import (
     CURRENCY,
     REPO,
     STARTUP_TIMEOUT_S,
+    TIME_ZONE,
     Credentials,
     HassApi,
     free_port,
@@ -50,7 +55,7 @@ from scripts.hass_instance import (
     skip_onboarding_integrations,
     start_hass,
 )
-from scripts.ui_frontend import Frontend
+from scripts.ui_frontend import ENERGY_DEVICES_DETAIL, Frontend
 
 DOMAIN = "shelly_energy"
 PACKAGE = REPO / "custom_components" / DOMAIN
@@ -103,10 +108,15 @@ MAINS_MAC, HEAT_PUMP_MAC, INVERTER_MAC, PLUG_MAC = (
     "A0DD6C0000A4",
 )
 HEAT_PUMP_PASSWORD = "heat-pump-pw"  # a throwaway password of a simulated device
+# One house (seed 3), as in scripts/develop: the mains see what the solar and battery inverters
+# do, and the heat pump's circuit (channel 2 of the Pro EM-50) is part of the house's load. Three
+# days of stored records, so that the history the integration imports holds all of yesterday.
+HISTORY = "history_days=3"
 METER_SPECS = [
-    f"pro3em:0:mac={MAINS_MAC}:name=Mains:seed=3",
-    f"proem50:0:mac={HEAT_PUMP_MAC}:name=Heat pump:seed=5:password={HEAT_PUMP_PASSWORD}",
-    f"gen1_em:0:mac={INVERTER_MAC}:name=Inverter:seed=3:wiring=grid,solar",
+    f"pro3em:0:mac={MAINS_MAC}:name=Mains:seed=3:battery_wh=10000:{HISTORY}",
+    f"proem50:0:mac={HEAT_PUMP_MAC}:name=Heat pump:seed=3:password={HEAT_PUMP_PASSWORD}"
+    f":wiring=fixed@0,heat_pump:{HISTORY}",
+    f"gen1_em:0:mac={INVERTER_MAC}:name=Inverter:seed=3:wiring=solar,battery:{HISTORY}",
     f"plug:0:mac={PLUG_MAC}:name=Plug",
 ]
 
@@ -279,18 +289,22 @@ def channel_label(meter: Meter, channel: str) -> str:
 # The walk
 
 
+# A step: what it does, and optionally what it found, for the summary line ("ok (2.1 s): ...").
+type StepRun = Callable[[Frontend, Lab], str | None]
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of the walk."""
 
     title: str
-    run: Callable[[Frontend, Lab], None]
+    run: StepRun
 
 
 WALK: list[Step] = []
 
 
-def walk_step(run: Callable[[Frontend, Lab], None]) -> Callable[[Frontend, Lab], None]:
+def walk_step[Run: StepRun](run: Run) -> Run:
     """Add the decorated function to the walk, after the steps defined before it.
 
     The first line of its docstring is the step's title.
@@ -390,9 +404,7 @@ def asks_for_the_password(ui: Frontend, lab: Lab) -> None:
     password = credentials["data"]["password"]
     ui.expect_dialog(
         credentials["title"].format(name=meter.name),
-        credentials["description"].format(
-            model=model_name(meter.model), host=meter.host.partition(":")[0]
-        ),
+        credentials["description"].format(model=model_name(meter.model), host=meter.host),
     )
     ui.expect_fields(password)
     ui.type_text(password, "not-the-password")
@@ -428,7 +440,8 @@ def adds_energy_site(ui: Frontend, lab: Lab) -> None:
     ui.expect_fields(*fields.values())
     ui.type_text(fields["name"], "Home")
     ui.add_choices(fields["grid"], *(channel_label(lab.mains, phase) for phase in "abc"))
-    ui.add_choices(fields["solar"], channel_label(lab.inverter, "2"))
+    ui.add_choices(fields["solar"], channel_label(lab.inverter, "1"))
+    ui.add_choices(fields["battery"], channel_label(lab.inverter, "2"))
     ui.add_choices(fields["load"], channel_label(lab.heat_pump, "2"))
     ui.select_radio(selector_option("grid_metering", "balanced"))
     ui.shoot("site-roles")
@@ -437,8 +450,10 @@ def adds_energy_site(ui: Frontend, lab: Lab) -> None:
     ui.finish()
 
 
-# Mains' phases pinned from here on, so that the pages must show exact sums.
+# Mains' phases pinned from here on, so that the pages must show exact sums; the heat pump's
+# circuit (the simulator counts channels from 0) at 0 W, so that it stays within what they see.
 PINNED_MAINS_W = {"a": 1500.0, "b": 400.0, "c": -200.0}
+HEAT_PUMP_CHANNEL = "1"
 
 
 @walk_step
@@ -446,9 +461,10 @@ def shows_site_flows(ui: Frontend, lab: Lab) -> None:
     """Read the site's power flows on its device page."""
     for phase, watts in PINNED_MAINS_W.items():
         lab.simulator.control(lab.mains.mac, "set_power", channel=phase, watts=watts)
+    lab.simulator.control(lab.heat_pump.mac, "set_power", channel=HEAT_PUMP_CHANNEL, watts=0)
     ui.open_device("Home")
     load = entity_name("load_power", load=channel_label(lab.heat_pump, "2"))
-    ui.expect_state(load, re.compile(r"[\d,]+ W"))
+    ui.expect_state(load, "0 W", LIVE_VALUE_TIMEOUT_MS)
     # Balanced metering nets the phases: +1,500 +400 -200 W import 1,700 W.
     expect_site_grid(ui, net="1,700 W", imported="1,700 W", exported="0 W")
     ui.shoot("site-device", ui.entities_card("Sensors"))
@@ -462,6 +478,188 @@ def expect_site_grid(ui: Frontend, *, net: str, imported: str, exported: str) ->
         ("grid_export_power", exported),
     ):
         ui.expect_state(entity_name(key), text, LIVE_VALUE_TIMEOUT_MS)
+
+
+# Where each slot of the README's Energy dashboard table is filled in the Energy configuration:
+# the button that adds it, its dialog, and the label of the dialog's statistic picker.
+ENERGY_SLOTS = {
+    "Electricity grid > Grid consumption": ("Add consumption", "grid-flow", "Consumed energy"),
+    "Electricity grid > Return to grid": (
+        "Add return",
+        "grid-flow",
+        "Energy returned to the grid",
+    ),
+    "Solar panels > Solar production": (
+        "Add solar production",
+        "solar",
+        "Solar production energy",
+    ),
+    "Home battery storage > Energy going in to the battery": (
+        "Add battery system",
+        "battery",
+        "Energy going in to the battery",
+    ),
+    "Home battery storage > Energy coming out of the battery": (
+        "Add battery system",
+        "battery",
+        "Energy coming out of the battery",
+    ),
+    "Individual devices": ("Add device", "device", "Device energy consumption"),
+}
+README_ENERGY_SECTION = "## Setting up the Energy dashboard"
+
+
+def readme_energy_sensors() -> dict[str, str]:
+    """Return the README's Energy dashboard table: the demo's sensor of each slot.
+
+    The walk's meters and site have the demo's names, so its entity ids are the demo's.
+    """
+    text = (REPO / "README.md").read_text()
+    section = text.split(README_ENERGY_SECTION, 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| (.+?) \| `(sensor\.\w+)`", section, re.MULTILINE))
+    missing = set(ENERGY_SLOTS) - rows.keys()
+    assert not missing, f"the README's Energy dashboard table has no row for {missing}"
+    return {slot: rows[slot] for slot in ENERGY_SLOTS}
+
+
+@walk_step
+def sets_up_the_energy_dashboard(ui: Frontend, lab: Lab) -> None:
+    """Set up the Energy dashboard with the site's sensors, as the README's table says."""
+    sensors = readme_energy_sensors()
+    dialogs: dict[tuple[str, str], dict[str, str]] = {}
+    for slot, (button, dialog, picker) in ENERGY_SLOTS.items():
+        dialogs.setdefault((button, dialog), {})[picker] = sensors[slot]
+    ui.open_energy_config()
+    names = [
+        name
+        for (button, dialog), statistics in dialogs.items()
+        for name in ui.add_energy_source(button, dialog, statistics)
+    ]
+    with ui.viewport_height(ENERGY_PAGE_HEIGHT):
+        # Each source listed by its name, and none with an issue once the panel checked them.
+        panel = ui.open_energy_config()
+        for name in names:
+            expect(panel.get_by_text(name, exact=True)).to_be_visible()
+        ui.expect_energy_validated()
+        assert not ui.energy_issues(), ui.energy_issues()
+        ui.shoot("energy-config", panel, down_to=ui.energy_config_end())
+
+
+# Tall enough for the whole Energy configuration, and the whole Energy dashboard of a site with
+# solar, a battery and a device.
+ENERGY_PAGE_HEIGHT = 2200
+
+
+# The Energy dashboard's data of a day (its Download data): the kWh of each hour, by kind and
+# entity id. The kinds are the dashboard's ("grid_consumption", "device_consumption", ...).
+type EnergyDay = dict[str, dict[str, list[float]]]
+
+
+def energy_day(text: str, day: date) -> EnergyDay | None:
+    """Return the dashboard's data when it is that of every hour of `day`; None: not (yet)."""
+    zone = ZoneInfo(TIME_ZONE)
+    start = datetime.combine(day, datetime.min.time(), zone)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+    hours = [
+        (start + timedelta(hours=index)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        for index in range(int((end - start).total_seconds()) // 3600)
+    ]
+    header, *rows = csv.reader(io.StringIO(text))
+    if header[3:] != hours or any("" in row[3:] for row in rows):
+        return None
+    data: EnergyDay = {}
+    for entity_id, kind, _unit, *values in rows:
+        data.setdefault(kind, {})[entity_id] = [float(value) for value in values]
+    return data
+
+
+def read_energy_day(ui: Frontend, day: date) -> EnergyDay:
+    """Return the dashboard's data of the day it shows, once it is that day's, complete."""
+    deadline = time.monotonic() + LIVE_VALUE_TIMEOUT_MS / 1000
+    while (data := energy_day(ui.download_energy_data(), day)) is None:
+        assert time.monotonic() < deadline, f"the dashboard has no complete data of {day}"
+        ui.page.reload()  # the site's history may still be on its way into the statistics
+        ui.expect_energy_day(day)
+    return data
+
+
+def kwh(shown: str) -> float:
+    """Return the kWh of a figure as the dashboard shows it ("1,234.5 kWh", "37 kWh")."""
+    found = re.fullmatch(r"(-?[\d,]+(?:\.\d+)?) kWh", shown)
+    assert found, f"not a figure in kWh: {shown!r}"
+    return float(found[1].replace(",", ""))
+
+
+def hourly_sum(data: EnergyDay, kind: str) -> list[float]:
+    """Return the kWh of each hour over the sensors of a kind (0 without any)."""
+    columns = list(data.get(kind, {}).values())
+    return [sum(hour) for hour in zip(*columns, strict=True)] if columns else []
+
+
+@walk_step
+def reads_the_energy_dashboard(ui: Frontend, lab: Lab) -> str:
+    """Read yesterday on the Energy dashboard: no negative figure, untracked consumption >= 0."""
+    with ui.viewport_height(ENERGY_PAGE_HEIGHT):
+        return read_yesterday(ui)
+
+
+def read_yesterday(ui: Frontend) -> str:
+    """Check yesterday on the Energy dashboard and photograph it; return its figures."""
+    yesterday = datetime.now(ZoneInfo(TIME_ZONE)).date() - timedelta(days=1)
+    ui.open_energy_dashboard(days_back=1)
+    ui.expect_energy_day(yesterday)
+    # A day of the integration's imported history: every hour from the meters' records.
+    data = read_energy_day(ui, yesterday)
+    for kind, sensors in data.items():
+        for entity_id, hours in sensors.items():
+            assert min(hours) >= 0, f"{kind} {entity_id} has a negative hour: {hours}"
+    supply, solar, battery_out, grid_return, battery_in = (
+        hourly_sum(data, kind)
+        for kind in (
+            "grid_consumption",
+            "solar_production",
+            "battery_out",
+            "grid_return",
+            "battery_in",
+        )
+    )
+    home = [
+        sum(flows)
+        for flows in zip(
+            supply,
+            solar,
+            battery_out,
+            [-kwh_ for kwh_ in grid_return],
+            [-kwh_ for kwh_ in battery_in],
+            strict=True,
+        )
+    ]
+    devices = hourly_sum(data, "device_consumption")
+    untracked = [used - counted for used, counted in zip(home, devices, strict=True)]
+    assert min(untracked) >= 0, f"untracked consumption below 0: {untracked}"
+    # The energy distribution card shows the day's totals, none negative.
+    shown = ui.energy_distribution()
+    totals = {
+        "grid_consumption": sum(supply),
+        "grid_return": sum(grid_return),
+        "solar": sum(solar),
+        "battery_in": sum(battery_in),
+        "battery_out": sum(battery_out),
+        "home": sum(home),
+    }
+    for place, total in totals.items():
+        figure = kwh(shown[place])
+        assert figure >= 0, f"{place}: {shown[place]}"
+        # Shown to three significant digits.
+        assert abs(figure - total) <= 0.005 * max(total, 1), f"{place}: {shown[place]}, {total}"
+    ui.expect_chart_series_shown(ENERGY_DEVICES_DETAIL, "Untracked consumption")
+    ui.shoot("energy-dashboard", ui.energy_dashboard(), down_to=ui.energy_dashboard_end())
+    return (
+        f"{yesterday}: grid {sum(supply):.2f} kWh in, {sum(grid_return):.2f} out, solar"
+        f" {sum(solar):.2f}, battery {sum(battery_in):.2f} in, {sum(battery_out):.2f} out,"
+        f" home {sum(home):.2f}, devices {sum(devices):.2f}, untracked {sum(untracked):.2f}"
+        f" (at least {min(untracked):.3f} an hour)"
+    )
 
 
 @walk_step
@@ -611,12 +809,15 @@ def price(per_kwh: float) -> str:
     return f"{per_kwh} {CURRENCY}/kWh"
 
 
-IMPORT_KWH = 250  # the worked example's consumption: 100 kWh in slab 1 and 150 kWh in slab 2
+# What phase B imports at once: within what a Pro 3EM's phase can deliver between two polls a second
+# apart (20 Wh), so the counter believes it (a larger jump is rejected as corrupt: no energy
+# counted). The worked example's 250 kWh across both slabs is tested in tests/test_costs.py.
+IMPORT_KWH = 0.015
 
 
 @walk_step
 def shows_costs(ui: Frontend, lab: Lab) -> None:
-    """Read the site's costs: the fixed charge with tax, then 250 kWh priced by slab."""
+    """Read the site's costs: the fixed charge with tax, then 15 Wh priced by slab."""
     ui.open_device("Home")
     # Nothing imported yet: the bill is the fixed charge plus 5 %, at slab 1's price.
     ui.expect_state(entity_name("net_bill"), money(52.50), LIVE_VALUE_TIMEOUT_MS)
@@ -625,7 +826,7 @@ def shows_costs(ui: Frontend, lab: Lab) -> None:
     ui.expect_state(entity_name("marginal_price"), price(3.0))
     # A new instance has no statistics to project from.
     ui.expect_state(entity_name("projected_bill"), "Unknown")
-    # 250 kWh imported on phase B in an instant: its import counter jumps.
+    # 15 Wh imported on phase B: its import counter rises.
     phase_b = lab.simulator.channels(lab.mains.mac)[1]
     lab.simulator.control(
         lab.mains.mac,
@@ -634,11 +835,11 @@ def shows_costs(ui: Frontend, lab: Lab) -> None:
         energy_in_wh=phase_b["energy_in"] + IMPORT_KWH * 1000,
         energy_out_wh=phase_b["energy_out"],
     )
-    # 100 * 3.00 + 150 * 4.50 = 975.00; the bill adds the fixed charge; both plus 5 %.
-    ui.expect_state(entity_name("period_cost"), money(1023.75), LIVE_VALUE_TIMEOUT_MS)
-    ui.expect_state(entity_name("cost_today"), money(1023.75))
-    ui.expect_state(entity_name("net_bill"), money(1076.25))
-    ui.expect_state(entity_name("marginal_price"), price(4.5))
+    # 0.015 * 3.00 = 0.045 in slab 1; the bill adds the fixed charge; both plus 5 %.
+    ui.expect_state(entity_name("period_cost"), money(0.04725), LIVE_VALUE_TIMEOUT_MS)
+    ui.expect_state(entity_name("cost_today"), money(0.04725))
+    ui.expect_state(entity_name("net_bill"), money(52.54725))
+    ui.expect_state(entity_name("marginal_price"), price(3.0))
     ui.shoot(
         "site-costs",
         ui.entities_card("Sensors"),
@@ -674,12 +875,13 @@ def exports_to_emoncms(ui: Frontend, lab: Lab) -> None:
     ui.type_text(fields["api_key"], emoncms.write_key)
     ui.submit()
     nodes = form("emoncms_nodes")
-    # One node per meter and site, named after it.
+    # One node per meter and site, named after it (Emoncms node names have no spaces).
     names = [lab.mains.name, lab.heat_pump.name, lab.inverter.name, "Home"]
+    node_names = [name.replace(" ", "_") for name in names]
     ui.expect_dialog(nodes["title"], nodes["description"])
     ui.expect_fields(*names)
-    for name in names:
-        expect(ui.dialog.get_by_role("textbox", name=name)).to_have_value(name)
+    for name, node_name in zip(names, node_names, strict=True):
+        expect(ui.dialog.get_by_role("textbox", name=name)).to_have_value(node_name)
     ui.shoot("emoncms-nodes")
     ui.submit()
     title = f"Emoncms ({urlsplit(emoncms.url).hostname})"
@@ -692,7 +894,7 @@ def exports_to_emoncms(ui: Frontend, lab: Lab) -> None:
     ui.expect_state(entity_name("queue_length"), "0 samples")
     ui.shoot("emoncms-device", ui.entities_card("Diagnostic"))
     # The double holds the pinned powers: phase A reversed, B at 0 W since the tariff.
-    assert emoncms.nodes() == set(names)
+    assert emoncms.nodes() == set(node_names)
     mains = emoncms.last_values(lab.mains.name)
     assert [mains[f"power{suffix}"] for suffix in ("_a", "_b", "_c", "")] == [
         -1500.0,
@@ -739,7 +941,7 @@ def run_walk(ui: Frontend, lab: Lab, logs: list[Path]) -> Outcome:
         print(f"[{number:2}/{len(WALK)}] {step.title} ...", end=" ", flush=True)
         started = time.monotonic()
         try:
-            step.run(ui, lab)
+            found = step.run(ui, lab)
         except Exception:  # any failure of a step is reported with its evidence
             print(f"FAILED after {time.monotonic() - started:.1f} s", flush=True)
             traceback.print_exc()
@@ -747,7 +949,8 @@ def run_walk(ui: Frontend, lab: Lab, logs: list[Path]) -> Outcome:
             outcome.failed = 1
             outcome.skipped = len(WALK) - number
             break
-        print(f"ok ({time.monotonic() - started:.1f} s)", flush=True)
+        note = f": {found}" if found else ""
+        print(f"ok ({time.monotonic() - started:.1f} s){note}", flush=True)
         outcome.passed += 1
     return outcome
 
@@ -868,7 +1071,9 @@ def main() -> int:
             headless=True,
             viewport=VIEWPORT,
             locale="en-US",
-            timezone_id="Europe/Berlin",
+            timezone_id=TIME_ZONE,
+            # Charts drawn at once, not grown by an animation (the Energy dashboard's).
+            reduced_motion="reduce",
         )
         stack.callback(browser.close)
         browser.route("**/*", guard.route)

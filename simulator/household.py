@@ -10,7 +10,15 @@ CT on each source reads it:
 - ``battery``: > 0 while charging, < 0 while discharging;
 - ``grid``: the net at the connection point, ``load - production + battery charging``; < 0
   while exporting;
-- ``fixed``: a constant chosen by the caller.
+- ``fixed``: a constant chosen by the caller;
+- a circuit (``fridge``, ``kettle``, ``oven``, ``washing_machine``, ``dishwasher``,
+  ``heat_pump``): what one appliance's circuit draws, >= 0.
+
+Circuits nest in their household: each appliance runs on a circuit of its own, and a circuit's
+watts are part of ``load`` (and so of ``grid``) on the same phase in the same minute. A sub-meter
+on a circuit and a meter on the mains of the same household therefore agree: the circuit never
+draws more than the house, and what the house draws besides is the base load and the other
+circuits.
 
 Import counters (``total``, ``*_total_act_energy``) accumulate the positive part as Wh, export
 counters (``total_returned``, ``*_ret_*``) the negative part, also as positive Wh.
@@ -29,8 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-SourceKind = Literal["load", "solar", "grid", "battery", "fixed"]
-SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
+CircuitName = Literal["fridge", "kettle", "oven", "washing_machine", "dishwasher", "heat_pump"]
+CIRCUITS: tuple[CircuitName, ...] = get_args(CircuitName)
+SourceKind = Literal["load", "solar", "grid", "battery", "fixed", CircuitName]
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)  # nested literals flatten
 PHASE_NAMES = ("a", "b", "c")
 MINUTES_PER_DAY = 1440
 
@@ -59,7 +69,7 @@ class Source:
 
     `phase` None means the whole household (the sum over the phases); `watts` is used by
     ``fixed`` only. The text form is ``kind`` or ``kind@phase`` or ``fixed@watts``, e.g.
-    ``grid@a``, ``load``, ``solar``, ``fixed@-300``.
+    ``grid@a``, ``load``, ``solar``, ``heat_pump``, ``fixed@-300``.
     """
 
     kind: SourceKind
@@ -94,15 +104,23 @@ class Source:
         return f"{self.kind}@{PHASE_NAMES[self.phase]}"
 
 
+_NO_POWER = [0.0] * MINUTES_PER_DAY
+
+
 class _Day:
     """One local day of the household, minute by minute, with derived series memoised."""
 
-    __slots__ = ("_series", "battery", "loads", "solar")
+    __slots__ = ("_series", "battery", "circuits", "loads", "solar")
 
     def __init__(
-        self, loads: tuple[list[float], ...], solar: list[float], battery: list[float]
+        self,
+        loads: tuple[list[float], ...],
+        circuits: dict[str, tuple[list[float], ...]],
+        solar: list[float],
+        battery: list[float],
     ) -> None:
-        self.loads = loads
+        self.loads = loads  # per phase, every circuit included
+        self.circuits = circuits  # per phase, the circuits that ran that day
         self.solar = solar  # production, >= 0
         self.battery = battery  # > 0 charging
         self._series: dict[tuple[str, int | None], list[float]] = {}
@@ -116,10 +134,13 @@ class _Day:
 
     def _compute(self, kind: str, phase: int | None) -> list[float]:
         on_phase_a = phase is None or phase == 0
-        if kind == "load":
+        if kind == "load" or kind in CIRCUITS:
+            phases = self.loads if kind == "load" else self.circuits.get(kind)
+            if phases is None:
+                return _NO_POWER  # the circuit did not run that day
             if phase is None:
-                return [a + b + c for a, b, c in zip(*self.loads, strict=True)]
-            return self.loads[phase]
+                return [a + b + c for a, b, c in zip(*phases, strict=True)]
+            return phases[phase]
         if kind == "solar":
             return [-p for p in self.solar] if on_phase_a else [0.0] * MINUTES_PER_DAY
         if kind == "battery":
@@ -140,7 +161,8 @@ class Household:
     Base load of 150-300 W with morning and evening bumps; a fridge cycling; kettle, oven,
     washing machine and dishwasher runs on seeded schedules; a heat pump in the cold season;
     solar following the sun (0 at night, about `solar_peak_w` at noon in summer) with seeded
-    clouds; optionally a battery that stores the surplus and covers the deficit.
+    clouds; optionally a battery that stores the surplus and covers the deficit (of the whole
+    house, circuits included). Each appliance is also a circuit of its own (`CIRCUITS`).
     """
 
     def __init__(
@@ -157,6 +179,7 @@ class Household:
         self.solar_peak_w = solar_peak_w
         self.battery_wh = battery_wh
         self.battery_max_w = battery_max_w
+        self.utc_offset = utc_offset
         self._offset_minutes = utc_offset // 60
         self._days: OrderedDict[int, _Day] = OrderedDict()
 
@@ -206,10 +229,10 @@ class Household:
         # +1 at the summer solstice, -1 at the winter one.
         season = math.cos(2 * math.pi * (day - _SUMMER_SOLSTICE_DAY) / _TROPICAL_YEAR_DAYS)
         loads = self._base_loads(rng)
-        self._add_appliances(rng, loads, season)
+        circuits = self._add_appliances(rng, loads, season)
         solar = self._solar(rng, season)
         battery = self._battery(loads, solar)
-        return _Day(loads, solar, battery)
+        return _Day(loads, circuits, solar, battery)
 
     @staticmethod
     def _base_loads(rng: random.Random) -> tuple[list[float], ...]:
@@ -222,40 +245,56 @@ class Household:
         return tuple([watts * share for watts in total] for share in _BASE_PHASE_SHARE)
 
     @staticmethod
-    def _add_appliances(rng: random.Random, loads: tuple[list[float], ...], season: float) -> None:
-        def run(phase: int, start: int, steps: tuple[tuple[int, float], ...]) -> None:
-            """Add consecutive (minutes, watts) steps on `phase` from `start`."""
-            target = loads[phase]
+    def _add_appliances(
+        rng: random.Random, loads: tuple[list[float], ...], season: float
+    ) -> dict[str, tuple[list[float], ...]]:
+        """Run the day's appliances into `loads`; return each circuit's own share per phase."""
+        circuits: dict[str, tuple[list[float], ...]] = {}
+
+        def run(
+            circuit: CircuitName, phase: int, start: int, steps: tuple[tuple[int, float], ...]
+        ) -> None:
+            """Add consecutive (minutes, watts) steps on `phase` from `start` to a circuit."""
+            if circuit not in circuits:
+                circuits[circuit] = tuple([0.0] * MINUTES_PER_DAY for _ in PHASE_NAMES)
+            target, own = loads[phase], circuits[circuit][phase]
             for minutes, watts in steps:
                 for minute in range(max(start, 0), min(start + minutes, MINUTES_PER_DAY)):
                     target[minute] += watts
+                    own[minute] += watts
                 start += minutes
 
         # Fridge compressor: cycles all day.
         period = rng.randint(45, 60)
         on_minutes = rng.randint(15, 22)
         for start in range(rng.randrange(period) - period, MINUTES_PER_DAY, period):
-            run(1, start, ((on_minutes, rng.uniform(85.0, 105.0)),))
+            run("fridge", 1, start, ((on_minutes, rng.uniform(85.0, 105.0)),))
         # Kettle: once in the morning, a few more times later.
-        run(0, rng.randint(390, 510), ((rng.randint(3, 4), 2000.0),))
+        run("kettle", 0, rng.randint(390, 510), ((rng.randint(3, 4), 2000.0),))
         for _ in range(rng.randint(1, 3)):
-            run(0, rng.randint(600, 1260), ((rng.randint(3, 4), 2000.0),))
+            run("kettle", 0, rng.randint(600, 1260), ((rng.randint(3, 4), 2000.0),))
         if rng.random() < 0.55:  # oven: preheat, then thermostat cycling
             cycles = tuple(
                 step for _ in range(rng.randint(4, 6)) for step in ((6, 2300.0), (4, 0.0))
             )
-            run(2, rng.randint(1050, 1140), ((15, 2300.0), *cycles))
+            run("oven", 2, rng.randint(1050, 1140), ((15, 2300.0), *cycles))
         if rng.random() < 0.4:  # washing machine: heat, wash, spin
-            run(0, rng.randint(480, 1140), ((15, 2000.0), (50, 150.0), (10, 450.0)))
+            run(
+                "washing_machine",
+                0,
+                rng.randint(480, 1140),
+                ((15, 2000.0), (50, 150.0), (10, 450.0)),
+            )
         if rng.random() < 0.6:  # dishwasher: heat, wash, dry
-            run(1, rng.randint(1200, 1320), ((20, 1900.0), (60, 60.0), (15, 1900.0)))
+            run("dishwasher", 1, rng.randint(1200, 1320), ((20, 1900.0), (60, 60.0), (15, 1900.0)))
         heating_need = max(0.0, 0.3 - season) / 1.3
         if heating_need > 0:  # three-phase heat pump, balanced
             period = 60
             on_minutes = round(10 + 40 * heating_need)
             for start in range(rng.randrange(period) - period, MINUTES_PER_DAY, period):
                 for phase in range(3):
-                    run(phase, start, ((on_minutes, 500.0),))
+                    run("heat_pump", phase, start, ((on_minutes, 500.0),))
+        return circuits
 
     def _solar(self, rng: random.Random, season: float) -> list[float]:
         solar = [0.0] * MINUTES_PER_DAY

@@ -428,6 +428,7 @@ class SimulatedMeter:
         solar_peak_w: float = 4000.0,
         battery_wh: float = 0.0,
         utc_offset: int = 0,
+        household: Household | None = None,
         rows_per_call: int = 6,
         csv_bytes_per_second: float | None = None,
         noise: bool = False,
@@ -441,12 +442,15 @@ class SimulatedMeter:
         `history_days` of past records are generated from the household model, ending where
         the live physics start (the start of the current record period), with counters equal
         to `initial_energy_wh` plus everything recorded. `csv_bytes_per_second` throttles Gen1
-        `em_data.csv` downloads (None: as fast as possible). With `noise` household power varies
-        second by second (see `NOISE_POWER_SHARE`), and current, apparent power, power factor,
-        voltage and frequency follow; without it, power changes every `SLOT_SECONDS`.
-        `rpc_latency_s` is how long a Gen2+ device takes to answer each RPC call, and
-        `download_bytes_per_second` how fast it sends its data.csv (None: as fast as possible);
-        without `data_csv` it has none (HTTP 404, as older firmware).
+        `em_data.csv` downloads (None: as fast as possible). `household` is what the channels
+        measure, shared with other meters (its own solar, battery and UTC offset then apply);
+        by default the meter has one of its own, made from `seed`, `solar_peak_w`, `battery_wh`
+        and `utc_offset`. With `noise` household power varies second by second (see
+        `NOISE_POWER_SHARE`), and current, apparent power, power factor, voltage and frequency
+        follow; without it, power changes every `SLOT_SECONDS`. `rpc_latency_s` is how long a
+        Gen2+ device takes to answer each RPC call, and `download_bytes_per_second` how fast it
+        sends its data.csv (None: as fast as possible); without `data_csv` it has none (HTTP
+        404, as older firmware).
         """
         if kind not in PRESETS:
             raise ValueError(f"unknown meter kind {kind!r}; expected one of {', '.join(PRESETS)}")
@@ -475,10 +479,10 @@ class SimulatedMeter:
         if flash_save_s <= 0 or flash_save_s % SLOT_SECONDS:
             raise ValueError(f"flash_save_s must be a positive multiple of {SLOT_SECONDS}")
         self.flash_save_s = flash_save_s
-        self.household = Household(
+        self.household = household or Household(
             seed, solar_peak_w=solar_peak_w, battery_wh=battery_wh, utc_offset=utc_offset
         )
-        self.utc_offset = utc_offset
+        self.utc_offset = self.household.utc_offset
         wiring = wiring or self.preset.wiring
         if len(wiring) != self.preset.channels:
             raise ValueError(

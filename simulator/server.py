@@ -15,13 +15,13 @@ import json
 import socket
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, NotRequired, Self, TypedDict, Unpack
+from typing import Any, NotRequired, Self, TypedDict, Unpack, cast
 
 from aiohttp import web
 
 from .clock import Clock
 from .gen1 import create_gen1_app
-from .household import Source
+from .household import Household, Source
 from .meter import Profile, SimulatedMeter
 from .rpc import RpcServer
 
@@ -29,6 +29,8 @@ HOST = "127.0.0.1"  # where the simulator listens unless told ::1
 LOOPBACK_HOSTS = (HOST, "::1")  # the only addresses it ever binds
 _SHUTDOWN_TIMEOUT = 0.5  # seconds a request in progress may take to finish when stopping
 MAX_POWER_SECONDS = 86_400  # the longest series of powers the control API answers at once
+# The meter options that describe its household (see `Simulator.add_meter`).
+HOUSEHOLD_OPTIONS = ("solar_peak_w", "battery_wh", "utc_offset")
 
 # The scenario controls the control API may call, by `SimulatedMeter` method name.
 CONTROL_ACTIONS = frozenset(
@@ -276,6 +278,7 @@ class Simulator:
         self.control_port = control_port
         self._notify_interval = notify_interval
         self._servers: dict[str, MeterServer] = {}
+        self._households: dict[int, Household] = {}  # by seed: its meters share it
         self._control: web.AppRunner | None = None
 
     def add_meter(
@@ -290,16 +293,47 @@ class Simulator:
         """Add a meter of `kind`, to listen on `host` (127.0.0.1 or ::1); `start` serves it.
 
         Its seed defaults to one derived from the simulator's seed and the meter's position,
-        which also gives every meter its own MAC.
+        which also gives every meter its own MAC. Meters given the same seed measure one
+        household (the same object): raises ValueError when this meter's `solar_peak_w`,
+        `battery_wh` or `utc_offset` differ from what an earlier meter of the seed gave it.
         """
         meter_seed = self.seed * 1000 + len(self.meters) if seed is None else seed
-        meter = SimulatedMeter(kind, clock=self.clock, seed=meter_seed, **options)
+        household = self._household(meter_seed, options)
+        meter = SimulatedMeter(
+            kind, clock=self.clock, seed=meter_seed, household=household, **options
+        )
         if meter.mac in self._servers:
-            raise ValueError(f"a meter with MAC {meter.mac} already exists")
+            raise ValueError(
+                f"a meter with MAC {meter.mac} already exists (meters that share a seed need a "
+                "mac of their own)"
+            )
         server = MeterServer(meter, port=port, host=host, notify_interval=self._notify_interval)
         self.meters.append(meter)
         self._servers[meter.mac] = server
         return meter
+
+    def _household(self, seed: int, options: MeterOptions) -> Household:
+        """Return the household of a seed, taking its options out of a meter's `options`.
+
+        Meters of one seed measure one household: the first one's options make it, and a later
+        one may repeat them but not differ (its solar or battery would not add up with theirs).
+        """
+        given = cast(dict[str, Any], options)
+        wanted = {name: given.pop(name) for name in HOUSEHOLD_OPTIONS if name in given}
+        household = self._households.get(seed)
+        if household is None:
+            household = self._households[seed] = Household(seed, **wanted)
+            return household
+        if differing := [
+            f"{name}={value:g} (it has {getattr(household, name):g})"
+            for name, value in wanted.items()
+            if value != getattr(household, name)
+        ]:
+            raise ValueError(
+                f"meters of seed {seed} share one household; this meter's "
+                f"{', '.join(differing)} would not add up with the others'"
+            )
+        return household
 
     def meter(self, mac: str) -> SimulatedMeter:
         """Return the meter with this MAC (any case, colons allowed)."""

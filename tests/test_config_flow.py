@@ -24,6 +24,7 @@ from custom_components.shelly_energy.const import (
     CONF_MODEL,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     CONF_SOLAR,
     CONF_SUPPLY,
     DOMAIN,
@@ -428,7 +429,11 @@ async def test_add_site(hass: HomeAssistant, simulator: Simulator) -> None:
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Home"
     assert result["data"] == {CONF_KIND: KIND_SITE}
-    assert result["options"] == {CONF_GRID_METERING: "balanced", **roles}
+    assert result["options"] == {
+        CONF_GRID_METERING: "balanced",
+        CONF_SETTLEMENT: "instant",
+        **roles,
+    }
     await hass.async_block_till_done()
     again = await start_site_flow(hass)
     result = await submit(hass, again["flow_id"], {**base, **roles})
@@ -460,6 +465,8 @@ async def test_site_options(hass: HomeAssistant, simulator: Simulator) -> None:
     assert result["step_id"] == "roles"
     labels = [o["label"] for o in result["data_schema"].schema[CONF_LOAD].config["options"]]
     assert labels == ["Pro EM channel 1", "Pro EM channel 2", "GONE channel 1"]
+    settlements = result["data_schema"].schema[CONF_SETTLEMENT].config["options"]
+    assert settlements == ["instant", "15", "30", "60"]
     bad = {
         CONF_GRID: [f"{mains.mac}:1"],
         CONF_LOAD: [f"{mains.mac}:1"],
@@ -471,6 +478,7 @@ async def test_site_options(hass: HomeAssistant, simulator: Simulator) -> None:
         CONF_GRID: [f"{mains.mac}:1"],
         CONF_LOAD: [f"{mains.mac}:2"],
         CONF_GRID_METERING: "per_phase",
+        CONF_SETTLEMENT: "15",
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], good)
     assert result["type"] is FlowResultType.CREATE_ENTRY

@@ -40,7 +40,7 @@ from custom_components.shelly_energy.energy.tariff import (
     TimeOfUsePricing,
     TimeWindow,
 )
-from custom_components.shelly_energy.history import statistic_metadata
+from custom_components.shelly_energy.history_import import statistic_metadata
 from simulator import SimulatedMeter, Simulator
 
 from .conftest import meter_entry, serve, setup_entry, state_of

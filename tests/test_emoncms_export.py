@@ -21,7 +21,6 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.shelly_energy import exporter
 from custom_components.shelly_energy.const import (
     CONF_API_KEY,
     CONF_BATTERY,
@@ -197,7 +196,10 @@ async def test_the_bound_drops_the_oldest_and_says_how_many(
     emoncms: EmoncmsDouble,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(exporter, "EXPORT_QUEUE_DAYS", 30 / 86_400)  # 3 samples at 10 s
+    monkeypatch.setattr(
+        "custom_components.shelly_energy.export_entry.EXPORT_QUEUE_DAYS",
+        30 / 86_400,  # 3 samples at 10 s
+    )
     await mains(hass, simulator)
     entry = export_entry(emoncms, values=["power"])
     await setup_entry(hass, entry)

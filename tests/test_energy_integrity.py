@@ -1,10 +1,10 @@
-"""Every watt-hour counted once through a day of faults: a two-meter site against the truth.
+"""Every watt-hour counted once through half a day of faults: a two-meter site against the truth.
 
 A Pro 3EM on the mains and a Pro EM-50 on the solar and battery inverters, polled every five
-minutes for a simulated day during which the meters reboot with counters rolled back, the inverter's
-data is reset, a reply carries 1e308 and a counter overflows. At the end the recorder's hourly
-statistics of every energy sensor (meters and site) hold the simulator's own truth, within 1 Wh
-per fault, and no hour is negative.
+minutes for twelve simulated hours (the night and the morning's production) during which the
+meters reboot with counters rolled back, the inverter's data is reset, a reply carries 1e308 and
+a counter overflows. At the end the recorder's hourly statistics of every energy sensor (meters
+and site) hold the simulator's own truth, within 1 Wh per fault, and no hour is negative.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .conftest import meter_entry, setup_entry
 MINUTE = 60
 STEP = 300  # the polling interval: every step a poll and the recorder's 5-minute statistics
 DAY_START = datetime(2025, 6, 1, tzinfo=UTC)
+HOURS = 12  # how long the faults go on
 
 
 async def settle(hass: HomeAssistant) -> None:
@@ -127,7 +128,7 @@ class Day:
             await settle(self.hass)
 
 
-async def test_a_day_of_faults_counts_every_watt_hour_once(
+async def test_hours_of_faults_count_every_watt_hour_once(
     recorder_mock: Recorder,
     hass: HomeAssistant,
     simulator: Simulator,
@@ -173,21 +174,21 @@ async def test_a_day_of_faults_counts_every_watt_hour_once(
     day.note_truth()
     start_truth = day.truth[sim_clock.now()]
     faults = {
-        # 03:07 the mains reboots and forgets the last 2 minutes of its counters.
-        3 * 60 + 7: lambda: mains.reboot(invalid_for=30, rollback=True),
-        # 06:22 the inverter's data is cleared (its counters restart at 0).
-        6 * 60 + 22: inverters.reset_counters,
-        # 09:31 a corrupt reply: phase a's counters read 1e308 once.
-        9 * 60 + 31: lambda: mains.corrupt_counters("a", 1e308),
-        # 12:46 the solar counter overflows for two reads.
-        12 * 60 + 46: lambda: inverters.corrupt_counters("0", 4294967295.0, reads=2),
-        # 15:53 the inverter reboots in the middle of the afternoon's production.
-        15 * 60 + 53: lambda: inverters.reboot(invalid_for=90, rollback=True),
-        # 18:04 a small rollback of the mains again, read at once.
-        18 * 60 + 4: lambda: mains.reboot(invalid_for=1, rollback=True),
+        # 01:07 the mains reboots and forgets the last 2 minutes of its counters.
+        1 * 60 + 7: lambda: mains.reboot(invalid_for=30, rollback=True),
+        # 02:22 the inverter's data is cleared (its counters restart at 0).
+        2 * 60 + 22: inverters.reset_counters,
+        # 04:31 a corrupt reply: phase a's counters read 1e308 once.
+        4 * 60 + 31: lambda: mains.corrupt_counters("a", 1e308),
+        # 06:46 the solar counter overflows for two reads.
+        6 * 60 + 46: lambda: inverters.corrupt_counters("0", 4294967295.0, reads=2),
+        # 09:53 the inverter reboots in the middle of the morning's production.
+        9 * 60 + 53: lambda: inverters.reboot(invalid_for=90, rollback=True),
+        # 11:04 the mains reboots while exporting, and misses a poll.
+        11 * 60 + 4: lambda: mains.reboot(invalid_for=1, rollback=True),
     }
-    await day.run(24 * 60 + 75, faults)  # the day, and long enough for the records to tell
-    last_hour = DAY_START.timestamp() + 23 * 3600
+    await day.run(HOURS * 60 + 75, faults)  # the hours, and long enough for the records to tell
+    last_hour = DAY_START.timestamp() + (HOURS - 1) * 3600
     end = max(time for time in day.truth if time < last_hour + 3600)
     for key, truth in day.truth[end].items():
         entity_id = f"sensor.{key}"

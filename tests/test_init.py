@@ -162,8 +162,13 @@ async def test_options_take_effect(
     assert entry.runtime_data.coordinator.update_interval.total_seconds() == 60
     assert state_of(hass, "sensor.em_channel_1_power") == "0.0"
     assert state_of(hass, "sensor.em_channel_2_power") == "800.0"
-    assert state_of(hass, "sensor.em_channel_2_energy_imported") == "4.0"
-    assert state_of(hass, "sensor.em_channel_2_energy_exported") == "0.01"
+    # The energy the meter counted stays where it was shown; from now on it counts as corrected.
+    assert state_of(hass, "sensor.em_channel_2_energy_imported") == "0.01"
+    assert state_of(hass, "sensor.em_channel_2_energy_exported") == "4.0"
+    simulator.clock.advance(3600)
+    await poll(hass, freezer, 60)
+    assert state_of(hass, "sensor.em_channel_2_energy_imported") == "0.81"
+    assert state_of(hass, "sensor.em_channel_2_energy_exported") == "4.0"
 
 
 async def test_data_only_update_does_not_reload(hass: HomeAssistant, simulator: Simulator) -> None:

@@ -39,8 +39,13 @@ def bracketed(simulator: Simulator, meter: SimulatedMeter) -> str:
 
 
 def configuration_url(hass: HomeAssistant, meter: SimulatedMeter) -> str | None:
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, meter.mac)})
-    assert device is not None
+    registry = dr.async_get(hass)
+    device = next(
+        device
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if (DOMAIN, meter.mac) in device.identifiers
+    )
     return device.configuration_url
 
 

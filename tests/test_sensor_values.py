@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 
+from custom_components.shelly_energy.const import CONF_REVERSED_CHANNELS
 from simulator import SimulatedMeter, Simulator
 
 from .conftest import meter_entry, poll, serve, setup_entry, state_of
@@ -117,3 +120,23 @@ async def test_malformed_value_is_unavailable_not_a_reading(
     assert state_of(hass, "sensor.m_phase_b_power") != STATE_UNAVAILABLE
     await poll(hass, freezer)
     assert state_of(hass, "sensor.m_phase_a_power") == "500.0"
+
+
+async def test_a_zero_is_never_negative(hass: HomeAssistant, simulator: Simulator) -> None:
+    # The Shelly EM sends -0.0 for a CT with nothing flowing (pinned so here, as at night on a
+    # solar inverter); a reversed CT reading 0 would turn into -0.0 as well. Both read 0.0,
+    # never "-0.0 W".
+    meter = await serve(simulator, "gen1_em")
+    pin(meter, "0", -0.0)
+    pin(meter, "1", 0.0)
+    sent = meter.state(read_counters=False).channels
+    assert [math.copysign(1, channel.power) for channel in sent] == [-1, 1]
+    assert [math.copysign(1, channel.reactive_power) for channel in sent] == [-1, -1]
+    entry = meter_entry(simulator, meter, title="EM", options={CONF_REVERSED_CHANNELS: ["2"]})
+    await setup_entry(hass, entry)
+    expected = {
+        f"sensor.em_channel_{channel}_{quantity}": "0.0"
+        for channel in "12"
+        for quantity in ("power", "reactive_power", "power_factor")
+    }
+    assert {entity_id: state_of(hass, entity_id) for entity_id in expected} == expected

@@ -36,12 +36,8 @@ from .const import (
     KIND_VIRTUAL_METER,
 )
 from .coordinator import (
-    MeterConfigEntry,
     MeterCoordinator,
-    MeterRuntime,
-    SiteConfigEntry,
     SiteCoordinator,
-    SiteRuntime,
     async_forget_meter,
     async_register_meter,
     async_register_site,
@@ -50,24 +46,28 @@ from .coordinator import (
     site_store_key,
 )
 from .energy.tariff import Tariff
-from .exporter import (
+from .export_entry import (
     ISSUE_INVALID_KEY,
     ISSUE_QUEUE_FULL,
-    ExportConfigEntry,
-    ExportRuntime,
     async_create_exporter,
     export_store_key,
 )
-from .history import MeterHistory, SiteHistory, history_store_key
+from .history_import import MeterHistory, SiteHistory, history_store_key
 from .meter.address import Address, InvalidAddressError
 from .meter.client import Credentials
 from .meter.connect import make_client
-from .services import async_setup_services
-from .virtual_meter_entry import (
+from .runtime import (
+    ExportConfigEntry,
+    ExportRuntime,
+    MeterConfigEntry,
+    MeterRuntime,
+    SiteConfigEntry,
+    SiteRuntime,
     VirtualMeterConfigEntry,
-    VirtualMeterCoordinator,
     VirtualMeterRuntime,
 )
+from .services import async_setup_services
+from .virtual_meter_entry import VirtualMeterCoordinator
 
 METER_PLATFORMS = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR, Platform.SWITCH]
 SITE_PLATFORMS = [Platform.EVENT, Platform.SENSOR]

@@ -16,10 +16,11 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .const import KIND_VIRTUAL_METER
-from .coordinator import MeterConfigEntry, MeterCoordinator, entry_kind
+from .coordinator import MeterCoordinator, entry_kind
 from .energy.anomalies import SupplyStatus
 from .entity import MeterEntity, VirtualMeterEntity, channel_naming
 from .meter.snapshot import ChannelReading
+from .runtime import MeterConfigEntry
 from .virtual_meter.guard import ServedValue
 
 PARALLEL_UPDATES = 0

@@ -57,6 +57,7 @@ from .const import (
     CONF_POLL_INTERVAL,
     CONF_REGULATION,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     CONF_SHARE,
     CONF_SITE,
     CONF_SMOOTHING,
@@ -110,7 +111,6 @@ from .const import (
     UDP_PORT_CHOICES,
 )
 from .coordinator import (
-    MeterConfigEntry,
     channel_key,
     channel_label,
     entry_kind,
@@ -118,22 +118,26 @@ from .coordinator import (
     parse_channel_key,
 )
 from .energy.anomalies import AnomalyLimits
+from .energy.settlement import Settlement
 from .energy.site import ChannelRef, GridMetering
 from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
-from .exporter import async_emoncms_client, default_node
+from .export_entry import async_emoncms_client, default_node
 from .meter.address import DEFAULT_PORT, Address, InvalidAddressError
 from .meter.client import (
     Credentials,
     DeviceIdentity,
+)
+from .meter.connect import is_known_meter, make_client, probe
+from .meter.errors import (
     MeterAuthError,
     MeterError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
 )
-from .meter.connect import is_known_meter, make_client, probe
 from .meter.models import model_name
 from .meter.snapshot import MeterInfo
+from .runtime import MeterConfigEntry
 from .supply import limits_from_options
 from .virtual_meter.identity import MeterModel, new_mac
 from .virtual_meter_entry import http_port, udp_ports
@@ -635,7 +639,7 @@ def site_channel_options(hass: HomeAssistant, options: Mapping[str, Any]) -> lis
 
 
 def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
-    """Return the form giving channels their roles, and the grid metering mode."""
+    """Return the form giving channels their roles, the grid metering and the settlement."""
     schema: dict[vol.Marker, Any] = {}
     for role in ROLE_FIELDS:
         schema[vol.Optional(role, default=[])] = SelectSelector(
@@ -650,6 +654,13 @@ def site_roles_schema(channels: list[SelectOptionDict]) -> vol.Schema:
             options=[mode.value for mode in GridMetering],
             translation_key=CONF_GRID_METERING,
             mode=SelectSelectorMode.LIST,
+        )
+    )
+    schema[vol.Required(CONF_SETTLEMENT, default=Settlement.INSTANT)] = SelectSelector(
+        SelectSelectorConfig(
+            options=[settlement.value for settlement in Settlement],
+            translation_key=CONF_SETTLEMENT,
+            mode=SelectSelectorMode.DROPDOWN,
         )
     )
     return vol.Schema(schema)

@@ -34,6 +34,8 @@ KIND_SITE: Final = "site"
 
 # Energy site options
 CONF_GRID_METERING: Final = "grid_metering"
+# How often the utility settles the grid energy: "instant" or a period in minutes.
+CONF_SETTLEMENT: Final = "settlement"
 # A Home Assistant power sensor in the grid role (import positive), for a site without a Shelly
 # meter on its grid connection.
 CONF_GRID_SENSOR: Final = "grid_sensor"

@@ -6,10 +6,9 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import UnitOfPower
@@ -30,6 +29,7 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 from homeassistant.util.unit_conversion import PowerConverter
 
+from .billing import SiteBilling
 from .const import (
     CONF_DEADBAND,
     CONF_GRID_METERING,
@@ -37,6 +37,7 @@ from .const import (
     CONF_KIND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    CONF_SETTLEMENT,
     COUNTER_SAVE_S,
     COUNTER_URGENT_SAVE_S,
     DEFAULT_DEADBAND,
@@ -46,7 +47,8 @@ from .const import (
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
-from .energy.history import SITE_SERIES
+from .energy.history_plan import SITE_SERIES
+from .energy.settlement import Settlement
 from .energy.site import (
     ChannelInput,
     ChannelRef,
@@ -56,9 +58,10 @@ from .energy.site import (
     SiteConfig,
     SiteState,
 )
-from .meter.client import MeterAuthError, MeterClient, MeterError
+from .meter.client import MeterClient
 from .meter.corrections import Corrections
 from .meter.counters import MeterCounters, counter_key
+from .meter.errors import MeterAuthError, MeterError
 from .meter.models import max_channel_power_w
 from .meter.snapshot import PHASE_IDS, TOTAL_ID, MeterChange, MeterInfo, MeterSnapshot
 from .meter.stability import ChangeWatch
@@ -66,23 +69,8 @@ from .recorded_states import async_last_recorded_totals
 from .storage import DurableStore
 from .supply import SupplyWatch, limits_from_options
 
-if TYPE_CHECKING:
-    from .billing import SiteBilling
-    from .history import MeterHistory, SiteHistory
-
 _LOGGER = logging.getLogger(__name__)
 
-
-@dataclass
-class MeterRuntime:
-    """What a loaded meter entry holds."""
-
-    coordinator: MeterCoordinator
-    options: dict[str, Any]  # as the entry was set up with: a change reloads it
-    history: MeterHistory | None = None  # with the recorder: the stored records' import
-
-
-type MeterConfigEntry = ConfigEntry[MeterRuntime]
 
 # The loaded meters by MAC, shared by the energy sites; a signal tells when the set changes.
 _METERS: HassKey[dict[str, MeterCoordinator]] = HassKey(f"{DOMAIN}_meters")
@@ -129,6 +117,8 @@ def async_register_meter(hass: HomeAssistant, coordinator: MeterCoordinator) -> 
 class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
     """A coordinator that knows the entities made for it, so that stale ones can be removed."""
 
+    config_entry: ConfigEntry  # never None: every coordinator is an entry's
+
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, **kwargs: Any) -> None:
         """Set up the coordinator of an entry."""
         super().__init__(hass, _LOGGER, config_entry=entry, name=entry.title, **kwargs)
@@ -145,9 +135,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     every snapshot takes the same way (`_accept_snapshot`).
     """
 
-    config_entry: MeterConfigEntry
-
-    def __init__(self, hass: HomeAssistant, entry: MeterConfigEntry, client: MeterClient) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
         """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
         self._interval = timedelta(seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
@@ -187,7 +175,10 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         with self._meter_errors():
             info = await self.client.connect()
         counters = MeterCounters(
-            self.config_entry.title, max_channel_power_w(info.model), len(info.channel_ids)
+            self.config_entry.title,
+            max_channel_power_w(info.model),
+            len(info.channel_ids),
+            self._corrections.reversed_channels,
         )
         saved = await self.counter_store.async_load()
         if saved is not None:
@@ -206,17 +197,13 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
 
     def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
         """Return the unique id of the energy sensor showing each counter, by counter key."""
-        reversed_channels = self._corrections.reversed_channels
         ids = (*info.channel_ids, TOTAL_ID) if info.three_phase else info.channel_ids
         return {
             counter_key(channel_id, imported): (
-                f"{info.mac}_{channel_id}_energy_"
-                f"{'imported' if imported != (channel_id in reversed_channels) else 'exported'}"
+                f"{info.mac}_{channel_id}_energy_{'imported' if imported else 'exported'}"
             )
             for channel_id in ids
             for imported in (True, False)
-            # A re-summed three-phase total does not show the device's total counter.
-            if not (channel_id == TOTAL_ID and reversed_channels)
         }
 
     def _counter_state(self) -> dict[str, Any]:
@@ -249,16 +236,19 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     def _accept_snapshot(self, snapshot: MeterSnapshot) -> MeterSnapshot:
         """Take in one snapshot, pushed or polled, in the order the meter measured them.
 
-        Notice a changed meter, publish its counters' totals (each snapshot exactly once),
-        apply the user's corrections, and watch the supply; return what the entities show.
+        Notice a changed meter, apply the user's corrections, publish its counters' totals of
+        the corrected snapshot (each snapshot exactly once), and watch the supply; return what
+        the entities show.
         The meter was away when the last read failed and nothing came since: a failed read
         leaves `last_update_success` false until a read or a push succeeds.
         """
         self._watch_changes(snapshot.changed)
         assert self.counters is not None
-        snapshot, urgent = self.counters.apply(snapshot, away=not self.last_update_success)
+        # Corrected first: the counters count what their sensors show.
+        snapshot, urgent = self.counters.apply(
+            self._corrections.apply(snapshot), away=not self.last_update_success
+        )
         self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
-        snapshot = self._corrections.apply(snapshot)
         self.supply.update(self.info.mac, snapshot)
         return snapshot
 
@@ -360,6 +350,12 @@ def channel_key(ref: ChannelRef) -> str:
     return f"{ref.meter_id}:{ref.channel_id}"
 
 
+def load_series(ref: ChannelRef) -> dict[str, str]:
+    """Return a load's energy sensors' keys by `LoadEnergy` field."""
+    key = f"load_{channel_key(ref)}"
+    return {"consumed": f"{key}_energy", "returned": f"{key}_returned_energy"}
+
+
 def parse_channel_key(key: str) -> ChannelRef:
     """Return the channel an options value names."""
     meter_id, _, channel_id = key.partition(":")
@@ -401,18 +397,9 @@ def site_config(options: Mapping[str, Any]) -> SiteConfig:
     return SiteConfig(
         roles=roles,
         grid_metering=GridMetering(options.get(CONF_GRID_METERING, GridMetering.PER_PHASE)),
+        settlement=Settlement(options.get(CONF_SETTLEMENT, Settlement.INSTANT)),
     )
 
-
-@dataclass
-class SiteRuntime:
-    """What a loaded energy site entry holds."""
-
-    coordinator: SiteCoordinator
-    history: SiteHistory | None = None  # with the recorder: history from the meters' records
-
-
-type SiteConfigEntry = ConfigEntry[SiteRuntime]
 
 # The loaded energy sites by entry id, followed by the virtual meters; a signal tells when the
 # set changes.
@@ -444,13 +431,11 @@ def async_register_site(hass: HomeAssistant, coordinator: SiteCoordinator) -> CA
 class SiteCoordinator(EntityCoordinator[SiteState]):
     """Derive a site's flows whenever one of its meters has new data (no polling of its own)."""
 
-    config_entry: SiteConfigEntry
-
-    def __init__(self, hass: HomeAssistant, entry: SiteConfigEntry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
         """Set up the site with zero totals (`async_restore` continues the stored ones)."""
         super().__init__(hass, entry)
         self.config = site_config(entry.options)
-        self.accumulator = SiteAccumulator(self.config)
+        self.accumulator = SiteAccumulator(self.config, dt_util.get_default_time_zone())
         self.billing: SiteBilling | None = None  # when the site has a tariff
         self.store: DurableStore[dict[str, Any]] = DurableStore(
             hass, site_store_key(entry), within=SITE_SAVE_DELAY_S, snapshot=self._stored_state
@@ -465,6 +450,7 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         # The meters not yet read since the site last computed: it waits for a full round, so
         # that energy flows combine counters read at nearly the same time.
         self._waiting_for: set[str] = set()
+        self._absent: set[str] = set()  # meters without a reading at the last computation
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:
@@ -493,18 +479,29 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         saved = await self.store.async_load()
         if saved is not None:
             try:
-                self.accumulator = SiteAccumulator.from_dict(self.config, saved)
+                self.accumulator = SiteAccumulator.from_dict(
+                    self.config, saved, dt_util.get_default_time_zone()
+                )
             except (KeyError, TypeError, ValueError):
                 _LOGGER.exception(
                     "The stored totals of %s are unreadable: they start anew",
                     self.config_entry.title,
                 )
         entry_id = self.config_entry.entry_id
+        site_fields = {f"{entry_id}_{key}": field for field, key in SITE_SERIES.items()}
+        load_fields = {
+            f"{entry_id}_{key}": (ref, field)
+            for ref in self.config.channels(Role.LOAD)
+            for field, key in load_series(ref).items()
+        }
         recorded = await async_last_recorded_totals(
-            self.hass, {field: f"{entry_id}_{key}" for field, key in SITE_SERIES.items()}
+            self.hass, {unique_id: unique_id for unique_id in (*site_fields, *load_fields)}
         )
-        for field, (total, _since) in recorded.items():
-            self.accumulator.hold_at_least(field, total)
+        for unique_id, (total, _since) in recorded.items():
+            if unique_id in site_fields:
+                self.accumulator.hold_at_least(site_fields[unique_id], total)
+            else:
+                self.accumulator.hold_load_at_least(*load_fields[unique_id], total)
 
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""
@@ -528,12 +525,20 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
     @callback
     def _meter_updated(self, mac: str) -> None:
+        """Compute once every meter that answers has a new reading: one round of readings.
+
+        A meter that was absent from the last computation and answers again starts a new round
+        at once. Waiting for the others instead would pair its reading with theirs of the next
+        poll from then on: the flows across meters would count one meter a poll late.
+        """
         self._waiting_for.discard(mac)
         meters = loaded_meters(self.hass)
-        if not any(
-            (meter := meters.get(waiting)) is not None and meter.last_update_success
-            for waiting in self._waiting_for
-        ):
+
+        def answering(meter_id: str) -> bool:
+            return (meter := meters.get(meter_id)) is not None and meter.last_update_success
+
+        returned = mac in self._absent and answering(mac)
+        if returned or not any(answering(waiting) for waiting in self._waiting_for):
             self._recompute()
 
     @callback
@@ -546,6 +551,11 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
     def _recompute(self) -> None:
         meters = loaded_meters(self.hass)
         self._waiting_for = set(self._meter_ids)
+        self._absent = {
+            mac
+            for mac in self._meter_ids
+            if (meter := meters.get(mac)) is None or not meter.last_update_success
+        }
         readings: dict[ChannelRef, ChannelInput | None] = {}
         for ref in self.config.roles:
             meter = meters.get(ref.meter_id)

@@ -12,7 +12,7 @@ from homeassistant.core import HomeAssistant
 
 from .const import CONF_API_KEY, KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import channel_key, entry_kind
-from .history import MeterHistory, SiteHistory
+from .history_import import MeterHistory, SiteHistory
 
 TO_REDACT = {CONF_PASSWORD, CONF_USERNAME, CONF_API_KEY}
 
@@ -46,6 +46,10 @@ async def async_get_config_entry_diagnostics(
         result["state"] = {
             "power": power,
             "energy": asdict(state.energy),
+            "loads": {
+                channel_key(ref): None if load is None else asdict(load)
+                for ref, load in state.loads.items()
+            },
             "self_consumption_rate": state.self_consumption_rate,
             "self_sufficiency": state.self_sufficiency,
         }

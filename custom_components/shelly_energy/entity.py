@@ -17,7 +17,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import CONF_URL, DOMAIN
 from .coordinator import EntityCoordinator, MeterCoordinator, SiteCoordinator
-from .exporter import ExportCoordinator
+from .export_entry import ExportCoordinator
 from .meter.address import Address
 from .meter.snapshot import ChannelKind, ChannelReading
 from .virtual_meter_entry import VirtualMeterCoordinator

@@ -25,6 +25,7 @@ from homeassistant.const import (
     UnitOfFrequency,
     UnitOfPower,
     UnitOfReactivePower,
+    UnitOfTime,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
@@ -34,23 +35,24 @@ from homeassistant.util import dt as dt_util
 from .billing import SiteBilling
 from .const import KIND_EMONCMS, KIND_SITE, KIND_VIRTUAL_METER
 from .coordinator import (
-    MeterConfigEntry,
     MeterCoordinator,
-    SiteConfigEntry,
     SiteCoordinator,
     channel_key,
     channel_label,
     entry_kind,
+    load_series,
 )
 from .energy.anomalies import VoltageRange
 from .energy.projection import Projection
-from .energy.site import ChannelRef, Role, SiteState
+from .energy.settlement import Settlement
+from .energy.site import ChannelRef, LoadEnergy, Role, RunningPeriod, SiteState
 from .energy.tariff import SlabPricing
 from .entity import ExportEntity, MeterEntity, SiteEntity, VirtualMeterEntity, channel_naming
 from .export.emoncms import ExportStatus
-from .history import MeterHistory, signal_history_updated
+from .history_import import MeterHistory, signal_history_updated
 from .meter.snapshot import ChannelKind, ChannelReading, MeterSnapshot
 from .meter.values import timestamp
+from .runtime import MeterConfigEntry, SiteConfigEntry
 from .virtual_meter.guard import ServedValue
 from .virtual_meter_entry import VirtualMeterStatus
 
@@ -444,6 +446,7 @@ class SiteSensorDescription(SensorEntityDescription):
     value_fn: Callable[[SiteState], float | None]
     # Created when the site has a channel with one of these roles (empty: always).
     roles: frozenset[Role] = frozenset()
+    settled: bool = False  # created only with a settlement period
 
 
 def _power(**kwargs: Any) -> SiteSensorDescription:
@@ -472,6 +475,19 @@ def _ratio(**kwargs: Any) -> SiteSensorDescription:
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
         **kwargs,
+    )
+
+
+def _period_energy(key: str, energy_of: Callable[[RunningPeriod], float]) -> SiteSensorDescription:
+    """Describe an energy (kWh) of the running settlement period."""
+    return SiteSensorDescription(
+        key=key,
+        roles=_GRID,
+        settled=True,
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=lambda s: None if s.period is None else _kwh(energy_of(s.period)),
     )
 
 
@@ -524,6 +540,18 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         value_fn=lambda s: _percent(s.self_consumption_rate),
     ),
     _ratio(key="self_sufficiency", roles=_GRID, value_fn=lambda s: _percent(s.self_sufficiency)),
+    _period_energy("period_net_energy", lambda period: period.net),
+    _period_energy("period_offset_energy", lambda period: period.to_offset),
+    SiteSensorDescription(
+        key="period_time_left",
+        roles=_GRID,
+        settled=True,
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda s: None if s.period is None else s.period.seconds_left,
+    ),
 )
 
 
@@ -532,18 +560,22 @@ def _add_site_sensors(
     entry: SiteConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Create the flows of the roles the site has, and a power sensor per load."""
+    """Create the flows of the roles the site has, and power and energy sensors per load."""
     coordinator = entry.runtime_data.coordinator
     config = coordinator.config
     entities: list[SensorEntity] = [
         SiteSensor(coordinator, description)
         for description in SITE_SENSORS
-        if not description.roles or any(config.has_role(role) for role in description.roles)
+        if (not description.roles or any(config.has_role(role) for role in description.roles))
+        and (not description.settled or config.settlement is not Settlement.INSTANT)
     ]
-    entities.extend(
-        LoadPowerSensor(coordinator, ref, channel_label(hass, ref))
-        for ref in config.channels(Role.LOAD)
-    )
+    for ref in config.channels(Role.LOAD):
+        label = channel_label(hass, ref)
+        entities.append(LoadPowerSensor(coordinator, ref, label))
+        entities.extend(
+            LoadEnergySensor(coordinator, ref, label, field, description)
+            for field, description in LOAD_ENERGY.items()
+        )
     if coordinator.billing is not None:
         currency = hass.config.currency
         entities.extend(
@@ -589,6 +621,46 @@ class LoadPowerSensor(SiteEntity[float], SensorEntity):
     @property
     def native_value(self) -> float | None:
         """Return the circuit's power."""
+        return self._value
+
+
+# By `LoadEnergy` field. Few circuits ever feed energy back (a plug-in solar panel, a vehicle
+# that powers the home): their owners enable the returned energy.
+LOAD_ENERGY = {
+    "consumed": _energy(key="load_energy", translation_key="load_energy", value_fn=lambda s: None),
+    "returned": _energy(
+        key="load_returned_energy",
+        translation_key="load_returned_energy",
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: None,
+    ),
+}
+
+
+class LoadEnergySensor(SiteEntity[float], SensorEntity):
+    """The energy one circuit consumed, or returned, since the site first saw it (kWh)."""
+
+    def __init__(
+        self,
+        coordinator: SiteCoordinator,
+        ref: ChannelRef,
+        label: str,
+        field: str,
+        description: SiteSensorDescription,
+    ) -> None:
+        """Name the sensor after the circuit's channel."""
+        self._ref = ref
+        self._field = field
+        self._attr_translation_placeholders = {"load": label}
+        super().__init__(coordinator, description, load_series(ref)[field])
+
+    def _read(self) -> float | None:
+        load: LoadEnergy | None = self.coordinator.data.loads.get(self._ref)
+        return None if load is None else _kwh(getattr(load, self._field))
+
+    @property
+    def native_value(self) -> float | None:
+        """Return the circuit's energy total."""
         return self._value
 
 

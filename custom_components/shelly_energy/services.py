@@ -21,7 +21,7 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN, KIND_EMONCMS, KIND_METER, KIND_SITE
 from .coordinator import entry_kind
 from .devices import entry_device
-from .history import HistoryStatus, MeterHistory, SiteHistory
+from .history_import import HistoryStatus, MeterHistory, SiteHistory
 
 SERVICE_EMONCMS_FLUSH = "emoncms_flush"
 SERVICE_GET_BILL = "get_bill"

@@ -15,7 +15,7 @@ from homeassistant.helpers.restore_state import RestoreEntity
 from .const import DOMAIN, KIND_VIRTUAL_METER
 from .coordinator import entry_kind
 from .entity import MeterEntity, VirtualMeterEntity
-from .meter.client import MeterError
+from .meter.errors import MeterError
 
 # One command at a time per meter: the devices handle requests one by one.
 PARALLEL_UPDATES = 1

@@ -163,9 +163,7 @@ class _Endpoint:
 class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
     """Serve a site's grid power as a Shelly meter, and tell the entities how it goes."""
 
-    config_entry: VirtualMeterConfigEntry
-
-    def __init__(self, hass: HomeAssistant, entry: VirtualMeterConfigEntry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
         """Prepare the meter of an entry; nothing listens before `async_start`."""
         super().__init__(hass, entry, update_interval=STATUS_INTERVAL)
         options = entry.options
@@ -500,13 +498,3 @@ class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
                 for seen in meter.recent
             ],
         }
-
-
-@dataclass
-class VirtualMeterRuntime:
-    """What a loaded virtual meter entry holds."""
-
-    coordinator: VirtualMeterCoordinator
-
-
-type VirtualMeterConfigEntry = ConfigEntry[VirtualMeterRuntime]

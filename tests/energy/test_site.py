@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import fields
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from custom_components.shelly_energy.energy.settlement import Settlement
 from custom_components.shelly_energy.energy.site import (
     ChannelInput,
     ChannelRef,
     GridMetering,
+    LoadEnergy,
     Role,
+    RunningPeriod,
     SiteAccumulator,
     SiteConfig,
     SiteEnergy,
@@ -446,6 +450,84 @@ def test_loads_are_available_each_on_its_own() -> None:
     assert state.power.home_consumption == 900.0  # loads are part of consumption, not added
 
 
+LOAD_SITE = SiteConfig({GRID: Role.GRID, HEAT_PUMP: Role.LOAD}, GridMetering.PER_PHASE)
+
+
+def test_a_load_counts_what_it_consumed_and_what_flowed_back() -> None:
+    # A circuit with a plug-in solar panel: it consumes at night and feeds the home by day.
+    acc = SiteAccumulator(LOAD_SITE)
+    state = acc.update({GRID: ch(500, 1_000, 0), HEAT_PUMP: ch(300, 4_000, 200)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(0.0, 0.0)}  # first sighting: baselines only
+    state = acc.update({GRID: ch(500, 1_500, 0), HEAT_PUMP: ch(-100, 4_300, 250)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=300.0, returned=50.0)}
+    assert state.power.loads == {HEAT_PUMP: 0.0}  # its power is what it consumes
+    # The circuit's meter is offline: the load is unavailable and its totals wait.
+    state = acc.update({GRID: ch(500, 1_600, 0), HEAT_PUMP: None}, DAY)
+    assert state.loads == {HEAT_PUMP: None}
+    assert state.energy.grid_import == 600.0  # the rest of the site goes on
+    # Back: what it counted while offline is added once (4300 -> 4700, 250 -> 260).
+    state = acc.update({GRID: ch(500, 1_700, 0), HEAT_PUMP: ch(200, 4_700, 260)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=700.0, returned=60.0)}
+    # The meter's totals started anew (a replaced meter): held, then counted on from there.
+    state = acc.update({GRID: ch(500, 1_800, 0), HEAT_PUMP: ch(200, 10, 0)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=700.0, returned=60.0)}
+    state = acc.update({GRID: ch(500, 1_900, 0), HEAT_PUMP: ch(200, 110, 5)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=800.0, returned=65.0)}
+    # Loads are part of consumption, never added to it: 900 Wh imported, 900 Wh consumed.
+    assert state.energy.home_consumption == 900.0
+
+
+def test_a_load_never_publishes_less_than_it_showed_before_a_restart() -> None:
+    acc = SiteAccumulator(LOAD_SITE)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_100, 0)}, DAY)
+    # A crash lost the last save: Home Assistant had recorded 250 Wh consumed.
+    acc = restarted(acc, LOAD_SITE)
+    acc.hold_load_at_least(HEAT_PUMP, "consumed", 250.0)
+    assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: None}, DAY).loads == {HEAT_PUMP: None}
+    # 100 + 100 counted, held at the 250 shown; then counting on from there.
+    state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_200, 0)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=250.0, returned=0.0)}
+    state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_300, 20)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=350.0, returned=20.0)}
+
+
+def test_a_load_keeps_when_it_was_first_published_across_a_restart() -> None:
+    acc = SiteAccumulator(LOAD_SITE)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: None}, DAY, now=100.0)
+    assert acc.started == 100.0
+    assert acc.load_started(HEAT_PUMP) is None  # its meter has not answered yet
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY, now=160.0)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_100, 0)}, DAY, now=220.0)
+    assert acc.load_started(HEAT_PUMP) == 160.0  # its first sighting, not the site's start
+    assert acc.load_started(GRID) is None  # not a load
+    assert restarted(acc, LOAD_SITE).load_started(HEAT_PUMP) == 160.0
+
+
+def test_a_channel_that_stops_being_a_load_leaves_its_totals_behind() -> None:
+    acc = SiteAccumulator(LOAD_SITE)
+    acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_000, 0)}, DAY)
+    assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_100, 0)}, DAY).loads == {
+        HEAT_PUMP: LoadEnergy(consumed=100.0)
+    }
+    acc.update_config(SiteConfig({GRID: Role.GRID}, GridMetering.PER_PHASE))
+    assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_200, 0)}, DAY).loads == {}
+    acc.update_config(LOAD_SITE)
+    state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_300, 0)}, DAY)
+    assert state.loads == {HEAT_PUMP: LoadEnergy()}  # afresh from this sighting
+
+
+def test_totals_saved_before_loads_had_energy_restore_and_loads_start_afresh() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    run(acc, BATTERY_SCENARIO[:2])
+    saved = acc.to_dict()
+    del saved["loads"]
+    acc = SiteAccumulator.from_dict(BATTERY_SITE, saved)
+    state = acc.update(*BATTERY_SCENARIO[3])
+    assert state.loads == {HEAT_PUMP: LoadEnergy()}
+    assert state.energy.grid_import == 200.0  # 150 before the save, 50 after
+
+
 def test_roles_without_channels_contribute_zero() -> None:
     # A grid-only site: no production, consumption = import - export.
     grid_only = SiteConfig({GRID: Role.GRID, SOLAR: Role.UNUSED}, GridMetering.PER_PHASE)
@@ -609,7 +691,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(300, 1_000, 0),
             SOLAR: ch(0, 0, 2_000),
             BATTERY: ch(0, 500, 500),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(0, 5_000, 0),
         },
         DAY,
     ),
@@ -618,7 +700,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(-200, 1_150, 0),
             SOLAR: ch(-900, 0, 2_300),
             BATTERY: ch(300, 600, 500),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(800, 5_200, 0),
         },
         DAY,
     ),
@@ -630,7 +712,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(100, 1_200, 80),
             SOLAR: ch(0, 1, 2_800),
             BATTERY: ch(-400, 700, 650),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(0, 5_500, 0),
         },
         DAY,
     ),
@@ -639,7 +721,7 @@ BATTERY_SCENARIO: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = [
             GRID: ch(100, 1_250, 80),
             SOLAR: ch(0, 2, 2_800),
             BATTERY: ch(-400, 700, 850),
-            HEAT_PUMP: ch(0, 0, 0),
+            HEAT_PUMP: ch(-50, 5_600, 10),
         },
         NEXT_DAY,
     ),
@@ -677,6 +759,8 @@ def test_restart_in_the_middle_loses_and_double_counts_nothing() -> None:
         home_consumption=1_119.0,
         self_consumed_solar=719.0,
     )
+    # The heat pump (offline with the battery at 3): consumed +200, +300, +100; returned +10.
+    assert end.loads == {HEAT_PUMP: LoadEnergy(consumed=600.0, returned=10.0)}
     # The last update is on the next day: today holds its interval alone.
     # Self-consumption: 0 / 0 -> None; self-sufficiency: 1 - 50 / 250 = 80 %.
     assert end.self_consumption_rate is None
@@ -715,6 +799,7 @@ def test_restart_with_roles_changed_while_stopped() -> None:
         grid_import=150.0, solar_production=300.0, home_consumption=450.0, self_consumed_solar=300.0
     )
     assert state.power.loads == {SOLAR: 0.0}
+    assert state.loads == {SOLAR: LoadEnergy()}  # a new load: its first sighting sets baselines
 
 
 def test_restoring_another_storage_version_fails() -> None:
@@ -781,7 +866,7 @@ def test_ratios_restart_on_a_new_day() -> None:
 
 # --- properties over random sequences -------------------------------------------------------------
 
-SCENARIO_CHANNELS = (PHASE_A, PHASE_B, PHASE_C, INVERTER, BATTERY)
+SCENARIO_CHANNELS = (PHASE_A, PHASE_B, PHASE_C, INVERTER, BATTERY, HEAT_PUMP)
 MIXED_SITE = SiteConfig(
     {
         PHASE_A: Role.GRID,
@@ -789,6 +874,7 @@ MIXED_SITE = SiteConfig(
         PHASE_C: Role.GRID,
         INVERTER: Role.SOLAR,
         BATTERY: Role.BATTERY,
+        HEAT_PUMP: Role.LOAD,
     },
     GridMetering.BALANCED,
 )
@@ -823,6 +909,7 @@ def test_totals_never_decrease_and_survive_a_restart_anywhere(seed: int) -> None
     steps = random_scenario(seed)
     straight = SiteAccumulator(MIXED_SITE)
     previous = straight.to_dict()["totals"]
+    previous_loads: dict[ChannelRef, LoadEnergy] = {}
     states = []
     for readings, day in steps:
         state = straight.update(readings, day)
@@ -830,6 +917,11 @@ def test_totals_never_decrease_and_survive_a_restart_anywhere(seed: int) -> None
         totals = straight.to_dict()["totals"]
         # The published totals never decrease (the signed running sums behind two of them may).
         assert all(totals[name] >= previous[name] for name in totals if not name.endswith("_net"))
+        for ref, load in state.loads.items():
+            if load is not None and (before := previous_loads.get(ref)) is not None:
+                assert load.consumed >= before.consumed
+                assert load.returned >= before.returned
+        previous_loads = {ref: load for ref, load in state.loads.items() if load is not None}
         for value in non_negative_values(state):
             assert value is None or value >= 0
         for ratio in (state.self_consumption_rate, state.self_sufficiency):
@@ -852,6 +944,8 @@ def non_negative_values(state: SiteState) -> list[float | None]:
         if field.name not in {"grid_net", "battery_net", "loads"}
     ]
     values += state.power.loads.values()
+    for load in state.loads.values():
+        values += (None, None) if load is None else (load.consumed, load.returned)
     values += (getattr(state.energy, field.name) for field in fields(SiteEnergy))
     return values
 
@@ -885,3 +979,88 @@ def test_consumption_read_ahead_holds_until_the_rest_catches_up() -> None:
     assert state.energy.home_consumption == 2500.0
     state = acc.update({GRID: ch(0, 1500, 1000), SOLAR: ch(0, 0, 2500)}, DAY)
     assert state.energy.home_consumption == 3000.0  # exact again: 1500 + 2500 - 1000
+
+
+# --- settlement periods ------------------------------------------------------------------------
+
+MADRID = ZoneInfo("Europe/Madrid")
+# 2025-06-21 10:00 in Madrid (CEST, +02:00).
+TEN = datetime(2025, 6, 21, 10, tzinfo=MADRID).timestamp()
+
+
+def hourly(metering: GridMetering = GridMetering.PER_PHASE) -> SiteConfig:
+    return SiteConfig(
+        {PHASE_A: Role.GRID, PHASE_B: Role.GRID, INVERTER: Role.SOLAR},
+        metering,
+        Settlement.HOUR,
+    )
+
+
+def test_hourly_settlement_books_each_hours_net_across_phases() -> None:
+    acc = SiteAccumulator(hourly(), MADRID)
+    a_in = a_out = b_in = b_out = 0.0
+    states = []
+    # Each minute from 10:00: phase A imports 10 Wh; phase B exports 30 Wh until 10:30, then
+    # nothing. 10:00-11:00 nets 600 - 900 = -300 Wh; 11:00-11:30 nets +300 Wh so far.
+    for minute in range(91):
+        readings = {
+            PHASE_A: ch(0, a_in, a_out),
+            PHASE_B: ch(0, b_in, b_out),
+            INVERTER: ch(0, 0, 0),
+        }
+        states.append(acc.update(readings, DAY, TEN + minute * 60))
+        a_in += 10
+        b_out += 30 if minute < 30 else 0
+    assert states[59].energy.grid_import == 0.0 and states[59].energy.grid_export == 0.0
+    assert states[59].period == RunningPeriod(-310.0, 60.0)  # 10:59: 590 in, 900 out
+    last = states[-1]
+    # 11:00 booked the hour's 300 Wh of export; phase A's 600 Wh of import is not billed.
+    assert (last.energy.grid_import, last.energy.grid_export) == (0.0, 300.0)
+    assert last.period == RunningPeriod(300.0, 1800.0)
+    assert last.period.to_offset == 300.0
+    assert RunningPeriod(-5.0, 1.0).to_offset == 0.0
+    # Consumption stays physical: 900 Wh imported on A over the 90 minutes, 900 exported on B.
+    assert last.energy.home_consumption == 0.0
+    # Stored and restored, the running hour goes on.
+    restored = SiteAccumulator.from_dict(hourly(), json.loads(json.dumps(acc.to_dict())), MADRID)
+    state = restored.update(
+        {PHASE_A: ch(0, a_in, a_out), PHASE_B: ch(0, b_in, b_out), INVERTER: ch(0, 0, 0)},
+        DAY,
+        TEN + 91 * 60,
+    )
+    assert state.period == RunningPeriod(310.0, 1740.0)
+
+
+def grid(phase_a_in: float, phase_b_out: float) -> dict[ChannelRef, ChannelInput | None]:
+    return {PHASE_A: ch(0, phase_a_in, 0), PHASE_B: ch(0, 0, phase_b_out), INVERTER: ch(0, 0, 0)}
+
+
+def test_switching_settlement_books_the_running_period_and_keeps_the_totals() -> None:
+    acc = SiteAccumulator(hourly(), MADRID)
+    for minute in range(11):  # 10:00-10:10: 100 Wh in
+        acc.update(
+            {PHASE_A: ch(0, 10 * minute, 0), PHASE_B: ch(0, 0, 0), INVERTER: ch(0, 0, 0)},
+            DAY,
+            TEN + minute * 60,
+        )
+    instant = SiteConfig(hourly().roles, GridMetering.PER_PHASE)
+    acc.update_config(instant)
+    state = acc.update(
+        {PHASE_A: ch(0, 110, 0), PHASE_B: ch(0, 0, 5), INVERTER: ch(0, 0, 0)}, DAY, TEN + 660
+    )
+    assert (state.energy.grid_import, state.energy.grid_export) == (110.0, 5.0)
+    assert state.period is None
+    # Back to 15 minutes, through storage: counting goes on from the totals. 10:11-10:15
+    # exports 20 Wh: the quarter from 10:00 closes with it; 10:15-10:16 exports 10 Wh.
+    quarters = SiteConfig(hourly().roles, GridMetering.PER_PHASE, Settlement.MINUTES_15)
+    acc = SiteAccumulator.from_dict(quarters, acc.to_dict(), MADRID)
+    state = acc.update(grid(110, 25), DAY, TEN + 900)
+    assert (state.energy.grid_import, state.energy.grid_export, state.period) == (110, 25, None)
+    state = acc.update(grid(110, 35), DAY, TEN + 960)
+    assert state.period == RunningPeriod(-10.0, 840.0)
+    assert (state.energy.grid_import, state.energy.grid_export) == (110.0, 25.0)
+    # A total Home Assistant recorded before a restart stands.
+    acc.hold_at_least("grid_export", 40.0)
+    acc.update(grid(110, 35), DAY, TEN + 1020)
+    state = acc.update(grid(110, 35), DAY, TEN + 1080)
+    assert state.energy.grid_export == 40.0

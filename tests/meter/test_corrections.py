@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from custom_components.shelly_energy.meter.corrections import Corrections
 from custom_components.shelly_energy.meter.snapshot import (
     ChannelKind,
@@ -76,3 +78,23 @@ def test_deadband_applies_to_a_small_total() -> None:
     corrected = Corrections(deadband=5.0).apply(snapshot)
     assert corrected.total is not None
     assert corrected.total.power == 0.0
+
+
+def test_a_reversed_zero_stays_positive() -> None:
+    idle = MeterSnapshot(
+        time=0.0,
+        channels=(
+            ChannelReading(
+                id="1",
+                kind=ChannelKind.CHANNEL,
+                power=0.0,
+                reactive_power=0.0,
+                power_factor=0.0,
+                energy_in=1.0,
+                energy_out=2.0,
+            ),
+        ),
+    )
+    (channel,) = Corrections(reversed_channels=frozenset({"1"})).apply(idle).channels
+    values = (channel.power, channel.reactive_power, channel.power_factor)
+    assert [math.copysign(1, value) for value in values if value is not None] == [1, 1, 1]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from custom_components.shelly_energy.energy.counter import Unaccounted
+from custom_components.shelly_energy.meter.corrections import Corrections
 from custom_components.shelly_energy.meter.counters import (
     SPAN_RETENTION_S,
     CounterSpan,
@@ -127,6 +130,7 @@ def test_state_survives_a_restart() -> None:
 @pytest.mark.parametrize(
     "data",
     [
+        {"version": 3},
         {"version": 2},
         {"version": 1, "counters": {}, "spans": [[1, "a_in", 0, 1]], "seq": 1},
         {"version": 1, "counters": {"a_in": {}}, "spans": [], "seq": 0},
@@ -174,3 +178,129 @@ def test_notable_decisions_are_logged_once(caplog: pytest.LogCaptureFixture) -> 
     assert diagnostics["a_in"]["total"] == 101.0
     assert [d["verdict"] for d in diagnostics["a_in"]["decisions"]] == ["rejected"] * 4
     assert diagnostics["a_out"]["decisions"] == []
+
+
+def test_a_ct_marked_reversed_goes_on_from_the_totals_it_showed() -> None:
+    """Marking a CT reversed swaps the raw counters under its totals; none of them jumps.
+
+    The meter counted 27 kWh in before the user noticed the CT was the wrong way round.
+    """
+    counters = MeterCounters("M", PHASE_W, 3)
+    counters.apply(snap(27_000.0, 3.0, total=27_000.0, time=0.0), away=False)
+    counters.apply(snap(27_000.0, 503.0, total=27_000.0, time=3600.0), away=False)
+    stored = counters.to_dict()
+    assert stored["reversed"] == []
+    now_reversed = frozenset({"a"})
+    restored = MeterCounters("M", PHASE_W, 3, now_reversed)
+    restored.restore(stored)
+
+    def read(energy_in: float, energy_out: float, time: float) -> tuple[float | None, ...]:
+        raw = snap(energy_in, energy_out, total=energy_in, time=time)
+        snapshot, _ = restored.apply(Corrections(now_reversed).apply(raw), away=False)
+        assert snapshot.total is not None
+        a = snapshot.channels[0]
+        return a.energy_in, a.energy_out, snapshot.total.energy_in, snapshot.total.energy_out
+
+    # (The total's export read 0 before: `snap` gives the three-phase total no export.)
+    assert read(27_000.0, 503.0, 3660.0) == (27_000.0, 503.0, 27_000.0, 0.0)
+    # 500 Wh more out by the CT: imported as corrected.
+    assert read(27_000.0, 1003.0, 7260.0) == (27_500.0, 503.0, 27_500.0, 0.0)
+    # What flowed while the options changed is left to the meter's records.
+    assert [(span.key, span.span) for span in restored.spans] == [
+        (key, Unaccounted(3600.0, 3660.0)) for key in ("a_in", "a_out", "total_in", "total_out")
+    ]
+    assert [d["verdict"] for d in restored.diagnostics()["a_in"]["decisions"]] == ["switched"]
+    assert restored.to_dict()["reversed"] == ["a"]
+
+
+def test_a_state_stored_by_version_1_is_keyed_as_published() -> None:
+    """Version 1 kept the device's directions: phase a's CT was reversed, so its "in" showed out.
+
+    Its three-phase total showed the sum of the phases' totals, and goes on from it.
+    """
+
+    def stored(total: float) -> dict[str, float | None]:
+        return {"total": total, "base": total, "base_time": 0.0, "started": 0.0}
+
+    version_1 = {
+        "version": 1,
+        "counters": {
+            "a_in": stored(27_000.0),
+            "a_out": stored(503.0),
+            "b_in": stored(10.0),
+            "b_out": stored(0.0),
+            "total_in": stored(27_010.0),
+            "total_out": stored(503.0),
+        },
+        "spans": [[1, "a_in", 0.0, 60.0, 0.0], [2, "b_in", 0.0, 60.0, 0.0]],
+        "seq": 2,
+        "boot": None,
+    }
+    counters = MeterCounters("M", PHASE_W, 3, frozenset({"a"}))
+    counters.restore(version_1)
+    shown = counters.to_dict()["counters"]
+    assert {key: shown[key]["total"] for key in shown} == {
+        "a_in": 503.0,
+        "a_out": 27_000.0,
+        "b_in": 10.0,
+        "b_out": 0.0,
+        "total_in": 513.0,
+        "total_out": 27_000.0,
+    }
+    assert shown["a_in"]["base"] == 503.0  # the device's export counter feeds phase a's import
+    assert shown["total_in"]["base"] is None  # the re-summed total: another raw counter
+    assert [span.key for span in counters.spans] == ["a_out", "b_in"]
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.floats(0.0, 1000.0),  # Wh the device counted in during the minute
+        st.floats(0.0, 1000.0),  # and out
+        st.sampled_from(["poll", "restart", "toggle"]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(start_in=st.floats(0.0, 1e6), start_out=st.floats(0.0, 1e6), steps=STEPS)
+def test_toggling_a_reversed_ct_counts_each_minute_once_in_its_direction(
+    start_in: float, start_out: float, steps: list[tuple[float, float, str]]
+) -> None:
+    """However often the user toggles the CT, each total rises only by what it counted.
+
+    A minute across a toggle is not counted (its span is left to the records); every other
+    minute counts in the direction the CT was set to then.
+    """
+    reversed_channels: frozenset[str] = frozenset()
+    counters = MeterCounters("M", PHASE_W, 3, reversed_channels)
+    raw_in, raw_out, time = start_in, start_out, 0.0
+
+    def read() -> tuple[float, float]:
+        raw = snap(raw_in, raw_out, time=time)
+        snapshot, _ = counters.apply(Corrections(reversed_channels).apply(raw), away=False)
+        a = snapshot.channels[0]
+        assert a.energy_in is not None and a.energy_out is not None
+        return a.energy_in, a.energy_out
+
+    expected = list(read())
+    spans = 0
+    for counted_in, counted_out, action in steps:
+        time += 60.0
+        raw_in += counted_in
+        raw_out += counted_out
+        if action != "poll":
+            if action == "toggle":
+                reversed_channels ^= {"a"}
+            stored = counters.to_dict()
+            counters = MeterCounters("M", PHASE_W, 3, reversed_channels)
+            counters.restore(stored)
+        shown = read()
+        if action == "toggle":
+            spans += 2
+        elif reversed_channels:
+            expected = [expected[0] + counted_out, expected[1] + counted_in]
+        else:
+            expected = [expected[0] + counted_in, expected[1] + counted_out]
+        assert shown == pytest.approx(expected, abs=1e-6)
+    assert len(counters.spans) == spans

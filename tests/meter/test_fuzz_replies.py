@@ -25,9 +25,11 @@ from custom_components.shelly_energy.meter.address import Address
 from custom_components.shelly_energy.meter.client import (
     Credentials,
     DeviceIdentity,
+    read_json_reply,
+)
+from custom_components.shelly_energy.meter.errors import (
     MalformedReplyError,
     MeterError,
-    read_json_reply,
 )
 from custom_components.shelly_energy.meter.gen1 import parse_settings
 from custom_components.shelly_energy.meter.gen1 import parse_status as parse_gen1_status

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from custom_components.shelly_energy.meter.client import (
-    DeviceIdentity,
+from custom_components.shelly_energy.meter.client import DeviceIdentity
+from custom_components.shelly_energy.meter.errors import (
     MalformedReplyError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,

@@ -14,15 +14,17 @@ from custom_components.shelly_energy.meter import gen1
 from custom_components.shelly_energy.meter.address import Address
 from custom_components.shelly_energy.meter.client import (
     Credentials,
-    MeterAuthError,
     MeterClient,
+)
+from custom_components.shelly_energy.meter.errors import (
+    MeterAuthError,
     MeterConnectionError,
+    NoStoredRecordsError,
 )
 from custom_components.shelly_energy.meter.gen1 import Gen1Client
 from custom_components.shelly_energy.meter.records import (
     EARLIEST_VALID_TS,
     EnergyRecord,
-    NoStoredRecordsError,
 )
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, MeterServer, SimulatedMeter

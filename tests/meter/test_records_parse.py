@@ -8,7 +8,8 @@ from aioshelly.exceptions import DeviceConnectionError, DeviceConnectionTimeoutE
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from custom_components.shelly_energy.meter.client import MeterConnectionError, error_text
+from custom_components.shelly_energy.meter.client import error_text
+from custom_components.shelly_energy.meter.errors import MeterConnectionError
 from custom_components.shelly_energy.meter.records import (
     DataColumns,
     EnergyRecord,

@@ -59,3 +59,9 @@ def test_decode_json_takes_nan_and_refuses_what_is_not_json() -> None:
     for body in (b'{"power":', b"", b"[" * 100_000):
         with pytest.raises(ValueError):
             decode_json(body)
+
+
+@pytest.mark.parametrize("zero", [-0.0, 0.0, 0, -0])
+def test_a_zero_reads_positive(zero: float) -> None:
+    value = number(zero)
+    assert value == 0.0 and math.copysign(1, value) == 1

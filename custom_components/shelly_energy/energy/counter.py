@@ -22,10 +22,14 @@ its reason (`Decision`).
   read 0 for a moment after a reboot). A new level that holds for `CONFIRM_READINGS` readings in a
   row is taken as the new base (`REBASED`: a replaced meter), counting what it rose meanwhile but
   never the jump itself.
+- A counter told it reads another raw counter from now on (`switch_source`: a current
+  transformer the user marked as reversed, or no longer, swaps the meter's import and export
+  counters under the published totals): the total holds and counting resumes from the next
+  reading (`SWITCHED`); the jump between the two raw counters is never published.
 
 Whatever the counter could not count (the energy between the last accepted reading and a rollback,
 reset or new level) is reported as an `Unaccounted` span: the meters' stored records can fill it
-(see `energy.history`); where there are none, it stays uncounted, never guessed. So is a rise
+(see `energy.history_plan`); where there are none, it stays uncounted, never guessed. So is a rise
 after a reboot (it may hide a rollback) or after rejected or missing readings (it is counted when
 it is read, maybe in a later hour than it flowed), with what was counted over it.
 
@@ -71,12 +75,20 @@ class Verdict(StrEnum):
     REJECTED = "rejected"  # not a counter value, an implausible jump or an unexplained drop
     REBASED = "rebased"  # a new level held for several readings: resumes from it
     RESTORED = "restored"  # back near the level before the last drop: the drop was a glitch
+    SWITCHED = "switched"  # the first reading of another raw counter: resumes from it
     MISSING = "missing"  # the meter gave no value
 
 
 # Decisions worth a log line and a place in the diagnostics.
 NOTABLE: Final = frozenset(
-    {Verdict.ROLLBACK, Verdict.RESET, Verdict.REJECTED, Verdict.REBASED, Verdict.RESTORED}
+    {
+        Verdict.ROLLBACK,
+        Verdict.RESET,
+        Verdict.REJECTED,
+        Verdict.REBASED,
+        Verdict.RESTORED,
+        Verdict.SWITCHED,
+    }
 )
 
 
@@ -193,6 +205,16 @@ class EnergyCounter:
         restarted = rebooted or away or self._away
         self._away = False
         if self.base is None:
+            if self.started is not None:  # see switch_source
+                since = self.base_time
+                self._accept(raw, now)
+                return self._settled(
+                    Verdict.SWITCHED,
+                    now,
+                    raw,
+                    offset_changed=True,
+                    unaccounted=Unaccounted(since, now),
+                )
             self.total = raw if self.total is None else self.total
             self.started = now
             self._accept(raw, now)
@@ -299,6 +321,16 @@ class EnergyCounter:
         if verdict in NOTABLE:
             self.decisions.append(decision)
         return decision
+
+    def switch_source(self) -> None:
+        """Read another raw counter from the next reading on; the published total holds.
+
+        What flows between the last reading of the old counter and the first of the new one is
+        an `Unaccounted` span (the records can fill it). Stored with the counter (no base).
+        """
+        self.base = None
+        self._drop = None
+        self._pending.clear()
 
     def hold_at_least(self, total: float, since: float) -> None:
         """Never publish less than `total`, shown elsewhere at `since` (before a restart).

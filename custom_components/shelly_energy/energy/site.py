@@ -12,7 +12,8 @@ home's consumers (a CT installed the other way round is fixed upstream by the ch
 - solar: negative while producing; ``energy_out`` counts production, ``energy_in`` the inverter's
   standby draw.
 - battery: positive while charging; ``energy_in`` counts charge, ``energy_out`` discharge.
-- load (a circuit): positive while consuming.
+- load (a circuit): positive while consuming; ``energy_in`` counts consumption, ``energy_out``
+  what flowed back (a circuit with a plug-in solar panel or a vehicle that feeds the home).
 
 Definitions, the same for power (W) and energy (Wh):
 
@@ -24,6 +25,8 @@ Definitions, the same for power (W) and energy (Wh):
 - battery charge / discharge: what flows in / out on the battery channels, as their counters say.
 - home consumption = max(import - export + production + discharge - charge, 0).
 - self-consumed solar = max(production - export, 0).
+- a load's energy consumed / returned: what flows in / out on its channel, as its counters say.
+  Loads are part of home consumption, never added to it.
 
 No power or energy value is ever negative: measurement noise (a solar CT reading +3 W at night) is
 clamped to 0, not propagated. The only signed values are the two net powers: ``grid_net``
@@ -31,18 +34,18 @@ clamped to 0, not propagated. The only signed values are the two net powers: ``g
 
 Energy comes from the meters' counter deltas, never from integrating power, so it stays exact
 across missed polls. Each derived flow (grid, solar, battery, self-consumed solar, home
-consumption) keeps the counters of its own input channels as they were when it last accrued. At an
-update where all its inputs are available, a flow adds the energy of the interval since then
-and moves its baselines; otherwise it waits, so what accrued while a meter was offline is added,
-exactly once, when the meter returns. Home consumption and self-consumed solar are not clamped per
-interval: meters are read at different instants, so one update may see a phase's export before
-the next sees the solar production behind it, and clamping that interval's negative value would
-count the production again later. They keep a signed running sum and publish its highest value so
-far: never decreasing, never negative, and exact once every meter has been read. The inputs are
-the meters' published totals (already through the counter model, `energy.counter`), and each
-baseline is such a counter too, with no physical bound: a channel's first sighting only sets it,
-jitter is held, and a drop (a meter whose totals started anew) holds and counts on from the new
-value, never booking the whole counter again.
+consumption, and each load on its own) keeps the counters of its own input channels as they were
+when it last accrued. At an update where all its inputs are available, a flow adds the energy of
+the interval since then and moves its baselines; otherwise it waits, so what accrued while a meter
+was offline is added, exactly once, when the meter returns. Home consumption and self-consumed
+solar are not clamped per interval: meters are read at different instants, so one update may see a
+phase's export before the next sees the solar production behind it, and clamping that interval's
+negative value would count the production again later. They keep a signed running sum and publish
+its highest value so far: never decreasing, never negative, and exact once every meter has been
+read. The inputs are the meters' published totals (already through the counter model,
+`energy.counter`), and each baseline is such a counter too, with no physical bound: a channel's
+first sighting only sets it, jitter is held, and a drop (a meter whose totals started anew) holds
+and counts on from the new value, never booking the whole counter again.
 
 Availability: a value that depends on an unavailable channel is None; the site never reports a
 partial sum as if it were complete. Energy totals are kept while a flow is unavailable and resume
@@ -52,17 +55,25 @@ no entities for roles a site lacks (`SiteConfig.has_role`).
 
 "Today" (for the ratios) is the local calendar day passed to each update; energy that accrues
 after an offline spell counts on the day it is added.
+
+Settlement (`SiteConfig.settlement`): with a settlement period the published grid import and
+export are settled (`energy.settlement`): each interval the grid flow accrued, from its previous
+accrual to this update, goes to the running period by time, and at the end of each period its net
+goes to import or export. The other flows are physical and unchanged. `SiteState.period` tells the
+running period's net so far and the time left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from datetime import date
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, tzinfo
 from enum import StrEnum
 from typing import Any, Final
 
 from .counter import EnergyCounter
+from .periods import PeriodClock
+from .settlement import GridSettlement, Settlement
 
 STORAGE_VERSION: Final = 1
 
@@ -102,6 +113,7 @@ class SiteConfig:
 
     roles: Mapping[ChannelRef, Role]
     grid_metering: GridMetering
+    settlement: Settlement = Settlement.INSTANT
 
     def channels(self, role: Role) -> tuple[ChannelRef, ...]:
         """Return the channels with a role, in the configuration's order."""
@@ -154,6 +166,27 @@ class SiteEnergy:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadEnergy:
+    """What one load's channel counted (Wh) since the site first saw it: both never decrease."""
+
+    consumed: float = 0.0
+    returned: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunningPeriod:
+    """The settlement period running: its net so far (Wh, positive importing), the time left (s)."""
+
+    net: float
+    seconds_left: float
+
+    @property
+    def to_offset(self) -> float:
+        """Return the energy to export (or not import) before the end to book no import (Wh)."""
+        return max(self.net, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class SiteState:
     """What a site does at one update: power, energy totals and today's ratios (percent)."""
 
@@ -161,6 +194,9 @@ class SiteState:
     energy: SiteEnergy
     self_consumption_rate: float | None  # self-consumed solar / production today
     self_sufficiency: float | None  # 1 - import / consumption today, at least 0
+    # Each load's energy totals; None: its meter is unavailable at this update.
+    loads: Mapping[ChannelRef, LoadEnergy | None]
+    period: RunningPeriod | None = None  # with a settlement period, once the grid accrued
 
 
 @dataclass(slots=True)
@@ -257,6 +293,27 @@ _FLOW_ROLES: Final[Mapping[str, tuple[Role, ...]]] = {
 }
 
 
+class _Load:
+    """One load's totals, its channel's counters when it last accrued, and its first sighting."""
+
+    __slots__ = ("flow", "started", "total")
+
+    def __init__(self) -> None:
+        self.flow = _Flow((Role.LOAD,))
+        self.total = LoadEnergy()
+        self.started: float | None = None  # when its totals were first published
+
+    def advance(self, ref: ChannelRef, counters: Mapping[ChannelRef, tuple[float, float]]) -> bool:
+        """Accrue what the load's channel counted since the last accrual, if it is available."""
+        if not self.flow.advance({Role.LOAD: (ref,)}, counters):
+            return False
+        self.total = LoadEnergy(
+            self.total.consumed + self.flow.inflow[Role.LOAD],
+            self.total.returned + self.flow.outflow[Role.LOAD],
+        )
+        return True
+
+
 def _production(solar_in: float, solar_out: float) -> float:
     """Return solar production, net of the inverters' standby draw."""
     return max(solar_out - solar_in, 0.0)
@@ -351,33 +408,69 @@ class SiteAccumulator:
     together) and restore it with `from_dict`, so a restart loses and double-counts nothing.
     """
 
-    def __init__(self, config: SiteConfig) -> None:
-        """Start a site with zero totals; each channel's first sighting sets its baselines."""
+    def __init__(self, config: SiteConfig, zone: tzinfo = UTC) -> None:
+        """Start a site with zero totals; each channel's first sighting sets its baselines.
+
+        `zone`: the local time zone, whose clock the settlement periods follow.
+        """
         self._flows = {name: _Flow(roles) for name, roles in _FLOW_ROLES.items()}
         self._totals = _Totals()
         self._today = _Today()
         self._counters: dict[ChannelRef, tuple[float, float]] = {}  # reused by every update
         self._floors: dict[str, float] = {}  # totals never to be published lower (Wh)
+        self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
+        self._loads: dict[ChannelRef, _Load] = {}
         self.started: float | None = None  # when the totals were first published
+        self._zone = zone
+        self._settlement: GridSettlement | None = None
+        self._grid_time: float | None = None  # when the grid flow last accrued
         self._apply_config(config)
+        self._apply_settlement(config.settlement, None)
+
+    def _clock(self, settlement: Settlement) -> PeriodClock | None:
+        minutes = settlement.minutes
+        return None if minutes is None else PeriodClock(minutes, self._zone)
+
+    def _apply_settlement(self, settlement: Settlement, stored: Mapping[str, Any] | None) -> None:
+        """Settle the grid totals from now on as `settlement` says; `stored`: the last state.
+
+        The published totals go on from where they are: a running period of another settlement
+        is booked as it stands.
+        """
+        clock = self._clock(settlement)
+        totals = self._totals
+        if stored is not None:
+            current = GridSettlement.from_dict(clock, stored)
+            totals.grid_import = max(totals.grid_import, current.imported)
+            totals.grid_export = max(totals.grid_export, current.exported)
+            current.hold_at_least(totals.grid_import, totals.grid_export)
+        else:
+            current = GridSettlement(clock, totals.grid_import, totals.grid_export)
+        self._settlement = None if clock is None else current
 
     def _apply_config(self, config: SiteConfig) -> None:
         self._config = config
         self._channels = {role: config.channels(role) for role in Role}
-        self._balance_channels = tuple(
-            ref for role in _BALANCE_ROLES for ref in self._channels[role]
+        self._metered_channels = tuple(
+            ref for role in (*_BALANCE_ROLES, Role.LOAD) for ref in self._channels[role]
         )
+        # A channel that stays a load keeps its totals; a new load starts from its first sighting.
+        self._loads = {ref: self._loads.get(ref) or _Load() for ref in self._channels[Role.LOAD]}
 
     def update_config(self, config: SiteConfig) -> None:
         """Use new roles from the next update on.
 
-        Totals stay as they are. Every flow forgets the baselines of channels whose role changed,
-        so the energy they count under their new role starts from their next sighting.
+        Totals stay as they are, but those of channels that are no longer loads. Every flow
+        forgets the baselines of channels whose role changed, so the energy they count under their
+        new role starts from their next sighting.
         """
         old_roles, new_roles = self._config.roles, config.roles
         for flow in self._flows.values():
             for ref in [ref for ref in flow.baselines if new_roles.get(ref) != old_roles.get(ref)]:
                 del flow.baselines[ref]
+        if config.settlement is not self._config.settlement:
+            stored = None if self._settlement is None else self._settlement.to_dict()
+            self._apply_settlement(config.settlement, stored)
         self._apply_config(config)
 
     def update(
@@ -390,11 +483,13 @@ class SiteAccumulator:
 
         ``readings`` maps channels to their current readings; None or a missing channel means its
         meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
-        ``now`` (unix seconds) is kept as `started` at the first update with energy.
+        ``now`` (unix seconds) is kept as `started` at the first update with energy (and as a
+        load's `load_started` at its first sighting); a settlement period needs it at every update.
         """
         if day != self._today.day:
             self._today = _Today(day)
-        energy = self._accrue(readings)
+        energy = self._accrue(readings, now)
+        loads = self._accrue_loads(now)  # from the counters that `_accrue` collected
         if self.started is None and energy.home_consumption is not None:
             self.started = now
         return SiteState(
@@ -404,15 +499,26 @@ class SiteAccumulator:
                 available=energy.self_consumed_solar is not None
             ),
             self_sufficiency=self._self_sufficiency(available=energy.home_consumption is not None),
+            loads=loads,
+            period=self._running_period(now),
         )
+
+    def _running_period(self, now: float | None) -> RunningPeriod | None:
+        settlement = self._settlement
+        running = None if settlement is None else settlement.running
+        if running is None or now is None:
+            return None
+        return RunningPeriod(running.amount, max(running.end - now, 0.0))
 
     def _import_export(self, inflow: float, outflow: float) -> tuple[float, float]:
         return import_export(self._config.grid_metering, inflow, outflow)
 
-    def _accrue(self, readings: Mapping[ChannelRef, ChannelInput | None]) -> SiteEnergy:
+    def _accrue(
+        self, readings: Mapping[ChannelRef, ChannelInput | None], now: float | None
+    ) -> SiteEnergy:
         counters = self._counters
         counters.clear()
-        for ref in self._balance_channels:
+        for ref in self._metered_channels:
             reading = readings.get(ref)
             if (
                 reading is not None
@@ -428,8 +534,7 @@ class SiteAccumulator:
             grid_import, grid_export = self._import_export(
                 grid.inflow[Role.GRID], grid.outflow[Role.GRID]
             )
-            totals.grid_import += grid_import
-            totals.grid_export += grid_export
+            self._settle(grid_import, grid_export, now)
 
         solar = flows["solar"]
         solar_ok = solar.advance(self._channels, counters)
@@ -498,6 +603,45 @@ class SiteAccumulator:
             home_consumption=totals.home_consumption if consumption_ok else None,
             self_consumed_solar=totals.self_consumed_solar if self_consumption_ok else None,
         )
+
+    def _accrue_loads(self, now: float | None) -> dict[ChannelRef, LoadEnergy | None]:
+        """Accrue each load from the channels' counters; return the loads' totals."""
+        loads: dict[ChannelRef, LoadEnergy | None] = {}
+        for ref, load in self._loads.items():
+            if not load.advance(ref, self._counters):
+                loads[ref] = None
+                continue
+            if load.started is None:
+                load.started = now
+            for field in ("consumed", "returned"):
+                if (floor := self._load_floors.pop((ref, field), None)) is not None:
+                    load.total = replace(
+                        load.total, **{field: max(getattr(load.total, field), floor)}
+                    )
+            loads[ref] = load.total
+        return loads
+
+    def load_started(self, ref: ChannelRef) -> float | None:
+        """Return when a load's totals were first published (None: not yet, or not a load)."""
+        load = self._loads.get(ref)
+        return None if load is None else load.started
+
+    def hold_load_at_least(self, ref: ChannelRef, field: str, total: float) -> None:
+        """Never publish a load's `LoadEnergy` field below `total` Wh, as `hold_at_least`."""
+        self._load_floors[ref, field] = total
+
+    def _settle(self, grid_import: float, grid_export: float, now: float | None) -> None:
+        """Add an interval's grid import and export (Wh) to the totals, settled."""
+        totals, settlement = self._totals, self._settlement
+        since = self._grid_time if self._grid_time is not None and now is not None else now
+        self._grid_time = now
+        if settlement is None or since is None or now is None:
+            totals.grid_import += grid_import
+            totals.grid_export += grid_export
+            return
+        settlement.add(since, now, grid_import, grid_export)
+        settlement.hold_at_least(totals.grid_import, totals.grid_export)  # floors of a restart
+        totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
 
     def hold_at_least(self, field: str, total: float) -> None:
         """Never publish a `SiteEnergy` field below `total` Wh (shown before a restart).
@@ -573,6 +717,8 @@ class SiteAccumulator:
             "totals": asdict(self._totals),
             "today": today,
             "started": self.started,
+            "settlement": None if self._settlement is None else self._settlement.to_dict(),
+            "grid_time": self._grid_time,
             "baselines": {
                 name: [
                     {
@@ -585,10 +731,27 @@ class SiteAccumulator:
                 ]
                 for name, flow in self._flows.items()
             },
+            "loads": [
+                {
+                    "meter_id": ref.meter_id,
+                    "channel_id": ref.channel_id,
+                    "consumed": load.total.consumed,
+                    "returned": load.total.returned,
+                    "started": load.started,
+                    "baseline": (
+                        None
+                        if (baseline := load.flow.baselines.get(ref)) is None
+                        else {"energy_in": baseline[0].base, "energy_out": baseline[1].base}
+                    ),
+                }
+                for ref, load in self._loads.items()
+            ],
         }
 
     @classmethod
-    def from_dict(cls, config: SiteConfig, data: Mapping[str, Any]) -> SiteAccumulator:
+    def from_dict(
+        cls, config: SiteConfig, data: Mapping[str, Any], zone: tzinfo = UTC
+    ) -> SiteAccumulator:
         """Restore a state saved by `to_dict`, then apply ``config`` as `update_config` would.
 
         Raises ValueError for data of another storage version.
@@ -599,9 +762,12 @@ class SiteAccumulator:
             ChannelRef(entry["meter_id"], entry["channel_id"]): Role(entry["role"])
             for entry in data["roles"]
         }
-        accumulator = cls(SiteConfig(saved_roles, config.grid_metering))
+        accumulator = cls(SiteConfig(saved_roles, config.grid_metering), zone)
         accumulator._totals = _Totals(**data["totals"])
         accumulator.started = data.get("started")
+        accumulator._grid_time = data.get("grid_time")
+        accumulator._apply_settlement(config.settlement, data.get("settlement"))
+        accumulator._config = SiteConfig(saved_roles, config.grid_metering, config.settlement)
         today = data["today"]
         accumulator._today = _Today(
             day=None if today["day"] is None else date.fromisoformat(today["day"]),
@@ -618,5 +784,16 @@ class SiteAccumulator:
                 )
                 for entry in data["baselines"][name]
             }
+        # Saved before loads had energy: they start from their next sighting.
+        for entry in data.get("loads", ()):
+            ref = ChannelRef(entry["meter_id"], entry["channel_id"])
+            load = accumulator._loads[ref] = _Load()
+            load.total = LoadEnergy(entry["consumed"], entry["returned"])
+            load.started = entry.get("started")  # saved since loads have history
+            if (baseline := entry["baseline"]) is not None:
+                load.flow.baselines[ref] = (
+                    _baseline(baseline["energy_in"]),
+                    _baseline(baseline["energy_out"]),
+                )
         accumulator.update_config(config)
         return accumulator

@@ -5,45 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from aiohttp import ClientError, ClientResponseError, ClientSession, ClientTimeout
 from yarl import URL
 
+from .errors import MalformedReplyError, MeterAuthError, MeterConnectionError
+from .records import EnergyRecord
 from .snapshot import MeterInfo, MeterSnapshot
 from .values import decode_json, flag, text
-
-if TYPE_CHECKING:
-    from .records import EnergyRecord
-
-
-class MeterError(Exception):
-    """A meter could not be read or set."""
-
-
-class MeterConnectionError(MeterError):
-    """The meter did not answer, or answered something unusable."""
-
-
-class MalformedReplyError(MeterConnectionError):
-    """The meter answered, but without a field the reply is of no use without."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        """Name the field and what is wrong with it, e.g. ("mac", "is not a MAC address")."""
-        super().__init__(f"{field} {problem}")
-        self.field = field
-
-
-class MeterAuthError(MeterError):
-    """The meter refused the credentials."""
-
-
-class NotEnergyMeterError(MeterError):
-    """The device is a Shelly, but not an energy meter."""
-
-
-class UnsupportedFirmwareError(MeterError):
-    """The device's firmware is too old for this integration."""
 
 
 def error_text(err: BaseException) -> str:

@@ -9,10 +9,12 @@ from .client import (
     Credentials,
     DeviceIdentity,
     MeterClient,
+    get_json,
+)
+from .errors import (
     MeterConnectionError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
-    get_json,
 )
 from .gen1 import REQUEST_TIMEOUT, Gen1Client
 from .models import GEN1_METER_MODELS, RPC_METER_MODELS, firmware_supported

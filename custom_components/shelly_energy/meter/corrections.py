@@ -8,7 +8,8 @@ from .snapshot import ChannelReading, MeterSnapshot
 
 
 def _negated(value: float | None) -> float | None:
-    return None if value is None else -value
+    # 0.0 - x rather than -x: a reversed CT reading 0 still reads +0.0, not -0.0.
+    return None if value is None else 0.0 - value
 
 
 def _reversed(reading: ChannelReading) -> ChannelReading:

@@ -3,8 +3,12 @@
 `MeterCounters` replaces every raw counter of a snapshot (each phase's or channel's import and
 export, and the three-phase total) by its published total (`energy.counter`), keeps what the
 counters could not count (`Unaccounted` spans, for the history to fill from the stored records),
-and stores all of it across restarts. Counters are keyed by the device's own direction
-("a_in", "total_out"): a reversed CT is applied afterwards, to the published totals.
+and stores all of it across restarts. Counters are keyed by the direction they are published in
+("a_in" is phase A's imported energy, "total_out" the three-phase exported energy): the snapshot
+arrives with the user's corrections applied, so a reversed CT's import is fed by the device's
+export counter. Marking a CT as reversed (or no longer) switches the raw counters under its
+published totals, and those of the three-phase total summed again from the phases; they go on
+from what they showed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from .snapshot import TOTAL_ID, ChannelReading, MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 
-STORAGE_VERSION: Final = 1
+# 1: keyed by the device's direction, before any reversed CT; 2: as published, with `reversed`.
+STORAGE_VERSION: Final = 2
 # Spans older than this cannot be filled from records any more (the meters keep ~60 days).
 SPAN_RETENTION_S: Final = 62 * 86_400
 # A boot time (clock less uptime) later than the last by more than this is a reboot: both are
@@ -28,7 +33,7 @@ BOOT_TOLERANCE_S: Final = 5.0
 
 
 def counter_key(channel_id: str, imported: bool) -> str:
-    """Return the key of a counter: the reading's id and the device's direction."""
+    """Return the key of a counter: the reading's id and the direction it is published in."""
     return f"{channel_id}_{'in' if imported else 'out'}"
 
 
@@ -44,9 +49,19 @@ class CounterSpan:
 class MeterCounters:
     """The published totals of one meter's counters, poll after poll."""
 
-    def __init__(self, name: str, channel_max_power_w: float, channels: int) -> None:
-        """Bound each of the `channels` by `channel_max_power_w`; the total by their sum."""
+    def __init__(
+        self,
+        name: str,
+        channel_max_power_w: float,
+        channels: int,
+        reversed_channels: frozenset[str] = frozenset(),
+    ) -> None:
+        """Bound each of the `channels` by `channel_max_power_w`; the total by their sum.
+
+        `reversed_channels`: the channels whose CT the snapshots arrive reversed for.
+        """
         self._name = name
+        self._reversed = reversed_channels
         self._channel_max_power_w = channel_max_power_w
         self._channels = channels
         self._counters: dict[str, EnergyCounter] = {}
@@ -148,12 +163,17 @@ class MeterCounters:
             ],
             "seq": self._seq,
             "boot": self._boot,
+            "reversed": sorted(self._reversed),
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Continue from `to_dict` data; raise ValueError for data that is not such a state."""
-        if data.get("version") != STORAGE_VERSION:
-            raise ValueError(f"unsupported counter storage version {data.get('version')!r}")
+        """Continue from `to_dict` data; raise ValueError for data that is not such a state.
+
+        Counters stored while other CTs were reversed go on from the totals they showed.
+        """
+        version = data.get("version")
+        if version not in (1, STORAGE_VERSION):
+            raise ValueError(f"unsupported counter storage version {version!r}")
         try:
             counters = {
                 str(key): EnergyCounter.from_dict(stored, self._bound(str(key)))
@@ -165,9 +185,17 @@ class MeterCounters:
             ]
             seq = int(data["seq"])
             boot = None if data.get("boot") is None else float(data["boot"])
+            stored_reversed = frozenset(str(c) for c in data.get("reversed", self._reversed))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"not a stored meter counter state: {err!r}") from err
+        if version == 1:
+            counters, spans = _published_keys(counters, spans, stored_reversed)
         self._counters, self._spans, self._seq, self._boot = counters, spans, seq, boot
+        changed = stored_reversed ^ self._reversed
+        for key, counter in counters.items():
+            channel_id = key.rpartition("_")[0]
+            if channel_id in changed or (channel_id == TOTAL_ID and changed):
+                counter.switch_source()
 
     def started(self, key: str) -> float | None:
         """Return when a counter's first reading was accepted (None: not yet)."""
@@ -189,10 +217,42 @@ class MeterCounters:
         }
 
 
+def _published_keys(
+    counters: dict[str, EnergyCounter], spans: list[CounterSpan], reversed_channels: frozenset[str]
+) -> tuple[dict[str, EnergyCounter], list[CounterSpan]]:
+    """Re-key a version 1 state (the device's directions) by the directions published.
+
+    The three-phase total of a meter with reversed CTs showed the sum of its phases' totals: its
+    counters go on from that sum, reading the total summed again from the corrected phases.
+    """
+
+    def published(key: str) -> str:
+        channel_id, _, direction = key.rpartition("_")
+        if channel_id not in reversed_channels:
+            return key
+        return counter_key(channel_id, direction == "out")
+
+    counters = {published(key): counter for key, counter in counters.items()}
+    if reversed_channels:
+        for direction in ("in", "out"):
+            total = counters.get(f"{TOTAL_ID}_{direction}")
+            phases = [
+                counter.total
+                for key, counter in counters.items()
+                if not key.startswith(f"{TOTAL_ID}_") and key.endswith(f"_{direction}")
+            ]
+            if total is not None and phases and None not in phases:
+                total.total = sum(t for t in phases if t is not None)
+                total.switch_source()
+    return counters, [replace(span, key=published(span.key)) for span in spans]
+
+
 _EXPLANATIONS: Final = {
     Verdict.ROLLBACK: "it fell back (the meter restarted or was away); counting resumes from it",
     Verdict.RESET: "it restarted near 0 (reset); counting resumes from it",
     Verdict.REJECTED: "not a plausible counter value; not published",
     Verdict.REBASED: "a new level held for several readings; counting resumes from it",
     Verdict.RESTORED: "back near its level before the last drop; the drop was a glitch",
+    Verdict.SWITCHED: "the first reading of its other raw counter (a CT marked reversed, or "
+    "no longer); counting resumes from it",
 }

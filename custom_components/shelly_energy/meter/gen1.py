@@ -19,20 +19,22 @@ from .address import Address
 from .client import (
     Credentials,
     DeviceIdentity,
+    error_text,
+    get_json,
+)
+from .errors import (
     MalformedReplyError,
     MeterAuthError,
     MeterConnectionError,
+    NoStoredRecordsError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
-    error_text,
-    get_json,
 )
 from .models import GEN1_METER_MODELS, firmware_supported, model_name
 from .records import (
     EARLIEST_VALID_TS,
     EnergyRecord,
     GarbageLog,
-    NoStoredRecordsError,
     RecordMerger,
     read_csv_line,
 )

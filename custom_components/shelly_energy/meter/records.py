@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import values
-from .client import MalformedReplyError, MeterError
+from .errors import MalformedReplyError
 from .values import LATEST_VALID_TS, integer, number
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ class EnergyRecord:
         float, ...
     ]  # Wh imported in the period, per channel in MeterInfo.channel_ids order
     energy_out: tuple[float, ...]  # Wh exported in the period, same order
-
-
-class NoStoredRecordsError(MeterError):
-    """The meter keeps no energy records (or refuses to serve them)."""
 
 
 def energy(value: Any) -> float | None:

@@ -28,15 +28,18 @@ from .address import Address
 from .client import (
     Credentials,
     DeviceIdentity,
+    error_text,
+)
+from .digest import DigestAuth
+from .errors import (
     MalformedReplyError,
     MeterAuthError,
     MeterConnectionError,
     MeterError,
+    NoStoredRecordsError,
     NotEnergyMeterError,
     UnsupportedFirmwareError,
-    error_text,
 )
-from .digest import DigestAuth
 from .models import firmware_supported, model_name
 from .records import (
     EARLIEST_VALID_TS,
@@ -44,7 +47,6 @@ from .records import (
     DataColumns,
     EnergyRecord,
     GarbageLog,
-    NoStoredRecordsError,
     RecordMerger,
     read_data_csv_line,
     read_data_reply,

@@ -22,16 +22,20 @@ MAX_UPTIME_S = 2**32
 
 
 def number(value: Any) -> float | None:
-    """Return a finite number as float, anything else (null, bool, text, NaN) as None."""
+    """Return a finite number as float, anything else (null, bool, text, NaN) as None.
+
+    A zero is always +0.0: devices send -0.0 (a CT with nothing flowing), which would show as
+    "-0.0 W".
+    """
     if type(value) is float:  # most fields: the quick way
-        return value if math.isfinite(value) else None
+        return value + 0.0 if math.isfinite(value) else None  # -0.0 + 0.0 is +0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
         result = float(value)
     except OverflowError:  # an integer beyond any float
         return None
-    return result if math.isfinite(result) else None
+    return result + 0.0 if math.isfinite(result) else None  # -0.0 + 0.0 is +0.0
 
 
 def integer(value: Any, low: int, high: int) -> int | None:

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from custom_components.shelly_energy.energy.history import (
+from custom_components.shelly_energy.energy.history_plan import (
     HOUR,
     JUMP_KWH,
     FillPlan,
@@ -16,6 +16,7 @@ from custom_components.shelly_energy.energy.history import (
     SiteHours,
     StatRow,
     hour_pieces,
+    load_energy_between,
     meter_series,
     plan_day_one,
     plan_fill,
@@ -210,6 +211,46 @@ def test_site_hours_across_meters_of_different_periods() -> None:
     assert result["battery_discharged_energy"] == {hour: pytest.approx(0.03)}
     assert result["home_energy"] == {hour: pytest.approx(0.324)}
     assert result["self_consumed_energy"] == {hour: pytest.approx(0.114)}
+
+
+def test_site_hours_count_each_load_in_the_sites_intervals() -> None:
+    grid, plug, circuit, gone = (
+        ChannelRef("PRO", "a"),
+        ChannelRef("PRO", "b"),
+        ChannelRef("EM", "2"),
+        ChannelRef("GONE", "1"),
+    )
+    config = site(
+        {grid: Role.GRID, plug: Role.LOAD, circuit: Role.LOAD, gone: Role.LOAD},
+        GridMetering.PER_PHASE,
+    )
+    # The Pro 3EM's 1-minute records from 00:30 to 02:30: phase b consumes 1 Wh and returns
+    # 2 Wh a minute. The EM's 10-minute records from 00:00 to 02:10: 30 Wh each on channel 2.
+    pro = intervals(("a", "b"), 60, T0 + 1800, [((5.0, 1.0), (0.0, 2.0))] * 120)
+    em = intervals(("1", "2"), 600, T0, [((0.0, 30.0), (0.0, 0.0))] * 13)
+    loads = {
+        "plug_in": (plug, "consumed"),
+        "plug_out": (plug, "returned"),
+        "circuit_in": (circuit, "consumed"),
+        "gone_in": (gone, "consumed"),
+    }
+    hours = SiteHours(config, {"PRO": pro, "EM": em}, loads)
+    # The balance meter sets the intervals; the circuit's meter, whose records end first, ends
+    # them.
+    assert (hours.period, hours.start, hours.end) == (60, T0 + 1800, T0 + 7800)
+    result = run(hours, chunk=50)
+    # The half hour from 00:30 and the whole hour from 01:00; 02:00-02:10 is no complete hour.
+    assert result["grid_import_energy"] == {T0: pytest.approx(0.15), T0 + HOUR: pytest.approx(0.3)}
+    assert result["plug_in"] == {T0: pytest.approx(0.03), T0 + HOUR: pytest.approx(0.06)}
+    assert result["plug_out"] == {T0: pytest.approx(0.06), T0 + HOUR: pytest.approx(0.12)}
+    # The circuit's records before the site's first interval are left out, as the site's are.
+    assert result["circuit_in"] == {T0: pytest.approx(0.09), T0 + HOUR: pytest.approx(0.18)}
+    assert "gone_in" not in result  # its meter keeps no records
+    # The same energy over any span, a record shared in proportion.
+    meters = {"PRO": pro, "EM": em}
+    assert load_energy_between(meters, plug, "returned", T0 + 1800, T0 + 1830) == 1.0
+    assert load_energy_between(meters, circuit, "consumed", T0, T0 + 900) == 45.0
+    assert load_energy_between(meters, gone, "consumed", T0, T0 + 900) == 0.0
 
 
 def test_a_site_without_balance_channels_has_no_hours() -> None:

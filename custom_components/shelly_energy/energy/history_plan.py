@@ -4,7 +4,7 @@ A meter keeps fixed-period records (1, 5 or 10 minutes) of the energy each chann
 out. `MeterHours` sums them per UTC hour for each of the meter's energy series (a phase's or
 channel's import and export, and the three-phase total), and optionally keeps them per record
 interval (`MeterIntervals`, compact arrays) so that `SiteHours` can apply a site's flow math to
-every interval that its meters measured together.
+every interval that its meters measured together, and count its loads in the same intervals.
 
 `plan_day_one` and `plan_fill` decide which hourly statistics rows to write for one series,
 given the rows that exist and the device's energy per hour. Rows are (hour start, state, sum); a
@@ -269,19 +269,40 @@ def _add(column: list[float], index: int, value: float) -> None:
     column[index] += value
 
 
+# What a load's `LoadEnergy` fields count of its channel: (energy in, energy out)[index].
+_LOAD_DIRECTION: Final = {"consumed": 0, "returned": 1}
+
+
+def load_energy_between(
+    meters: Mapping[str, MeterIntervals], ref: ChannelRef, field: str, start: float, end: float
+) -> float:
+    """Return a load's `LoadEnergy` field (Wh) over [start, end) from its meter's records."""
+    if (meter := meters.get(ref.meter_id)) is None:
+        return 0.0
+    energy = meter.energy_between(meter.channel_ids.index(ref.channel_id), start, end)
+    return energy[_LOAD_DIRECTION[field]]
+
+
 class SiteHours:
     """A site's energy flows per hour (Wh), from its meters' records, interval by interval.
 
-    The meters' intervals are summed to a common interval (the least common multiple of their
-    record periods) over the time all of them cover, then each interval gets the site's flow
-    math (`interval_energy`). Run `steps` to the end; it yields between chunks of intervals so
-    that a caller on an event loop can let others run.
+    The meters' intervals are summed to a common interval (the least common multiple of the
+    balance meters' record periods) over the time all of them cover, then each interval gets the
+    site's flow math (`interval_energy`). Loads (`loads`: series key -> channel and `LoadEnergy`
+    field) count what their channels counted in the same intervals, so that no hour of a load
+    lies outside the site's consumption; a load whose meter keeps no records (not in `meters`)
+    has no hours. Run `steps` to the end; it yields between chunks of intervals so that a
+    caller on an event loop can let others run.
     """
 
-    def __init__(self, config: SiteConfig, meters: Mapping[str, MeterIntervals]) -> None:
+    def __init__(
+        self,
+        config: SiteConfig,
+        meters: Mapping[str, MeterIntervals],
+        loads: Mapping[str, tuple[ChannelRef, str]] | None = None,
+    ) -> None:
         """Prepare; `meters` maps the meter ids of the site's channels to their intervals."""
         self.config = config
-        self.hours: dict[str, dict[int, float]] = {key: {} for key in site_series()}
         refs = [
             ref
             for ref, role in config.roles.items()
@@ -291,11 +312,21 @@ class SiteHours:
             (ref, meters[ref.meter_id], meters[ref.meter_id].channel_ids.index(ref.channel_id))
             for ref in refs
         ]
+        self._loads: list[tuple[str, MeterIntervals, int, str]] = [
+            (key, meter, meter.channel_ids.index(ref.channel_id), field)
+            for key, (ref, field) in (loads or {}).items()
+            if (meter := meters.get(ref.meter_id)) is not None
+        ]
+        self.hours: dict[str, dict[int, float]] = {
+            key: {} for key in (*site_series(), *(load[0] for load in self._loads))
+        }
+        # The balance meters set the intervals; a load's meter may end them sooner.
         used = {ref.meter_id for ref in refs}
         self.period = math.lcm(*(meters[meter_id].period for meter_id in used)) if used else HOUR
         start = max((meters[meter_id].start for meter_id in used), default=0)
         self.start = -(-start // self.period) * self.period
-        self.end = min((meters[meter_id].end for meter_id in used), default=0)
+        ends = [meters[meter_id].end for meter_id in used]
+        self.end = min((*ends, *(meter.end for _, meter, _, _ in self._loads))) if used else 0
         self.intervals = 0  # computed so far
 
     def steps(self, chunk: int = 1440) -> Iterator[None]:
@@ -311,6 +342,10 @@ class SiteHours:
             for name, key in SITE_SERIES.items():
                 series = self.hours[key]
                 series[hour] = series.get(hour, 0.0) + getattr(flows, name)
+            for key, meter, channel, field in self._loads:
+                series = self.hours[key]
+                counted = meter.counted(channel, start, end)[_LOAD_DIRECTION[field]]
+                series[hour] = series.get(hour, 0.0) + counted
             start = end
             self.intervals += 1
             if self.intervals % chunk == 0:

@@ -40,16 +40,20 @@ from custom_components.shelly_energy.const import (
     CONF_GRID,
     CONF_GRID_METERING,
     CONF_KIND,
+    CONF_LOAD,
     CONF_REVERSED_CHANNELS,
     DOMAIN,
     EVENT_HISTORY_IMPORTED,
     KIND_SITE,
 )
 from custom_components.shelly_energy.diagnostics import async_get_config_entry_diagnostics
-from custom_components.shelly_energy.history import SIGNAL_METER_HISTORY_DONE, statistic_metadata
-from custom_components.shelly_energy.meter.client import MeterConnectionError
+from custom_components.shelly_energy.history_import import (
+    SIGNAL_METER_HISTORY_DONE,
+    statistic_metadata,
+)
+from custom_components.shelly_energy.meter.errors import MeterConnectionError, NoStoredRecordsError
 from custom_components.shelly_energy.meter.gen1 import Gen1Client
-from custom_components.shelly_energy.meter.records import EnergyRecord, NoStoredRecordsError
+from custom_components.shelly_energy.meter.records import EnergyRecord
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, SimulatedMeter, Simulator
 
@@ -91,6 +95,7 @@ class Reader:
         self.calls: list[int | None] = []
         self.gate: Gate | None = None  # awaited before each batch with the records read so far
         self.unsupported = False
+        self.unsupported_macs: set[str] = set()  # meters that keep no records, of several
         self.failing = False  # the meter cannot be read (the run fails and is tried again)
 
     def watching(
@@ -102,7 +107,7 @@ class Reader:
             client: Any, since: int | None = None
         ) -> AsyncIterator[list[EnergyRecord]]:
             reader.calls.append(since)
-            if reader.unsupported:
+            if reader.unsupported or client.info.mac in reader.unsupported_macs:
                 raise NoStoredRecordsError("no records")
             if reader.failing:
                 raise MeterConnectionError("the records cannot be read now")
@@ -238,7 +243,12 @@ async def test_day_one_import_gives_the_device_hours(
     state = history_state(hass)
     assert state.state == "100.0"
     assert state.attributes["status"] == "done"
+    # As soon as the run ends: read within a second, the last batches were not shown yet.
     assert state.attributes["records"] == len(records)
+    assert (
+        state.attributes["imported_until"]
+        == datetime.fromtimestamp(records[-1].ts + records[-1].period, UTC).isoformat()
+    )
     device = device_with(hass, meter.mac)
     assert len(events) == 1
     assert events[0].data["entry_id"] == entry.entry_id
@@ -496,7 +506,7 @@ async def test_interrupted_import_resumes(
 
     reader.gate = stop_midway
     # The progress is kept after every batch, not once a second.
-    monkeypatch.setattr("custom_components.shelly_energy.history.PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr("custom_components.shelly_energy.history_import.PROGRESS_INTERVAL", 0.0)
     meter = await serve(simulator, "pro3em", history_days=2)
     entry = meter_entry(simulator, meter)
     reader.meters[meter.mac] = meter
@@ -618,6 +628,12 @@ async def test_site_history(
     site_device = device_with(hass, f"site_{site.entry_id}")
     assert events[-1].data["device_id"] == site_device.id
     assert events[-1].data["records"] == len(records)
+    history = site.runtime_data.history
+    assert history is not None
+    assert history.progress.records == len(records)
+    assert history.progress.imported_until == datetime.fromtimestamp(
+        records[-1].ts + records[-1].period, UTC
+    )
     # A backfill of the meter from a day keeps only that day's intervals: the site's own
     # backfill from an earlier day reads the records again, and changes nothing.
     meter_device = device_with(hass, meter.mac)
@@ -632,6 +648,130 @@ async def test_site_history(
         assert response is not None
         assert response["hours"] == 0
     assert reader.calls[-1] == int(datetime(2025, 5, 30, 7, tzinfo=UTC).timestamp())
+
+
+async def test_site_history_of_loads(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    mains, _ = await add_meter(hass, simulator, reader, history_days=1)
+    # A sub-meter in the same house: a balcony panel's circuit (it feeds the home) and the
+    # fridge's, each a load of the site.
+    circuits = simulator.add_meter(
+        "proem50",
+        seed=mains.seed,
+        mac="A0DD6C0000F1",
+        wiring=["solar", "fridge"],
+        history_days=1,
+        flash_save_s=7200,  # its counters are saved at 00:00 and 02:00
+    )
+    await simulator.start()
+    reader.meters[circuits.mac] = circuits
+    await setup_entry(hass, meter_entry(simulator, circuits, title="Circuits"))
+    await settle(hass)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
+            CONF_LOAD: [f"{circuits.mac}:1", f"{circuits.mac}:2"],
+        },
+    )
+    site.add_to_hass(hass)
+    # The panel's returned energy enabled (it is disabled by default), the fridge's left so.
+    er.async_get(hass).async_get_or_create(
+        "sensor",
+        DOMAIN,
+        f"{site.entry_id}_load_{circuits.mac}:1_returned_energy",
+        config_entry=site,
+        suggested_object_id="home_circuits_channel_1_returned_energy",
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    records = device_records(circuits)
+    panel = "sensor.home_circuits_channel_1_returned_energy"
+    fridge = "sensor.home_circuits_channel_2_energy"
+    # Each hour of the records as the circuit's meter counted it.
+    assert await bars(hass, panel) == rounded(expected_hours(records, 0, out=True))
+    assert await bars(hass, fridge) == rounded(expected_hours(records, 1))
+    assert len(await bars(hass, fridge)) == 24
+    assert max((await bars(hass, panel)).values()) > 0.1  # the panel produced by day
+    # A disabled sensor gets no rows: the recorder would start it from 0 below them.
+    assert await rows(hass, "sensor.home_circuits_channel_2_returned_energy") == []
+    assert await rows(hass, "sensor.home_circuits_channel_1_energy") != []
+    # Live from 00:20 on, the site's rows continue the imported ones: the first live hour is the
+    # records' 00:00-00:20 and what was counted since, the hour the meters' counters show (the
+    # site's runs after its meters' must not move the recorder's rows a second time). The fridge
+    # draws 1,200 W; at 00:40 its meter reboots and its counters return to 00:00: the hourly run
+    # at 01:20 adds what they lost, from the records, to the meter's sensor and the load alike.
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    hour0 = int(midnight.timestamp())
+    counted_before = sum(r.energy_in[1] for r in records if r.ts >= hour0) / 1000
+    first_live = circuits.true_energy(1)[0]
+    circuits.set_power(1, 1200.0)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(minutes=40))
+    circuits.reboot(invalid_for=1, rollback=True)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(minutes=55))
+    last_of_hour0 = circuits.true_energy(1)[0]  # the hour's last reading
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=25))
+    meter_hour0 = (await bars(hass, "sensor.circuits_channel_2_energy_imported"))[hour0]
+    assert meter_hour0 == pytest.approx(
+        counted_before + (last_of_hour0 - first_live) / 1000, abs=0.0011
+    )
+    assert meter_hour0 > 0.7  # 35 minutes at 1,200 W, though the counters lost 20 of them
+    for site_series, meter_series in (
+        (fridge, "sensor.circuits_channel_2_energy_imported"),
+        ("sensor.home_grid_import_energy", "sensor.meter_total_energy_imported"),
+    ):
+        site_bars = await bars(hass, site_series)
+        assert hour0 in site_bars
+        # Each state is rounded to the Wh.
+        assert site_bars == pytest.approx(await bars(hass, meter_series), abs=0.0011), site_series
+    assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
+
+
+async def test_circuit_meters_without_records_leave_the_site_history_whole(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    mains, _ = await add_meter(hass, simulator, reader, history_days=1)
+    # Two circuits' meters: one keeps no records at all, the other none yet.
+    none_kept = simulator.add_meter("proem50", seed=mains.seed, mac="A0DD6C0000F1")
+    none_yet = simulator.add_meter("proem50", seed=mains.seed, mac="A0DD6C0000F2")
+    await simulator.start()
+    reader.unsupported_macs.add(none_kept.mac)
+    for meter, title in ((none_kept, "Old"), (none_yet, "New")):
+        reader.meters[meter.mac] = meter
+        await setup_entry(hass, meter_entry(simulator, meter, title=title))
+    await settle(hass)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
+            CONF_LOAD: [f"{none_kept.mac}:2", f"{none_yet.mac}:2"],
+        },
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    history = site.runtime_data.history
+    assert history is not None
+    assert history.progress.status == "done"
+    # The grid's hours from the mains' records; the loads have none.
+    total = "sensor.meter_total_energy_imported"
+    assert await bars(hass, "sensor.home_grid_import_energy") == await bars(hass, total)
+    assert len(await bars(hass, total)) == 24
+    for load in ("sensor.home_old_channel_2_energy", "sensor.home_new_channel_2_energy"):
+        assert await rows(hass, load) == [], load
 
 
 async def test_backfill_action(
@@ -770,7 +910,9 @@ async def test_no_records_no_sensors_no_meter(
     for registered in er.async_entries_for_config_entry(registry, entry.entry_id):
         if "energy" in registered.entity_id:
             registry.async_remove(registered.entity_id)
-    with patch("custom_components.shelly_energy.history.statistics_during_period") as statistics:
+    with patch(
+        "custom_components.shelly_energy.history_import.statistics_during_period"
+    ) as statistics:
         await entry.runtime_data.history.async_run()
     read = [call.args[3] for call in statistics.call_args_list]
     assert not [ids for ids in read if any(id_.startswith("sensor.meter_") for id_ in ids)]
@@ -792,8 +934,8 @@ async def test_metadata_for_both_ends_of_the_supported_range(
     # Both ends also import rows with it (test_day_one_import_gives_the_device_hours): 2025.4's
     # recorder would drop them with a unit class, 2026.10's reports an error without one.
     with (
-        patch("custom_components.shelly_energy.history.MAJOR_VERSION", release[0]),
-        patch("custom_components.shelly_energy.history.MINOR_VERSION", release[1]),
+        patch("custom_components.shelly_energy.history_import.MAJOR_VERSION", release[0]),
+        patch("custom_components.shelly_energy.history_import.MINOR_VERSION", release[1]),
     ):
         metadata = statistic_metadata("sensor.x")
     assert metadata["mean_type"] == 0

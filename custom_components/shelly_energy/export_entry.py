@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -116,25 +116,13 @@ def queue_bound(interval: float, nodes: int) -> int:
     return int(EXPORT_QUEUE_DAYS * 86_400 / interval) * max(nodes, 1)
 
 
-@dataclass
-class ExportRuntime:
-    """What a loaded export entry holds."""
-
-    coordinator: ExportCoordinator
-
-
-type ExportConfigEntry = ConfigEntry[ExportRuntime]
-
-
 class ExportCoordinator(EntityCoordinator[ExportStatus]):
     """Queues a sample per node every interval and delivers the queue in the background."""
-
-    config_entry: ExportConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ExportConfigEntry,
+        entry: ConfigEntry,
         sender: EmoncmsSender,
         queue: ExportQueue,
     ) -> None:
@@ -269,7 +257,7 @@ def export_store_key(entry: ConfigEntry) -> str:
     return f"{DOMAIN}.emoncms.{entry.entry_id}"
 
 
-async def async_create_exporter(hass: HomeAssistant, entry: ExportConfigEntry) -> ExportCoordinator:
+async def async_create_exporter(hass: HomeAssistant, entry: ConfigEntry) -> ExportCoordinator:
     """Restore the queue of an export entry and make its coordinator.
 
     The queue reaches the disk within `EXPORT_SAVE_DELAY_S` of any change, outage or not.

@@ -2,7 +2,7 @@
 
 Each meter's `MeterHistory` reads the records the device keeps (about 60 days) and imports them
 as hourly long-term statistics of the meter's own energy sensors, by the rules of
-`energy.history.plan_fill`: everything before the first live hour on day one, and every gap
+`energy.history_plan.plan_fill`: everything before the first live hour on day one, and every gap
 Home Assistant left (down, or the meter unreachable) afterwards, never counting twice what it
 recorded live. A `SiteHistory` does the same for an energy site's energy sensors, from its
 meters' records interval by interval.
@@ -47,10 +47,10 @@ from .const import (
     EVENT_HISTORY_IMPORTED,
     HISTORY_CHECK_INTERVAL,
 )
-from .coordinator import MeterCoordinator, SiteCoordinator, loaded_meters
+from .coordinator import MeterCoordinator, SiteCoordinator, load_series, loaded_meters
 from .devices import entry_device
 from .energy.counter import Unaccounted
-from .energy.history import (
+from .energy.history_plan import (
     EXPORTED,
     HOUR,
     IMPORTED,
@@ -60,6 +60,7 @@ from .energy.history import (
     MeterIntervals,
     SiteHours,
     StatRow,
+    load_energy_between,
     meter_series,
     never_negative,
     plan_day_one,
@@ -72,10 +73,8 @@ from .energy.history import (
     with_corrections,
 )
 from .energy.site import ChannelRef, Role
-from .meter.client import MeterError
 from .meter.counters import CounterSpan
-from .meter.records import NoStoredRecordsError
-from .meter.snapshot import TOTAL_ID
+from .meter.errors import MeterError, NoStoredRecordsError
 from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -179,6 +178,12 @@ def history_store_key(entry: ConfigEntry) -> str:
     return f"{DOMAIN}.history.{entry.entry_id}"
 
 
+def _series_of(counter: str) -> str:
+    """Return the series a meter counter's total shows in ("a_in" shows in "a_imported")."""
+    channel_id, _, direction = counter.rpartition("_")
+    return f"{channel_id}_{_SERIES_KEY[direction]}"
+
+
 def _span_ready(span: Unaccounted, records_end: float) -> bool:
     """Return whether a span can be corrected: the records tell it, its hour is compiled.
 
@@ -214,6 +219,7 @@ class _History:
         self.entry = entry
         self.progress = HistoryProgress()
         self._state: dict[str, Any] = {}  # as stored: day one done, hours checked, spans done
+        self._restored = False
         self._store: DurableStore[dict[str, Any]] = DurableStore(
             hass,
             history_store_key(entry),
@@ -309,20 +315,34 @@ class _History:
         )
 
     def _statistic_ids(self) -> dict[str, str]:
-        """Return the entity ids of the series that have an energy sensor, by series."""
+        """Return the entity ids of the series that have an enabled energy sensor, by series.
+
+        A disabled sensor gets no rows: the recorder would sum it from 0 once it is enabled,
+        below the imported rows (a negative hour).
+        """
         registry = er.async_get(self.hass)
-        prefix = self._unique_id_prefix()
-        found = {
-            key: registry.async_get_entity_id("sensor", DOMAIN, f"{prefix}_{key}")
-            for key in self._series()
+        registered = {
+            entity.unique_id: entity
+            for entity in er.async_entries_for_config_entry(registry, self.entry.entry_id)
+            if entity.domain == "sensor"
         }
-        return {key: entity_id for key, entity_id in found.items() if entity_id is not None}
+        prefix = self._unique_id_prefix()
+        return {
+            key: entity.entity_id
+            for key in self._series()
+            if (entity := registered.get(f"{prefix}_{key}")) is not None and not entity.disabled
+        }
 
     async def async_run(self, since: int | None = None) -> None:
         """Import what is missing, from `since` on if given; the progress says how it went."""
         async with self._lock:
             started = time.monotonic()
-            self._state = await self._store.async_load() or {}
+            if not self._restored:
+                # Once: later runs go on from this state, which can be ahead of the file (a
+                # change is written within SAVE_DELAY): read again, a move of the recorder's
+                # rows done since would be done twice.
+                self._state = await self._store.async_load() or {}
+                self._restored = True
             progress = self.progress
             progress.status, progress.records, progress.percent = HistoryStatus.IMPORTING, 0, 0.0
             self._updated()
@@ -617,6 +637,8 @@ class MeterHistory(_History):
                 self._state["partial"] = hours.to_dict()
                 self._store.changed()
         self.progress.records = hours.records
+        if start is not None and hours.records:
+            self._read_until(start, hours.end)  # the batches since the one last shown too
         self.intervals, self._intervals_since = hours.intervals, since
         return hours.complete_hours()
 
@@ -641,24 +663,6 @@ class MeterHistory(_History):
                 self.intervals, self._intervals_since = hours.intervals, since
             return self.intervals
 
-    def _reversed(self) -> frozenset[str]:
-        return frozenset(self.entry.options.get(CONF_REVERSED_CHANNELS, ()))
-
-    def _series_of(self, counter: str) -> tuple[str, ...]:
-        """Return the series a counter's published total shows in (a reversed CT swaps them)."""
-        channel_id, _, direction = counter.partition("_")
-        info = self.coordinator.info
-        reversed_channels = self._reversed()
-        if channel_id == TOTAL_ID:
-            # A three-phase total summed again from reversed phases is not the device's counter.
-            return () if reversed_channels else (f"{TOTAL_ID}_{_SERIES_KEY[direction]}",)
-        if channel_id in reversed_channels:
-            direction = "out" if direction == "in" else "in"
-        series = f"{channel_id}_{_SERIES_KEY[direction]}"
-        if info.three_phase and reversed_channels:
-            return (series, f"{TOTAL_ID}_{_SERIES_KEY[direction]}")
-        return (series,)
-
     def _first_live(self, key: str) -> float | None:
         counters = self.coordinator.counters
         if counters is None:
@@ -666,7 +670,7 @@ class MeterHistory(_History):
         started = [
             time
             for counter in counters
-            if key in self._series_of(counter) and (time := counters.started(counter)) is not None
+            if _series_of(counter) == key and (time := counters.started(counter)) is not None
         ]
         return min(started, default=None)
 
@@ -691,13 +695,13 @@ class MeterHistory(_History):
                 continue
             if not _span_ready(span, intervals.end):
                 break  # not told by the records, or not compiled by the recorder, yet
-            for series in self._series_of(counter_span.key):
-                fixes = span_corrections(
-                    span.start, span.end, span.counted, partial(intervals.series_between, series)
-                )
-                merged = corrections.setdefault(series, {})
-                for hour, kwh in fixes.items():
-                    merged[hour] = merged.get(hour, 0.0) + kwh
+            series = _series_of(counter_span.key)
+            fixes = span_corrections(
+                span.start, span.end, span.counted, partial(intervals.series_between, series)
+            )
+            merged = corrections.setdefault(series, {})
+            for hour, kwh in fixes.items():
+                merged[hour] = merged.get(hour, 0.0) + kwh
             handled = counter_span.seq
         self._state["span_seq"] = handled
         return corrections
@@ -714,7 +718,7 @@ class MeterHistory(_History):
 
 
 class SiteHistory(_History):
-    """An energy site's flows, from its meters' records, as statistics of its energy sensors."""
+    """An energy site's flows and loads, from its meters' records, as statistics of its sensors."""
 
     def __init__(
         self, hass: HomeAssistant, entry: ConfigEntry, coordinator: SiteCoordinator
@@ -722,15 +726,25 @@ class SiteHistory(_History):
         """Prepare the history of a loaded site."""
         super().__init__(hass, entry)
         self.coordinator = coordinator
-        self._meter_ids = {
+        config = coordinator.config
+        self._balance_meter_ids = {
             ref.meter_id
-            for ref, role in coordinator.config.roles.items()
+            for ref, role in config.roles.items()
             if role in (Role.GRID, Role.SOLAR, Role.BATTERY)
+        }
+        # The loads' energy series: the channel and the `LoadEnergy` field of each.
+        self._loads = {
+            key: (ref, field)
+            for ref in config.channels(Role.LOAD)
+            for field, key in load_series(ref).items()
+        }
+        self._meter_ids = self._balance_meter_ids | {
+            ref.meter_id for ref, _ in self._loads.values()
         }
         self._intervals: dict[str, MeterIntervals] = {}  # the meters' records last read
 
     def _series(self) -> tuple[str, ...]:
-        return site_series()
+        return (*site_series(), *self._loads)
 
     def _unique_id_prefix(self) -> str:
         return self.entry.entry_id
@@ -771,23 +785,38 @@ class SiteHistory(_History):
         # The records must tell the spans the site corrects (a meter's last read may be older).
         until = max((span.span.end for _, span in self._meter_spans()), default=None)
         for meter_id in sorted(self._meter_ids):
-            intervals = await histories[meter_id].async_intervals(since, until)
+            balance = meter_id in self._balance_meter_ids
+            try:
+                intervals = await histories[meter_id].async_intervals(since, until)
+            except NoStoredRecordsError:
+                if balance:
+                    raise
+                continue  # a circuit's meter that keeps none: its loads have no history
             if intervals is None:
-                return {}  # a meter without records yet
+                if balance:
+                    return {}  # a meter without records yet
+                continue
             meters[meter_id] = intervals
         self._intervals = meters
-        site_hours = SiteHours(self.coordinator.config, meters)
+        site_hours = SiteHours(self.coordinator.config, meters, self._loads)
         for _ in site_hours.steps():
             await asyncio.sleep(0)  # let the event loop breathe between chunks
         self.progress.records = site_hours.intervals
+        if site_hours.intervals:
+            self.progress.imported_until = dt_util.utc_from_timestamp(site_hours.end)
         return site_hours.complete_hours()
 
     def _first_live(self, key: str) -> float | None:
-        return self.coordinator.accumulator.started
+        accumulator = self.coordinator.accumulator
+        if (load := self._loads.get(key)) is not None:
+            return accumulator.load_started(load[0])
+        return accumulator.started
 
     def _energy_between(self, key: str, start: float, end: float) -> float:
         if not self._intervals:
             return 0.0
+        if (load := self._loads.get(key)) is not None:
+            return load_energy_between(self._intervals, *load, start, end)
         flows = site_energy_between(self.coordinator.config, self._intervals, start, end)
         return float(getattr(flows, _SITE_FIELDS[key]))
 
@@ -812,28 +841,35 @@ class SiteHistory(_History):
             return {}
         records_end = min(intervals.end for intervals in self._intervals.values())
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
-        reversed_of = {
-            mac: frozenset(meter.config_entry.options.get(CONF_REVERSED_CHANNELS, ()))
-            for mac, meter in loaded_meters(self.hass).items()
-        }
+        roles = self.coordinator.config.roles
+        load_keys = {load: key for key, load in self._loads.items()}
         # The counters of one meter that failed together (a reboot): one span of the site.
         faulted: dict[tuple[float, float], dict[ChannelRef, list[float | None]]] = {}
+        corrections: dict[str, dict[int, float]] = {}
         blocked: set[str] = set()
         for mac, counter_span in self._meter_spans():
             span = counter_span.span
             if mac in blocked or not _span_ready(span, records_end):
                 blocked.add(mac)  # not told by the records, or not compiled, yet
                 continue
+            handled[mac] = counter_span.seq
             channel_id, _, direction = counter_span.key.partition("_")
-            if channel_id != TOTAL_ID:
-                if channel_id in reversed_of.get(mac, frozenset()):
-                    direction = "out" if direction == "in" else "in"
+            ref = ChannelRef(mac, channel_id)
+            if roles.get(ref) in (Role.GRID, Role.SOLAR, Role.BATTERY):
                 counted = faulted.setdefault((span.start, span.end), {}).setdefault(
-                    ChannelRef(mac, channel_id), [None, None]
+                    ref, [None, None]
                 )
                 counted[0 if direction == "in" else 1] = span.counted
-            handled[mac] = counter_span.seq
-        corrections: dict[str, dict[int, float]] = {}
+            field = "consumed" if direction == "in" else "returned"
+            if (series := load_keys.get((ref, field))) is not None and mac in self._intervals:
+                # A load counts its channel as the meter does: it missed what the meter missed.
+                missed = span_corrections(
+                    span.start,
+                    span.end,
+                    span.counted,
+                    partial(load_energy_between, self._intervals, ref, field),
+                )
+                _merge(corrections, series, missed)
         for (start, stop), channels in faulted.items():
             fixes = site_span_corrections(
                 self.coordinator.config,
@@ -843,12 +879,21 @@ class SiteHistory(_History):
                 stop,
             )
             for key, hours in fixes.items():
-                merged = corrections.setdefault(key, {})
-                for hour, kwh in hours.items():
-                    merged[hour] = merged.get(hour, 0.0) + kwh
+                _merge(corrections, key, hours)
         return corrections
 
     def _counter(self, key: str) -> float:
-        field = next(name for name, series in SITE_SERIES.items() if series == key)
-        value = getattr(self.coordinator.data.energy, field) if self.coordinator.data else None
+        data = self.coordinator.data
+        if (load := self._loads.get(key)) is not None:
+            totals = data.loads.get(load[0]) if data else None
+            value = None if totals is None else getattr(totals, load[1])
+        else:
+            value = getattr(data.energy, _SITE_FIELDS[key]) if data else None
         return 0.0 if value is None else value / 1000
+
+
+def _merge(corrections: dict[str, dict[int, float]], key: str, hours: dict[int, float]) -> None:
+    """Add a series' corrections per hour (kWh) to those found so far."""
+    merged = corrections.setdefault(key, {})
+    for hour, kwh in hours.items():
+        merged[hour] = merged.get(hour, 0.0) + kwh
