@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import datetime as dt
 import gc
 import json
 import logging
 import os
 import platform
+import pstats
 import socket
 import subprocess
 import sys
@@ -117,9 +119,20 @@ async def add_meter(hass: HomeAssistant, integration: str, port: int) -> None:
 
 
 async def measure(
-    integration: str, entities: str, ports: Sequence[int], warmup_s: float, window_s: float
+    integration: str,
+    entities: str,
+    ports: Sequence[int],
+    warmup_s: float,
+    window_s: float,
+    *,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """Set the integration up against the meters and measure one window."""
+    """Set the integration up against the meters and measure one window.
+
+    With `profile`, the window is profiled (cProfile) into that file: the CPU time then is
+    the profiler's too, of no use beside the other cases.
+    """
+    profiler = cProfile.Profile() if profile is not None else None
     counts = Counts()
     with (
         tempfile.TemporaryDirectory(prefix="bench-peer-") as config_dir,
@@ -153,7 +166,11 @@ async def measure(
             gc.freeze()
             counts.reset()
             began, cpu_before = time.monotonic(), time.process_time()
+            if profiler is not None:
+                profiler.enable()
             await asyncio.sleep(window_s)
+            if profiler is not None:
+                profiler.disable()
             cpu = time.process_time() - cpu_before
             window = time.monotonic() - began
             gc.unfreeze()
@@ -169,6 +186,10 @@ async def measure(
                 "freshness_s": counts.freshness,
             }
             await hass.async_stop(force=True)
+    if profiler is not None and profile is not None:
+        with profile.open("w") as out:
+            for order in ("tottime", "cumulative"):
+                pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(60)
     return result
 
 
@@ -235,7 +256,13 @@ async def start_simulator(control: int, meters: int, quiet: Sequence[int]) -> No
 
 
 def run_case(
-    integration: str, entities: str, ports: Sequence[int], warmup_s: float, window_s: float
+    integration: str,
+    entities: str,
+    ports: Sequence[int],
+    warmup_s: float,
+    window_s: float,
+    *,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Measure one case in a fresh process; return its result with the machine's load."""
     load_before = os.getloadavg()[0]
@@ -249,6 +276,7 @@ def run_case(
             f"--ports={','.join(map(str, ports))}",
             f"--warmup={warmup_s}",
             f"--window={window_s}",
+            *([] if profile is None else [f"--profile-file={profile}"]),
         ],
         cwd=REPO,
         capture_output=True,
@@ -428,7 +456,14 @@ def compare(args: argparse.Namespace) -> int:
                 order = INTEGRATIONS if round_index % 2 == 0 else INTEGRATIONS[::-1]
                 for integration in order:
                     ports = busy if load == "busy" else quiet
-                    result = run_case(integration, entities, ports, args.warmup, args.window)
+                    profile = (
+                        log / f"peer-profile-{load}-{entities}-{integration}.txt"
+                        if args.profile and round_index == 0
+                        else None
+                    )
+                    result = run_case(
+                        integration, entities, ports, args.warmup, args.window, profile=profile
+                    )
                     result["load_case"] = load
                     per_meter_s = result["cpu_s"] / (result["meters"] * result["window_s"])
                     print(
@@ -445,7 +480,9 @@ def compare(args: argparse.Namespace) -> int:
     section, budgets = comparison_section(results, args.meters, args.rounds, args.window)
     print(section)
     (log / "peer-results.json").write_text(json.dumps(results))
-    if args.write:
+    if args.profile:
+        print(f"Profiles of the first round: {log}/peer-profile-*.txt (CPU figures not comparable)")
+    elif args.write:
         write_section(section, DOCUMENT)
         print(f"Written to {DOCUMENT}")
     return 1 if any(met is False for *_, met in budgets) else 0
@@ -471,6 +508,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-write", dest="write", action="store_false", help="print, write nothing"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile every case of the first round (cProfile) into .bench/peer-profile-*.txt; "
+        "the profiler slows them down, so nothing is written into docs/benchmarks.md",
+    )
+    parser.add_argument("--profile-file", type=Path, help="profile one case into this file")
     return parser.parse_args(argv)
 
 
@@ -481,7 +525,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return compare(args)
     logging.basicConfig(level=logging.ERROR)
     result = asyncio.run(
-        measure(args.integration, args.entities, args.ports, args.warmup, args.window),
+        measure(
+            args.integration,
+            args.entities,
+            args.ports,
+            args.warmup,
+            args.window,
+            profile=args.profile_file,
+        ),
         debug=False,
     )
     print(json.dumps(result))

@@ -138,9 +138,14 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
         """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
-        self._interval = timedelta(seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
-        super().__init__(hass, entry, update_interval=self._interval)
-        self._read_at: float | None = None  # event loop time of the last whole status read
+        super().__init__(
+            hass,
+            entry,
+            update_interval=timedelta(
+                seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
+            ),
+        )
+        self._read_once = False  # pushed snapshots are taken after the first whole read
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
         self._changes = hass.data.setdefault(_CHANGE_WATCHES, {}).setdefault(
@@ -211,27 +216,27 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
 
     async def _async_update_data(self) -> MeterSnapshot:
         """Read the meter's whole status, and accept it."""
-        self.update_interval = self._interval  # the next read: an interval after this one
         try:
             with self._meter_errors():
                 snapshot = await self.client.fetch()
         except UpdateFailed:
             self.supply.update(self.info.mac, None)
             raise
-        self._read_at = self.hass.loop.time()
+        self._read_once = True
         return self._accept_snapshot(snapshot)
 
     @callback
     def _pushed(self, snapshot: MeterSnapshot) -> None:
         """Accept a snapshot the meter pushed, and update the entities in this loop turn.
 
-        Setting the data reschedules the next read: it stays due an interval after the last.
+        The next read stays where it was scheduled, an interval after the last read (the
+        coordinator's `async_set_updated_data` would move it, at a cost, for every push).
         """
-        if self._read_at is None:  # the first read comes first
+        if not self._read_once:  # the first read comes first
             return
-        due = self._read_at + self._interval.total_seconds() - self.hass.loop.time()
-        self.update_interval = timedelta(seconds=max(due, 0.0))
-        self.async_set_updated_data(self._accept_snapshot(snapshot))
+        self.data = self._accept_snapshot(snapshot)
+        self.last_update_success = True
+        self.async_update_listeners()
 
     def _accept_snapshot(self, snapshot: MeterSnapshot) -> MeterSnapshot:
         """Take in one snapshot, pushed or polled, in the order the meter measured them.

@@ -68,6 +68,7 @@ class MeterCounters:
         self._spans: list[CounterSpan] = []
         self._seq = 0
         self._rejecting: set[str] = set()  # counters whose last reading was rejected
+        self._keys: dict[str, tuple[str, str]] = {}  # each reading's (import, export) keys
         self._boot: float | None = None  # when the meter last started (its clock)
 
     @property
@@ -102,13 +103,20 @@ class MeterCounters:
 
         def published(reading: ChannelReading) -> ChannelReading:
             nonlocal urgent
+            keys = self._keys.get(reading.id)
+            if keys is None:
+                keys = self._keys[reading.id] = (
+                    counter_key(reading.id, True),
+                    counter_key(reading.id, False),
+                )
             totals = []
-            for imported, raw in ((True, reading.energy_in), (False, reading.energy_out)):
-                key = counter_key(reading.id, imported)
-                counter = self._counter(key)
-                decision = counter.read(raw, now, rebooted=rebooted, away=away)
+            for key, raw in zip(keys, (reading.energy_in, reading.energy_out), strict=True):
+                decision = self._counter(key).read(raw, now, rebooted=rebooted, away=away)
                 urgent |= decision.offset_changed
-                self._note(key, decision)
+                if decision.unaccounted is not None or decision.verdict in NOTABLE:
+                    self._note(key, decision)
+                elif self._rejecting:  # what `_note` does for any other decision
+                    self._rejecting.discard(key)
                 totals.append(decision.total)
             if totals == [reading.energy_in, reading.energy_out]:
                 return reading
