@@ -19,6 +19,16 @@ from .server import HOST, MeterOptions, Simulator
 
 _LOGGER = logging.getLogger("simulator")
 
+# Realistic defaults of the command line (the Python API's are 0: tests run at full speed).
+DEFAULT_NOTIFY_S = 1.0
+DEFAULT_RPC_LATENCY_S = 0.04
+DEFAULT_DOWNLOAD_RATE = 1_000_000.0
+
+
+def _boolean(text: str) -> bool:
+    return {"1": True, "true": True, "0": False, "false": False}[text.lower()]
+
+
 # Per-meter options of a --meter spec: name -> how to read the text after "=".
 _OPTION_PARSERS: dict[str, Any] = {
     "mac": str,
@@ -39,8 +49,12 @@ _OPTION_PARSERS: dict[str, Any] = {
     "rows_per_call": int,
     "flash_save_s": int,
     "csv_bytes_per_second": float,
+    "noise": _boolean,
+    "rpc_latency_s": float,
+    "download_bytes_per_second": float,
+    "data_csv": _boolean,
     "seed": int,
-    "ipv6": lambda text: {"1": True, "true": True, "0": False, "false": False}[text.lower()],
+    "ipv6": _boolean,
 }
 
 _SPEC_HELP = f"""\
@@ -50,7 +64,7 @@ meter spec: KIND[:PORT][:OPTION=VALUE]...
   OPTION   {", ".join(name for name in _OPTION_PARSERS if name != "voltage")}
            (voltage= is short for nominal_voltage=; wiring= takes comma-separated sources:
            load, solar, grid, battery, each optionally @a/@b/@c, or fixed@WATTS;
-           ipv6=1 listens on ::1 instead of 127.0.0.1)
+           noise=1 or 0 overrides --noise; ipv6=1 listens on ::1 instead of 127.0.0.1)
 
 examples:
   python -m simulator --meter pro3em:8081 --meter gen1_em:8082 \\
@@ -133,8 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--notify",
         type=float,
+        default=DEFAULT_NOTIFY_S,
         metavar="SECONDS",
-        help="send NotifyStatus over open Gen2+ WebSockets this often (default: never)",
+        help="send NotifyStatus over open Gen2+ WebSockets this often while values change "
+        f"(default {DEFAULT_NOTIFY_S:g}, like a real device; 0: never)",
+    )
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="household power varies every second, as in a real home (default: every 10 s)",
+    )
+    parser.add_argument(
+        "--rpc-latency",
+        type=float,
+        default=DEFAULT_RPC_LATENCY_S,
+        metavar="SECONDS",
+        help=f"how long a Gen2+ meter takes to answer an RPC call (default "
+        f"{DEFAULT_RPC_LATENCY_S:g}, like a real device; 0: at once)",
+    )
+    parser.add_argument(
+        "--download-rate",
+        type=float,
+        default=DEFAULT_DOWNLOAD_RATE,
+        metavar="BYTES_PER_S",
+        help=f"Gen2+ data.csv download speed (default {DEFAULT_DOWNLOAD_RATE:,.0f}; 0: unlimited)",
     )
     parser.add_argument(
         "--csv-rate",
@@ -152,12 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
 def build_simulator(args: argparse.Namespace) -> Simulator:
     """Create the simulator the parsed arguments describe (real clock)."""
     simulator = Simulator(
-        seed=args.seed, control_port=args.control_port, notify_interval=args.notify
+        seed=args.seed, control_port=args.control_port, notify_interval=args.notify or None
     )
     for spec in args.meters:
         options: dict[str, Any] = {
             "history_days": args.history_days,
             "csv_bytes_per_second": args.csv_rate or None,
+            "noise": args.noise,
+            "rpc_latency_s": args.rpc_latency,
+            "download_bytes_per_second": args.download_rate or None,
             **spec.options,
         }
         simulator.add_meter(

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .meter import MeterState, SimulatedMeter
-from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter, send_throttled
 
 CSV_BUSY_BODY = "Another file transfer is in progress!"
 _REBOOT_DELAY = 0.2  # seconds between answering /reboot and rebooting
@@ -331,15 +331,9 @@ class _Gen1Server:
         response = web.StreamResponse(headers={"Content-Type": "text/csv"})
         try:
             await response.prepare(request)
-            rate = self.meter.csv_bytes_per_second
-            for start in range(0, len(body), _CSV_CHUNK_BYTES):
-                chunk = body[start : start + _CSV_CHUNK_BYTES]
-                await response.write(chunk)
-                if rate:
-                    await asyncio.sleep(len(chunk) / rate)
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client gave up, or the device went away: the transfer just ends
+            await send_throttled(
+                response, (body,), self.meter.csv_bytes_per_second, _CSV_CHUNK_BYTES
+            )
         finally:
             self._transfer_busy = False
         return response

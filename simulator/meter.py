@@ -34,6 +34,14 @@ _SLOTS_PER_MINUTE = 60 // SLOT_SECONDS
 # to exactly 1 over the six slots of a minute, so a minute's energy does not depend on them.
 _WOBBLE = tuple(1 + 0.03 * math.sin(2 * math.pi * k / _SLOTS_PER_MINUTE) for k in range(6))
 _NOISE_TABLE_SIZE = 1009  # prime, so slot and channel strides do not line up
+# With `noise`, a household's power varies second by second by up to this share, as a real one
+# does (fridges, electronics, motors). The variations of a slot's seconds cancel out in pairs, so
+# a slot's energy, and so every record, is what it is without noise.
+NOISE_POWER_SHARE = 0.06
+NOISE_VOLTAGE_V = 0.4  # the voltage's own variation second by second
+SUPPLY_IMPEDANCE_OHM = 0.2  # the voltage sags by this times the current a channel draws
+NOISE_FREQUENCY_HZ = 0.01
+_HALF_SLOT = SLOT_SECONDS // 2
 _DAY = 86_400
 MAX_RETENTION_DAYS = 60
 _GEN1_INVALID_SECONDS = 5.0  # how long Gen1 counters read invalid after a (re)boot
@@ -423,6 +431,10 @@ class SimulatedMeter:
         household: Household | None = None,
         rows_per_call: int = 6,
         csv_bytes_per_second: float | None = None,
+        noise: bool = False,
+        rpc_latency_s: float = 0.0,
+        download_bytes_per_second: float | None = None,
+        data_csv: bool = True,
         flash_save_s: int = 300,
     ) -> None:
         """Create a meter of `kind` (see `METER_KINDS`); everything else has a default.
@@ -433,7 +445,12 @@ class SimulatedMeter:
         `em_data.csv` downloads (None: as fast as possible). `household` is what the channels
         measure, shared with other meters (its own solar, battery and UTC offset then apply);
         by default the meter has one of its own, made from `seed`, `solar_peak_w`, `battery_wh`
-        and `utc_offset`.
+        and `utc_offset`. With `noise` household power varies second by second (see
+        `NOISE_POWER_SHARE`), and current, apparent power, power factor, voltage and frequency
+        follow; without it, power changes every `SLOT_SECONDS`. `rpc_latency_s` is how long a
+        Gen2+ device takes to answer each RPC call, and `download_bytes_per_second` how fast it
+        sends its data.csv (None: as fast as possible); without `data_csv` it has none (HTTP
+        404, as older firmware).
         """
         if kind not in PRESETS:
             raise ValueError(f"unknown meter kind {kind!r}; expected one of {', '.join(PRESETS)}")
@@ -455,6 +472,10 @@ class SimulatedMeter:
         self.nominal_frequency = frequency
         self.rows_per_call = rows_per_call
         self.csv_bytes_per_second = csv_bytes_per_second
+        self.noise = noise
+        self.rpc_latency_s = max(0.0, rpc_latency_s)
+        self.download_bytes_per_second = download_bytes_per_second
+        self.data_csv = data_csv
         if flash_save_s <= 0 or flash_save_s % SLOT_SECONDS:
             raise ValueError(f"flash_save_s must be a positive multiple of {SLOT_SECONDS}")
         self.flash_save_s = flash_save_s
@@ -480,6 +501,7 @@ class SimulatedMeter:
         rng = random.Random(seed)
         self._voltage_noise = [rng.uniform(-0.9, 0.9) for _ in range(_NOISE_TABLE_SIZE)]
         self._frequency_noise = [rng.uniform(-0.02, 0.02) for _ in range(_NOISE_TABLE_SIZE)]
+        self._second_noise = [rng.uniform(-1.0, 1.0) for _ in range(_NOISE_TABLE_SIZE)]
         self.temperature = round(rng.uniform(40.0, 48.0), 1)
 
         now = self.clock.now()
@@ -604,8 +626,7 @@ class SimulatedMeter:
         a pending `jitter` and of a Gen1 post-reboot invalid period.
         """
         now = self.sync()
-        slot = int(now // SLOT_SECONDS)
-        frequency = self._frequency(slot)
+        frequency = self._frequency(now)
         powered = not self._is_off(now)
         channels = []
         for index, channel in enumerate(self._channels):
@@ -662,10 +683,25 @@ class SimulatedMeter:
     def _is_off(self, t: float) -> bool:
         return self._power_off[0] <= t < self._power_off[1]
 
-    def _frequency(self, slot: int) -> float:
+    def _frequency(self, t: float) -> float:
         if self.frequency_pin is not None:
             return self.frequency_pin
-        return self.nominal_frequency + self._frequency_noise[slot * 3 % _NOISE_TABLE_SIZE]
+        slot = int(t // SLOT_SECONDS)
+        frequency = self.nominal_frequency + self._frequency_noise[slot * 3 % _NOISE_TABLE_SIZE]
+        if self.noise:
+            frequency += NOISE_FREQUENCY_HZ * self._second_noise[int(t) * 11 % _NOISE_TABLE_SIZE]
+        return frequency
+
+    def _power_variation(self, index: int, t: float) -> float:
+        """Return the second's variation of a channel's power (in [-1, 1]).
+
+        The second half of a slot mirrors the first: a slot's variations add up to zero.
+        """
+        slot, second = divmod(int(t), SLOT_SECONDS)
+        value = self._second_noise[
+            (slot * _HALF_SLOT + second % _HALF_SLOT + index * 331) % _NOISE_TABLE_SIZE
+        ]
+        return value if second < _HALF_SLOT else -value
 
     def _voltage(self, index: int, channel: _Channel, t: float, slot: int) -> float:
         if channel.disconnected:
@@ -679,7 +715,7 @@ class SimulatedMeter:
         )
 
     def _sample(self, index: int, channel: _Channel, t: float) -> tuple[float, float, float]:
-        """Return (W, V, |pf|) of a channel during the slot containing `t`."""
+        """Return (W, V, |pf|) of a channel at `t`: constant per slot, or per second with noise."""
         slot = int(t // SLOT_SECONDS)
         volts = self._voltage(index, channel, t, slot)
         if volts < 0.5 * self.nominal_voltage:
@@ -694,17 +730,40 @@ class SimulatedMeter:
                 channel.minute = minute
                 channel.minute_power = self.household.power(channel.source, minute)
             watts = channel.minute_power * _WOBBLE[(slot + minute + index) % _SLOTS_PER_MINUTE]
+            if self.noise:
+                watts *= 1 + NOISE_POWER_SHARE * self._power_variation(index, t)
             pf = power_factor(watts)
         if not self.preset.energy_meter and not self.relay_on:
             watts = 0.0
+        if self.noise and self._voltage_follows(channel, t):
+            second_noise = self._second_noise[(int(t) * 3 + index * 577) % _NOISE_TABLE_SIZE]
+            volts += NOISE_VOLTAGE_V * second_noise - SUPPLY_IMPEDANCE_OHM * abs(watts) / volts
         return watts, volts, (pf if watts else 0.0)
+
+    @staticmethod
+    def _voltage_follows(channel: _Channel, t: float) -> bool:
+        """Whether a channel's voltage follows the grid (neither held, pinned nor absent)."""
+        return (
+            not channel.disconnected and t >= channel.hold_until and channel.pinned_voltage is None
+        )
+
+    def power_at(self, channel: ChannelRef, t: float) -> float:
+        """Return the active power (W, unrounded) a channel reads at `t`, past or present.
+
+        A pure function of the seed and the scenario (episodes and pins apply as they are now):
+        the benchmark finds with it when a value an entity shows was measured.
+        """
+        index = self.channel_index(channel)
+        return self._sample(index, self._channels[index], t)[0]
 
     def _advance(self, end: float) -> None:
         t = self._time
         period_end = self._period_end
         channels = self._channels
+        # Power is constant per slot, or per second with noise: integrate step by step.
+        step = 1 if self.noise else SLOT_SECONDS
         while t < end:
-            step_end = min(end, (t // SLOT_SECONDS + 1) * SLOT_SECONDS, period_end)
+            step_end = min(end, (t // step + 1) * step, period_end)
             for event in self._events:
                 if t < event < step_end:
                     step_end = event

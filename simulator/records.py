@@ -112,6 +112,11 @@ class Segment:
     start: int
     count: int
 
+    @property
+    def end(self) -> int:
+        """Return the position after the run's last row."""
+        return self.start + self.count
+
 
 class RecordStore:
     """Fixed-period records of `channels` channels, at most `capacity` kept (oldest dropped)."""

@@ -10,6 +10,11 @@ in an aiohttp application:
 - ``GET /rpc/<Method>?k=v`` (values parsed as JSON where possible) and ``POST /rpc`` (a frame):
   HTTP digest auth (RFC 7616, SHA-256, qop=auth);
 - ``GET /emdata/<id>/data.csv`` and ``GET /em1data/<id>/data.csv``: the records as CSV.
+
+Every RPC call is answered after the meter's `rpc_latency_s`; a CSV download starts after it and
+streams at `download_bytes_per_second`. While the meter components' values change, every
+WebSocket that has sent a call receives a ``NotifyStatus`` each `notify_interval` (a real Pro 3EM
+sends one about every second, at the second its values change), with the components that changed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +33,21 @@ from aiohttp import WSMsgType, web
 
 from .meter import MeterState, SimulatedMeter
 from .records import EM1_KEYS, TRIPHASE_KEYS
-from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter
+from .wire import DeferredCalls, dumps, fahrenheit, local_hhmm, request_counter, send_throttled
 
 NO_HANDLER = 404
 UNAUTHORIZED = 401
 INVALID_ARGUMENT = -103
 NOT_FOUND = -105
 NONCE_LIFETIME = 600.0  # seconds a digest nonce stays valid
+# What `override_reply` calls the data.csv downloads (`error`: that HTTP status; `invalid_json`:
+# the message as the whole body).
+CSV_OVERRIDE = "data.csv"
+# The components a NotifyStatus carries (each whole, as in Shelly.GetStatus), when they changed.
+NOTIFIED_COMPONENTS = ("em", "emdata", "em1", "em1data", "switch")
+# A notification is sent this long after the clock passed a multiple of the notify interval, so
+# that it carries the values of the new second.
+_NOTIFY_AFTER_S = 0.002
 _WS_HA2_INPUT = "dummy_method:dummy_uri"  # what Shelly hashes as HA2 over WebSocket
 _USERNAME = "admin"
 _SSID = "Wifi-Network-Name"
@@ -488,22 +502,51 @@ class RpcApi:
         """Return the keys and the rows of an ``emdata:N``/``em1data:N`` component."""
         records = self.meter.records
         segments, next_ts = records.select(since, until, limit)
+        keys, row = self._data_row(key)
+        blocks = [
+            {
+                "ts": segment.ts,
+                "period": records.period,
+                "values": [row(position) for position in range(segment.start, segment.end)],
+            }
+            for segment in segments
+        ]
+        return keys, DataRows(blocks, next_ts)
+
+    def csv_lines(
+        self, key: str, since: int | None, until: int | None, *, add_keys: bool
+    ) -> list[bytes]:
+        """Return the lines of a ``data.csv``: the keys (with `add_keys`), then one per record.
+
+        A record's line is its stamp (unix seconds), then its values as in ``GetData``.
+        """
+        records = self.meter.records
+        segments, _ = records.select(since, until, None)
+        keys, row = self._data_row(key)
+        lines = [(",".join(("timestamp", *keys)) + "\n").encode()] if add_keys else []
+        for segment in segments:
+            for offset, position in enumerate(range(segment.start, segment.end)):
+                cells = ("" if value is None else str(value) for value in row(position))
+                stamp = segment.ts + offset * records.period
+                lines.append((",".join((str(stamp), *cells)) + "\n").encode())
+        return lines
+
+    def _data_row(self, key: str) -> tuple[tuple[str, ...], Callable[[int], list[float | None]]]:
+        """Return the keys of an ``emdata:N``/``em1data:N`` component and its row maker."""
+        records = self.meter.records
         kind, _, index_text = key.partition(":")
         triphase = kind == "emdata"
         channels = range(self.meter.channel_count) if triphase else [int(index_text)]
-        keys = TRIPHASE_KEYS if triphase else EM1_KEYS
-        blocks = []
-        for segment in segments:
-            values = []
-            for position in range(segment.start, segment.start + segment.count):
-                row: list[float | None] = []
-                for channel in channels:
-                    row += records.row(position, channel, fundamental=triphase)
-                if triphase:
-                    row += [None, None, None]  # no neutral CT
-                values.append(row)
-            blocks.append({"ts": segment.ts, "period": records.period, "values": values})
-        return keys, DataRows(blocks, next_ts)
+
+        def row(position: int) -> list[float | None]:
+            values: list[float | None] = []
+            for channel in channels:
+                values += records.row(position, channel, fundamental=triphase)
+            if triphase:
+                values += [None, None, None]  # no neutral CT
+            return values
+
+        return (TRIPHASE_KEYS if triphase else EM1_KEYS), row
 
 
 @dataclass(slots=True)
@@ -634,10 +677,11 @@ class _Outcome:
 _NOT_JSON = '{"id":1,"result":{"em:0":{"a_act_power":'  # a reply cut off mid-way
 
 
-class _RpcServer:
-    """The aiohttp application of one Gen2+ meter."""
+class RpcServer:
+    """The aiohttp application (`app`) of one Gen2+ meter, and its status notifications."""
 
-    def __init__(self, meter: SimulatedMeter, notify_interval: float | None) -> None:
+    def __init__(self, meter: SimulatedMeter, notify_interval: float | None = None) -> None:
+        """Serve `meter`; notify every `notify_interval` s while values change (None: never)."""
         self.meter = meter
         self._deferred = DeferredCalls()
         self.api = RpcApi(meter, lambda delay: self._deferred.call_later(delay, meter.reboot))
@@ -645,6 +689,7 @@ class _RpcServer:
         self._notify_interval = notify_interval
         self._peers: dict[web.WebSocketResponse, str | None] = {}  # socket -> caller's src
         self._notifier: asyncio.Task[None] | None = None
+        self._notified: dict[str, Any] = {}  # component key -> the status last notified
         self.app = web.Application(middlewares=[request_counter(meter.requests)])
         self.app.add_routes(
             [
@@ -673,8 +718,8 @@ class _RpcServer:
     async def _outcome(self, method: str, params: Any) -> _Outcome:
         """Answer an authorised call, with the meter's reply delay and overrides."""
         meter = self.meter
-        if meter.reply_delay:
-            await asyncio.sleep(meter.reply_delay)
+        if delay := meter.reply_delay + meter.rpc_latency_s:
+            await asyncio.sleep(delay)
         override = meter.take_override(method)
         if override is not None and override.kind == "error":
             return _Outcome(error=(override.code, override.message))
@@ -789,12 +834,20 @@ class _RpcServer:
         with contextlib.suppress(ConnectionError):  # dropped while answering (reboot, offline)
             await ws.send_str(self._frame(frame["id"], src, outcome))
 
-    async def _csv(self, request: web.Request) -> web.Response:
+    async def _csv(self, request: web.Request) -> web.StreamResponse:
         namespace = "EMData" if request.path.startswith("/emdata/") else "EM1Data"
+        meter = self.meter
+        if not meter.data_csv:
+            return web.Response(status=404, text="Not Found")
         if (denied := self._http_denied(request, f"{namespace}.GetData")) is not None:
             return denied
-        if self.meter.reply_delay:
-            await asyncio.sleep(self.meter.reply_delay)
+        if delay := meter.reply_delay + meter.rpc_latency_s:
+            await asyncio.sleep(delay)
+        override = meter.take_override(CSV_OVERRIDE)
+        if override is not None and override.kind == "error":
+            return web.Response(status=override.code, text=override.message)
+        if override is not None and override.kind == "invalid_json":
+            return web.Response(text=override.message, content_type="text/csv")
         params = {name: _query_value(value) for name, value in request.query.items()}
         params["id"] = _query_value(request.match_info["id"])
         try:
@@ -806,37 +859,58 @@ class _RpcServer:
             return web.Response(
                 status=status, text=dumps({"code": err.code, "message": err.message})
             )
-        keys, rows = self.api.data_rows(key, since, until, None)
-        lines = [",".join(("timestamp", *keys))] if add_keys else []
-        for block in rows.segments:
-            for offset, values in enumerate(block["values"]):
-                cells = ("" if value is None else str(value) for value in values)
-                lines.append(",".join((str(block["ts"] + offset * block["period"]), *cells)))
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/csv")
+        lines = self.api.csv_lines(key, since, until, add_keys=add_keys)
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        await response.prepare(request)
+        await send_throttled(response, lines, meter.download_bytes_per_second)
+        return response
 
     # --- notifications --------------------------------------------------------------------
 
+    async def notify_status(self, *, everything: bool = False, full: bool = False) -> int:
+        """Send a ``NotifyStatus`` with the meter components whose status changed since the last.
+
+        Each goes whole, as ``Shelly.GetStatus`` has it; with `everything` every meter
+        component goes, changed or not; with `full` a ``NotifyFullStatus`` carries the whole
+        status. Sent to every open WebSocket that has sent a call (its ``src`` is the
+        notification's ``dst``); nothing when nothing changed or the meter is unreachable.
+        An override of the method (``NotifyStatus``, ``NotifyFullStatus``) applies to the
+        params. Return how many sockets it was sent to.
+        """
+        meter = self.meter
+        peers = [(ws, dst) for ws, dst in self._peers.items() if dst is not None and not ws.closed]
+        if not peers or not meter.reachable():
+            return 0
+        keys = [
+            key for key in self.api.component_keys() if key.partition(":")[0] in NOTIFIED_COMPONENTS
+        ]
+        changed = {
+            key: status
+            for key, status in self.api.status(keys).items()
+            if everything or full or self._notified.get(key) != status
+        }
+        if not changed:
+            return 0
+        self._notified.update(changed)
+        method = "NotifyFullStatus" if full else "NotifyStatus"
+        params = {"ts": round(meter.clock.now(), 2), **(self.api.status() if full else changed)}
+        if (override := meter.take_override(method)) is not None:
+            params = override.apply(params)
+        for ws, dst in peers:
+            notification = {"src": meter.device_id, "dst": dst, "method": method}
+            with contextlib.suppress(ConnectionError):
+                await ws.send_str(dumps({**notification, "params": params}))
+        return len(peers)
+
     async def _notify_loop(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(interval)
-            if not self.meter.reachable() or not any(self._peers.values()):
-                continue
-            keys = [k for k in self.api.component_keys() if k.startswith(("em", "switch"))]
-            params = {"ts": round(self.meter.clock.now(), 2), **self.api.status(keys)}
-            for ws, dst in list(self._peers.items()):
-                if dst is None or ws.closed:
-                    continue
-                notification = {"src": self.meter.device_id, "dst": dst, "method": "NotifyStatus"}
-                with contextlib.suppress(ConnectionError):
-                    await ws.send_str(dumps({**notification, "params": params}))
+            # Just after each multiple of the interval: with noise, values change every second.
+            await asyncio.sleep(interval - time.time() % interval + _NOTIFY_AFTER_S)
+            await self.notify_status()
 
 
 def create_rpc_app(
     meter: SimulatedMeter, *, notify_interval: float | None = None
 ) -> web.Application:
-    """Return the aiohttp application of a Gen2+ meter.
-
-    With `notify_interval` (seconds), every open WebSocket that has sent a call receives a
-    ``NotifyStatus`` with the meter components that often.
-    """
-    return _RpcServer(meter, notify_interval).app
+    """Return the aiohttp application of a Gen2+ meter (see `RpcServer`)."""
+    return RpcServer(meter, notify_interval).app

@@ -23,11 +23,12 @@ from .clock import Clock
 from .gen1 import create_gen1_app
 from .household import Household, Source
 from .meter import Profile, SimulatedMeter
-from .rpc import create_rpc_app
+from .rpc import RpcServer
 
 HOST = "127.0.0.1"  # where the simulator listens unless told ::1
 LOOPBACK_HOSTS = (HOST, "::1")  # the only addresses it ever binds
 _SHUTDOWN_TIMEOUT = 0.5  # seconds a request in progress may take to finish when stopping
+MAX_POWER_SECONDS = 86_400  # the longest series of powers the control API answers at once
 # The meter options that describe its household (see `Simulator.add_meter`).
 HOUSEHOLD_OPTIONS = ("solar_peak_w", "battery_wh", "utc_offset")
 
@@ -90,6 +91,10 @@ class MeterOptions(TypedDict):
     rows_per_call: NotRequired[int]
     flash_save_s: NotRequired[int]
     csv_bytes_per_second: NotRequired[float | None]
+    noise: NotRequired[bool]
+    rpc_latency_s: NotRequired[float]
+    download_bytes_per_second: NotRequired[float | None]
+    data_csv: NotRequired[bool]
 
 
 def bind_loopback(port: int, host: str = HOST) -> socket.socket:
@@ -141,6 +146,7 @@ class MeterServer:
         self.host = host
         self.port = port
         self._notify_interval = notify_interval
+        self._rpc: RpcServer | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         # Sockets bound while going back online, until their server is up.
@@ -165,11 +171,11 @@ class MeterServer:
     async def start(self) -> None:
         """Bind the port and serve (unless the meter is offline: then only reserve the port)."""
         meter = self.meter
-        app = (
-            create_gen1_app(meter)
-            if meter.gen == 1
-            else create_rpc_app(meter, notify_interval=self._notify_interval)
-        )
+        if meter.gen == 1:
+            app = create_gen1_app(meter)
+        else:
+            self._rpc = RpcServer(meter, self._notify_interval)
+            app = self._rpc.app
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
         )
@@ -194,8 +200,18 @@ class MeterServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._rpc = None
         if listener is not None:
             await listener.wait_closed()
+
+    async def notify_status(self, *, everything: bool = False, full: bool = False) -> int:
+        """Send a Gen2+ meter's ``NotifyStatus`` now (see `RpcServer.notify_status`).
+
+        Return how many WebSockets it went to (0 for a Gen1 meter, or when nothing changed).
+        """
+        if self._rpc is None:
+            return 0
+        return await self._rpc.notify_status(everything=everything, full=full)
 
     def _bind(self) -> socket.socket:
         sock = bind_loopback(self.port, self.host)
@@ -425,6 +441,18 @@ def _control_app(simulator: Simulator) -> web.Application:
         ]
         return web.json_response(description)
 
+    async def power(request: web.Request) -> web.Response:
+        if (meter := find(request)) is None:
+            return error(404, f"no meter {request.match_info['mac']}")
+        try:
+            channel = meter.channel_index(request.query.get("channel", "0"))
+            start, end = int(request.query["start"]), int(request.query["end"])
+        except (KeyError, ValueError) as err:
+            return error(400, f"power: {err}")
+        if not 0 <= end - start <= MAX_POWER_SECONDS:
+            return error(400, f"power: at most {MAX_POWER_SECONDS} seconds, from start to end")
+        return web.json_response([meter.power_at(channel, second) for second in range(start, end)])
+
     async def act(request: web.Request) -> web.Response:
         if (meter := find(request)) is None:
             return error(404, f"no meter {request.match_info['mac']}")
@@ -465,6 +493,7 @@ def _control_app(simulator: Simulator) -> web.Application:
         [
             web.get("/meters", list_meters),
             web.get("/meters/{mac}", show_meter),
+            web.get("/meters/{mac}/power", power),
             web.post("/meters/{mac}", act),
             web.post("/meters/{mac}/{action}", act),
             web.get("/clock", show_clock),

@@ -6,12 +6,14 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+DOWNLOAD_CHUNK_BYTES = 16 * 1024  # how much of a download is written (and waited for) at a time
 
 
 def dumps(payload: Any) -> str:
@@ -56,6 +58,39 @@ class DeferredCalls:
         for handle in self._pending:
             handle.cancel()
         self._pending.clear()
+
+
+async def send_throttled(
+    response: web.StreamResponse,
+    chunks: Iterable[bytes],
+    bytes_per_second: float | None,
+    part_bytes: int = DOWNLOAD_CHUNK_BYTES,
+) -> None:
+    """Write `chunks` to a prepared response at `bytes_per_second` (None: at once), then end it.
+
+    The body goes out `part_bytes` at a time. A client that goes away (or a device that drops
+    its connections) just ends the transfer.
+    """
+    pending = bytearray()
+    try:
+        for chunk in chunks:
+            pending += chunk
+            while len(pending) >= part_bytes:
+                await _write_part(response, bytes(pending[:part_bytes]), bytes_per_second)
+                del pending[:part_bytes]
+        if pending:
+            await _write_part(response, bytes(pending), bytes_per_second)
+        await response.write_eof()
+    except ConnectionError:
+        pass
+
+
+async def _write_part(
+    response: web.StreamResponse, part: bytes, bytes_per_second: float | None
+) -> None:
+    await response.write(part)
+    if bytes_per_second:
+        await asyncio.sleep(len(part) / bytes_per_second)
 
 
 def request_counter(requests: Counter[str]) -> Any:

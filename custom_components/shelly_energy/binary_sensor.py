@@ -77,8 +77,32 @@ class FirmwareUpdateSensor(MeterEntity[bool], BinarySensorEntity):
         return self._value
 
 
-class VoltageProblemSensor(MeterEntity[SupplyStatus], BinarySensorEntity):
-    """On while the supply of a phase (or the whole meter's frequency or balance) is anomalous."""
+type ShownProblem = tuple[bool, dict[str, Any]]  # on, and the attributes
+_NO_PROBLEM: ShownProblem = (False, {"kind": None, "value": None, "limit": None, "since": None})
+
+
+def shown_problem(status: SupplyStatus) -> ShownProblem:
+    """Return what a voltage problem sensor shows of a status: on, and its worst anomaly."""
+    worst = status.worst
+    if worst is None:
+        return _NO_PROBLEM
+    return (
+        status.problem,
+        {
+            "kind": worst.type.value,
+            "value": round(worst.value, 2),
+            "limit": round(worst.limit, 2),
+            "since": dt_util.utc_from_timestamp(worst.since).isoformat(),
+        },
+    )
+
+
+class VoltageProblemSensor(MeterEntity[ShownProblem], BinarySensorEntity):
+    """On while the supply of a phase (or the whole meter's frequency or balance) is anomalous.
+
+    Its value is what it shows (not the status itself): an anomaly whose worst reading moves
+    only beyond the rounding of the attributes writes no state.
+    """
 
     def __init__(self, coordinator: MeterCoordinator, reading: ChannelReading) -> None:
         """Name the sensor after its phase or channel ("Phase A voltage problem")."""
@@ -88,26 +112,18 @@ class VoltageProblemSensor(MeterEntity[SupplyStatus], BinarySensorEntity):
             reading, VOLTAGE_PROBLEM.key
         )
 
-    def _read(self) -> SupplyStatus:
-        return self.coordinator.supply.detector.status(self._phase)
+    def _read(self) -> ShownProblem:
+        return shown_problem(self.coordinator.supply.detector.status(self._phase))
 
     @property
     def is_on(self) -> bool | None:
         """Return whether an anomaly is in progress."""
-        return None if self._value is None else self._value.problem
+        return None if self._value is None else self._value[0]
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         """Return the worst anomaly in progress: its kind, value, limit and start."""
-        worst = None if self._value is None else self._value.worst
-        if worst is None:
-            return {"kind": None, "value": None, "limit": None, "since": None}
-        return {
-            "kind": worst.type.value,
-            "value": round(worst.value, 2),
-            "limit": round(worst.limit, 2),
-            "since": dt_util.utc_from_timestamp(worst.since).isoformat(),
-        }
+        return (_NO_PROBLEM if self._value is None else self._value)[1]
 
 
 class ServingSensor(VirtualMeterEntity[str], BinarySensorEntity):

@@ -135,10 +135,17 @@ class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
 
 
 class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
-    """Poll one meter at the interval the user chose."""
+    """Follow one meter: what it pushes as it comes, its whole status at the user's interval.
+
+    Gen2+ meters push their readings; every pushed snapshot is accepted at once. The whole
+    status is read (polled) at the interval after the last read, whatever was pushed: values
+    the notifications do not carry are never older than the interval, and a meter that stopped
+    pushing is read at the interval. Gen1 meters are polled at the interval. Pushed or polled,
+    every snapshot takes the same way (`_accept_snapshot`).
+    """
 
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
-        """Set up polling of a meter; nothing is read before the first refresh."""
+        """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
         super().__init__(
             hass,
@@ -147,6 +154,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
                 seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
             ),
         )
+        self._read_once = False  # pushed snapshots are taken after the first whole read
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
         self._changes = hass.data.setdefault(_CHANGE_WATCHES, {}).setdefault(
@@ -172,10 +180,11 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         return self.client.info
 
     async def _async_setup(self) -> None:
-        """Connect once before the first poll, so the entities know the meter's layout.
+        """Connect once before the first read, so the entities know the meter's layout.
 
         The counters continue from what was stored, and never below what Home Assistant last
-        recorded (a crash may have cut the stored state short).
+        recorded (a crash may have cut the stored state short). Pushed snapshots are taken
+        once the counters are there.
         """
         with self._meter_errors():
             info = await self.client.connect()
@@ -198,6 +207,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         for key, (total, since) in recorded.items():
             counters.hold_at_least(key, total, since)
         self.counters = counters
+        self.client.listen(self._pushed)
 
     def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
         """Return the unique id of the energy sensor showing each counter, by counter key."""
@@ -214,18 +224,44 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         return {} if self.counters is None else self.counters.to_dict()
 
     async def _async_update_data(self) -> MeterSnapshot:
-        """Read the meter once, publish its counters' totals, and watch its supply."""
-        away = not self.last_update_success
+        """Read the meter's whole status, and accept it."""
         try:
             with self._meter_errors():
                 snapshot = await self.client.fetch()
         except UpdateFailed:
             self.supply.update(self.info.mac, None)
             raise
+        self._read_once = True
+        return self._accept_snapshot(snapshot)
+
+    @callback
+    def _pushed(self, snapshot: MeterSnapshot) -> None:
+        """Accept a snapshot the meter pushed, and update the entities in this loop turn.
+
+        The next read stays where it was scheduled, an interval after the last read (the
+        coordinator's `async_set_updated_data` would move it, at a cost, for every push).
+        """
+        if not self._read_once:  # the first read comes first
+            return
+        self.data = self._accept_snapshot(snapshot)
+        self.last_update_success = True
+        self.async_update_listeners()
+
+    def _accept_snapshot(self, snapshot: MeterSnapshot) -> MeterSnapshot:
+        """Take in one snapshot, pushed or polled, in the order the meter measured them.
+
+        Notice a changed meter, apply the user's corrections, publish its counters' totals of
+        the corrected snapshot (each snapshot exactly once), and watch the supply; return what
+        the entities show.
+        The meter was away when the last read failed and nothing came since: a failed read
+        leaves `last_update_success` false until a read or a push succeeds.
+        """
         self._watch_changes(snapshot.changed)
         assert self.counters is not None
         # Corrected first: the counters count what their sensors show.
-        snapshot, urgent = self.counters.apply(self._corrections.apply(snapshot), away=away)
+        snapshot, urgent = self.counters.apply(
+            self._corrections.apply(snapshot), away=not self.last_update_success
+        )
         self.counter_store.changed(COUNTER_URGENT_SAVE_S if urgent else None)
         self.supply.update(self.info.mac, snapshot)
         return snapshot

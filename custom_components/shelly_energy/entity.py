@@ -27,8 +27,10 @@ from .virtual_meter_entry import VirtualMeterCoordinator
 class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntity[CoordinatorT]):
     """An entity showing one value of a coordinator's data.
 
-    The value is read once per update; the state is written only when it or the availability
-    changed, since most polls repeat most values.
+    The value is read once per update; the state is written only when what the entity shows
+    (its availability and, while available, its value: everything its state and attributes are
+    made of) differs from what it last wrote, the platform's first write included. Most updates
+    repeat most values: those entities cost a read and a comparison.
     """
 
     _attr_has_entity_name = True
@@ -42,7 +44,7 @@ class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntit
         self._attr_unique_id = unique_id
         coordinator.unique_ids.add(unique_id)
         self._value: ValueT | None = self._read()
-        self._written: tuple[bool, ValueT | None] | None = None
+        self._written: tuple[bool, ValueT | None] | None = None  # what the state shows
 
     def _read(self) -> ValueT | None:
         """Return the entity's value in the coordinator's data; None when not known."""
@@ -51,15 +53,25 @@ class ValueEntity[CoordinatorT: EntityCoordinator[Any], ValueT](CoordinatorEntit
     @property
     def available(self) -> bool:
         """Return False while the source is unreachable or the value is not known."""
-        return super().available and self._value is not None
+        return self.coordinator.last_update_success and self._value is not None
+
+    def _shown(self) -> tuple[bool, ValueT | None]:
+        """Return what the state shows now: (available, the value while available)."""
+        return (True, self._value) if self.available else (False, None)
+
+    async def async_added_to_hass(self) -> None:
+        """Read the value the platform writes next (the data may be newer than at creation)."""
+        await super().async_added_to_hass()
+        self._value = self._read()
+        self._written = self._shown()
 
     @callback
     def _handle_coordinator_update(self) -> None:
-        """Read the new value and write the state if anything changed."""
+        """Read the new value and write the state if what it shows changed."""
         self._value = self._read()
-        written = (self.available, self._value)
-        if written != self._written:
-            self._written = written
+        shown = self._shown()
+        if shown != self._written:
+            self._written = shown
             self.async_write_ha_state()
 
 

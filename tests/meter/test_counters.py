@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -304,3 +305,39 @@ def test_toggling_a_reversed_ct_counts_each_minute_once_in_its_direction(
             expected = [expected[0] + counted_in, expected[1] + counted_out]
         assert shown == pytest.approx(expected, abs=1e-6)
     assert len(counters.spans) == spans
+
+
+def test_a_snapshot_the_counters_leave_as_it_is_comes_back_itself() -> None:
+    counters = MeterCounters("Meter", PHASE_W, 3)
+    first = snap(100.0, total=100.0, time=0.0)
+    assert counters.apply(first, away=False)[0] is first  # the first readings are the totals
+    counters.hold_at_least("a_in", 150.0, 0.0)
+    held, _ = counters.apply(snap(101.0, total=101.0, time=1.0), away=False)
+    assert held.channels[0].energy_in == 150.0
+    assert held.total is not None
+    assert held.total.energy_in == 101.0
+
+
+@given(
+    st.one_of(st.none(), st.floats(allow_nan=False)),
+    st.one_of(st.none(), st.floats(allow_nan=False)),
+)
+def test_with_energies_is_replace(energy_in: float | None, energy_out: float | None) -> None:
+    reading = ChannelReading(
+        id="b",
+        kind=ChannelKind.PHASE,
+        power=1.0,
+        apparent_power=2.0,
+        reactive_power=3.0,
+        current=4.0,
+        voltage=5.0,
+        power_factor=0.6,
+        frequency=50.0,
+        energy_in=7.0,
+        energy_out=8.0,
+        flags=("count_disabled",),
+        errors=("out_of_range:current",),
+    )
+    assert reading.with_energies(energy_in, energy_out) == replace(
+        reading, energy_in=energy_in, energy_out=energy_out
+    )

@@ -79,13 +79,16 @@ async def read_all(client: MeterClient, since: int | None = None) -> list[Energy
     return [record for batch in await batches_of(client, since) for record in batch]
 
 
+@pytest.mark.parametrize(("data_csv", "calls"), [(True, 0), (False, 240)])
 async def test_pro3em_records_are_the_stored_ones_and_add_up_to_the_counters(
-    serve: Serve, session: aiohttp.ClientSession
+    serve: Serve, session: aiohttp.ClientSession, data_csv: bool, calls: int
 ) -> None:
-    meter, server = await serve("pro3em", history_days=1, rows_per_call=6)
+    meter, server = await serve("pro3em", history_days=1, rows_per_call=6, data_csv=data_csv)
     batches = await batches_of(client_of(session, meter, server))
-    # 1,440 one-minute records: 240 GetData calls of 6 rows, coalesced into batches.
+    # 1,440 one-minute records: one day's data.csv, or 240 GetData calls of 6 rows, in batches.
     assert [len(batch) for batch in batches] == [250, 250, 250, 250, 250, 190]
+    assert meter.requests["EMData.GetData"] == calls
+    assert meter.requests["/emdata/0/data.csv"] == 1
     records = [record for batch in batches for record in batch]
     assert records == stored(meter)
     assert records[0].ts == 1748736000 - DAY
@@ -165,7 +168,7 @@ async def test_em1_channels_are_merged_by_stamp(
 async def test_a_row_without_usable_energy_drops_its_record(
     serve: Serve, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    meter, server = await serve("proem50", history_days=0.1)
+    meter, server = await serve("proem50", history_days=0.1, data_csv=False)
     everything = stored(meter)
     # Channel 1's first two GetData replies (6 rows each): a null energy, a row that is no row.
     meter.override_reply("set", method="EM1Data.GetData", path="data.0.values.2.0", value=None)
@@ -234,7 +237,7 @@ async def test_a_meter_with_its_records_deleted_yields_nothing(
 async def test_empty_blocks_and_unusable_rows_yield_nothing(
     serve: Serve, session: aiohttp.ClientSession, method: str, path: str, value: Any
 ) -> None:
-    meter, server = await serve("pro3em", history_days=2 / 1440)
+    meter, server = await serve("pro3em", history_days=2 / 1440, data_csv=False)
     assert len(stored(meter)) == 2
     meter.override_reply("set", method=method, path=path, value=value)
     assert await batches_of(client_of(session, meter, server)) == []
@@ -243,7 +246,7 @@ async def test_empty_blocks_and_unusable_rows_yield_nothing(
 async def test_a_next_record_beyond_the_window_is_left_for_later(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
-    meter, server = await serve("pro3em", history_days=3 / 1440)
+    meter, server = await serve("pro3em", history_days=3 / 1440, data_csv=False)
     meter.override_reply("set", method="EMData.GetData", path="next_record_ts", value=4 * 10**9)
     assert await read_all(client_of(session, meter, server)) == stored(meter)
 
@@ -273,10 +276,114 @@ async def test_malformed_gen2_replies_are_connection_errors(
     value: Any,
     message: str,
 ) -> None:
-    meter, server = await serve("pro3em", history_days=0.1)
+    meter, server = await serve("pro3em", history_days=0.1, data_csv=False)
     meter.override_reply(kind, method=method, path=path, value=value)  # type: ignore[arg-type]
     with pytest.raises(MeterConnectionError, match=message):
         await read_all(client_of(session, meter, server))
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "path"),
+    [
+        ("pro3em", {}, "/emdata/0/data.csv"),
+        ("pro3em", {"profile": "monophase"}, "/em1data/2/data.csv"),
+        ("emg4", {"password": "s3cret"}, "/em1data/1/data.csv"),
+    ],
+)
+async def test_records_come_as_one_data_csv_a_day_and_series(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    kind: str,
+    options: dict[str, Any],
+    path: str,
+) -> None:
+    meter, server = await serve(kind, history_days=2.5, **options)
+    records = await read_all(client_of(session, meter, server, options.get("password")))
+    assert records == stored(meter)
+    assert meter.requests[path] == 3  # two whole days and a half
+    assert not any(method.endswith(".GetData") for method in meter.requests)
+
+
+async def test_data_csv_downloads_stream_at_the_meters_speed(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve(
+        "pro3em", history_days=60 / 1440, rpc_latency_s=0.05, download_bytes_per_second=40_000
+    )
+    client = client_of(session, meter, server)
+    await client.connect()
+    began = asyncio.get_running_loop().time()
+    records = await read_all(client)
+    took = asyncio.get_running_loop().time() - began
+    assert records == stored(meter)
+    # GetRecords and the download each wait for the meter; 60 rows of about 400 bytes stream.
+    assert 0.1 + 60 * 300 / 40_000 < took < 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "message"),
+    [
+        ("error", 404, "Not Found"),  # firmware without data.csv
+        ("error", 500, "Internal error"),
+        ("invalid_json", 200, "<html>Sorry</html>"),  # a body that is not a data.csv
+        ("invalid_json", 200, "timestamp,a_avg_voltage\n1748736000,230.1\n"),  # no energies
+    ],
+)
+async def test_a_meter_without_a_usable_data_csv_is_read_with_get_data(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    code: int,
+    message: str,
+) -> None:
+    meter, server = await serve("pro3em", history_days=1.5, rows_per_call=60)
+    meter.override_reply(kind, method="data.csv", code=code, message=message)  # type: ignore[arg-type]
+    with caplog.at_level(logging.DEBUG, logger="custom_components.shelly_energy.meter.rpc"):
+        records = await read_all(client_of(session, meter, server))
+    assert records == stored(meter)
+    assert meter.requests["/emdata/0/data.csv"] == 1  # asked once, then GetData throughout
+    # The first day (its window was a download's) in 24 calls, the rest in windows of 250.
+    assert meter.requests["EMData.GetData"] == 24 + 5 + 5 + 4
+    assert "reading records with GetData" in caplog.text
+
+
+async def test_data_csv_rows_without_usable_energy_drop_their_records(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=5 / 1440)
+    stamps = [record.ts for record in stored(meter)]
+    keys = [f"{phase}_total_act{way}_energy" for phase in "abc" for way in ("", "_ret")]
+    rows = [
+        ",".join(["timestamp", "a_avg_voltage", *keys]),
+        f"{stamps[0]},230.1,1.5,0,1,0,1,0",
+        "soon,230.1,1,0,1,0,1,0",  # no stamp
+        f"{stamps[1]},230.1,,0,1,0,1,0",  # an energy the meter does not have
+        f"{stamps[2]},230.1,nan,0,1,0,1,0",
+        f"{stamps[3]},230.1,-2,0,1,0,1,0",
+        f"{stamps[4]},230.1,1,0,1",  # cut short
+        f"{stamps[4] + 60},230.1,1,0,1,0,1,0",  # after the span asked for
+    ]
+    meter.override_reply("invalid_json", method="data.csv", message="\n".join(rows))
+    assert await read_all(client_of(session, meter, server)) == [
+        EnergyRecord(stamps[0], 60, (1.5, 1.0, 1.0), (0.0, 0.0, 0.0))
+    ]
+
+
+async def test_a_refused_data_csv_download_is_an_auth_error(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    meter, server = await serve("pro3em", history_days=0.05, password="s3cret")
+    client = client_of(session, meter, server, "s3cret")
+    await client.connect()
+    meter.set_password("new")
+    with pytest.raises(MeterAuthError):
+        await read_all(client)
+    meter.set_password("s3cret")
+    meter.override_reply("error", method="data.csv", code=401, message="Unauthorized")
+    client = client_of(session, meter, server)  # no password: no challenge is answered
+    with pytest.raises(MeterAuthError):
+        await read_all(client)
 
 
 async def test_an_unreachable_meter_is_a_connection_error(

@@ -288,6 +288,54 @@ def test_reply_overrides_are_consumed(clock: Clock) -> None:
         meter.override_reply("delete")
 
 
+def test_noise_varies_power_every_second_and_leaves_every_slot_energy(clock: Clock) -> None:
+    start = clock.now()
+    quiet = SimulatedMeter("pro3em", clock=clock, seed=9)
+    noisy = SimulatedMeter("pro3em", clock=clock, seed=9, noise=True)
+    readings = []
+    for _ in range(20):
+        state = noisy.state()
+        readings.append([(c.power, c.voltage, c.current, c.power_factor) for c in state.channels])
+        clock.advance(1)
+    for phase in range(3):
+        powers = [second[phase][0] for second in readings]
+        assert len(set(powers)) == 20  # a new power every second, on every phase
+        assert max(powers) - min(powers) > 0.01 * max(powers)
+        assert all(power > 0 for power in powers)  # the variation never flips a load's sign
+        voltages = [second[phase][1] for second in readings]
+        assert len(set(voltages)) == 20
+        # The quiet meter's slot value, the noisy ones around it: a slot's energy is the same.
+        assert noisy.counters(phase) == pytest.approx(quiet.counters(phase), abs=1e-9)
+    assert clock.now() - start == 20
+    second = readings[7]
+    for power, voltage, current, power_factor in second:
+        # Current, apparent power and power factor follow the power.
+        assert current == pytest.approx(power / abs(power_factor) / voltage)
+
+
+def test_noise_sags_the_voltage_with_the_load(clock: Clock) -> None:
+    meter = SimulatedMeter("pro3em", clock=clock, seed=3, noise=True)
+    meter.set_voltage("a", 230.0)
+    meter.release_voltage("a")
+    meter.set_power("b", 9200.0)  # 40 A
+    meter.set_power("c", 0.0)
+    clock.advance(5)
+    state = meter.state()
+    # Phase c draws nothing, b 40 A: its voltage sits 8 V lower (within the noise).
+    assert state.channels[2].voltage - state.channels[1].voltage == pytest.approx(8, abs=2.5)
+    meter.set_voltage("b", 231.0)  # a pinned voltage does not follow
+    assert meter.state().channels[1].voltage == 231.0
+
+
+def test_power_at_tells_past_readings(clock: Clock) -> None:
+    meter = SimulatedMeter("gen1_em", clock=clock, seed=2, noise=True)
+    seen = {}
+    for _ in range(5):
+        seen[clock.now()] = meter.state().channels[0].power
+        clock.advance(1)
+    assert {at: meter.power_at(0, at) for at in seen} == seen
+
+
 def test_a_reboot_with_rollback_forgets_what_was_counted_since_the_last_flash_save(
     clock: Clock,
 ) -> None:

@@ -12,6 +12,7 @@ from aioshelly.common import get_info
 from aioshelly.exceptions import DeviceConnectionError, InvalidAuthError, RpcCallError
 
 from simulator import METER_KINDS, PRESETS, Clock, MeterServer, SimulatedMeter
+from simulator.rpc import RpcApi
 from tests.loopback_meters import Serve
 
 from .helpers import HOST, digest_authorization, digest_get, rpc_device
@@ -477,3 +478,104 @@ async def test_em1data_reset_counters_resets_one_channel(
     assert [meter.counters(channel)[0] for channel in range(3)] == [100.0, 0.0, 100.0]
     async with session.get(f"{server.url}/rpc/EMData.ResetCounters?id=0") as reply:
         assert reply.status == 404  # no emdata:0 in the monophase profile
+
+
+async def test_notifications_carry_what_changed(
+    clock: Clock, session: aiohttp.ClientSession
+) -> None:
+    meter = SimulatedMeter("pro3em", clock=clock)
+    meter.set_power("a", 100)
+    server = MeterServer(meter)
+    await server.start()
+    try:
+        assert await server.notify_status() == 0  # nobody called the meter yet
+        async with session.ws_connect(f"http://{HOST}:{server.port}/rpc") as ws:
+            await ws.send_str(json.dumps({"id": 1, "src": "me", "method": "Shelly.GetStatus"}))
+            await ws.receive()
+            assert await server.notify_status() == 1  # the first: every meter component
+            first = json.loads((await ws.receive(timeout=2)).data)
+            assert (first["method"], first["dst"]) == ("NotifyStatus", "me")
+            assert set(first["params"]) == {"ts", "em:0", "emdata:0"}
+            assert first["params"]["em:0"] == RpcApi(meter).status(["em:0"])["em:0"]
+            assert await server.notify_status() == 0  # nothing changed: nothing sent
+            meter.set_power("b", 50)
+            assert await server.notify_status() == 1  # the power moved, the counters did not
+            assert set(json.loads((await ws.receive(timeout=2)).data)["params"]) == {
+                "ts",
+                "em:0",
+            }
+            clock.advance(3600)
+            assert await server.notify_status() == 1
+            params = json.loads((await ws.receive(timeout=2)).data)["params"]
+            assert params["ts"] == round(clock.now(), 2)
+            assert params["emdata:0"]["a_total_act_energy"] == 100.0
+            assert await server.notify_status(everything=True) == 1
+            assert set(json.loads((await ws.receive(timeout=2)).data)["params"]) == {
+                "ts",
+                "em:0",
+                "emdata:0",
+            }
+            assert await server.notify_status(full=True) == 1
+            full = json.loads((await ws.receive(timeout=2)).data)
+            assert full["method"] == "NotifyFullStatus"
+            assert {"sys", "wifi", "em:0", "emdata:0"} <= set(full["params"])
+            meter.set_online(False)
+            assert await server.notify_status(everything=True) == 0
+    finally:
+        await server.stop()
+    assert await server.notify_status(everything=True) == 0
+
+
+async def test_every_call_waits_for_the_meters_latency(
+    clock: Clock, session: aiohttp.ClientSession
+) -> None:
+    meter = SimulatedMeter("pro3em", clock=clock, rpc_latency_s=0.1)
+    server = MeterServer(meter)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    try:
+        began = loop.time()
+        async with session.get(f"{server.url}/rpc/Sys.GetStatus") as reply:
+            assert reply.status == 200
+        async with session.ws_connect(f"{server.url}/rpc") as ws:
+            for call in range(3):  # one at a time, as the device answers them
+                await ws.send_str(
+                    json.dumps({"id": call, "method": "EM.GetStatus", "params": {"id": 0}})
+                )
+            for _ in range(3):
+                await ws.receive(timeout=2)
+        assert 0.4 <= loop.time() - began < 1.5
+        began = loop.time()
+        async with session.get(f"{server.url}/shelly") as reply:  # no RPC: no wait
+            assert reply.status == 200
+        assert loop.time() - began < 0.1
+    finally:
+        await server.stop()
+
+
+async def test_data_csv_streams_at_the_download_rate(
+    clock: Clock, session: aiohttp.ClientSession
+) -> None:
+    meter = SimulatedMeter(
+        "pro3em", clock=clock, history_days=0.1, download_bytes_per_second=50_000
+    )
+    server = MeterServer(meter)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    try:
+        began = loop.time()
+        async with session.get(f"{server.url}/emdata/0/data.csv?add_keys=true") as reply:
+            body = await reply.read()
+        took = loop.time() - began
+        lines = body.decode().splitlines()
+        assert lines[0].split(",")[:2] == ["timestamp", "a_total_act_energy"]
+        assert len(lines) == 1 + 144
+        assert len(body) / 50_000 - 0.2 < took < len(body) / 50_000 + 1
+        meter.override_reply("error", method="data.csv", code=503, message="Busy")
+        async with session.get(f"{server.url}/emdata/0/data.csv") as reply:
+            assert (reply.status, await reply.text()) == (503, "Busy")
+        meter.data_csv = False
+        async with session.get(f"{server.url}/emdata/0/data.csv") as reply:
+            assert reply.status == 404
+    finally:
+        await server.stop()

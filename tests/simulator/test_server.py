@@ -185,3 +185,59 @@ async def test_fifty_meters_polled(clock: Clock, session: aiohttp.ClientSession)
         for _ in range(3):
             clock.advance(1)
             assert set(await asyncio.gather(*(poll(url) for url in urls))) == {200}
+
+
+async def test_control_api_tells_past_powers(clock: Clock, session: aiohttp.ClientSession) -> None:
+    simulator = Simulator(clock, control_port=0)
+    meter = simulator.add_meter("pro3em", mac="AABBCCDDEEFF", noise=True)
+    async with simulator:
+        start = int(clock.now())
+        powers = []
+        for _ in range(3):
+            powers.append(meter.state().channels[1].power)
+            clock.advance(1)
+        url = f"{simulator.control_url}/meters/AABBCCDDEEFF/power"
+        query = {"channel": "b", "start": str(start), "end": str(start + 3)}
+        async with session.get(url, params=query) as reply:
+            assert await reply.json() == powers
+        for bad in ({"start": "x", "end": "1"}, {"start": "0", "end": "100000"}, {}):
+            async with session.get(url, params=bad) as reply:
+                assert reply.status == 400
+        async with session.get(f"{simulator.control_url}/meters/001122334455/power") as reply:
+            assert reply.status == 404
+
+
+def test_command_line_of_a_realistic_meter() -> None:
+    args = build_parser().parse_args(["--meter", "pro3em:noise=1:data_csv=0", "--meter", "proem50"])
+    assert (args.notify, args.rpc_latency, args.download_rate, args.noise) == (
+        1.0,
+        0.04,
+        1_000_000.0,
+        False,
+    )
+    simulator = build_simulator(args)
+    first, second = simulator.meters
+    assert (first.noise, first.data_csv, second.noise, second.data_csv) == (
+        True,
+        False,
+        False,
+        True,
+    )
+    assert (first.rpc_latency_s, first.download_bytes_per_second) == (0.04, 1_000_000.0)
+    quiet = build_simulator(
+        build_parser().parse_args(
+            [
+                "--meter",
+                "pro3em",
+                "--notify",
+                "0",
+                "--rpc-latency",
+                "0",
+                "--download-rate",
+                "0",
+                "--noise",
+            ]
+        )
+    )
+    assert (quiet.meters[0].rpc_latency_s, quiet.meters[0].download_bytes_per_second) == (0.0, None)
+    assert quiet.meters[0].noise

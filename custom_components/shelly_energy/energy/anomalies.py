@@ -235,6 +235,9 @@ class SupplyStatus:
         return self.anomalies[0] if self.anomalies else None
 
 
+_NO_ANOMALY = SupplyStatus()
+
+
 class _Level(Enum):
     """Where a reading stands against a limit and its margin."""
 
@@ -290,6 +293,17 @@ class _Condition:
         self._start_delay = limits.start_delay
         self._clear_delay = limits.clear_delay
         self._episode: _Episode | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Return whether nothing is pending or in progress: only a reading beyond can start it."""
+        return self._episode is None
+
+    @property
+    def in_progress(self) -> bool:
+        """Return whether the anomaly is in progress (cheaper than `active`)."""
+        episode = self._episode
+        return episode is not None and episode.active
 
     @property
     def active(self) -> ActiveAnomaly | None:
@@ -356,6 +370,10 @@ class _PhaseSupply:
         self._overvoltage = _Condition(AnomalyType.OVERVOLTAGE, phase, limits)
         self._undervoltage = _Condition(AnomalyType.UNDERVOLTAGE, phase, limits)
         self._spike_armed = True
+        # A voltage in [_normal_low, _normal_high] is beyond no limit: it starts nothing.
+        self._normal_low = max(limits.interruption, limits.undervoltage)
+        self._normal_high = limits.overvoltage
+        self._overvoltage_clear = limits.overvoltage_clear
 
     @property
     def conditions(self) -> tuple[_Condition, ...]:
@@ -371,6 +389,18 @@ class _PhaseSupply:
                 event for condition in self.conditions for event in condition.observe(now, None)
             ]
         voltage = reading.voltage
+        if (
+            not reading.flags
+            and self._normal_low <= voltage <= self._normal_high
+            and self.interruption.idle
+            and self._overvoltage.idle
+            and self._undervoltage.idle
+        ):
+            # Nothing pending and a normal voltage (every reading: most of the time): nothing
+            # can start, end or spike.
+            if voltage <= self._overvoltage_clear:
+                self._spike_armed = True
+            return []
         limits = self._limits
         events = []
         if self._spike_armed and voltage > limits.spike:
@@ -414,6 +444,10 @@ class AnomalyDetector:
 
     def __init__(self, limits: AnomalyLimits, *, seen_voltage: Iterable[str] = ()) -> None:
         self._limits = limits
+        # The limits read at every update, computed once.
+        self._interruption = limits.interruption
+        self._frequency_low = limits.frequency_low
+        self._frequency_high = limits.frequency_high
         self._seen_voltage = set(seen_voltage)
         self._phases: dict[str, _PhaseSupply] = {}
         self._frequency = _Condition(AnomalyType.FREQUENCY_DEVIATION, None, limits)
@@ -430,15 +464,14 @@ class AnomalyDetector:
         Return the new events: ends (RESTORED) first, then starts and spikes, each in phase
         order with the meter-wide ones last, so the last event tells what is happening now.
         """
-        limits = self._limits
         readings = (
             {} if snapshot is None else {reading.id: reading for reading in snapshot.channels}
         )
         for reading in readings.values():
-            if reading.voltage is not None and reading.voltage >= limits.interruption:
+            if reading.voltage is not None and reading.voltage >= self._interruption:
                 self._seen_voltage.add(reading.id)
             if reading.id not in self._phases:
-                self._phases[reading.id] = _PhaseSupply(reading.id, limits)
+                self._phases[reading.id] = _PhaseSupply(reading.id, self._limits)
         events = [
             event
             for phase, supply in self._phases.items()
@@ -446,6 +479,8 @@ class AnomalyDetector:
         ]
         events += self._frequency.observe(now, self._frequency_reading(readings.values()))
         events += self._imbalance.observe(now, self._imbalance_reading(readings.values()))
+        if not events:
+            return events
         events.sort(key=lambda event: event.type is not AnomalyType.RESTORED)
         active = tuple(dict.fromkeys(anomaly.type for anomaly in self.status().anomalies))
         return [replace(event, active=active) for event in events]
@@ -461,24 +496,32 @@ class AnomalyDetector:
             supplies = [self._phases[phase]] if phase in self._phases else []
         conditions = [condition for supply in supplies for condition in supply.conditions]
         conditions += [self._frequency, self._imbalance]
+        if not any(condition.in_progress for condition in conditions):
+            return _NO_ANOMALY
         active = [anomaly for condition in conditions if (anomaly := condition.active) is not None]
         active.sort(key=lambda anomaly: _SEVERITY.index(anomaly.type))
         return SupplyStatus(tuple(active))
 
     def _frequency_reading(self, readings: Iterable[ChannelReading]) -> _Reading | None:
-        """Read the frequency furthest from nominal among the phases that have voltage."""
+        """Read the frequency furthest from nominal among the phases that have voltage.
+
+        None (no evidence) also for a normal frequency while no deviation is pending: it could
+        not start one.
+        """
         limits = self._limits
         nominal = limits.nominal_frequency
-        frequencies = [
-            reading.frequency
-            for reading in readings
-            if reading.frequency is not None
-            and reading.voltage is not None
-            and reading.voltage >= limits.interruption
-        ]
-        if not frequencies:
+        worst: float | None = None
+        furthest = -1.0
+        for channel in readings:
+            frequency, voltage = channel.frequency, channel.voltage
+            if frequency is None or voltage is None or voltage < self._interruption:
+                continue
+            if (off := abs(frequency - nominal)) > furthest:
+                worst, furthest = frequency, off
+        if worst is None:
             return None
-        worst = max(frequencies, key=lambda frequency: abs(frequency - nominal))
+        if self._frequency.idle and self._frequency_low <= worst <= self._frequency_high:
+            return None
         if worst > nominal:
             reading = _above(worst, limits.frequency_high, limits.frequency_high_clear)
         else:
@@ -503,13 +546,15 @@ class AnomalyDetector:
         for reading in connected:
             if (
                 reading.voltage is None
-                or reading.voltage < limits.interruption
-                or self._phases[reading.id].interruption.active
+                or reading.voltage < self._interruption
+                or self._phases[reading.id].interruption.in_progress
             ):
                 return None
             voltages.append(reading.voltage)
         mean = sum(voltages) / len(voltages)
         imbalance = max(abs(voltage - mean) for voltage in voltages) / mean * 100
+        if self._imbalance.idle and imbalance <= limits.imbalance_percent:
+            return None  # could start nothing
         return _above(imbalance, limits.imbalance_percent, limits.imbalance_clear)
 
 
@@ -547,11 +592,12 @@ class DailyVoltageRange:
         elif phase not in self._seen_voltage:
             return
         current = self._ranges.get(phase)
-        self._ranges[phase] = (
-            VoltageRange(voltage, voltage)
-            if current is None
-            else VoltageRange(min(current.minimum, voltage), max(current.maximum, voltage))
-        )
+        if current is None:
+            self._ranges[phase] = VoltageRange(voltage, voltage)
+        elif not current.minimum <= voltage <= current.maximum:
+            self._ranges[phase] = VoltageRange(
+                min(current.minimum, voltage), max(current.maximum, voltage)
+            )
 
     def voltage_range(self, phase: str) -> VoltageRange | None:
         """Return the phase's range on the latest day, None before its first reading that day."""

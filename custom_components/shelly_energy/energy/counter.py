@@ -124,6 +124,8 @@ class Decision:
 
 def counter_value(value: object) -> float | None:
     """Return a reading as a counter value, None if it cannot be one."""
+    if type(value) is float:  # most readings: the quick way (NaN fails, infinity is above)
+        return value if 0 <= value <= MAX_COUNTER_WH else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)

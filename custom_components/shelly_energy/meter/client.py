@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,8 +140,11 @@ class MeterClient(Protocol):
     async def connect(self) -> MeterInfo:
         """Connect, check the device is an energy meter, and return what it is."""
 
+    def listen(self, on_push: Callable[[MeterSnapshot], None]) -> None:
+        """Hand every snapshot the meter pushes to `on_push`, as it arrives (Gen1: none)."""
+
     async def fetch(self) -> MeterSnapshot:
-        """Read the meter once, reconnecting when needed."""
+        """Read the meter's whole status once, reconnecting when needed."""
 
     async def set_switch(self, on: bool) -> None:
         """Switch the meter's relay output."""

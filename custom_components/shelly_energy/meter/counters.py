@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from operator import is_
 from typing import Any, Final
 
 from ..energy.counter import NOTABLE, Decision, EnergyCounter, Unaccounted, Verdict
-from .snapshot import TOTAL_ID, ChannelReading, MeterSnapshot
+from .snapshot import TOTAL_ID, MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class MeterCounters:
         self._spans: list[CounterSpan] = []
         self._seq = 0
         self._rejecting: set[str] = set()  # counters whose last reading was rejected
+        self._keys: dict[str, tuple[str, str]] = {}  # each reading's (import, export) keys
         self._boot: float | None = None  # when the meter last started (its clock)
 
     @property
@@ -99,24 +101,38 @@ class MeterCounters:
             rebooted = self._boot is not None and boot > self._boot + BOOT_TOLERANCE_S
             self._boot = boot
         urgent = rebooted
+        total = snapshot.total
+        readings = snapshot.channels if total is None else (*snapshot.channels, total)
+        published = []
+        for reading in readings:
+            keys = self._keys.get(reading.id)
+            if keys is None:
+                keys = self._keys[reading.id] = (
+                    counter_key(reading.id, True),
+                    counter_key(reading.id, False),
+                )
+            imported = self._read(keys[0], reading.energy_in, now, rebooted, away)
+            exported = self._read(keys[1], reading.energy_out, now, rebooted, away)
+            urgent = urgent or imported.offset_changed or exported.offset_changed
+            if imported.total != reading.energy_in or exported.total != reading.energy_out:
+                reading = reading.with_energies(imported.total, exported.total)  # noqa: PLW2901
+            published.append(reading)
+        if all(map(is_, published, readings)):
+            return snapshot, urgent
+        if total is None:
+            return replace(snapshot, channels=tuple(published)), urgent
+        return replace(snapshot, channels=tuple(published[:-1]), total=published[-1]), urgent
 
-        def published(reading: ChannelReading) -> ChannelReading:
-            nonlocal urgent
-            totals = []
-            for imported, raw in ((True, reading.energy_in), (False, reading.energy_out)):
-                key = counter_key(reading.id, imported)
-                counter = self._counter(key)
-                decision = counter.read(raw, now, rebooted=rebooted, away=away)
-                urgent |= decision.offset_changed
-                self._note(key, decision)
-                totals.append(decision.total)
-            if totals == [reading.energy_in, reading.energy_out]:
-                return reading
-            return replace(reading, energy_in=totals[0], energy_out=totals[1])
-
-        new_channels = tuple(published(reading) for reading in snapshot.channels)
-        total = None if snapshot.total is None else published(snapshot.total)
-        return replace(snapshot, channels=new_channels, total=total), urgent
+    def _read(
+        self, key: str, raw: float | None, now: float, rebooted: bool, away: bool
+    ) -> Decision:
+        """Have a counter decide on its reading; note what is notable."""
+        decision = self._counter(key).read(raw, now, rebooted=rebooted, away=away)
+        if decision.unaccounted is not None or decision.verdict in NOTABLE:
+            self._note(key, decision)
+        elif self._rejecting:  # what `_note` does for any other decision
+            self._rejecting.discard(key)
+        return decision
 
     def _note(self, key: str, decision: Decision) -> None:
         """Keep a span for the history; log a notable decision once, not at every poll."""

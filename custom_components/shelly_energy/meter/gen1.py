@@ -9,7 +9,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -195,6 +195,9 @@ class Gen1Client:
         identity = DeviceIdentity.from_shelly(await self._get("/shelly", auth=False))
         self._info = parse_settings(identity, await self._get("/settings"))
         return self._info
+
+    def listen(self, on_push: Callable[[MeterSnapshot], None]) -> None:
+        """Push nothing: a Gen1 meter is polled (its CoIoT push needs a UDP listener)."""
 
     async def fetch(self) -> MeterSnapshot:
         """Read /status once; after a restart, also /shelly for the firmware that runs now."""

@@ -1,7 +1,8 @@
 """The energy records meters keep on the device, in one vocabulary for every family.
 
-Gen2+ meters keep 1-minute records (5-minute on the 3EM-63 Gen3) read with `EMData` /
-`EM1Data.GetData`; Gen1 meters keep 10-minute buckets served as `em_data.csv`. Both become
+Gen2+ meters keep 1-minute records (5-minute on the 3EM-63 Gen3), read as `data.csv` downloads
+or with `EMData` / `EM1Data.GetData`; Gen1 meters keep 10-minute buckets served as
+`em_data.csv`. Both become
 `EnergyRecord`s: the Wh one record period moved, per channel, exactly as the device stored them.
 Nothing is corrected here (no reversed CTs, no deadband): the consumer applies the user's
 corrections, as it does to live readings.
@@ -139,11 +140,11 @@ class RecordMerger:
 class DataColumns:
     """Where each channel's energies sit in the rows of a `GetData` reply, found by its keys."""
 
-    __slots__ = ("_keys", "_names", "exported", "imported")
+    __slots__ = ("_keys", "exported", "imported", "names")
 
     def __init__(self, names: Sequence[tuple[str, str]]) -> None:
         """Look for these (imported, exported) key pairs, one per channel of the series."""
-        self._names = names
+        self.names = names
         self._keys: list[Any] | None = None
         self.imported: tuple[int, ...] = ()
         self.exported: tuple[int, ...] = ()
@@ -155,8 +156,8 @@ class DataColumns:
         if keys == self._keys:
             return
         try:
-            self.imported = tuple(keys.index(name) for name, _ in self._names)
-            self.exported = tuple(keys.index(name) for _, name in self._names)
+            self.imported = tuple(keys.index(name) for name, _ in self.names)
+            self.exported = tuple(keys.index(name) for _, name in self.names)
         except ValueError as err:
             raise MalformedReplyError("keys", "lacks the energy keys") from err
         self._keys = keys
@@ -205,6 +206,51 @@ def read_data_reply(
                 merger.drop(stamp)
             else:
                 merger.add(stamp, period, positions, imported, exported)
+
+
+def read_data_csv_line(
+    line: str,
+    columns: DataColumns,
+    positions: Sequence[int],
+    merger: RecordMerger,
+    garbage: GarbageLog,
+    *,
+    period: int,
+    since: int,
+    until: int,
+) -> None:
+    """Collect one record row of a Gen2+ `data.csv` stamped in [since, until) into `merger`.
+
+    A row is the record's stamp (unix seconds), then its values in the order of the header's
+    keys (`columns`); an empty cell is a value the meter does not have.
+    """
+    fields = line.split(",")
+    try:
+        stamp = int(fields[0])
+    except ValueError:
+        garbage.drop(None, line)
+        return
+    if not since <= stamp < until:
+        return
+    values = fields[1:]
+    imported = _csv_energies(values, columns.imported)
+    exported = _csv_energies(values, columns.exported)
+    if imported is None or exported is None:
+        garbage.drop(stamp, line)
+        merger.drop(stamp)
+    else:
+        merger.add(stamp, period, positions, imported, exported)
+
+
+def _csv_energies(cells: list[str], indices: tuple[int, ...]) -> list[float] | None:
+    """Return the energies at `indices` of a data.csv row; None unless every one is usable."""
+    values = []
+    for index in indices:
+        value = _csv_energy(cells[index]) if index < len(cells) else None
+        if value is None:
+            return None
+        values.append(value)
+    return values
 
 
 def _energies(row: Any, indices: tuple[int, ...]) -> list[float] | None:

@@ -2,21 +2,26 @@
 
 The three-phase profile reports `em:0` + `emdata:0`; single-phase channels report `em1:N` +
 `em1data:N`. Both parse into the same snapshot vocabulary.
+
+The meter pushes its status over the open WebSocket (`NotifyStatus`, about every second while
+values change): aioshelly merges each notification into the last full status, and the merged
+status parses into a snapshot like a polled one. `Shelly.GetStatus` reads the whole status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiohttp import ClientSession
+from aiohttp import ClientError, ClientSession, ClientTimeout, StreamReader
 from aioshelly.common import ConnectionOptions
 from aioshelly.const import DEVICE_IO_TIMEOUT
 from aioshelly.exceptions import InvalidAuthError, RpcCallError, ShellyError
-from aioshelly.rpc_device import RpcDevice
+from aioshelly.rpc_device import RpcDevice, RpcUpdateType
 from aioshelly.rpc_device.wsrpc import WsServer
 
 from .address import Address
@@ -25,6 +30,7 @@ from .client import (
     DeviceIdentity,
     error_text,
 )
+from .digest import DigestAuth
 from .errors import (
     MalformedReplyError,
     MeterAuthError,
@@ -42,6 +48,7 @@ from .records import (
     EnergyRecord,
     GarbageLog,
     RecordMerger,
+    read_data_csv_line,
     read_data_reply,
 )
 from .snapshot import (
@@ -66,11 +73,18 @@ from .values import (
     timestamp,
 )
 
+_LOGGER = logging.getLogger(__name__)
+
 MAX_CHANNELS = 3
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
 # Records gathered (from every series) before a batch is yielded: the consumer handles a batch
 # in one go on the event loop, so batches stay small enough to take a few milliseconds.
 RECORDS_PER_BATCH = 250
+# Records downloaded as one data.csv: a day of 1-minute records (about 0.5 MB for a Pro 3EM).
+CSV_WINDOW_PERIODS = 1440
+# A data.csv streams for seconds at a real device's speed, but never stays silent long.
+CSV_TIMEOUT = ClientTimeout(total=None, sock_connect=10, sock_read=30)
+CSV_LINES_PER_TURN = 500  # lines parsed between two turns of the event loop
 # RPC errors of a device that has no such data component: no handler (404), no such id (-105).
 _NO_COMPONENT_CODES = frozenset({404, -105})
 
@@ -105,12 +119,20 @@ def layout(status: Mapping[str, Any]) -> tuple[ChannelKind, tuple[str, ...]] | N
     return (ChannelKind.CHANNEL, channels) if channels else None
 
 
-def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> MeterSnapshot:
+def parse_status(
+    status: Mapping[str, Any],
+    info: MeterInfo,
+    now: float,
+    clock: tuple[float, int | None] | None = None,
+) -> MeterSnapshot:
     """Parse a Shelly.GetStatus reply into a snapshot of the meter as it was set up.
 
-    A status of another layout (the profile changed, or the device flips between two) reads
-    None for every component the set-up layout has and the status lacks, and says what
-    changed. Raises MalformedReplyError when the status holds no meter component at all.
+    The time and uptime are the status's own (`sys`; `now` before the meter synced its clock),
+    or `clock` for a status whose `sys` is older than its measurements (a notification merged
+    into the last full status). A status of another layout (the profile changed, or the device
+    flips between two) reads None for every component the set-up layout has and the status
+    lacks, and says what changed. Raises MalformedReplyError when the status holds no meter
+    component at all.
     """
     found = layout(status)
     if found is None:
@@ -118,6 +140,13 @@ def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> Mete
             "em:0" if info.three_phase else "em1:0", "is missing: no energy meter component"
         )
     system = mapping(status.get("sys"))
+    if clock is None:
+        at, uptime = (
+            timestamp(system.get("unixtime")) or now,
+            integer(system.get("uptime"), 0, MAX_UPTIME_S),
+        )
+    else:
+        at, uptime = clock
     if info.three_phase:
         channels, total, neutral, errors = _parse_three_phase(status)
     else:
@@ -126,20 +155,22 @@ def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> Mete
     updates = system.get("available_updates")
     # Wired (Ethernet) devices report rssi 0: that is no signal strength.
     rssi = integer(mapping(status.get("wifi")).get("rssi"), MIN_RSSI, -1)
-    reported = replace(
-        info, channel_kind=found[0], channel_ids=found[1], has_switch="switch:0" in status
-    )
+    has_switch = "switch:0" in status
+    changed = None
+    if found != (info.channel_kind, info.channel_ids) or has_switch != info.has_switch:
+        reported = replace(info, channel_kind=found[0], channel_ids=found[1], has_switch=has_switch)
+        changed = info.change_to(reported)
     return MeterSnapshot(
-        time=timestamp(system.get("unixtime")) or now,
+        time=at,
         channels=channels,
         total=total,
         neutral_current=neutral,
         switch_on=flag(switch.get("output")) if isinstance(switch, dict) else None,
         errors=errors,
         rssi=rssi,
-        uptime=integer(system.get("uptime"), 0, MAX_UPTIME_S),
+        uptime=uptime,
         update_available="stable" in updates if isinstance(updates, dict) else None,
-        changed=info.change_to(reported),
+        changed=changed,
     )
 
 
@@ -353,7 +384,7 @@ class _MeterDevice(RpcDevice):
 
 
 class RpcClient:
-    """One WebSocket connection to a Gen2+ meter, polled with Shelly.GetStatus."""
+    """One WebSocket connection to a Gen2+ meter: its notifications, and Shelly.GetStatus."""
 
     def __init__(self, session: ClientSession, address: Address, credentials: Credentials) -> None:
         """Prepare the connection; nothing is sent before connect()."""
@@ -363,7 +394,18 @@ class RpcClient:
         self._device: RpcDevice | None = None
         self._info: MeterInfo | None = None
         self._change: MeterChange | None = None  # seen when connecting again
-        self._unread_status: dict[str, Any] | None = None  # read while connecting, not polled
+        self._unread = False  # the status read while connecting is the next fetch's
+        self._on_push: Callable[[MeterSnapshot], None] | None = None
+        self._pushed: MeterSnapshot | None = None  # the latest pushed snapshot
+        self._pushes = 0  # how many notifications became snapshots
+        # When the meter started, as the last full status read told (its time less its uptime):
+        # a notification carries no uptime, it is the time since then.
+        self._boot: float | None = None
+        self._time = 0.0  # of the latest snapshot: the next is never earlier
+        self._csv = True  # records come as data.csv downloads until the meter serves none
+        self._digest = (
+            DigestAuth(RPC_USERNAME, credentials.password) if credentials.password else None
+        )
 
     @property
     def info(self) -> MeterInfo:
@@ -388,8 +430,10 @@ class RpcClient:
             username=RPC_USERNAME if password else None,
             password=password,
         )
-        # aioshelly 13 needs a WsServer to subscribe to; it is never started (we poll).
+        # aioshelly 13 needs a WsServer to subscribe to (for devices that connect to us); it is
+        # never started: the meter's notifications come over the WebSocket we open.
         device = self._device = _MeterDevice(WsServer(), self._session, options)
+        device.subscribe_updates(self._updated)
         try:
             await device.initialize()
             info = meter_info(device.shelly, device.status)
@@ -406,22 +450,80 @@ class RpcClient:
             self._info = info
         else:
             self._change = self._info.change_to(info)
-        self._unread_status = device.status
+        self._unread = True
         return info
 
-    async def fetch(self) -> MeterSnapshot:
-        """Poll Shelly.GetStatus, connecting first when the WebSocket was lost.
+    def listen(self, on_push: Callable[[MeterSnapshot], None]) -> None:
+        """Hand every snapshot the meter pushes to `on_push`, as it arrives."""
+        self._on_push = on_push
 
-        The status read while connecting is the first poll's: a reconnection costs no
-        extra request, and a setup's first poll is the status the setup saw.
+    async def fetch(self) -> MeterSnapshot:
+        """Read the whole status (Shelly.GetStatus), connecting first when the WebSocket was lost.
+
+        The status read while connecting is the first fetch's: a reconnection costs no extra
+        request, and a setup's first reading is the status the setup saw. When the meter
+        pushed a reading while the reply was on its way, that reading may be the newer one:
+        the snapshot carries its measurements (readings never go back in time), with the rest
+        of the status as read.
         """
         if self._device is None or not self._device.connected:
             await self.connect()
-        status, self._unread_status = self._unread_status, None
-        if status is None:
-            status = await self.call("Shelly.GetStatus", None)
+        device = self._device
+        assert device is not None
+        pushes = self._pushes
+        if not self._unread:
+            # aioshelly keeps the status it reads: later notifications merge into it.
+            await self._rpc("Shelly.GetStatus", device.update_status())
+        self._unread = False
+        status = device.status
         snapshot = parse_status(status, self.info, time.time())
-        return snapshot if self._change is None else replace(snapshot, changed=self._change)
+        self._boot = None if snapshot.uptime is None else snapshot.time - snapshot.uptime
+        pushed = self._pushed
+        if pushed is not None and self._pushes != pushes:
+            snapshot = replace(
+                snapshot,
+                channels=pushed.channels,
+                total=pushed.total,
+                neutral_current=pushed.neutral_current,
+                switch_on=pushed.switch_on,
+                errors=pushed.errors,
+            )
+        return self._in_order(snapshot)
+
+    def _updated(self, device: RpcDevice, update_type: RpcUpdateType) -> None:
+        """Turn a status notification into a snapshot and hand it on, within this loop turn.
+
+        aioshelly has merged the notification into the last full status. Its stamp (`ts`) is
+        the meter's clock; the uptime is the time since the start the last read told.
+        """
+        on_push, info = self._on_push, self._info
+        if update_type is not RpcUpdateType.STATUS or device is not self._device:
+            return
+        if on_push is None or info is None:
+            return
+        status = device.status
+        now = time.time()
+        at = max(timestamp(status.get("ts")) or now, self._time)
+        uptime = None if self._boot is None else max(int(at - self._boot), 0)
+        try:
+            snapshot = self._in_order(parse_status(status, info, now, (at, uptime)))
+        except MeterError as err:
+            _LOGGER.debug("%s: a notification left no usable status: %s", self._address, err)
+            return
+        self._pushed = snapshot
+        self._pushes += 1
+        on_push(snapshot)
+
+    def _in_order(self, snapshot: MeterSnapshot) -> MeterSnapshot:
+        """Return the snapshot never before the last one in time, as the meter now is."""
+        if snapshot.time < self._time or self._change is not None:
+            snapshot = replace(
+                snapshot,
+                time=max(snapshot.time, self._time),
+                changed=self._change or snapshot.changed,
+            )
+        self._time = snapshot.time
+        return snapshot
 
     async def set_switch(self, on: bool) -> None:
         """Switch the relay output of a Pro EM / EM Gen3 / Gen4."""
@@ -431,11 +533,13 @@ class RpcClient:
         """Yield the stored records from `since` (None: all), oldest first, in batches.
 
         `GetRecords` tells where the blocks of records are (nothing is asked of the holes
-        between them); `GetData` then pages through them a few rows per call, one call in
-        flight at a time. The three-phase profile keeps one series (`EMData`) for the phases,
-        other layouts one (`EM1Data`) per channel, merged here by stamp. Records stamped
-        before the meter synced its clock and rows without usable energy are left out;
-        nothing else is changed (the consumer applies the user's corrections).
+        between them). The records of each window are downloaded as `data.csv` (a day's
+        records at once); a meter that serves no usable CSV is paged with `GetData` instead,
+        a few rows per call (a real Pro 3EM answers 6), one call in flight at a time. The
+        three-phase profile keeps one series (`EMData`) for the phases, other layouts one
+        (`EM1Data`) per channel, merged here by stamp. Records stamped before the meter synced
+        its clock and rows without usable energy are left out; nothing else is changed (the
+        consumer applies the user's corrections).
         """
         if self._info is None:
             await self.connect()
@@ -450,13 +554,117 @@ class RpcClient:
         for first, end, period in _merge_spans(spans):
             window = max(first, start)
             while window < end:
-                window_end = min(end, window + RECORDS_PER_BATCH * period)
+                periods = CSV_WINDOW_PERIODS if self._csv else RECORDS_PER_BATCH
+                window_end = min(end, window + periods * period)
                 for one in series:
-                    await self._read_span(one, window, window_end, merger, garbage)
-                if batch := merger.take():
-                    yield batch
-                    del batch  # not kept while the next window is read (see RecordMerger)
+                    if not (
+                        self._csv
+                        and await self._download_span(
+                            one, merger, garbage, first=window, end=window_end, period=period
+                        )
+                    ):
+                        await self._read_span(one, window, window_end, merger, garbage)
+                batch = merger.take()
+                for first_record in range(0, len(batch), RECORDS_PER_BATCH):
+                    yield batch[first_record : first_record + RECORDS_PER_BATCH]
+                del batch  # not kept while the next window is read (see RecordMerger)
                 window = window_end
+
+    async def _download_span(
+        self,
+        series: RecordSeries,
+        merger: RecordMerger,
+        garbage: GarbageLog,
+        *,
+        first: int,
+        end: int,
+        period: int,
+    ) -> bool:
+        """Download one series' records stamped in [first, end) as data.csv into `merger`.
+
+        Return False, having collected nothing, when the meter serves no usable data.csv (it
+        is then read with GetData from now on). Raises MeterAuthError for refused credentials
+        and MeterConnectionError when the download fails.
+        """
+        path = f"/{series.namespace.lower()}/{series.ident}/data.csv"
+        url = self._address.url(path).with_query(ts=first, end_ts=end - 1, add_keys="true")
+        try:
+            for attempt in range(2):
+                authorization = (
+                    None
+                    if self._digest is None
+                    else self._digest.authorization("GET", url.raw_path_qs)
+                )
+                async with self._session.get(
+                    url,
+                    headers=None if authorization is None else {"Authorization": authorization},
+                    timeout=CSV_TIMEOUT,
+                ) as response:
+                    if response.status == 401:
+                        if (
+                            attempt == 0
+                            and self._digest is not None
+                            and self._digest.challenged(response.headers.get("WWW-Authenticate"))
+                        ):
+                            continue  # answer the challenge (a first or a stale nonce)
+                        raise MeterAuthError("the meter refused the password")
+                    if response.status != 200:
+                        return self._no_csv(f"GET {path} answered HTTP {response.status}")
+                    return await self._read_csv(
+                        response.content,
+                        series,
+                        merger,
+                        garbage,
+                        first=first,
+                        end=end,
+                        period=period,
+                    )
+        except (ClientError, TimeoutError, OSError) as err:
+            raise MeterConnectionError(f"GET {path} failed: {error_text(err)}") from err
+        return self._no_csv(f"GET {path} was refused twice")  # pragma: no cover - loop exits
+
+    async def _read_csv(
+        self,
+        content: StreamReader,
+        series: RecordSeries,
+        merger: RecordMerger,
+        garbage: GarbageLog,
+        *,
+        first: int,
+        end: int,
+        period: int,
+    ) -> bool:
+        """Parse a data.csv as it arrives; return False (nothing collected) when it is none."""
+        header = (await content.readline()).decode(errors="replace").strip()
+        columns = DataColumns(series.columns.names)
+        try:
+            columns.update(header.split(",")[1:])
+        except MalformedReplyError as err:
+            return self._no_csv(f"data.csv begins with no keys: {err}")
+        lines = 0
+        async for raw in content:
+            lines += 1
+            if not lines % CSV_LINES_PER_TURN:
+                # A fast (or buffered) download must not hold the event loop.
+                await asyncio.sleep(0)
+            if line := raw.decode(errors="replace").strip():
+                read_data_csv_line(
+                    line,
+                    columns,
+                    series.positions,
+                    merger,
+                    garbage,
+                    period=period,
+                    since=first,
+                    until=end,
+                )
+        return True
+
+    def _no_csv(self, why: str) -> bool:
+        """Read records with GetData from now on: the meter serves no usable data.csv."""
+        _LOGGER.debug("%s: reading records with GetData: %s", self._address, why)
+        self._csv = False
+        return False
 
     async def _blocks(self, series: RecordSeries, start: int) -> list[tuple[int, int, int]]:
         """Return the (first stamp, end stamp, period) of a series' blocks ending after `start`."""
@@ -509,20 +717,25 @@ class RpcClient:
         if self._device is None or not self._device.connected:
             await self.connect()
         assert self._device is not None
-        self._unread_status = None  # old by the time a poll would use it
-        try:
-            result = await self._device.call_rpc(method, params)
-        except InvalidAuthError as err:
-            raise MeterAuthError("the meter refused the password") from err
-        except (ShellyError, OSError) as err:
-            raise MeterConnectionError(f"{method} failed: {error_text(err)}") from err
+        self._unread = False  # old by the time a fetch would use it
+        result = await self._rpc(method, self._device.call_rpc(method, params))
         if not isinstance(result, dict):
             raise MeterConnectionError(f"{method} answered {type(result).__name__}, not an object")
         return result
 
+    @staticmethod
+    async def _rpc[T](method: str, call: Awaitable[T]) -> T:
+        """Await an aioshelly call, its errors turned into ours."""
+        try:
+            return await call
+        except InvalidAuthError as err:
+            raise MeterAuthError("the meter refused the password") from err
+        except (ShellyError, OSError) as err:
+            raise MeterConnectionError(f"{method} failed: {error_text(err)}") from err
+
     async def close(self) -> None:
         """Close the WebSocket."""
-        self._unread_status = None
+        self._unread = False
         if self._device is not None:
             device, self._device = self._device, None
             await device.shutdown()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 
 
 class ChannelKind(StrEnum):
@@ -40,6 +41,22 @@ class ChannelReading:
     energy_out: float | None = None
     flags: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+
+    def with_energies(self, energy_in: float | None, energy_out: float | None) -> ChannelReading:
+        """Return the reading with other energy counters.
+
+        What `dataclasses.replace` does, at half the cost: the counters do it for every reading.
+        """
+        values = list(_reading_values(self))
+        values[_ENERGY_IN] = energy_in
+        values[_ENERGY_IN + 1] = energy_out
+        return ChannelReading(*values)
+
+
+# Every field of a reading, in order, and where its energy counters are.
+_reading_values = attrgetter(*ChannelReading.__slots__)
+_ENERGY_IN = ChannelReading.__slots__.index("energy_in")
+assert ChannelReading.__slots__[_ENERGY_IN + 1] == "energy_out"
 
 
 @dataclass(frozen=True, slots=True)

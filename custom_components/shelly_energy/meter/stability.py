@@ -39,6 +39,17 @@ class ChangeWatch:
 
         `can_set_up` False (while the meter is being set up) notes without setting up again.
         """
+        if (
+            change is None
+            and self._seen is None
+            and self._seen_polls
+            and self.unstable is None
+            and not self._flips
+            and not self._setups
+        ):
+            # Steady, with nothing to forget (every reading of a meter that is as set up).
+            self._seen_polls += 1
+            return False
         if self._seen_polls and change == self._seen:
             self._seen_polls += 1
         else:

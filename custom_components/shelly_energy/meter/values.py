@@ -27,6 +27,8 @@ def number(value: Any) -> float | None:
     A zero is always +0.0: devices send -0.0 (a CT with nothing flowing), which would show as
     "-0.0 W".
     """
+    if type(value) is float:  # most fields: the quick way
+        return value + 0.0 if math.isfinite(value) else None  # -0.0 + 0.0 is +0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
