@@ -198,6 +198,25 @@ def test_an_hourly_settlement_books_each_hours_net() -> None:
     assert settlement.provisional == {}
 
 
+def test_the_readmes_quarter_hour_example() -> None:
+    """README, "Settlement periods": one phase, 5-minute steps, an hour of quarters (Wh)."""
+    steps = [3000, -1500, -1500, -2000, -2000, -2000, 1000, 1000, 1000, 0, 0, 600]  # W
+    minutes: list[Minute] = [
+        (max(watts, 0) / 60, max(-watts, 0) / 60) for watts in steps for _ in range(5)
+    ]
+    start = ts(2025, 6, 1, 10)
+    quarters = GridSettlement(PeriodClock(15, UTC))
+    closed = feed(quarters, start, minutes, every=5)
+    assert [p.amount for p in closed] == pytest.approx([0.0, -500.0, 250.0, 50.0])
+    assert (quarters.imported, quarters.exported) == pytest.approx((300.0, 500.0))
+    hours = GridSettlement(PeriodClock(60, UTC))
+    feed(hours, start, minutes, every=5)
+    assert (hours.imported, hours.exported) == pytest.approx((0.0, 200.0))
+    # Per phase, the metering counted 550 Wh in and 750 Wh out.
+    assert sum(m[0] for m in minutes) == pytest.approx(550.0)
+    assert sum(m[1] for m in minutes) == pytest.approx(750.0)
+
+
 def test_the_running_periods_net_and_time_left() -> None:
     settlement = GridSettlement(PeriodClock(15, UTC))
     start = ts(2025, 6, 1, 10)
