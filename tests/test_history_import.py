@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from custom_components.shelly_energy.const import (
     CONF_DEMAND_PERIOD,
     CONF_GRID,
     CONF_GRID_METERING,
+    CONF_GRID_SENSOR,
     CONF_KIND,
     CONF_LOAD,
     CONF_PEAK_DAYS,
@@ -653,6 +655,56 @@ async def test_site_history(
         assert response is not None
         assert response["hours"] == 0
     assert reader.calls[-1] == int(datetime(2025, 5, 30, 7, tzinfo=UTC).timestamp())
+
+
+async def test_a_site_on_a_grid_power_sensor_gets_the_history_its_records_tell(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The grid is a P1 meter's power in Home Assistant: its load's history from the records."""
+    meter, _ = await add_meter(
+        hass, simulator, reader, wiring=["grid@a", "solar@a", "load@b"], history_days=1
+    )
+    hass.states.async_set(
+        "sensor.p1_power", "300", {"unit_of_measurement": "W", "device_class": "power"}
+    )
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID_SENSOR: "sensor.p1_power",
+            "solar": [f"{meter.mac}:c"],
+            CONF_LOAD: [f"{meter.mac}:b"],
+        },
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    history = site.runtime_data.history
+    assert history is not None
+    assert history.progress.status == "done"
+    records = device_records(meter)
+    assert await bars(hass, "sensor.home_meter_phase_b_energy") == pytest.approx(
+        expected_hours(records, 1), abs=1e-6
+    )
+    # The site's flows need the grid's energy: none from the records.
+    for name in ("grid_import", "grid_export", "solar", "consumption", "self_consumed_solar"):
+        assert await rows(hass, f"sensor.home_{name}_energy") == [], name
+    # The hourly runs go on without a word.
+    freezer.tick(timedelta(hours=1))
+    async_fire_time_changed(hass)
+    await settle(hass)
+    assert history.progress.status == "done"
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("custom_components") and r.levelno >= logging.WARNING
+    ] == []
 
 
 async def test_site_history_of_loads(

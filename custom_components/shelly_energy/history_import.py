@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -49,7 +49,13 @@ from .const import (
     EVENT_HISTORY_IMPORTED,
     HISTORY_CHECK_INTERVAL,
 )
-from .coordinator import MeterCoordinator, SiteCoordinator, load_series, loaded_meters
+from .coordinator import (
+    SENSOR_METER_ID,
+    MeterCoordinator,
+    SiteCoordinator,
+    load_series,
+    loaded_meters,
+)
 from .devices import entry_device
 from .energy.counter import Unaccounted
 from .energy.history_plan import (
@@ -754,7 +760,17 @@ class SiteHistory(_History):
         """Prepare the history of a loaded site."""
         super().__init__(hass, entry)
         self.coordinator = coordinator
-        config = coordinator.config
+        # A Home Assistant power sensor in the grid role keeps no records: only the loads get
+        # history then (the site's flows need the grid's energy).
+        config = self._config = replace(
+            coordinator.config,
+            roles={
+                ref: role
+                for ref, role in coordinator.config.roles.items()
+                if ref.meter_id != SENSOR_METER_ID
+            },
+        )
+        self._grid_recorded = config.has_role(Role.GRID)
         self._balance_meter_ids = {
             ref.meter_id
             for ref, role in config.roles.items()
@@ -773,7 +789,9 @@ class SiteHistory(_History):
         self._periods: RecordPeriods | None = None  # their settlement and demand periods
 
     def _series(self) -> tuple[str, ...]:
-        return (*site_series(), *self._loads)
+        # Without the grid's records the site's flows start nowhere (their first live hour
+        # comes with the consumption, which needs the grid): its loads start at their own.
+        return (*site_series(), *self._loads) if self._grid_recorded else tuple(self._loads)
 
     def _unique_id_prefix(self) -> str:
         return self.entry.entry_id
@@ -831,9 +849,7 @@ class SiteHistory(_History):
                 continue
             meters[meter_id] = intervals
         self._intervals = meters
-        site_hours = SiteHours(
-            self.coordinator.config, meters, self._loads, dt_util.get_default_time_zone()
-        )
+        site_hours = SiteHours(self._config, meters, self._loads, dt_util.get_default_time_zone())
         for _ in site_hours.steps():
             await asyncio.sleep(0)  # let the event loop breathe between chunks
         self._periods = site_hours.periods
@@ -853,10 +869,12 @@ class SiteHistory(_History):
             return 0.0
         if (load := self._loads.get(key)) is not None:
             return load_energy_between(self._intervals, *load, start, end)
-        flows = site_energy_between(self.coordinator.config, self._intervals, start, end)
+        flows = site_energy_between(self._config, self._intervals, start, end)
         return float(getattr(flows, _SITE_FIELDS[key]))
 
     def _records_wanted(self) -> tuple[float, float] | None:
+        if not self._grid_recorded:
+            return None  # no periods to rebuild: the records do not tell the grid
         return self.coordinator.accumulator.records_wanted()
 
     async def _async_rebuild(self) -> dict[str, dict[int, float]]:
@@ -915,7 +933,7 @@ class SiteHistory(_History):
             return {}
         records_end = min(intervals.end for intervals in self._intervals.values())
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
-        roles = self.coordinator.config.roles
+        roles = self._config.roles
         load_keys = {load: key for key, load in self._loads.items()}
         # The counters of one meter that failed together (a reboot): one span of the site.
         faulted: dict[tuple[float, float], dict[ChannelRef, list[float | None]]] = {}
@@ -946,7 +964,7 @@ class SiteHistory(_History):
                 _merge(corrections, series, missed)
         for (start, stop), channels in faulted.items():
             fixes = site_span_corrections(
-                self.coordinator.config,
+                self._config,
                 self._intervals,
                 {ref: (pair[0], pair[1]) for ref, pair in channels.items()},
                 start,
