@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 from unittest.mock import MagicMock, PropertyMock, patch
 
+import aiohasupervisor  # noqa: F401  (see below)
 import pytest
 import pytest_socket
 from freezegun.api import FrozenDateTimeFactory
@@ -23,6 +24,9 @@ from custom_components.shelly_energy.const import CONF_GENERATION, CONF_MODEL, D
 from simulator import Clock, SimulatedMeter, Simulator
 
 from .batteries import BROADCAST, LOOPBACK
+
+# aiohasupervisor is imported here, before any test freezes the clock: imported first under
+# freezegun (diagnostics import it), its mashumaro models name freezegun's datetime class and fail.
 
 # Property tests are the same on every run (CI stays deterministic) and leave no example
 # database behind; HYPOTHESIS_PROFILE=explore draws new examples, ten times as many.
