@@ -124,6 +124,7 @@ from .energy.site import ChannelRef, GridMetering
 from .energy.tariff import Tariff, TariffError
 from .export.emoncms import EmoncmsAuthError, EmoncmsError, clean_node_name
 from .export_entry import async_emoncms_client, default_node
+from .form_fields import number_box
 from .meter.address import DEFAULT_PORT, Address, InvalidAddressError
 from .meter.client import (
     Credentials,
@@ -529,23 +530,11 @@ class ShellyEnergyConfigFlow(ConfigFlow, domain=DOMAIN):
         }
 
 
-def _number(minimum: float, maximum: float, step: float, unit: str) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=minimum,
-            max=maximum,
-            step=step,
-            unit_of_measurement=unit,
-            mode=NumberSelectorMode.BOX,
-        )
-    )
-
-
 def supply_schema() -> vol.Schema:
     """Return the supply monitoring fields: nominal values and limits (EN 50160 defaults)."""
     defaults = AnomalyLimits()
-    percent = _number(0, 100, 0.1, "%")
-    seconds = _number(0, 3600, 1, "s")
+    percent = number_box(0, 100, "%", 0.1)
+    seconds = number_box(0, 3600, "s", 1)
     return vol.Schema(
         {
             vol.Required(CONF_NOMINAL_VOLTAGE, default=str(int(defaults.nominal_voltage))): (
@@ -606,14 +595,14 @@ class MeterOptionsFlow(OptionsFlow):
         channels = list(entry.runtime_data.coordinator.info.channel_ids)
         schema = vol.Schema(
             {
-                vol.Required(CONF_POLL_INTERVAL, default=DEFAULT_POLL_INTERVAL): _number(
-                    MIN_POLL_INTERVAL, MAX_POLL_INTERVAL, 1, "s"
+                vol.Required(CONF_POLL_INTERVAL, default=DEFAULT_POLL_INTERVAL): number_box(
+                    MIN_POLL_INTERVAL, MAX_POLL_INTERVAL, "s", 1
                 ),
                 vol.Required(CONF_REVERSED_CHANNELS, default=[]): SelectSelector(
                     SelectSelectorConfig(options=channels, multiple=True, translation_key="channel")
                 ),
-                vol.Required(CONF_DEADBAND, default=DEFAULT_DEADBAND): _number(
-                    0, MAX_DEADBAND, 0.1, "W"
+                vol.Required(CONF_DEADBAND, default=DEFAULT_DEADBAND): number_box(
+                    0, MAX_DEADBAND, "W", 0.1
                 ),
                 vol.Required(CONF_SUPPLY): section(supply_schema(), {"collapsed": True}),
             }
@@ -886,8 +875,8 @@ def export_schema() -> vol.Schema:
     """Return the export's interval and what it sends."""
     return vol.Schema(
         {
-            vol.Required(CONF_INTERVAL, default=DEFAULT_EXPORT_INTERVAL): _number(
-                MIN_EXPORT_INTERVAL, MAX_EXPORT_INTERVAL, 1, "s"
+            vol.Required(CONF_INTERVAL, default=DEFAULT_EXPORT_INTERVAL): number_box(
+                MIN_EXPORT_INTERVAL, MAX_EXPORT_INTERVAL, "s", 1
             ),
             vol.Required(CONF_VALUES, default=list(EXPORT_VALUES)): SelectSelector(
                 SelectSelectorConfig(
@@ -1020,12 +1009,12 @@ def virtual_meter_schema(sites: list[SelectOptionDict]) -> vol.Schema:
     """Return a virtual meter's options: site, model, transports, and how the value moves."""
     regulation = vol.Schema(
         {
-            vol.Required(CONF_SHARE, default=DEFAULT_SHARE): _number(1, 100, 1, "%"),
-            vol.Required(CONF_STALE_AFTER, default=DEFAULT_STALE_AFTER): _number(
-                MIN_STALE_AFTER, MAX_STALE_AFTER, 0.5, "s"
+            vol.Required(CONF_SHARE, default=DEFAULT_SHARE): number_box(1, 100, "%", 1),
+            vol.Required(CONF_STALE_AFTER, default=DEFAULT_STALE_AFTER): number_box(
+                MIN_STALE_AFTER, MAX_STALE_AFTER, "s", 0.5
             ),
-            vol.Required(CONF_SMOOTHING, default=0.0): _number(0, MAX_SMOOTHING, 0.5, "s"),
-            vol.Required(CONF_MAX_RATE, default=0.0): _number(0, MAX_RATE, 1, "W/s"),
+            vol.Required(CONF_SMOOTHING, default=0.0): number_box(0, MAX_SMOOTHING, "s", 0.5),
+            vol.Required(CONF_MAX_RATE, default=0.0): number_box(0, MAX_RATE, "W/s", 1),
         }
     )
     return vol.Schema(

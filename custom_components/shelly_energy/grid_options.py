@@ -11,7 +11,7 @@ Each is stored under its own key of the site's options, absent while off.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import voluptuous as vol
 from homeassistant.helpers.selector import (
@@ -51,6 +51,7 @@ from .energy.capacity import DEFAULT_DAYS, CapacitySettings, PeakRule
 from .energy.contract import ContractLimits, LimitEventType, TripRule
 from .energy.settlement import Settlement
 from .energy.tariff import BillingCycle, Tariff
+from .form_fields import number_box
 
 
 def capacity_schema() -> vol.Schema:
@@ -116,33 +117,23 @@ def capacity_settings(options: Mapping[str, Any]) -> CapacitySettings | None:
     )
 
 
-def _number(
-    minimum: float, maximum: float, unit: str, step: float | Literal["any"] = "any"
-) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=minimum,
-            max=maximum,
-            step=step,
-            unit_of_measurement=unit,
-            mode=NumberSelectorMode.BOX,
-        )
-    )
-
-
 def contract_schema() -> vol.Schema:
     """Return the contracted power form: the limits, the trip rules and the timings."""
     defaults = ContractLimits()
     schema: dict[vol.Marker, Any] = {
-        vol.Optional(CONF_CONTRACTED_POWER): _number(0.1, 10_000, "kW"),
-        vol.Optional(CONF_FUSE): _number(1, 10_000, "A"),
+        vol.Optional(CONF_CONTRACTED_POWER): number_box(0.1, 10_000, "kW"),
+        vol.Optional(CONF_FUSE): number_box(1, 10_000, "A"),
     }
     for number in range(1, TRIP_RULES + 1):
-        schema[vol.Optional(f"rule_{number}_above")] = _number(0, 1000, "%")
-        schema[vol.Optional(f"rule_{number}_after")] = _number(0, 1440, "min")
-    schema[vol.Required(CONF_START_DELAY, default=defaults.start_delay)] = _number(0, 3600, "s", 1)
-    schema[vol.Required(CONF_CLEAR_DELAY, default=defaults.clear_delay)] = _number(0, 3600, "s", 1)
-    schema[vol.Required(CONF_MARGIN, default=defaults.margin_percent)] = _number(0, 50, "%")
+        schema[vol.Optional(f"rule_{number}_above")] = number_box(0, 1000, "%")
+        schema[vol.Optional(f"rule_{number}_after")] = number_box(0, 1440, "min")
+    schema[vol.Required(CONF_START_DELAY, default=defaults.start_delay)] = number_box(
+        0, 3600, "s", 1
+    )
+    schema[vol.Required(CONF_CLEAR_DELAY, default=defaults.clear_delay)] = number_box(
+        0, 3600, "s", 1
+    )
+    schema[vol.Required(CONF_MARGIN, default=defaults.margin_percent)] = number_box(0, 50, "%")
     return vol.Schema(schema)
 
 
@@ -210,10 +201,10 @@ def warnings_schema() -> vol.Schema:
     """Return the warnings form: the lead time and the threshold of each."""
     return vol.Schema(
         {
-            vol.Optional(CONF_PERIOD_WARNING_MINUTES): _number(0.5, 60, "min"),
-            vol.Required(CONF_PERIOD_WARNING_KWH, default=0): _number(0, 1000, "kWh"),
-            vol.Optional(CONF_PEAK_WARNING_MINUTES): _number(0.5, 60, "min"),
-            vol.Required(CONF_PEAK_WARNING_KW, default=0): _number(-1000, 1000, "kW"),
+            vol.Optional(CONF_PERIOD_WARNING_MINUTES): number_box(0.5, 60, "min"),
+            vol.Required(CONF_PERIOD_WARNING_KWH, default=0): number_box(0, 1000, "kWh"),
+            vol.Optional(CONF_PEAK_WARNING_MINUTES): number_box(0.5, 60, "min"),
+            vol.Required(CONF_PEAK_WARNING_KW, default=0): number_box(-1000, 1000, "kW"),
         }
     )
 
