@@ -354,16 +354,28 @@ class Frontend:
         issues = self.page.locator(f"{ENERGY_CONFIG} {ENERGY_VALIDATION} ha-alert")
         return [" ".join(text.split()) for text in issues.all_text_contents()]
 
-    def open_energy_dashboard(self, days_back: int) -> None:
-        """Open the Energy dashboard on the day `days_back` days before today."""
+    def open_energy_day(self, day: date) -> None:
+        """Open the Energy dashboard on a day of the past week.
+
+        The dashboard opens on today, but on yesterday in the first hour of a day (today's hourly
+        statistics are empty then), so step back until it shows the day rather than a count.
+        """
         self.page.goto(f"{self.base_url}/energy")
         expect(self.page.locator(ENERGY_DISTRIBUTION)).to_be_visible()
-        for _ in range(days_back):
+        label = self.page.locator(ENERGY_PERIOD)
+        expect(label).to_have_text(re.compile(r"[A-Z][a-z]+ \d+, \d{4}"))
+        wanted = energy_day_label(day)
+        for _ in range(7):
+            shown = " ".join((label.text_content() or "").split())
+            if shown == wanted:
+                return
             self.page.get_by_role("button", name="Previous").click()
+            expect(label).not_to_have_text(shown)
+        self.expect_energy_day(day)
 
     def expect_energy_day(self, day: date) -> None:
         """Expect the Energy dashboard to show a day ("December 4, 2026")."""
-        expect(self.page.locator(ENERGY_PERIOD)).to_have_text(f"{day:%B} {day.day}, {day.year}")
+        expect(self.page.locator(ENERGY_PERIOD)).to_have_text(energy_day_label(day))
 
     def energy_dashboard(self) -> Locator:
         """Return the Energy dashboard: its header (the day shown) and its cards."""
@@ -479,3 +491,8 @@ def _shown(state: str | re.Pattern[str]) -> re.Pattern[str]:
     """Match a row's text (its state and its entity's name, in either order) showing `state`."""
     pattern = state.pattern if isinstance(state, re.Pattern) else re.escape(state)
     return re.compile(rf"(?:^|\s)(?:{pattern})(?:\s|$)")
+
+
+def energy_day_label(day: date) -> str:
+    """Return how the Energy dashboard names a day ("December 4, 2026")."""
+    return f"{day:%B} {day.day}, {day.year}"

@@ -578,8 +578,8 @@ def read_energy_day(ui: Frontend, day: date) -> EnergyDay:
     deadline = time.monotonic() + LIVE_VALUE_TIMEOUT_MS / 1000
     while (data := energy_day(ui.download_energy_data(), day)) is None:
         assert time.monotonic() < deadline, f"the dashboard has no complete data of {day}"
-        ui.page.reload()  # the site's history may still be on its way into the statistics
-        ui.expect_energy_day(day)
+        # The site's history may still be on its way into the statistics.
+        ui.open_energy_day(day)
     return data
 
 
@@ -606,8 +606,7 @@ def reads_the_energy_dashboard(ui: Frontend, lab: Lab) -> str:
 def read_yesterday(ui: Frontend) -> str:
     """Check yesterday on the Energy dashboard and photograph it; return its figures."""
     yesterday = datetime.now(ZoneInfo(TIME_ZONE)).date() - timedelta(days=1)
-    ui.open_energy_dashboard(days_back=1)
-    ui.expect_energy_day(yesterday)
+    ui.open_energy_day(yesterday)
     # A day of the integration's imported history: every hour from the meters' records.
     data = read_energy_day(ui, yesterday)
     for kind, sensors in data.items():
