@@ -514,6 +514,7 @@ class SimulatedMeter:
         self._boot_time = now
         self.cfg_rev = 10
         self.online = True
+        self.silent = False  # on the network, but nothing it sends arrives (`set_silent`)
         self.relay_on = True
         self.relay_source = "init"
         self.errors: tuple[str, ...] = ()
@@ -678,7 +679,12 @@ class SimulatedMeter:
     def reachable(self) -> bool:
         """Whether the device answers on the network now (not rebooting, not without power)."""
         now = self.clock.now()
-        return self.online and now >= self._unreachable_until and not self._is_off(now)
+        return (
+            self.online
+            and not self.silent
+            and now >= self._unreachable_until
+            and not self._is_off(now)
+        )
 
     def _is_off(self, t: float) -> bool:
         return self._power_off[0] <= t < self._power_off[1]
@@ -1014,6 +1020,15 @@ class SimulatedMeter:
         self._drop_connections()
 
     # --- scenarios: device ----------------------------------------------------------------
+
+    def set_silent(self, silent: bool) -> None:
+        """Go silent (a cable pulled, a Wi-Fi gone) or come back.
+
+        Unlike `set_online`, the open connections are not closed: its WebSockets stay open with
+        nothing coming back (no reply, no notification, no pong), as when a real device's link
+        drops; new connections are refused.
+        """
+        self.silent = silent
 
     def set_online(self, online: bool) -> None:
         """Take the device off the network (its port refuses connections) or back on."""

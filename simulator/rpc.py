@@ -801,15 +801,20 @@ class RpcServer:
         return web.Response(text=text, content_type="application/json")
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse()
+        # Pongs are the meter's to send: a silent meter sends none.
+        ws = web.WebSocketResponse(autoping=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="WebSocket upgrade expected")
         await ws.prepare(request)
         self._peers[ws] = None
         try:
             async for message in ws:
+                if not self.meter.reachable():
+                    continue
                 if message.type is WSMsgType.TEXT:
                     await self._on_frame(ws, message.data)
+                elif message.type is WSMsgType.PING:
+                    await ws.pong(message.data)
         finally:
             self._peers.pop(ws, None)
         return ws

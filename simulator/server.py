@@ -62,6 +62,7 @@ CONTROL_ACTIONS = frozenset(
         "set_power",
         "set_profile",
         "set_relay",
+        "set_silent",
         "set_status_firmware",
         "set_update",
         "set_voltage",

@@ -164,7 +164,7 @@ async def test_the_supply_watch_sees_every_pushed_reading(
     assert state_of(hass, "sensor.m_phase_a_voltage") == "260.0"
 
 
-async def test_the_whole_status_is_read_an_interval_after_the_last_read(
+async def test_a_pushing_meter_is_read_whole_every_minute(
     hass: HomeAssistant,
     simulator: Simulator,
     sim_clock: Clock,
@@ -172,18 +172,71 @@ async def test_the_whole_status_is_read_an_interval_after_the_last_read(
 ) -> None:
     meter, entry = await pushing_meter(hass, simulator, **{CONF_POLL_INTERVAL: 5})
     reads = meter.requests[STATUS]
-    meter.set_update("1.7.0")  # a value no notification carries
-    for second in range(1, 12):
+    for second in range(1, 131):
         sim_clock.advance(1)
         freezer.tick(timedelta(seconds=1))
         meter.set_power("a", 100.0 + second)
+        if second == 70:
+            meter.set_update("1.7.0")  # a value no notification carries
         await push(hass, simulator, meter, entry)
         async_fire_time_changed(hass)
         await hass.async_block_till_done(wait_background_tasks=True)
-    # Pushed every second for 11 s: still read every 5 s (the values they do not carry).
-    assert meter.requests[STATUS] - reads == 2
+        if second == 62:
+            # Read at about 5 s, the interval after setup; then it pushed: next a minute on.
+            assert meter.requests[STATUS] - reads == 1
+        if second == 120:
+            assert meter.requests[STATUS] - reads == 2
+            assert state_of(hass, "binary_sensor.m_firmware_update") != STATE_ON
+    # Pushed every second for 130 s: read whole three times, and what no push carries shown.
+    assert meter.requests[STATUS] - reads == 3
     assert state_of(hass, "binary_sensor.m_firmware_update") == STATE_ON
-    assert state_of(hass, "sensor.m_phase_a_power") == "111.0"
+    assert state_of(hass, "sensor.m_phase_a_power") == "230.0"
+
+
+async def test_a_pushing_meter_gone_silent_is_unavailable_within_the_interval(
+    hass: HomeAssistant, simulator: Simulator
+) -> None:
+    """A link that drops closes nothing: the WebSocket's heartbeat finds the silence."""
+    meter, entry = await pushing_meter(hass, simulator, **{CONF_POLL_INTERVAL: 1})
+    meter.set_power("a", 150.0)
+    await push(hass, simulator, meter, entry)
+    await asyncio.sleep(1.5)  # quiet, but answering pings: still there
+    await hass.async_block_till_done()
+    assert state_of(hass, "sensor.m_phase_a_power") == "150.0"
+    meter.set_silent(True)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while state_of(hass, "sensor.m_phase_a_power") != STATE_UNAVAILABLE:
+        assert loop.time() - began < 3, "still shown available"
+        await asyncio.sleep(0.05)
+        await hass.async_block_till_done(wait_background_tasks=True)
+    # Known lost after 1 s of silence; the read that follows is refused at once.
+    assert loop.time() - began <= 1 + 0.3
+    meter.set_silent(False)
+    meter.set_power("a", 175.0)
+    async with asyncio.timeout(5):
+        while state_of(hass, "sensor.m_phase_a_power") != "175.0":
+            await asyncio.sleep(0.1)  # read again at the interval
+            await hass.async_block_till_done(wait_background_tasks=True)
+    await asyncio.sleep(1)  # aiohttp's last heartbeat of the lost WebSocket runs out
+
+
+async def test_a_lost_websocket_is_read_again_at_once(
+    hass: HomeAssistant, simulator: Simulator
+) -> None:
+    meter, entry = await pushing_meter(hass, simulator, **{CONF_POLL_INTERVAL: 60})
+    meter.set_power("a", 150.0)
+    await push(hass, simulator, meter, entry)
+    reads = meter.requests[STATUS]
+    meter.reboot(invalid_for=0)  # the meter closes the WebSocket; it is back at once
+    meter.set_power("a", 160.0)
+    async with asyncio.timeout(5):
+        while state_of(hass, "sensor.m_phase_a_power") != "160.0":
+            await asyncio.sleep(0.05)
+            await hass.async_block_till_done(wait_background_tasks=True)
+    # Connecting reads the status once: that read is the reading (no interval waited).
+    assert meter.requests[STATUS] == reads + 1
+    assert state_of(hass, "sensor.m_total_power") == "360.0"
 
 
 async def test_a_meter_that_stops_pushing_is_read_at_the_interval(
@@ -201,14 +254,19 @@ async def test_a_meter_that_stops_pushing_is_read_at_the_interval(
 
 
 async def test_a_change_seen_in_pushed_readings_sets_the_meter_up_again(
-    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+    hass: HomeAssistant, simulator: Simulator
 ) -> None:
     meter, entry = await pushing_meter(hass, simulator)
     meter.set_firmware("20260101-000000/1.9.0-gnew")
-    meter.reboot(invalid_for=0)  # the connection drops; the next read connects again
+    reads = meter.requests[STATUS]
     with patch.object(hass.config_entries, "async_schedule_reload") as schedule:
-        await poll(hass, freezer)  # the dropped connection: no reading
-        await poll(hass, freezer)  # connected again: the first reading of the new firmware
+        # The connection drops: the meter is read at once, connecting again: the first
+        # reading of the new firmware.
+        meter.reboot(invalid_for=0)
+        async with asyncio.timeout(5):
+            while meter.requests[STATUS] == reads:
+                await asyncio.sleep(0.05)
+        await hass.async_block_till_done(wait_background_tasks=True)
         schedule.assert_not_called()
         meter.set_power("a", 50.0)
         await push(hass, simulator, meter, entry)  # the second: the change is believed

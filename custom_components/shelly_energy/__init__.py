@@ -28,7 +28,9 @@ from homeassistant.helpers.typing import ConfigType
 from .billing import SiteBilling, billing_store_key
 from .const import (
     CONF_GENERATION,
+    CONF_POLL_INTERVAL,
     CONF_TARIFF,
+    DEFAULT_POLL_INTERVAL,
     DOMAIN,
     KIND_EMONCMS,
     KIND_METER,
@@ -146,6 +148,8 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
         address,
         entry.data[CONF_GENERATION],
         Credentials(entry.data.get(CONF_USERNAME), entry.data.get(CONF_PASSWORD)),
+        # A pushing meter's readings are as fresh as its connection is known to be alive.
+        alive_within=entry.options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL),
     )
     coordinator = MeterCoordinator(hass, entry, client)
     try:

@@ -19,6 +19,9 @@ CONF_DEADBAND: Final = "deadband"
 DEFAULT_POLL_INTERVAL: Final = 5
 MIN_POLL_INTERVAL: Final = 1
 MAX_POLL_INTERVAL: Final = 300
+# A meter pushing its readings is read whole this often (or at its interval, if longer): only
+# what it does not push (Wi-Fi signal, firmware updates) is read, as Home Assistant's shelly does.
+PUSHING_READ_INTERVAL: Final = 60
 DEFAULT_DEADBAND: Final = 0.0
 MAX_DEADBAND: Final = 1000.0
 

@@ -44,6 +44,7 @@ from .const import (
     DEFAULT_POLL_INTERVAL,
     DOMAIN,
     KIND_METER,
+    PUSHING_READ_INTERVAL,
     ROLE_FIELDS,
     SITE_SAVE_DELAY_S,
 )
@@ -135,25 +136,24 @@ class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
 
 
 class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
-    """Follow one meter: what it pushes as it comes, its whole status at the user's interval.
+    """Follow one meter: what it pushes as it comes, its whole status when needed.
 
-    Gen2+ meters push their readings; every pushed snapshot is accepted at once. The whole
-    status is read (polled) at the interval after the last read, whatever was pushed: values
-    the notifications do not carry are never older than the interval, and a meter that stopped
-    pushing is read at the interval. Gen1 meters are polled at the interval. Pushed or polled,
-    every snapshot takes the same way (`_accept_snapshot`).
+    Gen2+ meters push every change of their readings; each pushed snapshot is accepted at
+    once. The polling interval is the longest a reading may be stale:
+    - while the meter pushes, its WebSocket is known alive within the interval (a silent one
+      is pinged), so its readings are current: its whole status is read only every minute,
+      for what it does not push, and at once when the WebSocket is lost;
+    - a meter that does not push (Gen1, or a Gen2+ that has not pushed since connecting) is
+      read at the interval.
+    Pushed or polled, every snapshot takes the same way (`_accept_snapshot`).
     """
 
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
         """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
-        super().__init__(
-            hass,
-            entry,
-            update_interval=timedelta(
-                seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
-            ),
-        )
+        self._interval = timedelta(seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
+        self._pushing_interval = max(self._interval, timedelta(seconds=PUSHING_READ_INTERVAL))
+        super().__init__(hass, entry, update_interval=self._interval)
         self._read_once = False  # pushed snapshots are taken after the first whole read
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
@@ -207,7 +207,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         for key, (total, since) in recorded.items():
             counters.hold_at_least(key, total, since)
         self.counters = counters
-        self.client.listen(self._pushed)
+        self.client.listen(self._pushed, self._connection_lost)
 
     def _energy_unique_ids(self, info: MeterInfo) -> dict[str, str]:
         """Return the unique id of the energy sensor showing each counter, by counter key."""
@@ -229,9 +229,11 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             with self._meter_errors():
                 snapshot = await self.client.fetch()
         except UpdateFailed:
+            self.update_interval = self._interval
             self.supply.update(self.info.mac, None)
             raise
         self._read_once = True
+        self.update_interval = self._pushing_interval if self.client.pushing else self._interval
         return self._accept_snapshot(snapshot)
 
     @callback
@@ -246,6 +248,17 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
         self.data = self._accept_snapshot(snapshot)
         self.last_update_success = True
         self.async_update_listeners()
+
+    @callback
+    def _connection_lost(self) -> None:
+        """Read the meter at once (connecting again) when the WebSocket it pushed over is lost.
+
+        A failed read shows the meter unavailable; it is then read at the interval.
+        """
+        self.update_interval = self._interval
+        self.config_entry.async_create_background_task(
+            self.hass, self.async_request_refresh(), f"{DOMAIN} read after a lost connection"
+        )
 
     def _accept_snapshot(self, snapshot: MeterSnapshot) -> MeterSnapshot:
         """Take in one snapshot, pushed or polled, in the order the meter measured them.

@@ -140,8 +140,15 @@ class MeterClient(Protocol):
     async def connect(self) -> MeterInfo:
         """Connect, check the device is an energy meter, and return what it is."""
 
-    def listen(self, on_push: Callable[[MeterSnapshot], None]) -> None:
-        """Hand every snapshot the meter pushes to `on_push`, as it arrives (Gen1: none)."""
+    def listen(self, on_push: Callable[[MeterSnapshot], None], on_lost: Callable[[], None]) -> None:
+        """Hand each pushed snapshot to `on_push` and a lost push connection to `on_lost`.
+
+        Each is called as it happens, within the loop turn; a Gen1 meter pushes nothing.
+        """
+
+    @property
+    def pushing(self) -> bool:
+        """Return whether the meter pushes its readings over a connection alive now."""
 
     async def fetch(self) -> MeterSnapshot:
         """Read the meter's whole status once, reconnecting when needed."""

@@ -45,9 +45,17 @@ def is_known_meter(identity: DeviceIdentity) -> bool:
 
 
 def make_client(
-    session: ClientSession, address: Address, generation: int, credentials: Credentials
+    session: ClientSession,
+    address: Address,
+    generation: int,
+    credentials: Credentials,
+    *,
+    alive_within: float | None = None,
 ) -> MeterClient:
-    """Return the client for a meter of this generation."""
+    """Return the client for a meter of this generation.
+
+    `alive_within`: how soon a Gen2+ meter's silent WebSocket must be known lost (seconds).
+    """
     if generation == 1:
         return Gen1Client(session, address, credentials)
-    return RpcClient(session, address, credentials)
+    return RpcClient(session, address, credentials, alive_within=alive_within)

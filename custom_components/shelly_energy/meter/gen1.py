@@ -196,8 +196,13 @@ class Gen1Client:
         self._info = parse_settings(identity, await self._get("/settings"))
         return self._info
 
-    def listen(self, on_push: Callable[[MeterSnapshot], None]) -> None:
+    def listen(self, on_push: Callable[[MeterSnapshot], None], on_lost: Callable[[], None]) -> None:
         """Push nothing: a Gen1 meter is polled (its CoIoT push needs a UDP listener)."""
+
+    @property
+    def pushing(self) -> bool:
+        """Return False: a Gen1 meter is polled."""
+        return False
 
     async def fetch(self) -> MeterSnapshot:
         """Read /status once; after a restart, also /shelly for the firmware that runs now."""

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, StreamReader
 from aioshelly.common import ConnectionOptions
@@ -383,12 +383,46 @@ class _MeterDevice(RpcDevice):
         return results
 
 
+class _HeartbeatSession:
+    """Home Assistant's client session, opening the meter's WebSocket with our heartbeat.
+
+    aioshelly pings a silent WebSocket after 55 s; a meter that went silent (a cable pulled,
+    power lost: no connection is closed) must be noticed within the polling interval.
+    """
+
+    def __init__(self, session: ClientSession, heartbeat: float) -> None:
+        self._session = session
+        self._heartbeat = heartbeat
+
+    def ws_connect(self, url: Any, **kwargs: Any) -> Any:
+        """Open a WebSocket as the session does, pinging it after `heartbeat` s of silence."""
+        return self._session.ws_connect(url, **{**kwargs, "heartbeat": self._heartbeat})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
 class RpcClient:
     """One WebSocket connection to a Gen2+ meter: its notifications, and Shelly.GetStatus."""
 
-    def __init__(self, session: ClientSession, address: Address, credentials: Credentials) -> None:
-        """Prepare the connection; nothing is sent before connect()."""
-        self._session = session
+    def __init__(
+        self,
+        session: ClientSession,
+        address: Address,
+        credentials: Credentials,
+        *,
+        alive_within: float | None = None,
+    ) -> None:
+        """Prepare the connection; nothing is sent before connect().
+
+        With `alive_within`, a connection silent that long is known to be lost: a silent
+        WebSocket is pinged after two thirds of it, and closed when no pong came in the rest.
+        """
+        self._session = (
+            session
+            if alive_within is None
+            else cast(ClientSession, _HeartbeatSession(session, alive_within * 2 / 3))
+        )
         self._address = address
         self._credentials = credentials
         self._device: RpcDevice | None = None
@@ -396,8 +430,10 @@ class RpcClient:
         self._change: MeterChange | None = None  # seen when connecting again
         self._unread = False  # the status read while connecting is the next fetch's
         self._on_push: Callable[[MeterSnapshot], None] | None = None
+        self._on_lost: Callable[[], None] | None = None
         self._pushed: MeterSnapshot | None = None  # the latest pushed snapshot
         self._pushes = 0  # how many notifications became snapshots
+        self._pushes_at_connect = 0
         # When the meter started, as the last full status read told (its time less its uptime):
         # a notification carries no uptime, it is the time since then.
         self._boot: float | None = None
@@ -451,11 +487,25 @@ class RpcClient:
         else:
             self._change = self._info.change_to(info)
         self._unread = True
+        self._pushes_at_connect = self._pushes
         return info
 
-    def listen(self, on_push: Callable[[MeterSnapshot], None]) -> None:
-        """Hand every snapshot the meter pushes to `on_push`, as it arrives."""
-        self._on_push = on_push
+    def listen(self, on_push: Callable[[MeterSnapshot], None], on_lost: Callable[[], None]) -> None:
+        """Hand each pushed snapshot to `on_push` and a lost WebSocket to `on_lost`.
+
+        A WebSocket closed by close() or connect() is not lost.
+        """
+        self._on_push, self._on_lost = on_push, on_lost
+
+    @property
+    def pushing(self) -> bool:
+        """Return whether the WebSocket is open and the meter pushed over it.
+
+        A meter pushes every change of its readings (firmware that does not notify is read
+        at the interval, as a Gen1 meter is).
+        """
+        device = self._device
+        return device is not None and device.connected and self._pushes > self._pushes_at_connect
 
     async def fetch(self) -> MeterSnapshot:
         """Read the whole status (Shelly.GetStatus), connecting first when the WebSocket was lost.
@@ -497,7 +547,13 @@ class RpcClient:
         the meter's clock; the uptime is the time since the start the last read told.
         """
         on_push, info = self._on_push, self._info
-        if update_type is not RpcUpdateType.STATUS or device is not self._device:
+        if device is not self._device:
+            return  # closed by us, or a socket replaced since
+        if update_type is RpcUpdateType.DISCONNECTED:
+            if self._on_lost is not None:
+                self._on_lost()
+            return
+        if update_type is not RpcUpdateType.STATUS:
             return
         if on_push is None or info is None:
             return
