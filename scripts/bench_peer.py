@@ -118,6 +118,23 @@ async def add_meter(hass: HomeAssistant, integration: str, port: int) -> None:
         raise RuntimeError(f"adding 127.0.0.1:{port} to {integration} ended with {result}")
 
 
+async def change_once(control: str, ports: Sequence[int]) -> None:
+    """Have each meter change one value and change it back, a notification each time.
+
+    A real meter's readings jitter from its first second; a quiet one has pushed before it
+    went still. (A meter that never pushed is read at the interval by this integration.)
+    """
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{control}/meters") as response:
+            macs = {meter["port"]: meter["mac"] for meter in await response.json()}
+        for volts in (230.1, 230.0):
+            for port in ports:
+                url = f"{control}/meters/{macs[port]}/set_voltage"
+                async with session.post(url, json={"channel": "a", "volts": volts}) as response:
+                    response.raise_for_status()
+            await asyncio.sleep(1.5)  # the simulator notifies every second
+
+
 async def measure(
     integration: str,
     entities: str,
@@ -125,12 +142,14 @@ async def measure(
     warmup_s: float,
     window_s: float,
     *,
+    change_once_at: str | None = None,
     profile: Path | None = None,
 ) -> dict[str, Any]:
     """Set the integration up against the meters and measure one window.
 
-    With `profile`, the window is profiled (cProfile) into that file: the CPU time then is
-    the profiler's too, of no use beside the other cases.
+    With `change_once_at` (the simulator's control API), the meters change a value once after
+    the setup (see `change_once`). With `profile`, the window is profiled (cProfile) into
+    that file: the CPU time then is the profiler's too, of no use beside the other cases.
     """
     profiler = cProfile.Profile() if profile is not None else None
     counts = Counts()
@@ -161,6 +180,8 @@ async def measure(
                     counts.freshness.append(time.time() % 1)
 
             hass.bus.async_listen(EVENT_STATE_CHANGED, state_changed)
+            if change_once_at is not None:
+                await change_once(change_once_at, ports)
             await asyncio.sleep(warmup_s)
             gc.collect()
             gc.freeze()
@@ -203,6 +224,9 @@ CASES = (("busy", "default"), ("busy", "all"), ("quiet", "default"))
 UPDATE_CPU_RATIO = 0.5
 QUIET_CPU_MARGIN_MS = 0.05
 FRESHNESS_P95_S = 0.150
+# A quiet case's window holds one whole read of each integration (both read a pushing meter's
+# whole status every minute).
+QUIET_WINDOW_S = 60.0
 
 
 def free_port() -> int:
@@ -262,6 +286,7 @@ def run_case(
     warmup_s: float,
     window_s: float,
     *,
+    change_once_at: str | None = None,
     profile: Path | None = None,
 ) -> dict[str, Any]:
     """Measure one case in a fresh process; return its result with the machine's load."""
@@ -276,6 +301,7 @@ def run_case(
             f"--ports={','.join(map(str, ports))}",
             f"--warmup={warmup_s}",
             f"--window={window_s}",
+            *([] if change_once_at is None else [f"--change-once-at={change_once_at}"]),
             *([] if profile is None else [f"--profile-file={profile}"]),
         ],
         cwd=REPO,
@@ -405,11 +431,15 @@ Measured {when} by `scripts/bench --peer` on {platform.processor() or platform.m
 {os.cpu_count()} cores, Python {platform.python_version()}, Home Assistant {HA_VERSION}:
 {meters} busy and {meters} quiet simulated Pro 3EMs, every case in a fresh Home Assistant of
 its own (the test helpers' light instance: no recorder, no HTTP server), each integration set
-up through its own config flow with its default options (this integration: push first, the
-whole status read every 5 s), {rounds} rounds alternating the integrations and their order,
-a {window_s:.0f} s window per case after a warm-up, asyncio's debug mode off, the garbage
-collector frozen during each window. Busy meters: every value changes every second and the
-meter sends NotifyStatus every second; quiet meters: no power, voltage and frequency pinned.
+up through its own config flow with its default options (this integration: push first, a
+pushing meter's whole status read every minute, its WebSocket known alive within the 5 s
+interval), {rounds} rounds alternating the integrations and their order, a {window_s:.0f} s
+window per busy case and a {max(window_s, QUIET_WINDOW_S):.0f} s one per quiet case (one whole
+read of each) after a warm-up, asyncio's debug mode off, the garbage collector frozen during
+each window. Busy meters: every value changes every second and the meter sends NotifyStatus
+every second; quiet meters: no power, voltage and frequency pinned, phase A's voltage changed
+once after the setup and back (each meter has pushed, as a real one has from its first
+second), then nothing changes.
 
 **The machine is shared** (2 cores, other engineers' tests running): its 1-minute load average
 was {min(loads):.1f} to {max(loads):.1f} during the cases, so the figures are noisy; the
@@ -456,13 +486,20 @@ def compare(args: argparse.Namespace) -> int:
                 order = INTEGRATIONS if round_index % 2 == 0 else INTEGRATIONS[::-1]
                 for integration in order:
                     ports = busy if load == "busy" else quiet
+                    quiet_case = load == "quiet"
                     profile = (
                         log / f"peer-profile-{load}-{entities}-{integration}.txt"
                         if args.profile and round_index == 0
                         else None
                     )
                     result = run_case(
-                        integration, entities, ports, args.warmup, args.window, profile=profile
+                        integration,
+                        entities,
+                        ports,
+                        args.warmup,
+                        max(args.window, QUIET_WINDOW_S) if quiet_case else args.window,
+                        change_once_at=f"http://127.0.0.1:{control}" if quiet_case else None,
+                        profile=profile,
                     )
                     result["load_case"] = load
                     per_meter_s = result["cpu_s"] / (result["meters"] * result["window_s"])
@@ -515,6 +552,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "the profiler slows them down, so nothing is written into docs/benchmarks.md",
     )
     parser.add_argument("--profile-file", type=Path, help="profile one case into this file")
+    parser.add_argument(
+        "--change-once-at",
+        help="the simulator's control API: each meter changes a value once after the setup",
+    )
     return parser.parse_args(argv)
 
 
@@ -531,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.ports,
             args.warmup,
             args.window,
+            change_once_at=args.change_once_at,
             profile=args.profile_file,
         ),
         debug=False,

@@ -258,14 +258,15 @@ async def test_a_change_seen_in_pushed_readings_sets_the_meter_up_again(
 ) -> None:
     meter, entry = await pushing_meter(hass, simulator)
     meter.set_firmware("20260101-000000/1.9.0-gnew")
-    reads = meter.requests[STATUS]
+    read = asyncio.Event()
+    remove = coordinator_of(entry).async_add_listener(read.set)
     with patch.object(hass.config_entries, "async_schedule_reload") as schedule:
         # The connection drops: the meter is read at once, connecting again: the first
         # reading of the new firmware.
         meter.reboot(invalid_for=0)
         async with asyncio.timeout(5):
-            while meter.requests[STATUS] == reads:
-                await asyncio.sleep(0.05)
+            await read.wait()
+        remove()
         await hass.async_block_till_done(wait_background_tasks=True)
         schedule.assert_not_called()
         meter.set_power("a", 50.0)

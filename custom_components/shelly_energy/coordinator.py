@@ -151,9 +151,12 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
         """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
-        self._interval = timedelta(seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
-        self._pushing_interval = max(self._interval, timedelta(seconds=PUSHING_READ_INTERVAL))
-        super().__init__(hass, entry, update_interval=self._interval)
+        # The user's polling interval: the longest a reading may be stale, pushed or polled.
+        self.poll_interval = timedelta(
+            seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
+        )
+        self._pushing_interval = max(self.poll_interval, timedelta(seconds=PUSHING_READ_INTERVAL))
+        super().__init__(hass, entry, update_interval=self.poll_interval)
         self._read_once = False  # pushed snapshots are taken after the first whole read
         self.client = client
         self.supply = SupplyWatch(hass, entry, limits_from_options(options))
@@ -229,11 +232,11 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
             with self._meter_errors():
                 snapshot = await self.client.fetch()
         except UpdateFailed:
-            self.update_interval = self._interval
+            self.update_interval = self.poll_interval
             self.supply.update(self.info.mac, None)
             raise
         self._read_once = True
-        self.update_interval = self._pushing_interval if self.client.pushing else self._interval
+        self.update_interval = self._pushing_interval if self.client.pushing else self.poll_interval
         return self._accept_snapshot(snapshot)
 
     @callback
@@ -255,7 +258,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
 
         A failed read shows the meter unavailable; it is then read at the interval.
         """
-        self.update_interval = self._interval
+        self.update_interval = self.poll_interval
         self.config_entry.async_create_background_task(
             self.hass, self.async_request_refresh(), f"{DOMAIN} read after a lost connection"
         )

@@ -404,8 +404,7 @@ class VirtualMeterCoordinator(EntityCoordinator[VirtualMeterStatus]):
                 if arrived is None or reading is None or reading.power is None:
                     return None
                 oldest = min(oldest, arrived)
-                interval = meter.update_interval
-                due = min(due, arrived + (0.0 if interval is None else interval.total_seconds()))
+                due = min(due, arrived + meter.poll_interval.total_seconds())
                 watts = reading.power
                 voltage[phase] = voltage[phase] or reading.voltage
                 frequency = frequency or reading.frequency
