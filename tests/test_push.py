@@ -22,6 +22,10 @@ from pytest_homeassistant_custom_component.common import (
     async_capture_events,
     async_fire_time_changed,
 )
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.shelly_energy.const import (
     CONF_POLL_INTERVAL,
@@ -191,6 +195,30 @@ async def test_a_pushing_meter_is_read_whole_every_minute(
     assert meter.requests[STATUS] - reads == 3
     assert state_of(hass, "binary_sensor.m_firmware_update") == STATE_ON
     assert state_of(hass, "sensor.m_phase_a_power") == "230.0"
+
+
+async def test_diagnostics_tell_how_the_meter_is_read(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    meter, entry = await pushing_meter(hass, simulator, **{CONF_POLL_INTERVAL: 10})
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["reading"] == {
+        "pushing": False,
+        "whole_read_interval_s": 10.0,
+        "stale_within_s": 10.0,
+    }
+    meter.set_power("a", 150.0)
+    await push(hass, simulator, meter, entry)
+    await poll(hass, freezer, 11)  # the read after a push: the next one a minute later
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["reading"] == {
+        "pushing": True,
+        "whole_read_interval_s": 60.0,
+        "stale_within_s": 10.0,
+    }
 
 
 async def test_a_pushing_meter_gone_silent_is_unavailable_within_the_interval(

@@ -59,6 +59,11 @@ async def async_get_config_entry_diagnostics(
         result["virtual_meter"] = coordinator.diagnostics()
     else:
         result["meter"] = asdict(coordinator.info)
+        result["reading"] = {
+            "pushing": coordinator.client.pushing,
+            "whole_read_interval_s": coordinator.update_interval.total_seconds(),
+            "stale_within_s": coordinator.poll_interval.total_seconds(),
+        }
         result["snapshot"] = asdict(coordinator.data) if coordinator.data else None
         # Each counter's published total, base and its last notable decisions (why it held).
         result["counters"] = coordinator.counters.diagnostics() if coordinator.counters else None
