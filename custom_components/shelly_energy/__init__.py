@@ -28,9 +28,7 @@ from homeassistant.helpers.typing import ConfigType
 from .billing import SiteBilling, billing_store_key
 from .const import (
     CONF_GENERATION,
-    CONF_POLL_INTERVAL,
     CONF_TARIFF,
-    DEFAULT_POLL_INTERVAL,
     DOMAIN,
     KIND_EMONCMS,
     KIND_METER,
@@ -45,6 +43,7 @@ from .coordinator import (
     async_register_site,
     counter_store_key,
     entry_kind,
+    poll_interval,
     site_store_key,
 )
 from .energy.tariff import Tariff
@@ -149,7 +148,7 @@ async def _async_setup_meter(hass: HomeAssistant, entry: MeterConfigEntry) -> bo
         entry.data[CONF_GENERATION],
         Credentials(entry.data.get(CONF_USERNAME), entry.data.get(CONF_PASSWORD)),
         # A pushing meter's readings are as fresh as its connection is known to be alive.
-        alive_within=entry.options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL),
+        alive_within=poll_interval(entry.options).total_seconds(),
     )
     coordinator = MeterCoordinator(hass, entry, client)
     try:

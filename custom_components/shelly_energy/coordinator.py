@@ -135,6 +135,11 @@ class EntityCoordinator[DataT](DataUpdateCoordinator[DataT]):
         self.unique_ids: set[str] = set()
 
 
+def poll_interval(options: Mapping[str, Any]) -> timedelta:
+    """Return a meter's polling interval: the longest its readings may be stale."""
+    return timedelta(seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
+
+
 class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     """Follow one meter: what it pushes as it comes, its whole status when needed.
 
@@ -151,10 +156,7 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
     def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: MeterClient) -> None:
         """Set up following a meter; nothing is read before the first refresh."""
         options = entry.options
-        # The user's polling interval: the longest a reading may be stale, pushed or polled.
-        self.poll_interval = timedelta(
-            seconds=options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL)
-        )
+        self.poll_interval = poll_interval(options)
         self._pushing_interval = max(self.poll_interval, timedelta(seconds=PUSHING_READ_INTERVAL))
         super().__init__(hass, entry, update_interval=self.poll_interval)
         self._read_once = False  # pushed snapshots are taken after the first whole read
