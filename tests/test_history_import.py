@@ -191,6 +191,15 @@ async def bars(hass: HomeAssistant, entity_id: str) -> dict[int, float]:
     return {start: round(total - before, 6) for (_, before), (start, total) in pairwise(sums)}
 
 
+async def five_minute_bars(hass: HomeAssistant, entity_id: str) -> dict[int, float]:
+    """Return each 5-minute row's change (its sum minus the previous row's), to the mWh."""
+    found = await get_instance(hass).async_add_executor_job(
+        statistics_during_period, hass, START, None, {entity_id}, "5minute", None, {"sum"}
+    )
+    sums = [(int(row["start"]), row["sum"] or 0.0) for row in found.get(entity_id, [])]
+    return {start: round(total - before, 6) for (_, before), (start, total) in pairwise(sums)}
+
+
 def history_state(hass: HomeAssistant) -> State:
     state = hass.states.get("sensor.meter_history_import")
     assert state is not None
@@ -1112,9 +1121,18 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
     assert nets[int(at[3].timestamp())] > 2000 > guessed[at[3].timestamp()]
     imported = {hour + HOUR: max(net, 0.0) / 1000 for hour, net in nets.items()}
     exported = {hour + HOUR: max(-net, 0.0) / 1000 for hour, net in nets.items()}
-    for entity_id, expected in (
-        ("sensor.home_grid_import_energy", imported),
-        ("sensor.home_grid_export_energy", exported),
+    starts = {index: int(moment.timestamp()) for index, moment in at.items()}
+    for entity_id, expected, hourly in (
+        (
+            "sensor.home_grid_import_energy",
+            imported,
+            {starts[2]: 0.194, starts[4]: 2.431, starts[5]: 0.124, starts[6]: 0.0},
+        ),
+        (
+            "sensor.home_grid_export_energy",
+            exported,
+            {starts[2]: 0.0, starts[3]: 2.500962, starts[4]: 0.0, starts[5]: 0.0, starts[6]: 0.11},
+        ),
     ):
         assert float(state_of(hass, entity_id)) == pytest.approx(
             sum(expected.values()), abs=0.002
@@ -1124,6 +1142,10 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
         compiled = {hour: kwh for hour, kwh in expected.items() if hour < at[7].timestamp()}
         result = await bars(hass, entity_id)
         assert min(result.values()) >= 0, entity_id
+        assert {start: kwh for start, kwh in result.items() if start > starts[1]} == hourly
+        # The Energy dashboard's 5-minute bars too: the rise each rebuild published is taken
+        # back in the 5-minute row that shows it, not from the start of its hour.
+        assert min((await five_minute_bars(hass, entity_id)).values()) >= 0, entity_id
         assert {hour: result.get(hour, 0.0) for hour in compiled} == pytest.approx(
             compiled, abs=0.002
         ), entity_id
@@ -1132,7 +1154,93 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
         assert sums[max(sums)] - sums[int(at[1].timestamp())] == pytest.approx(
             sum(compiled.values()), abs=0.002
         )
+        assert round(sums[max(sums)] - sums[starts[1]], 6) == round(sum(hourly.values()), 6)
     peak = max(quarters.values()) / 1000 / 0.25
     assert peak > 9.0  # the quarter from 03:15, missed live
     assert float(state_of(hass, "sensor.home_capacity_peak")) == pytest.approx(peak, abs=0.01)
     assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
+
+
+async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """An hourly-settled site down from 02:10 to 04:40, and again from 05:21 to 06:10.
+
+    The rebuild at 05:20 raises the sensors; the site goes down before the recorder compiled
+    the 5-minute row that shows the rise, and comes back after the hour was compiled: the
+    take-back moves the 5-minute rows from 05:20 on, and the hour's row is written. Every hour
+    stays the sum of its 5-minute rows, and none of those falls.
+    """
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    at = {hour: midnight + timedelta(hours=hour) for hour in range(10)}
+    await live_until(hass, clock_at_0020, freezer, at[1], by_the_minute=True)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"], CONF_SETTLEMENT: "60"},
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    await live_until(
+        hass, clock_at_0020, freezer, at[2] + timedelta(minutes=10), by_the_minute=True
+    )
+    assert await hass.config_entries.async_unload(site.entry_id)
+    meter.set_power("c", -4000.0)
+    await live_until(hass, clock_at_0020, freezer, at[3], by_the_minute=True)
+    meter.release_power("c")
+    await live_until(
+        hass, clock_at_0020, freezer, at[4] + timedelta(minutes=40), by_the_minute=True
+    )
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await settle(hass)
+    await live_until(
+        hass, clock_at_0020, freezer, at[5] + timedelta(minutes=21), by_the_minute=True
+    )
+    # Taken back once the recorder compiled the 5-minute row from 05:20, that shows the rise.
+    rebuilt_at = int((at[5] + timedelta(minutes=20)).timestamp())
+    pending = site.runtime_data.history.diagnostics()["stored"]["pending_shifts"]
+    assert pending == {
+        "grid_import_energy": [rebuilt_at, pytest.approx(-0.197)],
+        "grid_export_energy": [rebuilt_at, pytest.approx(-1.09)],
+    }
+    assert await hass.config_entries.async_unload(site.entry_id)
+    await live_until(
+        hass, clock_at_0020, freezer, at[6] + timedelta(minutes=10), by_the_minute=True
+    )
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await settle(hass)
+    await live_until(hass, clock_at_0020, freezer, at[9] + timedelta(minutes=5), by_the_minute=True)
+    assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
+    starts = {index: int(moment.timestamp()) for index, moment in at.items()}
+    for entity_id, expected in (
+        (
+            "sensor.home_grid_import_energy",
+            {starts[2]: 0.194, starts[4]: 0.197, starts[5]: 0.124}
+            | dict.fromkeys((starts[6], starts[7], starts[8]), 0.0),
+        ),
+        (
+            "sensor.home_grid_export_energy",
+            {starts[3]: 3.174, starts[4]: 0.769, starts[6]: 0.093, starts[8]: 1.309}
+            | dict.fromkeys((starts[2], starts[5], starts[7]), 0.0),
+        ),
+    ):
+        hourly = await bars(hass, entity_id)
+        assert {start: kwh for start, kwh in hourly.items() if start > starts[1]} == expected
+        short = await five_minute_bars(hass, entity_id)
+        assert min(short.values()) >= 0, entity_id
+        assert min(hourly.values()) >= 0, entity_id
+        # The hour of the take-back ends where its last 5-minute row does.
+        five = await get_instance(hass).async_add_executor_job(
+            statistics_during_period, hass, at[5], at[6], {entity_id}, "5minute", None, {"sum"}
+        )
+        hour = await get_instance(hass).async_add_executor_job(
+            statistics_during_period, hass, at[5], at[6], {entity_id}, "hour", None, {"sum"}
+        )
+        assert hour[entity_id][0]["sum"] == five[entity_id][-1]["sum"], entity_id

@@ -72,16 +72,19 @@ from .energy.history_plan import (
     meter_series,
     missing_rows,
     never_negative,
+    per_hour,
     plan_day_one,
     plan_fill,
     records_needed_since,
+    rows_left_behind,
     site_energy_between,
     site_series,
     site_span_corrections,
     span_corrections,
     with_corrections,
+    within_hours,
 )
-from .energy.record_periods import RecordPeriods, settlement_moves
+from .energy.record_periods import RecordPeriods, hour_of, settlement_moves
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
@@ -203,10 +206,10 @@ def _span_ready(span: Unaccounted, records_end: float) -> bool:
     return span.end <= records_end and span.end < compiled - compiled % HOUR
 
 
-def _adjust(recorder: Recorder, statistic_id: str, hour: int, kwh: float) -> None:
-    """Add `kwh` to the sums of a series' rows (hourly and 5-minute) from `hour` on."""
+def _adjust(recorder: Recorder, statistic_id: str, moment: int, kwh: float) -> None:
+    """Add `kwh` to the sums of a series' rows (hourly and 5-minute) starting from `moment` on."""
     recorder.async_adjust_statistics(
-        statistic_id, dt_util.utc_from_timestamp(hour), kwh, UnitOfEnergy.KILO_WATT_HOUR
+        statistic_id, dt_util.utc_from_timestamp(moment), kwh, UnitOfEnergy.KILO_WATT_HOUR
     )
 
 
@@ -445,23 +448,26 @@ class _History:
                 for hour, kwh in corrections.get(key, {}).items()
                 if abs(kwh) >= MIN_CORRECTION_KWH
             }
-            # Day one's move of the recorder's rows, once it made hourly ones.
+            # A pending move of the recorder's rows, once it made hourly ones for its hour.
             if (shift := pending.get(key)) is not None and any(
-                row.start >= shift[0] for row in series_rows
+                row.start >= hour_of(shift[0]) for row in series_rows
             ):
-                hour = int(shift[0])
-                fixes[hour] = fixes.get(hour, 0.0) + shift[1]
+                moment = int(shift[0])
+                fixes[moment] = fixes.get(moment, 0.0) + shift[1]
                 del pending[key]
             if fixes:
-                fixes = never_negative(series_rows, fixes)
+                hours = never_negative(series_rows, per_hour(fixes))
+                fixes = within_hours(fixes, hours)
                 # What the counters could not count, from the records: added to the recorder's
-                # rows from each hour on; the plans below see the rows as they will be.
-                for hour, kwh in sorted(fixes.items()):
-                    _adjust(recorder, statistic_id, hour, kwh)
-                series_rows = with_corrections(series_rows, fixes)
-                # Hours Home Assistant missed have no rows: a correction there needs one.
-                if missing := missing_rows(series_rows, fixes):
-                    _write(self.hass, statistic_id, missing)
+                # rows from each moment on; the plans below see the rows as they will be.
+                for moment, kwh in sorted(fixes.items()):
+                    _adjust(recorder, statistic_id, moment, kwh)
+                series_rows = with_corrections(series_rows, hours)
+                # The hourly row of a move from within its hour is written, as are rows for
+                # hours Home Assistant missed (a correction there needs one).
+                missing = missing_rows(series_rows, hours)
+                if to_write := (*rows_left_behind(series_rows, fixes), *missing):
+                    _write(self.hass, statistic_id, to_write)
                     written.update(row.start for row in missing)
                     series_rows = sorted((*series_rows, *missing), key=lambda row: row.start)
             if day_one:
@@ -504,16 +510,18 @@ class _History:
         return len(written)
 
     async def _async_continue(self, statistic_ids: dict[str, str]) -> int:
-        """Move the recorder's rows since day one's first live reading, once they exist.
+        """Move the recorder's rows from a pending move's moment on, once they exist.
 
-        The recorder sums a new series from 0 at its first value; the imported hours before it
-        must lead into it. Rows the recorder has not made yet are waited for (a check soon).
+        Day one: the recorder sums a new series from 0 at its first value; the imported hours
+        before it must lead into it. A settled site's rebuild: the rise it published is taken
+        back from the 5-minute row that shows it. Rows the recorder has not made yet are waited
+        for (a check soon).
         """
         pending: dict[str, list[float]] = self._state.get("pending_shifts", {})
         ids = {statistic_ids[key]: key for key in pending if key in statistic_ids}
         if not ids:
             return 0
-        since = min(int(hour) for hour, _ in pending.values())
+        since = min(int(moment) for moment, _ in pending.values())
         found = await get_instance(self.hass).async_add_executor_job(
             statistics_during_period,
             self.hass,
@@ -524,12 +532,26 @@ class _History:
             None,
             {"sum"},
         )
+        hourly = await _async_rows(self.hass, set(ids), hour_of(since))
         recorder = get_instance(self.hass)
         now = dt_util.utcnow().timestamp()
         for statistic_id, key in ids.items():
-            hour, kwh = pending[key]
-            if any(row["start"] >= hour for row in found.get(statistic_id, [])):
-                _adjust(recorder, statistic_id, int(hour), kwh)
+            moment, kwh = int(pending[key][0]), pending[key][1]
+            hour = hour_of(moment)
+            if moment == hour or now < hour + HOUR:
+                # The hourly row is moved too, or compiled after the move (the recorder's
+                # tasks run in order) from the 5-minute rows.
+                left_behind = None
+                ready = any(row["start"] >= moment for row in found.get(statistic_id, []))
+            else:
+                # The hour is over: its row, once compiled, is not moved from a moment inside it.
+                left_behind = next((row for row in hourly[statistic_id] if row.start == hour), None)
+                ready = left_behind is not None
+            if ready:
+                _adjust(recorder, statistic_id, moment, kwh)
+                if left_behind is not None:
+                    row = replace(left_behind, sum=left_behind.sum + kwh)
+                    _write(self.hass, statistic_id, (row,))
                 del pending[key]
             elif now - hour > CONTINUATION_GIVE_UP_S:
                 del pending[key]  # the recorder keeps no statistics of it (excluded)
@@ -900,15 +922,19 @@ class SiteHistory(_History):
         ):
             booked_before = -math.inf
         result = await self.coordinator.async_rebuild(periods.nets, periods.imports, booked_before)
+        # The sensors show the new totals from now: the recorder counts a rise in this moment's
+        # 5-minute row.
+        published_at = dt_util.utcnow().timestamp()
         statistic_ids = self._statistic_ids()
         corrections: dict[str, dict[int, float]] = {}
         for index, key in enumerate(keys):
             # What the recorder counts: the change of the value shown (to the Wh).
             shown = round(result.after[index] / 1000, 3) - round(result.before[index] / 1000, 3)
-            moves = settlement_moves(result.rebuilt, index, shown * 1000, now)
+            moves = settlement_moves(result.rebuilt, index, shown * 1000, published_at)
             corrections[key] = moves.now
             if moves.later is not None and key in statistic_ids:
-                # The recorder counts the raised total in this hour: taken back once compiled.
+                # The recorder counts the raised total in this 5-minute row: taken back from it
+                # once compiled.
                 state.setdefault("pending_shifts", {})[key] = list(moves.later)
         return corrections
 

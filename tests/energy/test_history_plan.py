@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from custom_components.shelly_energy.energy.history_plan import (
     HOUR,
@@ -19,14 +21,18 @@ from custom_components.shelly_energy.energy.history_plan import (
     load_energy_between,
     meter_series,
     missing_rows,
+    never_negative,
+    per_hour,
     plan_day_one,
     plan_fill,
     records_needed_since,
+    rows_left_behind,
     site_energy_between,
     site_series,
     site_span_corrections,
     span_corrections,
     with_corrections,
+    within_hours,
 )
 from custom_components.shelly_energy.energy.site import (
     ChannelRef,
@@ -475,3 +481,59 @@ def test_rows_are_written_for_corrected_hours_home_assistant_missed() -> None:
     # Hours before the first row, or from the last row on, are the recorder's.
     assert missing_rows(corrected, {T0 - HOUR: 1.0}) == ()
     assert missing_rows(corrected, {T0 + 5 * HOUR: 1.0}) == ()
+
+
+def test_a_correction_from_inside_an_hour_writes_that_hours_row() -> None:
+    rows = [StatRow(T0, 1.0, 1.0), StatRow(T0 + HOUR, 2.0, 2.0), StatRow(T0 + 2 * HOUR, 3.0, 3.0)]
+    # From 01:40: the recorder moves the 5-minute rows from 01:40 and the hourly from 02:00.
+    corrections = {T0 + HOUR: 0.5, T0 + HOUR + 40 * 60: -0.25, T0 + 2 * HOUR: 0.1}
+    hours = per_hour(corrections)
+    assert hours == {T0 + HOUR: 0.25, T0 + 2 * HOUR: 0.1}
+    corrected = with_corrections(rows, hours)
+    assert rows_left_behind(corrected, corrections) == (StatRow(T0 + HOUR, 2.0, 2.25),)
+    assert rows_left_behind(corrected, {T0 + HOUR: 0.5}) == ()
+    # What `never_negative` moves goes to an hour's last moment (after the rises it takes back).
+    assert within_hours(corrections, {T0: -0.1, T0 + HOUR: 0.35, T0 + 2 * HOUR: 0.1}) == {
+        T0: -0.1,
+        T0 + HOUR: 0.5,
+        T0 + HOUR + 40 * 60: pytest.approx(-0.15),
+        T0 + 2 * HOUR: 0.1,
+    }
+
+
+@given(
+    st.lists(st.integers(0, 50), min_size=36, max_size=36),
+    st.dictionaries(
+        st.integers(0, 35).map(lambda row: T0 + row * 300), st.integers(-300, 300), max_size=6
+    ),
+)
+def test_moves_from_moments_keep_each_hour_its_last_5_minute_rows_sum(
+    bars: list[int], moves: dict[int, int]
+) -> None:
+    """Three compiled hours of 5-minute rows, moved from moments as a run moves them.
+
+    The recorder adds a move to every row (hourly and 5-minute) starting from its moment on; a
+    run writes the hourly rows a move from inside their hour leaves behind. Each hour's sum stays
+    its last 5-minute row's, no corrected hour is negative, and the total moves by the moves'.
+    """
+    five = {T0 + index * 300: sum(bars[: index + 1]) / 1000 for index in range(len(bars))}
+    hourly = [StatRow(T0 + hour * HOUR, 0.0, five[T0 + hour * HOUR + 3300]) for hour in range(3)]
+    corrections = {moment: wh / 1000 for moment, wh in moves.items()}
+    hours = never_negative(hourly, per_hour(corrections))
+    fixes = within_hours(corrections, hours)
+    assert per_hour(fixes) == pytest.approx(hours)
+    five = {
+        start: total + sum(kwh for moment, kwh in fixes.items() if moment <= start)
+        for start, total in five.items()
+    }
+    recorded = {
+        row.start: row.sum + sum(kwh for moment, kwh in fixes.items() if moment <= row.start)
+        for row in hourly
+    }
+    for row in rows_left_behind(with_corrections(hourly, hours), fixes):
+        recorded[row.start] = row.sum
+    assert recorded == pytest.approx({hour: five[hour + 3300] for hour in recorded})
+    for before, hour in pairwise(sorted(recorded)):
+        if hour in hours:
+            assert recorded[hour] - recorded[before] >= -1e-9
+    assert five[T0 + 3 * HOUR - 300] - sum(bars) / 1000 == pytest.approx(sum(corrections.values()))

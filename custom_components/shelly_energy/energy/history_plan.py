@@ -656,6 +656,45 @@ def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) ->
     return moved
 
 
+def per_hour(corrections: Mapping[int, float]) -> dict[int, float]:
+    """Return corrections keyed by the moment they apply from, summed per hour.
+
+    A correction from a moment moves the 5-minute rows from that moment on, the hourly rows
+    from its hour on (`energy.record_periods.StatisticMoves`).
+    """
+    hours: dict[int, float] = {}
+    for moment, kwh in corrections.items():
+        hour = moment - moment % HOUR
+        hours[hour] = hours.get(hour, 0.0) + kwh
+    return hours
+
+
+def within_hours(corrections: Mapping[int, float], hours: Mapping[int, float]) -> dict[int, float]:
+    """Return corrections by moment that add up to `hours` per hour (`never_negative` moved them).
+
+    An hour's change goes to its last moment: after the rises in it that its moves take back.
+    """
+    result = dict(corrections)
+    summed = per_hour(corrections)
+    for hour, kwh in hours.items():
+        if change := kwh - summed.get(hour, 0.0):
+            last = max((at for at in corrections if at - at % HOUR == hour), default=hour)
+            result[last] = result.get(last, 0.0) + change
+    return result
+
+
+def rows_left_behind(
+    rows: Sequence[StatRow], corrections: Mapping[int, float]
+) -> tuple[StatRow, ...]:
+    """Return the hourly rows a correction from within their hour does not move, to be written.
+
+    The recorder moves the rows from a moment on: an hour's row starts before a moment inside it.
+    ``rows``: the series' rows, corrected (`with_corrections` of `per_hour`).
+    """
+    hours = {moment - moment % HOUR for moment in corrections if moment % HOUR}
+    return tuple(row for row in rows if row.start in hours)
+
+
 def with_corrections(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> list[StatRow]:
     """Return rows as they are once each correction was added to the sums from its hour on."""
     changes = sorted(corrections.items())

@@ -14,7 +14,7 @@ local clock (`energy.periods`):
 Only periods the records cover whole are told (`nets`, `imports`): those are what
 `GridSettlement.rebuild` and `CapacityTracker.rebuild` take for the periods a gap covered.
 
-`settlement_moves` tells how the hourly statistics of a settled grid sensor move when provisional
+`settlement_moves` tells how the statistics of a settled grid sensor move when provisional
 periods are rebuilt: each period's estimate leaves the hour it was booked in, its exact net goes
 to the hour of its end. The sensor's published total changed by the rebuild (`GridSettlement`
 publishes an increase at once, and keeps a decrease as a surplus that later bookings make up);
@@ -22,7 +22,12 @@ the recorder counts that change in the hour it is published, so the statistics t
 there once that hour is compiled (`later`), and a surplus stays in the hour the estimates were
 booked in: no hour is negative and the statistics' total keeps following the sensor's.
 
-Time is unix seconds; energy Wh, statistics kWh (per UTC hour).
+The recorder's 5-minute rows (the Energy dashboard's bars of a day) show each rise in the row of
+the moment it was published: what a move takes back leaves the sums from that row on, not from
+the start of its hour, or the rows of the hour before the rise would fall. A move is therefore
+keyed by the moment it applies from (a 5-minute row's start; the hourly rows move from its hour).
+
+Time is unix seconds; energy Wh, statistics kWh (per UTC hour, and per 5 minutes).
 """
 
 from __future__ import annotations
@@ -34,11 +39,17 @@ from .periods import PeriodClock, PeriodSums
 from .settlement import Rebuilt, changed_by, settled
 
 HOUR = 3600
+FIVE_MINUTES = 300  # the recorder's short-term statistics
 
 
 def hour_of(moment: float) -> int:
     """Return the start of the UTC hour holding a moment."""
     return int(moment - moment % HOUR)
+
+
+def five_minutes_of(moment: float) -> int:
+    """Return the start of the recorder's 5-minute row holding a moment."""
+    return int(moment - moment % FIVE_MINUTES)
 
 
 class RecordPeriods:
@@ -83,10 +94,11 @@ class RecordPeriods:
 
 @dataclass(frozen=True, slots=True)
 class StatisticMoves:
-    """How a settled grid sensor's hourly statistics move (kWh).
+    """How a settled grid sensor's statistics move (kWh), keyed by the moment they apply from.
 
-    `now`: added to the sums from each hour on, now (those hours are compiled). `later`: added
-    from an hour on once the recorder compiled it (None: nothing).
+    A move from a moment is added to the sums of the 5-minute rows from the row starting then,
+    and to those of the hourly rows from its hour (`hour_of`) on. `now`: now (those hours are
+    compiled). `later`: once the recorder compiled the row of its moment (None: nothing).
     """
 
     now: dict[int, float]
@@ -99,18 +111,21 @@ def settlement_moves(
     """Return how the statistics of settled import (`index` 0) or export (1) move.
 
     `rebuilt`: the periods a rebuild settled again; `published_change`: how much the sensor's
-    published total rose by it (Wh); `rebuilt_at`: when it rose.
+    published total rose by it (Wh); `rebuilt_at`: when it rose (the sensor showed it).
     """
     if not rebuilt:
         return StatisticMoves({}, None)
     moves: dict[int, float] = {}
     for period in rebuilt:
-        booked_hour, end_hour = hour_of(period.booked_at), hour_of(period.end)
-        moves[booked_hour] = moves.get(booked_hour, 0.0) - settled(period.was)[index] / 1000
-        moves[end_hour] = moves.get(end_hour, 0.0) + settled(period.exact)[index] / 1000
+        # The estimate leaves the 5-minute row it rose in; the exact net comes in its hour.
+        booked, ends = five_minutes_of(period.booked_at), hour_of(period.end)
+        moves[booked] = moves.get(booked, 0.0) - settled(period.was)[index] / 1000
+        moves[ends] = moves.get(ends, 0.0) + settled(period.exact)[index] / 1000
     # What was booked, less what is published: a surplus kept (or made up) where it was booked.
-    last_booked = max(hour_of(period.booked_at) for period in rebuilt)
+    last_booked = max(five_minutes_of(period.booked_at) for period in rebuilt)
     unpublished = (changed_by(list(rebuilt))[index] - published_change) / 1000
     moves[last_booked] -= unpublished
-    later = None if not published_change else (hour_of(rebuilt_at), -published_change / 1000)
+    later = (
+        None if not published_change else (five_minutes_of(rebuilt_at), -published_change / 1000)
+    )
     return StatisticMoves(moves, later)
