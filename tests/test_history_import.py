@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 from unittest.mock import patch
 
 import pytest
@@ -171,32 +171,32 @@ def expected_hours(
     return {hour: wh / 1000 for hour, wh in hours.items() if hour + HOUR <= end}
 
 
-async def rows(hass: HomeAssistant, entity_id: str) -> list[StatisticsRow]:
+async def rows(
+    hass: HomeAssistant,
+    entity_id: str,
+    period: Literal["5minute", "hour"] = "hour",
+    start: datetime = START,
+    end: datetime | None = None,
+) -> list[StatisticsRow]:
+    """Return a series' statistics rows of a period (hourly or 5-minute) from `start`."""
     found = await get_instance(hass).async_add_executor_job(
         statistics_during_period,
         hass,
-        START,
-        None,
+        start,
+        end,
         {entity_id},
-        "hour",
+        period,
         None,
         {"state", "sum"},
     )
     return found.get(entity_id, [])
 
 
-async def bars(hass: HomeAssistant, entity_id: str) -> dict[int, float]:
-    """Return each hour's bar (its sum minus the previous hour's), rounded to the mWh."""
-    sums = [(int(row["start"]), row["sum"] or 0.0) for row in await rows(hass, entity_id)]
-    return {start: round(total - before, 6) for (_, before), (start, total) in pairwise(sums)}
-
-
-async def five_minute_bars(hass: HomeAssistant, entity_id: str) -> dict[int, float]:
-    """Return each 5-minute row's change (its sum minus the previous row's), to the mWh."""
-    found = await get_instance(hass).async_add_executor_job(
-        statistics_during_period, hass, START, None, {entity_id}, "5minute", None, {"sum"}
-    )
-    sums = [(int(row["start"]), row["sum"] or 0.0) for row in found.get(entity_id, [])]
+async def bars(
+    hass: HomeAssistant, entity_id: str, period: Literal["5minute", "hour"] = "hour"
+) -> dict[int, float]:
+    """Return each row's bar (its sum minus the previous row's), rounded to the mWh."""
+    sums = [(int(row["start"]), row["sum"] or 0.0) for row in await rows(hass, entity_id, period)]
     return {start: round(total - before, 6) for (_, before), (start, total) in pairwise(sums)}
 
 
@@ -1145,7 +1145,7 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
         assert {start: kwh for start, kwh in result.items() if start > starts[1]} == hourly
         # The Energy dashboard's 5-minute bars too: the rise each rebuild published is taken
         # back in the 5-minute row that shows it, not from the start of its hour.
-        assert min((await five_minute_bars(hass, entity_id)).values()) >= 0, entity_id
+        assert min((await bars(hass, entity_id, "5minute")).values()) >= 0, entity_id
         assert {hour: result.get(hour, 0.0) for hour in compiled} == pytest.approx(
             compiled, abs=0.002
         ), entity_id
@@ -1233,14 +1233,10 @@ async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
     ):
         hourly = await bars(hass, entity_id)
         assert {start: kwh for start, kwh in hourly.items() if start > starts[1]} == expected
-        short = await five_minute_bars(hass, entity_id)
+        short = await bars(hass, entity_id, "5minute")
         assert min(short.values()) >= 0, entity_id
         assert min(hourly.values()) >= 0, entity_id
         # The hour of the take-back ends where its last 5-minute row does.
-        five = await get_instance(hass).async_add_executor_job(
-            statistics_during_period, hass, at[5], at[6], {entity_id}, "5minute", None, {"sum"}
-        )
-        hour = await get_instance(hass).async_add_executor_job(
-            statistics_during_period, hass, at[5], at[6], {entity_id}, "hour", None, {"sum"}
-        )
-        assert hour[entity_id][0]["sum"] == five[entity_id][-1]["sum"], entity_id
+        five = await rows(hass, entity_id, "5minute", at[5], at[6])
+        hour = await rows(hass, entity_id, "hour", at[5], at[6])
+        assert hour[0]["sum"] == five[-1]["sum"], entity_id
