@@ -1022,11 +1022,12 @@ class SimulatedMeter:
     # --- scenarios: device ----------------------------------------------------------------
 
     def set_silent(self, silent: bool) -> None:
-        """Go silent (a cable pulled, a Wi-Fi gone) or come back.
+        """Stop answering (firmware hung) or answer again.
 
         Unlike `set_online`, the open connections are not closed: its WebSockets stay open with
-        nothing coming back (no reply, no notification, no pong), as when a real device's link
-        drops; new connections are refused.
+        nothing coming back (no reply, no notification, no pong); new connections are refused.
+        A link that drops looks the same to the client, except that the client's kernel no
+        longer hears TCP acknowledgements, which loopback cannot take away.
         """
         self.silent = silent
 

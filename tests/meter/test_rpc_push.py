@@ -24,15 +24,12 @@ async def listening(
     password: str | None = None,
     *,
     lost: asyncio.Event | None = None,
-    alive_within: float | None = None,
 ) -> tuple[RpcClient, asyncio.Queue[MeterSnapshot]]:
     """Return a connected client (its first read done) and the snapshots it hands on.
 
     A lost connection sets `lost`.
     """
-    client = RpcClient(
-        session, Address(HOST, server.port), Credentials(None, password), alive_within=alive_within
-    )
+    client = RpcClient(session, Address(HOST, server.port), Credentials(None, password))
     pushed: asyncio.Queue[MeterSnapshot] = asyncio.Queue()
     client.listen(pushed.put_nowait, (lost or asyncio.Event()).set)
     await client.connect()
@@ -186,31 +183,6 @@ async def test_pushing_means_a_push_came_over_the_websocket_open_now(
     assert is_pushing(client)
     await client.close()
     assert not is_pushing(client)
-
-
-async def test_a_silent_meter_is_known_lost_within_the_limit(
-    serve: Serve, session: aiohttp.ClientSession
-) -> None:
-    """A meter whose link dropped closes nothing: the heartbeat tells it went silent."""
-    meter, server = await serve("pro3em")
-    lost = asyncio.Event()
-    client, pushed = await listening(session, server, lost=lost, alive_within=0.6)
-    meter.set_power("a", 300.0)
-    assert await server.notify_status() == 1
-    await next_push(pushed)
-    await asyncio.sleep(1.2)  # answered pings: a quiet meter is not lost
-    assert not lost.is_set()
-    assert is_pushing(client)
-    meter.set_silent(True)
-    began = asyncio.get_running_loop().time()
-    async with asyncio.timeout(3):
-        await lost.wait()
-    # Pinged after 0.4 s of silence, lost 0.2 s later without a pong.
-    assert asyncio.get_running_loop().time() - began <= 0.6 + 0.1
-    assert not is_pushing(client)
-    await client.close()
-    # aiohttp sets the heartbeat once more as it hands on the closing: it runs out in 0.6 s.
-    await asyncio.sleep(0.7)
 
 
 async def test_a_websocket_the_meter_closes_is_lost_and_ours_is_not(

@@ -17,7 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, StreamReader
+from aiohttp import (
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    ClientWebSocketResponse,
+    StreamReader,
+)
 from aioshelly.common import ConnectionOptions
 from aioshelly.const import DEVICE_IO_TIMEOUT
 from aioshelly.exceptions import InvalidAuthError, RpcCallError, ShellyError
@@ -40,6 +46,7 @@ from .errors import (
     NotEnergyMeterError,
     UnsupportedFirmwareError,
 )
+from .keepalive import keep_alive
 from .models import firmware_supported, model_name
 from .records import (
     EARLIEST_VALID_TS,
@@ -383,20 +390,19 @@ class _MeterDevice(RpcDevice):
         return results
 
 
-class _HeartbeatSession:
-    """Home Assistant's client session, opening the meter's WebSocket with our heartbeat.
+class _KeepAliveSession:
+    """Home Assistant's client session, opening the meter's WebSocket with TCP keepalive."""
 
-    aioshelly pings a silent WebSocket after 55 s; a meter that went silent (a cable pulled,
-    power lost: no connection is closed) must be noticed within the polling interval.
-    """
-
-    def __init__(self, session: ClientSession, heartbeat: float) -> None:
+    def __init__(self, session: ClientSession, alive_within: float) -> None:
         self._session = session
-        self._heartbeat = heartbeat
+        self._alive_within = alive_within
 
-    def ws_connect(self, url: Any, **kwargs: Any) -> Any:
-        """Open a WebSocket as the session does, pinging it after `heartbeat` s of silence."""
-        return self._session.ws_connect(url, **{**kwargs, "heartbeat": self._heartbeat})
+    async def ws_connect(self, url: Any, **kwargs: Any) -> ClientWebSocketResponse:
+        """Open a WebSocket as the session does; the kernel drops it once silent too long."""
+        websocket = await self._session.ws_connect(url, **kwargs)
+        if (sock := websocket.get_extra_info("socket")) is not None:
+            keep_alive(sock, self._alive_within)
+        return websocket
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -415,13 +421,14 @@ class RpcClient:
     ) -> None:
         """Prepare the connection; nothing is sent before connect().
 
-        With `alive_within`, a connection silent that long is known to be lost: a silent
-        WebSocket is pinged after two thirds of it, and closed when no pong came in the rest.
+        With `alive_within`, a link that dropped is known lost within that many seconds (see
+        keepalive.py). A meter that stops answering over a live link is found at its next
+        whole read, and by aioshelly's WebSocket heartbeat.
         """
         self._session = (
             session
             if alive_within is None
-            else cast(ClientSession, _HeartbeatSession(session, alive_within * 2 / 3))
+            else cast(ClientSession, _KeepAliveSession(session, alive_within))
         )
         self._address = address
         self._credentials = credentials
