@@ -71,7 +71,7 @@ class RecordingSession:
         self.websockets: list[aiohttp.ClientWebSocketResponse] = []
 
     async def ws_connect(self, url: Any, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
-        websocket = await self._session.ws_connect(url, **kwargs)
+        websocket: aiohttp.ClientWebSocketResponse = await self._session.ws_connect(url, **kwargs)
         self.websockets.append(websocket)
         return websocket
 

@@ -399,7 +399,7 @@ class _KeepAliveSession:
 
     async def ws_connect(self, url: Any, **kwargs: Any) -> ClientWebSocketResponse:
         """Open a WebSocket as the session does; the kernel drops it once silent too long."""
-        websocket = await self._session.ws_connect(url, **kwargs)
+        websocket: ClientWebSocketResponse = await self._session.ws_connect(url, **kwargs)
         if (sock := websocket.get_extra_info("socket")) is not None:
             keep_alive(sock, self._alive_within)
         return websocket
