@@ -432,8 +432,8 @@ Measured {when} by `scripts/bench --peer` on {platform.processor() or platform.m
 {meters} busy and {meters} quiet simulated Pro 3EMs, every case in a fresh Home Assistant of
 its own (the test helpers' light instance: no recorder, no HTTP server), each integration set
 up through its own config flow with its default options (this integration: push first, a
-pushing meter's whole status read every minute, its WebSocket known alive within the 5 s
-interval), {rounds} rounds alternating the integrations and their order, a {window_s:.0f} s
+pushing meter's whole status read every minute, a dropped link found within the 5 s interval
+by TCP keepalive), {rounds} rounds alternating the integrations and their order, a {window_s:.0f} s
 window per busy case and a {max(window_s, QUIET_WINDOW_S):.0f} s one per quiet case (one whole
 read of each) after a warm-up, asyncio's debug mode off, the garbage collector frozen during
 each window. Busy meters: every value changes every second and the meter sends NotifyStatus

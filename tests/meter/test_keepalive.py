@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from custom_components.shelly_energy.meter.address import Address
 from custom_components.shelly_energy.meter.client import Credentials
-from custom_components.shelly_energy.meter.keepalive import keepalive_options
+from custom_components.shelly_energy.meter.keepalive import keep_alive, keepalive_options
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from tests.loopback_meters import Serve
 
@@ -141,3 +141,26 @@ def test_a_dropped_link_is_known_lost_within_the_limit() -> None:
     # 2 s of silence and drops it once silent for 3 s (a probe's timer runs at whole seconds).
     assert 1.5 <= lost["keepalive"] <= ALIVE_WITHIN_S
     assert lost["without"] is None  # without keepalive, nothing tells for minutes
+
+
+class RefusingSocket:
+    """A socket whose system knows no TCP_USER_TIMEOUT."""
+
+    def __init__(self) -> None:
+        self.options: dict[int, int] = {}
+
+    def setsockopt(self, level: int, option: int, value: int, /) -> None:
+        if option == socket.TCP_USER_TIMEOUT:
+            raise OSError(92, "Protocol not available")
+        self.options[option] = value
+
+
+def test_an_option_the_system_refuses_leaves_the_others_set() -> None:
+    sock = RefusingSocket()
+    keep_alive(sock, 5)
+    assert sock.options == {
+        socket.SO_KEEPALIVE: 1,
+        socket.TCP_KEEPIDLE: 3,
+        socket.TCP_KEEPINTVL: 1,
+        socket.TCP_KEEPCNT: 2,
+    }
