@@ -1191,8 +1191,11 @@ takes runs of hours to tell.
 - **CPU per update**: inside Home Assistant, the probe wraps `MeterCoordinator._async_refresh`
   (the poll, parsing and cleaning the reply, the supply watch, and the listeners: every entity's
   state write) and sums `time.thread_time()` over each step of that coroutine: the CPU the
-  update itself uses, not what other tasks run while it awaits the meter. The WebSocket reader
-  of aioshelly, the recorder and the rest of Home Assistant are in the process CPU only.
+  update itself uses, not what other tasks run while it awaits the meter. A pushed update (a
+  Pro 3EM's NotifyStatus as aioshelly hands it on: parsing, taking it in, every entity's state
+  write) runs in one go and is timed whole; a Pro 3EM's updates are nearly all pushed (its
+  whole status is read once a minute). The WebSocket reader of aioshelly, the recorder and the
+  rest of Home Assistant are in the process CPU only.
 - **Process CPU**: user + system time of the whole Home Assistant process (every thread: the
   recorder's too) from `/proc/<pid>/stat` over the window, divided by the window; 100 % is one
   core. "Per update" divides it by the updates the probe counted.

@@ -6,7 +6,9 @@ custom integration `bench_probe`; it is never part of the integration. What it m
 - the CPU time of each meter update: `MeterCoordinator._async_refresh` (the poll, parsing and
   cleaning the reply, the supply watch, and the listeners, i.e. every entity's state write) is
   wrapped so that the thread CPU time of each step of that coroutine is summed. That is the time
-  the update itself runs, not what other tasks run while it awaits the meter's answer;
+  the update itself runs, not what other tasks run while it awaits the meter's answer. A pushed
+  update (a Gen2+ meter's NotifyStatus, as aioshelly hands it on: parsed, taken in, every
+  entity's state write) is timed whole, as it runs in one go;
 - the state changes of each meter's first power sensor, as Home Assistant stamps them (the
   benchmark compares them with when the simulator changed the value);
 - the event loop's lag: a task that sleeps 5 ms records how late it wakes (while asked to), and
@@ -21,6 +23,7 @@ The benchmark reads and resets all this through response-only service actions ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import gc
 import io
@@ -33,6 +36,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any, cast
 
 import voluptuous as vol
+from aioshelly.rpc_device import RpcUpdateType
 from homeassistant.core import (
     CALLBACK_TYPE,
     Event,
@@ -50,6 +54,8 @@ from homeassistant.helpers.typing import ConfigType
 
 from custom_components.shelly_energy.const import DOMAIN as SHELLY_DOMAIN
 from custom_components.shelly_energy.coordinator import MeterCoordinator, loaded_meters
+from custom_components.shelly_energy.meter.errors import MeterConnectionError
+from custom_components.shelly_energy.meter.rpc import RpcClient
 
 DOMAIN = "bench_probe"
 CONFIG_SCHEMA = cv.empty_config_schema(DOMAIN)
@@ -224,7 +230,7 @@ def _is_number(state: str) -> bool:
 
 
 def _instrument(probe: Probe) -> None:
-    """Wrap every meter coordinator's refresh to time it (once per process)."""
+    """Time every meter update, read or pushed (once per process)."""
     original = MeterCoordinator._async_refresh
 
     async def timed_refresh(coordinator: MeterCoordinator, *args: Any, **kwargs: Any) -> None:
@@ -234,6 +240,27 @@ def _instrument(probe: Probe) -> None:
         await CpuTimed(original(coordinator, *args, **kwargs), report, probe.profiler)
 
     setattr(MeterCoordinator, "_async_refresh", timed_refresh)  # noqa: B010
+    original_pushed = RpcClient._updated
+
+    def timed_push(client: RpcClient, device: Any, update_type: RpcUpdateType) -> None:
+        if update_type is not RpcUpdateType.STATUS:
+            original_pushed(client, device, update_type)
+            return
+        profiler = probe.profiler
+        if profiler is not None:
+            profiler.enable()
+        start = time.thread_time()
+        try:
+            original_pushed(client, device, update_type)
+        finally:
+            seconds = time.thread_time() - start
+            if profiler is not None:
+                profiler.disable()
+        with contextlib.suppress(MeterConnectionError):  # not connected: nothing was pushed
+            probe.update_cpu[client.info.model_name].append(seconds)
+
+    # The client subscribes its bound method when it connects: after the probe is set up.
+    setattr(RpcClient, "_updated", timed_push)  # noqa: B010
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
