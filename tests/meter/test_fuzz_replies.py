@@ -386,7 +386,7 @@ def test_stored_records(position: int, data: st.DataObject) -> None:
         )
     )
     del collected
-    for record in merger.take():
+    for record in (record for batch in merger.take(250) for record in batch):
         assert_valid_record(record, len(info.channel_ids))
 
 

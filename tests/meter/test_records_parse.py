@@ -22,6 +22,11 @@ from custom_components.shelly_energy.meter.records import (
 KEYS = ["a_total_act_energy", "a_max_voltage", "a_total_act_ret_energy"]
 
 
+def taken(merger: RecordMerger) -> list[EnergyRecord]:
+    """Return every record the merger hands on."""
+    return [record for batch in merger.take(2) for record in batch]
+
+
 def test_read_csv_line() -> None:
     assert read_csv_line("2025-06-01 00:10,12.34,0.00,229.1,231.0") == (1748736600, 12.34, 0.0)
     assert read_csv_line("2025-06-01 00:10:00,1,2") == (1748736600, 1.0, 2.0)
@@ -38,11 +43,24 @@ def test_merger_fills_a_channel_without_the_row_with_zero() -> None:
     merger.add(120, 60, (2,), [2.0], [0.25])
     merger.add(180, 60, (1,), [9.0], [9.0])
     merger.drop(180)
-    assert merger.take() == [
+    assert taken(merger) == [
         EnergyRecord(60, 60, (0.0, 0.0, 3.0), (0.0, 0.0, 0.0)),
         EnergyRecord(120, 60, (1.0, 0.0, 2.0), (0.5, 0.0, 0.25)),
     ]
-    assert merger.take() == []
+    assert taken(merger) == []
+
+
+def test_merger_hands_records_on_in_batches_and_starts_empty_at_once() -> None:
+    merger = RecordMerger(1)
+    for ts in (180, 60, 120):
+        merger.add(ts, 60, (0,), [ts / 60], [0.0])
+    batches = merger.take(2)
+    merger.add(240, 60, (0,), [4.0], [0.0])  # collected for the next take, not this one
+    assert list(batches) == [
+        [EnergyRecord(60, 60, (1.0,), (0.0,)), EnergyRecord(120, 60, (2.0,), (0.0,))],
+        [EnergyRecord(180, 60, (3.0,), (0.0,))],
+    ]
+    assert list(merger.take(2)) == [[EnergyRecord(240, 60, (4.0,), (0.0,))]]
 
 
 def test_read_data_reply_keeps_the_window_and_skips_unusable_rows() -> None:
@@ -60,7 +78,7 @@ def test_read_data_reply_keeps_the_window_and_skips_unusable_rows() -> None:
     garbage = GarbageLog("meter")
     columns = DataColumns([("a_total_act_energy", "a_total_act_ret_energy")])
     read_data_reply(reply, columns, (0,), merger, garbage, since=1060, until=1300)
-    assert merger.take() == [
+    assert taken(merger) == [
         EnergyRecord(1060, 60, (2.0,), (0.5,)),
         EnergyRecord(1240, 60, (4.0,), (0.0,)),
     ]

@@ -242,9 +242,8 @@ class Gen1Client:
         garbage = GarbageLog(str(self._address))
         for position in range(channels):
             await self._read_em_data(position, start, merger, garbage)
-        batch = merger.take()
-        for first in range(0, len(batch), RECORDS_PER_BATCH):
-            yield batch[first : first + RECORDS_PER_BATCH]
+        for batch in merger.take(RECORDS_PER_BATCH):
+            yield batch
 
     async def _read_em_data(
         self, position: int, start: int, merger: RecordMerger, garbage: GarbageLog

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,21 +120,35 @@ class RecordMerger:
         """Leave out the record at `ts`: one of its rows was unusable."""
         self._bad.add(ts)
 
-    def take(self) -> list[EnergyRecord]:
-        """Return the collected records, oldest first, and start empty again."""
+    def take(self, batch: int) -> Iterator[list[EnergyRecord]]:
+        """Hand the collected records on, oldest first, `batch` at a time; start empty again.
+
+        The records of a batch are made when it is asked for: made all at once, a day's
+        records would outlive the young generations' collections that making them sets off,
+        and bring the full collection closer (see above).
+        """
         rows, bad, periods = self._row_of, self._bad, self._periods
         energy_in, energy_out, channels = self._energy_in, self._energy_out, self.channels
         self._start()
-        records = []
-        for ts in sorted(rows.keys() - bad):
-            row = rows[ts]
-            first, end = row * channels, (row + 1) * channels
-            records.append(
-                EnergyRecord(
-                    ts, periods[row], tuple(energy_in[first:end]), tuple(energy_out[first:end])
-                )
-            )
-        return records
+        stamps = sorted(rows.keys() - bad)
+
+        def batches() -> Iterator[list[EnergyRecord]]:
+            for first_stamp in range(0, len(stamps), batch):
+                records = []
+                for ts in stamps[first_stamp : first_stamp + batch]:
+                    row = rows[ts]
+                    first, end = row * channels, (row + 1) * channels
+                    records.append(
+                        EnergyRecord(
+                            ts,
+                            periods[row],
+                            tuple(energy_in[first:end]),
+                            tuple(energy_out[first:end]),
+                        )
+                    )
+                yield records
+
+        return batches()
 
 
 class DataColumns:

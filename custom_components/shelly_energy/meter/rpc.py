@@ -627,10 +627,8 @@ class RpcClient:
                         )
                     ):
                         await self._read_span(one, window, window_end, merger, garbage)
-                batch = merger.take()
-                for first_record in range(0, len(batch), RECORDS_PER_BATCH):
-                    yield batch[first_record : first_record + RECORDS_PER_BATCH]
-                del batch  # not kept while the next window is read (see RecordMerger)
+                for batch in merger.take(RECORDS_PER_BATCH):
+                    yield batch
                 window = window_end
 
     async def _download_span(
