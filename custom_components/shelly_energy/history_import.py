@@ -442,6 +442,7 @@ class _History:
         pending: dict[str, list[float]] = state.setdefault("pending_shifts", {})
         written: set[int] = set()
         for key, statistic_id in statistic_ids.items():
+            await asyncio.sleep(0)  # a series at a time: each is months of hours
             series_rows = rows[statistic_id]
             fixes = {
                 hour: kwh
@@ -682,6 +683,7 @@ class MeterHistory(_History):
         async for batch in self.coordinator.client.records(since):
             hours.add(batch)
             del batch  # not kept while the next one is read (see RecordMerger)
+            await asyncio.sleep(0)  # a day's records come at once: a batch at a time
             start = start if start is not None else hours.first_hour
             # Batches can be a few records each: show and keep the progress now and then.
             if start is None or time.monotonic() - shown < PROGRESS_INTERVAL:
