@@ -1035,6 +1035,42 @@ async def test_a_saved_import_of_another_layout_starts_over(
     )
 
 
+# The hours of the simulated day of the settled-site tests (UTC).
+AT = {hour: datetime(2025, 6, 1, tzinfo=UTC) + timedelta(hours=hour) for hour in range(10)}
+
+
+async def hourly_site_down_at_0210(
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    options: dict[str, Any],
+) -> tuple[SimulatedMeter, MockConfigEntry]:
+    """Return a meter with a day of records and a site on its phases, settled each hour.
+
+    The meter is live from 00:20, the site from 01:00 until it goes down at 02:10.
+    """
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    await live_until(hass, clock, freezer, AT[1], by_the_minute=True)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={
+            CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"],
+            CONF_SETTLEMENT: "60",
+            **options,
+        },
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    assert clock.now() == AT[1].timestamp()
+    await live_until(hass, clock, freezer, AT[2] + timedelta(minutes=10), by_the_minute=True)
+    assert await hass.config_entries.async_unload(site.entry_id)
+    return meter, site
+
+
 async def test_periods_missed_while_down_are_rebuilt_from_the_records(
     recorder_mock: Recorder,
     hass: HomeAssistant,
@@ -1053,44 +1089,31 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
     """
     # Brussels (UTC+2): the hours and quarters are UTC's, the month is June all along.
     await hass.config.async_set_time_zone("Europe/Brussels")
-    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
-    midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    at = {hour: midnight + timedelta(hours=hour) for hour in range(8)}
-    await live_until(hass, clock_at_0020, freezer, at[1], by_the_minute=True)
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={
-            CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"],
-            CONF_SETTLEMENT: "60",
-            CONF_CAPACITY: {CONF_DEMAND_PERIOD: "15", CONF_PEAK_RULE: "highest", CONF_PEAK_DAYS: 3},
-        },
+    meter, site = await hourly_site_down_at_0210(
+        hass,
+        simulator,
+        reader,
+        clock_at_0020,
+        freezer,
+        {CONF_CAPACITY: {CONF_DEMAND_PERIOD: "15", CONF_PEAK_RULE: "highest", CONF_PEAK_DAYS: 3}},
     )
-    await setup_entry(hass, site)
-    await settle(hass)
-    start = clock_at_0020.now()
-    assert start == at[1].timestamp()
+    start = AT[1].timestamp()
     await live_until(
-        hass, clock_at_0020, freezer, at[2] + timedelta(minutes=10), by_the_minute=True
-    )
-    assert await hass.config_entries.async_unload(site.entry_id)
-    await live_until(
-        hass, clock_at_0020, freezer, at[2] + timedelta(minutes=20), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[2] + timedelta(minutes=20), by_the_minute=True
     )
     meter.set_power("c", -4000.0)
-    await live_until(hass, clock_at_0020, freezer, at[3], by_the_minute=True)
+    await live_until(hass, clock_at_0020, freezer, AT[3], by_the_minute=True)
     meter.release_power("c")
     await live_until(
-        hass, clock_at_0020, freezer, at[3] + timedelta(minutes=15), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[3] + timedelta(minutes=15), by_the_minute=True
     )
     meter.set_power("a", 9000.0)
     await live_until(
-        hass, clock_at_0020, freezer, at[3] + timedelta(minutes=30), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[3] + timedelta(minutes=30), by_the_minute=True
     )
     meter.release_power("a")
     await live_until(
-        hass, clock_at_0020, freezer, at[4] + timedelta(minutes=40), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[4] + timedelta(minutes=40), by_the_minute=True
     )
     assert await hass.config_entries.async_setup(site.entry_id)
     await settle(hass)
@@ -1098,11 +1121,11 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
     settlement = coordinator.accumulator._settlement
     assert settlement is not None
     # Back: 02:00 and 03:00 were booked as a guess at 04:40; 04:00 is running.
-    assert sorted(settlement.provisional) == [at[2].timestamp(), at[3].timestamp()]
+    assert sorted(settlement.provisional) == [AT[2].timestamp(), AT[3].timestamp()]
     guessed = {start: period.net for start, period in settlement.provisional.items()}
     # Until the hour they were booked in is compiled, the guesses stay; then the hourly runs
     # settle them (and 04:00, booked at 05:00, an hour later).
-    await live_until(hass, clock_at_0020, freezer, at[7] + timedelta(minutes=5), by_the_minute=True)
+    await live_until(hass, clock_at_0020, freezer, AT[7] + timedelta(minutes=5), by_the_minute=True)
     assert settlement.provisional == {}
     assert coordinator.accumulator._capacity is not None
     assert coordinator.accumulator._capacity.pending == set()
@@ -1112,16 +1135,16 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
     nets: dict[int, float] = defaultdict(float)
     quarters: dict[int, float] = defaultdict(float)
     for record in device_records(meter):
-        if start <= record.ts < at[7].timestamp():
+        if start <= record.ts < AT[7].timestamp():
             nets[record.ts - record.ts % HOUR] += sum(record.energy_in) - sum(record.energy_out)
             quarters[record.ts - record.ts % 900] += sum(record.energy_in)
     assert len(nets) == 6 and len(quarters) == 24
     # The gap's hours: 02:00 exported, 03:00 imported; the guesses were far off.
-    assert nets[int(at[2].timestamp())] < -2000 < 0 < guessed[at[2].timestamp()]
-    assert nets[int(at[3].timestamp())] > 2000 > guessed[at[3].timestamp()]
+    assert nets[int(AT[2].timestamp())] < -2000 < 0 < guessed[AT[2].timestamp()]
+    assert nets[int(AT[3].timestamp())] > 2000 > guessed[AT[3].timestamp()]
     imported = {hour + HOUR: max(net, 0.0) / 1000 for hour, net in nets.items()}
     exported = {hour + HOUR: max(-net, 0.0) / 1000 for hour, net in nets.items()}
-    starts = {index: int(moment.timestamp()) for index, moment in at.items()}
+    starts = {index: int(moment.timestamp()) for index, moment in AT.items()}
     for entity_id, expected, hourly in (
         (
             "sensor.home_grid_import_energy",
@@ -1139,7 +1162,7 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
         ), entity_id
         # The hours compiled so far (to 07:00) hold the net of the hour before each (an hour
         # without a row: none), and add up to the sensor's total then.
-        compiled = {hour: kwh for hour, kwh in expected.items() if hour < at[7].timestamp()}
+        compiled = {hour: kwh for hour, kwh in expected.items() if hour < AT[7].timestamp()}
         result = await bars(hass, entity_id)
         assert min(result.values()) >= 0, entity_id
         assert {start: kwh for start, kwh in result.items() if start > starts[1]} == hourly
@@ -1150,8 +1173,8 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
             compiled, abs=0.002
         ), entity_id
         sums = {int(row["start"]): row["sum"] or 0.0 for row in await rows(hass, entity_id)}
-        assert max(sums) == at[6].timestamp()
-        assert sums[max(sums)] - sums[int(at[1].timestamp())] == pytest.approx(
+        assert max(sums) == AT[6].timestamp()
+        assert sums[max(sums)] - sums[int(AT[1].timestamp())] == pytest.approx(
             sum(compiled.values()), abs=0.002
         )
         assert round(sums[max(sums)] - sums[starts[1]], 6) == round(sum(hourly.values()), 6)
@@ -1176,35 +1199,22 @@ async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
     take-back moves the 5-minute rows from 05:20 on, and the hour's row is written. Every hour
     stays the sum of its 5-minute rows, and none of those falls.
     """
-    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
-    midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    at = {hour: midnight + timedelta(hours=hour) for hour in range(10)}
-    await live_until(hass, clock_at_0020, freezer, at[1], by_the_minute=True)
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"], CONF_SETTLEMENT: "60"},
+    meter, site = await hourly_site_down_at_0210(
+        hass, simulator, reader, clock_at_0020, freezer, {}
     )
-    await setup_entry(hass, site)
-    await settle(hass)
-    await live_until(
-        hass, clock_at_0020, freezer, at[2] + timedelta(minutes=10), by_the_minute=True
-    )
-    assert await hass.config_entries.async_unload(site.entry_id)
     meter.set_power("c", -4000.0)
-    await live_until(hass, clock_at_0020, freezer, at[3], by_the_minute=True)
+    await live_until(hass, clock_at_0020, freezer, AT[3], by_the_minute=True)
     meter.release_power("c")
     await live_until(
-        hass, clock_at_0020, freezer, at[4] + timedelta(minutes=40), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[4] + timedelta(minutes=40), by_the_minute=True
     )
     assert await hass.config_entries.async_setup(site.entry_id)
     await settle(hass)
     await live_until(
-        hass, clock_at_0020, freezer, at[5] + timedelta(minutes=21), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[5] + timedelta(minutes=21), by_the_minute=True
     )
     # Taken back once the recorder compiled the 5-minute row from 05:20, that shows the rise.
-    rebuilt_at = int((at[5] + timedelta(minutes=20)).timestamp())
+    rebuilt_at = int((AT[5] + timedelta(minutes=20)).timestamp())
     pending = site.runtime_data.history.diagnostics()["stored"]["pending_shifts"]
     assert pending == {
         "grid_import_energy": [rebuilt_at, pytest.approx(-0.197)],
@@ -1212,13 +1222,13 @@ async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
     }
     assert await hass.config_entries.async_unload(site.entry_id)
     await live_until(
-        hass, clock_at_0020, freezer, at[6] + timedelta(minutes=10), by_the_minute=True
+        hass, clock_at_0020, freezer, AT[6] + timedelta(minutes=10), by_the_minute=True
     )
     assert await hass.config_entries.async_setup(site.entry_id)
     await settle(hass)
-    await live_until(hass, clock_at_0020, freezer, at[9] + timedelta(minutes=5), by_the_minute=True)
+    await live_until(hass, clock_at_0020, freezer, AT[9] + timedelta(minutes=5), by_the_minute=True)
     assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
-    starts = {index: int(moment.timestamp()) for index, moment in at.items()}
+    starts = {index: int(moment.timestamp()) for index, moment in AT.items()}
     for entity_id, expected in (
         (
             "sensor.home_grid_import_energy",
@@ -1237,6 +1247,6 @@ async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
         assert min(short.values()) >= 0, entity_id
         assert min(hourly.values()) >= 0, entity_id
         # The hour of the take-back ends where its last 5-minute row does.
-        five = await rows(hass, entity_id, "5minute", at[5], at[6])
-        hour = await rows(hass, entity_id, "hour", at[5], at[6])
+        five = await rows(hass, entity_id, "5minute", AT[5], AT[6])
+        hour = await rows(hass, entity_id, "hour", AT[5], AT[6])
         assert hour[0]["sum"] == five[-1]["sum"], entity_id
