@@ -715,7 +715,6 @@ def watches_the_supply(ui: Frontend, lab: Lab) -> None:
     ui.close_dialog()
     lab.simulator.control(lab.mains.mac, "set_voltage", channel="a", volts=OVERVOLTAGE_V)
     ui.open_device(lab.mains.name)
-    ui.expect_state(entity_name("phase_voltage", phase="A"), "260.0 V", LIVE_VALUE_TIMEOUT_MS)
     problem = entity_name("phase_voltage_problem", "binary_sensor", phase="A")
     ui.expect_state(problem, "Problem", LIVE_VALUE_TIMEOUT_MS)
     ui.shoot("meter-supply-problem", ui.entities_card("Sensors"))

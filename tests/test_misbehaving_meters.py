@@ -232,6 +232,7 @@ async def test_garbled_replies_never_raise_and_good_values_return(
     assert unhandled == []
 
 
+@pytest.mark.usefixtures("all_entities_enabled")
 async def test_nan_in_a_gen1_reply_costs_only_that_value(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
 ) -> None:

@@ -120,6 +120,9 @@ CHANNEL_SENSORS: tuple[ChannelSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfElectricPotential.VOLT,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
+        # Changes at every reading: a state (and a database row) a second per phase. The voltage
+        # problem sensors and the Supply event watch it either way.
+        entity_registry_enabled_default=False,
         value_fn=lambda r: r.voltage,
         always_present=True,
     ),
@@ -160,8 +163,9 @@ CHANNEL_SENSORS: tuple[ChannelSensorDescription, ...] = (
     ),
 )
 
-# Three-phase totals are what most people look at: enabled where the quantity is.
-_TOTALS_ENABLED = frozenset({"power", "current", "energy_imported", "energy_exported"})
+# Three-phase totals are what most people look at: enabled where the quantity is. (The total
+# current is a sum over phases, which no fuse sees: disabled like the phases' own currents.)
+_TOTALS_ENABLED = frozenset({"power", "energy_imported", "energy_exported"})
 
 
 @dataclass(frozen=True, kw_only=True)
