@@ -441,7 +441,7 @@ every second; quiet meters: no power, voltage and frequency pinned, phase A's vo
 once after the setup and back (each meter has pushed, as a real one has from its first
 second), then nothing changes.
 
-**The machine is shared** (2 cores, other engineers' tests running): its 1-minute load average
+**The machine is shared** (2 cores; other work may run beside): its 1-minute load average
 was {min(loads):.1f} to {max(loads):.1f} during the cases, so the figures are noisy; the
 ratios, measured side by side under the same load, are the more telling.
 
