@@ -21,7 +21,7 @@ from homeassistant.components.recorder.statistics import (
     statistics_during_period,
 )
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import HomeAssistant, State
+from homeassistant.core import CoreState, HomeAssistant, State
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -916,6 +916,34 @@ async def test_a_returning_meter_is_checked_and_diagnostics_tell(
     await poll(hass, freezer)
     await settle(hass)
     assert len(events) == 2  # checked again once it answered
+
+
+async def test_no_run_starts_once_home_assistant_is_stopping(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    """A run started while the recorder closes its database could crash Home Assistant."""
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={CONF_GRID: [f"{meter.mac}:a"]},
+    )
+    await setup_entry(hass, site)
+    await settle(hass)
+    events = async_capture_events(hass, EVENT_HISTORY_IMPORTED)
+    hass.set_state(CoreState.stopping)
+    async_dispatcher_send(hass, SIGNAL_METER_HISTORY_DONE, meter.mac)  # the meter's run ended
+    await settle(hass)
+    assert events == []
+    hass.set_state(CoreState.running)
+    async_dispatcher_send(hass, SIGNAL_METER_HISTORY_DONE, meter.mac)
+    await settle(hass)
+    assert [event.data["entry_id"] for event in events] == [site.entry_id]
 
 
 async def test_no_records_no_sensors_no_meter(

@@ -326,10 +326,17 @@ class _History:
 
     @callback
     def run_in_background(self) -> None:
-        """Start a run, unless one is on its way or the device keeps no records."""
+        """Start a run, unless one is on its way, the device keeps no records or HA is stopping.
+
+        Stopping, Home Assistant cancels the runs under way, then closes the recorder's database
+        while its threads may still be querying it: a run started after the cancelling (by a
+        meter's run that ended, or a meter that answered again) could crash the process.
+        """
         if (
-            self._task is not None and not self._task.done()
-        ) or self.progress.status is HistoryStatus.UNSUPPORTED:
+            (self._task is not None and not self._task.done())
+            or self.progress.status is HistoryStatus.UNSUPPORTED
+            or self.hass.is_stopping
+        ):
             return
         # Not started eagerly: a run that needs no I/O would be over before a second request in
         # the same turn of the loop, which must join it rather than run again.
