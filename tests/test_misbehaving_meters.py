@@ -239,11 +239,16 @@ async def test_nan_in_a_gen1_reply_costs_only_that_value(
     meter = await serve(simulator, "gen1_em")
     meter.set_power("0", 700.0)
     await setup_entry(hass, meter_entry(simulator, meter, title="M"))
+    # One damaged reply each (the simulator uses an override per reply, in order).
     meter.override_reply("set", path="emeters.0.power", value=math.nan)
     meter.override_reply("set", path="emeters.1.voltage", value=math.inf)
     await poll(hass, freezer)
     assert state_of(hass, "sensor.m_channel_1_power") == STATE_UNAVAILABLE
     assert state_of(hass, "sensor.m_channel_1_voltage") != STATE_UNAVAILABLE
+    assert state_of(hass, "sensor.m_channel_2_power") != STATE_UNAVAILABLE
+    await poll(hass, freezer)
+    assert state_of(hass, "sensor.m_channel_2_voltage") == STATE_UNAVAILABLE
+    assert state_of(hass, "sensor.m_channel_1_power") == "700.0"
     assert state_of(hass, "sensor.m_channel_2_power") != STATE_UNAVAILABLE
 
 
