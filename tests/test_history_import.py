@@ -159,6 +159,16 @@ async def settle(hass: HomeAssistant) -> None:
     await async_wait_recording_done(hass)
 
 
+async def add_site(
+    hass: HomeAssistant, options: dict[str, Any], title: str = "Home"
+) -> MockConfigEntry:
+    """Set up an energy site with these options, and let its history run."""
+    site = MockConfigEntry(domain=DOMAIN, title=title, data={CONF_KIND: KIND_SITE}, options=options)
+    await setup_entry(hass, site)
+    await settle(hass)
+    return site
+
+
 def expected_hours(
     records: list[EnergyRecord], channel: int | None, *, out: bool = False
 ) -> dict[int, float]:
@@ -607,18 +617,14 @@ async def test_site_history(
     meter, _ = await add_meter(
         hass, simulator, reader, wiring=["grid@a", "solar@a", "load@b"], history_days=1
     )
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={
+    site = await add_site(
+        hass,
+        {
             CONF_GRID: [f"{meter.mac}:a", f"{meter.mac}:b"],
             "solar": [f"{meter.mac}:c"],
             CONF_GRID_METERING: "balanced",
         },
     )
-    await setup_entry(hass, site)
-    await settle(hass)
     records = device_records(meter)
     # Per minute: grid import max(a + b - out, 0) balanced; production c's out - in.
     grid_in: dict[int, float] = defaultdict(float)
@@ -682,18 +688,14 @@ async def test_a_site_on_a_grid_power_sensor_gets_the_history_its_records_tell(
     hass.states.async_set(
         "sensor.p1_power", "300", {"unit_of_measurement": "W", "device_class": "power"}
     )
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={
+    site = await add_site(
+        hass,
+        {
             CONF_GRID_SENSOR: "sensor.p1_power",
             "solar": [f"{meter.mac}:c"],
             CONF_LOAD: [f"{meter.mac}:b"],
         },
     )
-    await setup_entry(hass, site)
-    await settle(hass)
     history = site.runtime_data.history
     assert history is not None
     assert history.progress.status == "done"
@@ -818,17 +820,13 @@ async def test_circuit_meters_without_records_leave_the_site_history_whole(
         reader.meters[meter.mac] = meter
         await setup_entry(hass, meter_entry(simulator, meter, title=title))
     await settle(hass)
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={
+    site = await add_site(
+        hass,
+        {
             CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
             CONF_LOAD: [f"{none_kept.mac}:2", f"{none_yet.mac}:2"],
         },
     )
-    await setup_entry(hass, site)
-    await settle(hass)
     history = site.runtime_data.history
     assert history is not None
     assert history.progress.status == "done"
@@ -927,14 +925,7 @@ async def test_no_run_starts_once_home_assistant_is_stopping(
 ) -> None:
     """A run started while the recorder closes its database could crash Home Assistant."""
     meter, _ = await add_meter(hass, simulator, reader, history_days=1)
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={CONF_GRID: [f"{meter.mac}:a"]},
-    )
-    await setup_entry(hass, site)
-    await settle(hass)
+    site = await add_site(hass, {CONF_GRID: [f"{meter.mac}:a"]})
     events = async_capture_events(hass, EVENT_HISTORY_IMPORTED)
     hass.set_state(CoreState.stopping)
     async_dispatcher_send(hass, SIGNAL_METER_HISTORY_DONE, meter.mac)  # the meter's run ended
@@ -958,14 +949,7 @@ async def test_no_records_no_sensors_no_meter(
     assert events[-1].data["records"] == 0
     assert await rows(hass, "sensor.meter_phase_a_energy_imported") == []
     # A site over it and over a meter that is not set up: its history cannot be made.
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={CONF_GRID: [f"{meter.mac}:a"], "solar": ["AABBCCDDEEFF:1"]},
-    )
-    await setup_entry(hass, site)
-    await settle(hass)
+    site = await add_site(hass, {CONF_GRID: [f"{meter.mac}:a"], "solar": ["AABBCCDDEEFF:1"]})
     # It waits for its meters rather than fail while Home Assistant starts.
     assert site.runtime_data.history.progress.status == "waiting"
     site_device = device_with(hass, f"site_{site.entry_id}")
@@ -976,14 +960,7 @@ async def test_no_records_no_sensors_no_meter(
     assert raised.value.translation_key == "backfill_failed"
     assert site.runtime_data.history.progress.status == "failed"
     # A site over the meter alone: nothing to import while it has no records.
-    garage = MockConfigEntry(
-        domain=DOMAIN,
-        title="Garage",
-        data={CONF_KIND: KIND_SITE},
-        options={CONF_GRID: [f"{meter.mac}:b"]},
-    )
-    await setup_entry(hass, garage)
-    await settle(hass)
+    garage = await add_site(hass, {CONF_GRID: [f"{meter.mac}:b"]}, title="Garage")
     assert garage.runtime_data.history.progress.status == "done"
     calls = len(reader.calls)
     async_dispatcher_send(hass, SIGNAL_METER_HISTORY_DONE, "AABBCCDDEEFF")  # not its meter
@@ -1081,18 +1058,14 @@ async def hourly_site_down_at_0210(
     """
     meter, _ = await add_meter(hass, simulator, reader, history_days=1)
     await live_until(hass, clock, freezer, AT[1], by_the_minute=True)
-    site = MockConfigEntry(
-        domain=DOMAIN,
-        title="Home",
-        data={CONF_KIND: KIND_SITE},
-        options={
+    site = await add_site(
+        hass,
+        {
             CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"],
             CONF_SETTLEMENT: "60",
             **options,
         },
     )
-    await setup_entry(hass, site)
-    await settle(hass)
     assert clock.now() == AT[1].timestamp()
     await live_until(hass, clock, freezer, AT[2] + timedelta(minutes=10), by_the_minute=True)
     assert await hass.config_entries.async_unload(site.entry_id)
