@@ -17,7 +17,6 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
-from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 
 from .const import (
@@ -30,6 +29,7 @@ from .const import (
 from .energy.projection import NoProjection, Projection, crossed_into_tier, project_bill
 from .energy.site import SiteState
 from .energy.tariff import Bill, BillAccumulator, BillingPeriod, HourlyEnergy, Tariff, bill_for
+from .recorder_query import async_query
 from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ class SiteBilling:
         if ids[0] is None:
             return None
         wanted = {statistic_id for statistic_id in ids if statistic_id is not None}
-        rows = await get_instance(self._hass).async_add_executor_job(
+        rows = await async_query(
+            self._hass,
             statistics_during_period,
             self._hass,
             start,

@@ -88,6 +88,7 @@ from .energy.record_periods import RecordPeriods, hour_of, settlement_moves
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
+from .recorder_query import async_query
 from .storage import DurableStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ async def _async_rows(
     hass: HomeAssistant, statistic_ids: set[str], start: int
 ) -> dict[str, list[StatRow]]:
     """Return the hourly rows of statistics from `start` on, oldest first."""
-    found = await get_instance(hass).async_add_executor_job(
+    found = await async_query(
+        hass,
         statistics_during_period,
         hass,
         dt_util.utc_from_timestamp(start),
@@ -530,7 +532,8 @@ class _History:
         if not ids:
             return 0
         since = min(int(moment) for moment, _ in pending.values())
-        found = await get_instance(self.hass).async_add_executor_job(
+        found = await async_query(
+            self.hass,
             statistics_during_period,
             self.hass,
             dt_util.utc_from_timestamp(since),
