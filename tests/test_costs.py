@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from unittest.mock import AsyncMock, patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder.core import Recorder
 from homeassistant.components.recorder.statistics import async_import_statistics
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CoreState, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.util import dt as dt_util
@@ -373,6 +374,25 @@ async def test_projection_and_the_next_slab_event(
     assert tier_event is not None
     assert tier_event.attributes["event_type"] == "projected_tier"
     assert tier_event.attributes["tier"] == 2
+
+
+async def test_no_projection_starts_once_home_assistant_is_stopping(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+) -> None:
+    """A projection started while the recorder closes its database could crash Home Assistant."""
+    home = await house(hass, simulator, FLAT)
+    billing = home.site.runtime_data.coordinator.billing
+    with patch.object(billing, "async_refresh_projection", AsyncMock()) as refresh:
+        hass.set_state(CoreState.stopping)
+        freezer.tick(timedelta(seconds=11))  # the first projection is due 10 s after the setup
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+        assert refresh.await_count == 0
+        hass.set_state(CoreState.running)
+        freezer.tick(timedelta(hours=1))  # then every hour
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+        assert refresh.await_count == 1
 
 
 async def test_unreadable_saved_costs_restart(

@@ -130,6 +130,8 @@ class SiteBilling:
 
     @callback
     def _refresh_projection_job(self, _now: datetime | None = None) -> None:
+        if self._hass.is_stopping:  # the recorder may be closing the database it would query
+            return
         self._entry.async_create_background_task(
             self._hass, self.async_refresh_projection(), "Shelly Energy bill projection"
         )
