@@ -64,7 +64,7 @@ async def async_get_config_entry_diagnostics(
             "whole_read_interval_s": coordinator.update_interval.total_seconds(),
             "stale_within_s": coordinator.poll_interval.total_seconds(),
         }
-        result["snapshot"] = asdict(coordinator.data) if coordinator.data else None
+        result["snapshot"] = coordinator.data.as_dict() if coordinator.data else None
         # Each counter's published total, base and its last notable decisions (why it held).
         result["counters"] = coordinator.counters.diagnostics() if coordinator.counters else None
         status = coordinator.supply.detector.status()

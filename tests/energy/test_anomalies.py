@@ -8,6 +8,8 @@ from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from custom_components.shelly_energy.energy.anomalies import (
     ActiveAnomaly,
@@ -660,6 +662,50 @@ def test_status_lists_the_worst_first_and_a_phase_sees_the_meter_wide_anomalies(
     assert detector.status("b") == SupplyStatus((under, frequency, imbalance))
     assert detector.status("c") == SupplyStatus((frequency, imbalance))
     assert detector.status("x") == SupplyStatus((frequency, imbalance))
+
+
+# Voltages around every limit (interruption 23 V, under 207 V, over 253 V, spike 264.5 V) and
+# frequencies around 50 Hz +- 0.5 Hz, a step of time each (s) covering the 10 s delays quickly.
+VOLTAGES = st.sampled_from([None, 0.0, 20.0, 30.0, 200.0, 208.5, 230.0, 252.0, 254.0, 266.0])
+FREQUENCIES = st.sampled_from([None, 49.4, 50.0, 50.45, 50.6])
+POLLS = st.lists(
+    st.tuples(
+        st.sampled_from([0.5, 1.0, 4.0, 11.0]),
+        st.one_of(
+            st.none(),
+            st.tuples(VOLTAGES, VOLTAGES, VOLTAGES, FREQUENCIES, st.booleans()),
+        ),
+    ),
+    max_size=60,
+)
+
+
+@given(POLLS)
+def test_the_status_is_what_the_events_started_and_did_not_end(
+    polls: list[tuple[float, tuple[Any, ...] | None]],
+) -> None:
+    """After every update, each status lists exactly the anomalies started and not yet ended."""
+    detector = AnomalyDetector(LIMITS)
+    started: set[tuple[AnomalyType, str | None]] = set()
+    now = 0.0
+    for step, poll in polls:
+        now += step
+        snapshot = None
+        if poll is not None:
+            a, b, c, frequency, flagged = poll
+            flags: dict[str, tuple[str, ...]] | None = {"a": ("overvoltage",)} if flagged else None
+            snapshot = three_phase(a, b, c, frequencies=(frequency,) * 3, flags=flags)
+        for event in detector.update(now, snapshot):
+            if event.type is RESTORED:
+                assert event.restored_type is not None
+                started.remove((event.restored_type, event.phase))
+            elif event.type is not SPIKE:
+                started.add((event.type, event.phase))
+        for phase in (None, "a", "b", "c"):
+            shown = {(anomaly.type, anomaly.phase) for anomaly in detector.status(phase).anomalies}
+            assert shown == {
+                (kind, where) for kind, where in started if phase in (None, where) or where is None
+            }
 
 
 def test_ends_come_before_starts_so_the_last_event_tells_the_present() -> None:

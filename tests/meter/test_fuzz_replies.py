@@ -12,7 +12,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +231,10 @@ def assert_valid_snapshot(snapshot: MeterSnapshot, info: MeterInfo) -> None:
     assert [reading.id for reading in snapshot.channels] == list(info.channel_ids)
     readings = [*snapshot.channels, *([snapshot.total] if snapshot.total else [])]
     for reading in readings:
-        for field in fields(reading):
-            value = getattr(reading, field.name)
-            if field.name in ("flags", "errors"):
+        for name, value in reading._asdict().items():
+            if name in ("flags", "errors"):
                 assert all(isinstance(item, str) for item in value)
-            elif field.name not in ("id", "kind"):
+            elif name not in ("id", "kind"):
                 assert_finite_or_none(value)
     assert snapshot.time == NOW or EARLIEST_VALID_TS <= snapshot.time < LATEST_VALID_TS
     assert_finite_or_none(snapshot.neutral_current)

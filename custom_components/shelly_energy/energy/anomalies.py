@@ -452,6 +452,9 @@ class AnomalyDetector:
         self._phases: dict[str, _PhaseSupply] = {}
         self._frequency = _Condition(AnomalyType.FREQUENCY_DEVIATION, None, limits)
         self._imbalance = _Condition(AnomalyType.IMBALANCE, None, limits)
+        # Nothing in progress anywhere after the last update (nearly always): every status is
+        # the empty one, which each phase's voltage problem sensor asks for at every update.
+        self._quiet = True
 
     @property
     def seen_voltage(self) -> frozenset[str]:
@@ -479,6 +482,9 @@ class AnomalyDetector:
         ]
         events += self._frequency.observe(now, self._frequency_reading(readings.values()))
         events += self._imbalance.observe(now, self._imbalance_reading(readings.values()))
+        if self._quiet and not events:
+            return events  # only an event puts an anomaly in progress
+        self._quiet = not any(condition.in_progress for condition in self._conditions())
         if not events:
             return events
         events.sort(key=lambda event: event.type is not AnomalyType.RESTORED)
@@ -490,17 +496,24 @@ class AnomalyDetector:
 
         Without a phase: everything in progress on the meter.
         """
+        if self._quiet:
+            return _NO_ANOMALY
+        conditions = self._conditions(phase)
+        if not any(condition.in_progress for condition in conditions):
+            return _NO_ANOMALY
+        active = [anomaly for condition in conditions if (anomaly := condition.active) is not None]
+        active.sort(key=lambda anomaly: _SEVERITY.index(anomaly.type))
+        return SupplyStatus(tuple(active))
+
+    def _conditions(self, phase: str | None = None) -> list[_Condition]:
+        """Return a phase's conditions and the meter-wide ones; without a phase: all of them."""
         if phase is None:
             supplies: Collection[_PhaseSupply] = self._phases.values()
         else:
             supplies = [self._phases[phase]] if phase in self._phases else []
         conditions = [condition for supply in supplies for condition in supply.conditions]
         conditions += [self._frequency, self._imbalance]
-        if not any(condition.in_progress for condition in conditions):
-            return _NO_ANOMALY
-        active = [anomaly for condition in conditions if (anomaly := condition.active) is not None]
-        active.sort(key=lambda anomaly: _SEVERITY.index(anomaly.type))
-        return SupplyStatus(tuple(active))
+        return conditions
 
     def _frequency_reading(self, readings: Iterable[ChannelReading]) -> _Reading | None:
         """Read the frequency furthest from nominal among the phases that have voltage.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .snapshot import ChannelReading, MeterSnapshot
 
@@ -14,8 +14,7 @@ def _negated(value: float | None) -> float | None:
 
 def _reversed(reading: ChannelReading) -> ChannelReading:
     """Return what a correctly installed CT would read: power inverted, counters swapped."""
-    return replace(
-        reading,
+    return reading._replace(
         power=_negated(reading.power),
         reactive_power=_negated(reading.reactive_power),
         power_factor=_negated(reading.power_factor),
@@ -47,16 +46,15 @@ class Corrections:
         if total is not None:
             if self.reversed_channels:
                 # The device sums the phases as it measures them: sum them again as corrected.
-                total = replace(
-                    total,
+                total = total._replace(
                     power=_sum([r.power for r in channels]),
                     energy_in=_sum([r.energy_in for r in channels]),
                     energy_out=_sum([r.energy_out for r in channels]),
                 )
             total = self._deadbanded(total)
-        return replace(snapshot, channels=channels, total=total)
+        return snapshot._replace(channels=channels, total=total)
 
     def _deadbanded(self, reading: ChannelReading) -> ChannelReading:
         if reading.power is not None and 0 < abs(reading.power) < self.deadband:
-            return replace(reading, power=0.0)
+            return reading._replace(power=0.0)
         return reading

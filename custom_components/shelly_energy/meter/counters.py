@@ -120,8 +120,8 @@ class MeterCounters:
         if all(map(is_, published, readings)):
             return snapshot, urgent
         if total is None:
-            return replace(snapshot, channels=tuple(published)), urgent
-        return replace(snapshot, channels=tuple(published[:-1]), total=published[-1]), urgent
+            return snapshot._replace(channels=tuple(published)), urgent
+        return snapshot._replace(channels=tuple(published[:-1]), total=published[-1]), urgent
 
     def _read(
         self, key: str, raw: float | None, now: float, rebooted: bool, away: bool

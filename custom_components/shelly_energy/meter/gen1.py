@@ -10,7 +10,6 @@ import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
@@ -220,7 +219,7 @@ class Gen1Client:
                 else MeterChange("firmware", self.info.firmware, identity.firmware)
             )
         self._uptime = snapshot.uptime
-        return snapshot if self._change is None else replace(snapshot, changed=self._change)
+        return snapshot if self._change is None else snapshot._replace(changed=self._change)
 
     async def set_switch(self, on: bool) -> None:
         """Switch the relay output."""

@@ -537,8 +537,7 @@ class RpcClient:
         self._boot = None if snapshot.uptime is None else snapshot.time - snapshot.uptime
         pushed = self._pushed
         if pushed is not None and self._pushes != pushes:
-            snapshot = replace(
-                snapshot,
+            snapshot = snapshot._replace(
                 channels=pushed.channels,
                 total=pushed.total,
                 neutral_current=pushed.neutral_current,
@@ -580,8 +579,7 @@ class RpcClient:
     def _in_order(self, snapshot: MeterSnapshot) -> MeterSnapshot:
         """Return the snapshot never before the last one in time, as the meter now is."""
         if snapshot.time < self._time or self._change is not None:
-            snapshot = replace(
-                snapshot,
+            snapshot = snapshot._replace(
                 time=max(snapshot.time, self._time),
                 changed=self._change or snapshot.changed,
             )
