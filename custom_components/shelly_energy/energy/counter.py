@@ -105,7 +105,7 @@ class Decision(NamedTuple):
     """One reading and what the counter made of it.
 
     A named tuple: as immutable as a frozen dataclass, and made for every counter of every
-    meter at every reading at a fifth of the cost.
+    meter at every reading at a third of the cost.
     """
 
     verdict: Verdict

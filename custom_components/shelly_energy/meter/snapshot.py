@@ -28,7 +28,7 @@ class ChannelReading(NamedTuple):
     """What one phase, channel or three-phase total reads at one poll. None: not reported.
 
     A named tuple rather than a frozen dataclass: as immutable, and made at every reading of
-    every meter (several per second with many meters) at a fifth of the cost.
+    every meter (several per second with many meters) at a third of the cost.
     """
 
     id: str
