@@ -29,6 +29,7 @@ from custom_components.shelly_energy.meter.records import (
 from custom_components.shelly_energy.meter.rpc import RpcClient
 from simulator import Clock, MeterServer, SimulatedMeter
 from simulator.gen1 import Gen1Api
+from simulator.rpc import RpcApi
 from tests.loopback_meters import Serve
 
 HOST = "127.0.0.1"
@@ -310,14 +311,15 @@ async def test_data_csv_downloads_stream_at_the_meters_speed(
     meter, server = await serve(
         "pro3em", history_days=60 / 1440, rpc_latency_s=0.05, download_bytes_per_second=40_000
     )
+    body = RpcApi(meter, lambda _delay: None).csv_lines("emdata:0", None, None, add_keys=True)
     client = client_of(session, meter, server)
     await client.connect()
     began = asyncio.get_running_loop().time()
     records = await read_all(client)
     took = asyncio.get_running_loop().time() - began
     assert records == stored(meter)
-    # GetRecords and the download each wait for the meter; 60 rows of about 400 bytes stream.
-    assert 0.1 + 60 * 300 / 40_000 < took < 3
+    # GetRecords and the download each wait for the meter, then the 60 rows (about 17 kB) stream.
+    assert 0.1 + sum(map(len, body)) / 40_000 <= took < 3
 
 
 @pytest.mark.parametrize(
