@@ -18,6 +18,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.recorder import get_instance
 
 from .const import DOMAIN
+from .recorder_query import async_query
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ async def async_last_recorded_totals(
     """Return the last recorded total (Wh) and its time of each energy sensor, by key.
 
     `unique_ids` maps keys to the sensors' unique ids. Empty without the recorder, for
-    sensors never recorded, or when the recorder does not answer in time.
+    sensors never recorded, or when the recorder does not answer in time (a query already
+    running is waited for: the wait can exceed `RECORDER_WAIT_S` by that query's time).
     """
     if "recorder" not in hass.config.components:
         return {}
@@ -64,7 +66,8 @@ async def async_last_recorded_totals(
         async with asyncio.timeout(RECORDER_WAIT_S):
             if not await instance.async_db_ready:
                 return {}
-            return await instance.async_add_executor_job(_read, hass, entity_ids)
+            # Stopping during a setup cancels it: the query must end before the database closes.
+            return await async_query(hass, _read, hass, entity_ids)
     except TimeoutError:
         _LOGGER.warning("The recorder did not answer in time: energy totals continue as stored")
         return {}
