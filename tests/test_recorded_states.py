@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -20,7 +18,8 @@ from custom_components.shelly_energy import recorded_states
 from custom_components.shelly_energy.const import DOMAIN
 from custom_components.shelly_energy.recorded_states import async_last_recorded_totals
 
-WAIT_S = 5.0
+from .blocked_query import BlockedQuery, assert_cancelled_only_after_the_query
+
 UNIQUE_IDS = {
     "imported": "A0DD6C9E9190_total_energy_in",
     "exported": "A0DD6C9E9190_total_energy_out",
@@ -58,43 +57,28 @@ async def test_nothing_is_read_for_sensors_not_registered(
     assert await async_last_recorded_totals(hass, UNIQUE_IDS) == {}
 
 
-def blocked_read(started: threading.Event, release: threading.Event) -> Any:
-    def read(_hass: HomeAssistant, entity_ids: dict[str, str]) -> dict[str, tuple[float, float]]:
-        started.set()
-        assert release.wait(WAIT_S)
-        return dict.fromkeys(entity_ids, (1.0, 0.0))
-
-    return read
-
-
 async def test_a_cancelled_setup_stops_only_after_its_query(
     recorder_mock: Recorder, hass: HomeAssistant
 ) -> None:
     """Home Assistant closes the database after cancelling setups: SQLite would crash under it."""
     register(hass)
-    started, release = threading.Event(), threading.Event()
-    with patch.object(recorded_states, "_read", blocked_read(started, release)):
+    query = BlockedQuery({"imported": (1.0, 0.0)})
+    with patch.object(recorded_states, "_read", query):
         task = hass.async_create_task(async_last_recorded_totals(hass, UNIQUE_IDS))
-        assert await hass.async_add_executor_job(started.wait, WAIT_S)
-        task.cancel()
-        await asyncio.sleep(0.1)
-        assert not task.done()  # the query still runs in the recorder's thread
-        release.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await assert_cancelled_only_after_the_query(hass, task, query)
 
 
 async def test_a_recorder_that_does_not_answer_in_time_leaves_the_stored_totals(
     recorder_mock: Recorder, hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     register(hass)
-    started, release = threading.Event(), threading.Event()
-    threading.Timer(0.3, release.set).start()
+    query = BlockedQuery({"imported": (1.0, 0.0)})
+    threading.Timer(0.3, query.release.set).start()
     with (
         patch.object(recorded_states, "RECORDER_WAIT_S", 0.1),
-        patch.object(recorded_states, "_read", blocked_read(started, release)),
+        patch.object(recorded_states, "_read", query),
         caplog.at_level(logging.WARNING),
     ):
         assert await async_last_recorded_totals(hass, UNIQUE_IDS) == {}
-    assert started.is_set() and release.is_set()  # its query ended before the setup went on
+    assert query.started.is_set() and query.release.is_set()  # its query ended before
     assert "The recorder did not answer in time: energy totals continue as stored" in caplog.text
