@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from unittest.mock import MagicMock, PropertyMock, patch
@@ -17,6 +19,8 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.storage import Store
+from homeassistant.util.file import WriteError
 from hypothesis import settings
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -171,6 +175,14 @@ async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: flo
     async_fire_time_changed(hass)
     # Interval refreshes run as background tasks, and the simulator answers over real sockets.
     await hass.async_block_till_done(wait_background_tasks=True)
+
+
+@contextmanager
+def full_disk() -> Iterator[None]:
+    """Have every write to the disk fail as on a full disk (the Store logs the error)."""
+    error = WriteError(OSError(errno.ENOSPC, "No space left on device"))
+    with patch.object(Store, "_async_write_data", side_effect=error):
+        yield
 
 
 def state_of(hass: HomeAssistant, entity_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -15,11 +16,13 @@ from custom_components.shelly_energy.const import (
     CONF_DEADBAND,
     CONF_POLL_INTERVAL,
     CONF_REVERSED_CHANNELS,
+    COUNTER_SAVE_S,
     DOMAIN,
 )
+from custom_components.shelly_energy.coordinator import counter_store_key
 from simulator import Simulator
 
-from .conftest import meter_entry, poll, serve, setup_entry, state_of
+from .conftest import full_disk, meter_entry, poll, serve, setup_entry, state_of
 
 
 async def test_unreachable_meter_is_retried(hass: HomeAssistant, simulator: Simulator) -> None:
@@ -143,6 +146,38 @@ async def test_counter_reset_continues_the_total(
     simulator.clock.advance(10)
     await poll(hass, freezer)
     assert state_of(hass, entity) == "9.01"
+
+
+async def test_a_full_disk_loses_no_counted_energy(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    simulator: Simulator,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meter = await serve(simulator, "pro3em")
+    meter.set_power("a", 3600.0)
+    entry = meter_entry(simulator, meter, title="M")
+    await setup_entry(hass, entry)
+    key = counter_store_key(entry)
+
+    def stored_wh() -> float | None:
+        stored = hass_storage.get(key)
+        return None if stored is None else float(stored["data"]["counters"]["a_in"]["total"])
+
+    with full_disk():
+        simulator.clock.advance(10)  # 3600 W for 10 s = 10 Wh
+        await poll(hass, freezer)
+        assert state_of(hass, "sensor.m_phase_a_energy_imported") == "0.01"
+        meter.set_online(False)  # the last reading for a while: no change follows
+        await poll(hass, freezer, COUNTER_SAVE_S)  # the write comes due, and fails
+        await poll(hass, freezer)
+    assert f"Error writing config for {key}: [Errno 28] No space left on device" in caplog.text
+    assert stored_wh() is None
+    # Room again: the counters reach the disk although the meter has not changed them since.
+    await poll(hass, freezer, COUNTER_SAVE_S)
+    await poll(hass, freezer)
+    assert stored_wh() == 10.0
 
 
 async def test_options_take_effect(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.shelly_energy.storage import DurableStore
+
+from .conftest import full_disk
 
 KEY = "shelly_energy.test"
 
@@ -103,3 +107,50 @@ async def test_save_now_load_and_remove(
     await store.async_remove()
     await tick(hass, freezer, 120)
     assert KEY not in hass_storage
+
+
+async def test_a_write_the_full_disk_refused_is_tried_again_within_the_bound(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = State()
+    store = DurableStore(hass, KEY, within=60, snapshot=state.snapshot)
+    state.value = 4
+    store.changed()
+    with full_disk(), caplog.at_level(logging.ERROR):
+        await tick(hass, freezer, 61)
+        assert on_disk(hass_storage) is None
+        assert f"Error writing config for {KEY}: [Errno 28] No space left on device" in caplog.text
+        assert store.pending  # no other change comes: the store itself tries again
+        await tick(hass, freezer, 61)
+    assert on_disk(hass_storage) is None
+    state.value = 5  # changed meanwhile; written as it is once there is room again
+    await tick(hass, freezer, 61)
+    assert on_disk(hass_storage) == 5
+    assert not store.pending
+
+
+async def test_a_failed_save_is_not_tried_again(
+    hass: HomeAssistant, hass_storage: dict[str, Any]
+) -> None:
+    """The entry unloads after it: no timer may outlive it."""
+    store = DurableStore(hass, KEY, within=60, snapshot=State().snapshot)
+    store.changed()
+    with full_disk():
+        await store.async_save()
+    assert not store.pending
+    assert on_disk(hass_storage) is None
+
+
+async def test_a_failed_final_write_is_not_tried_again(
+    hass: HomeAssistant, hass_storage: dict[str, Any]
+) -> None:
+    """Home Assistant stops: nothing would write it."""
+    store = DurableStore(hass, KEY, within=600, snapshot=State().snapshot)
+    store.changed()
+    with full_disk():
+        await hass.async_stop(force=True)
+    assert not store.pending
+    assert on_disk(hass_storage) is None

@@ -9,6 +9,10 @@ must not wait (a counter's offset) can ask for a shorter bound.
 The state is snapshotted on the event loop (never read by another thread while the loop changes
 it) and serialised in the executor, so a large state (a week of queued samples) costs the loop
 only its snapshot.
+
+A write that fails (a full disk) is tried again within the bound, with the state as it is then:
+Home Assistant's `Store` only logs the failure, and the last change before a quiet spell (a meter
+gone offline) would otherwise never reach the disk.
 """
 
 from __future__ import annotations
@@ -21,10 +25,29 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.storage import Store
+from homeassistant.util.file import WriteError
 
 
 def _as_is[T](snapshot: T) -> T:
     return snapshot
+
+
+class _FailureReportingStore(Store[Any]):
+    """A `Store` that calls `on_failure` when writing to the disk failed (it logs it too)."""
+
+    def __init__(
+        self, hass: HomeAssistant, version: int, key: str, on_failure: Callable[[], None]
+    ) -> None:
+        super().__init__(hass, version, key)
+        self._on_failure = on_failure
+
+    async def _async_write_data(self, *args: Any) -> None:
+        # Its arguments differ between Home Assistant releases: (path, data), later (data).
+        try:
+            await super()._async_write_data(*args)
+        except WriteError:
+            self._on_failure()
+            raise
 
 
 class DurableStore[SnapshotT]:
@@ -42,13 +65,14 @@ class DurableStore[SnapshotT]:
     ) -> None:
         """Keep `snapshot()` (taken on the loop, serialised off it) under `key`."""
         self._hass = hass
-        self._store: Store[Any] = Store(hass, version, key)
+        self._store: Store[Any] = _FailureReportingStore(hass, version, key, self._write_failed)
         self._within = within
         self._snapshot = snapshot
         self._serialize = serialize
         self._due = 0.0  # loop time by which the pending write happens
         self._cancel_timer: CALLBACK_TYPE | None = None
         self._cancel_stop: CALLBACK_TYPE | None = None
+        self._closing = False  # `cancel` was called: the owner saves now or unloads
 
     async def async_load(self) -> Any:
         """Return what was stored (None: nothing)."""
@@ -62,6 +86,7 @@ class DurableStore[SnapshotT]:
     @callback
     def changed(self, within: float | None = None) -> None:
         """Note a change: it is written within `within` seconds (default: the store's bound)."""
+        self._closing = False
         delay = self._within if within is None else within
         due = self._hass.loop.time() + delay
         if self._cancel_timer is not None:
@@ -97,8 +122,15 @@ class DurableStore[SnapshotT]:
         self._store.async_delay_save(partial(self._serialize, self._snapshot()), 0)
 
     @callback
+    def _write_failed(self) -> None:
+        """Write again within the bound, unless Home Assistant stops or the owner closes."""
+        if not self._closing and not self._hass.is_stopping:
+            self.changed()
+
+    @callback
     def cancel(self) -> None:
         """Forget a pending write (the entry is unloading; `async_save` follows)."""
+        self._closing = True
         for cancel in (self._cancel_timer, self._cancel_stop):
             if cancel is not None:
                 cancel()
