@@ -25,7 +25,7 @@ hours and an hour of statistics is always 60 real minutes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -59,6 +59,20 @@ def _check_amount(name: str, value: float) -> None:
         raise TariffError("not_a_number", f"{name} must be a number, not {value!r}")
     if value < 0:
         raise TariffError("negative", f"{name} must not be negative, got {value}")
+
+
+def _check_steps(limits: Sequence[float | None], reason: str, message: str) -> None:
+    """Raise TariffError(reason) unless the steps' upper limits rise above 0, the last open."""
+    lower = 0.0
+    for limit in limits[:-1]:
+        if limit is None or not math.isfinite(limit) or limit <= lower:
+            raise TariffError(reason, message)
+        lower = limit
+
+
+def _step_of(limits: Sequence[float | None], value: float) -> int:
+    """Return the step (from 1) whose range holds `value`: the first whose limit is not below it."""
+    return next(number for number, limit in enumerate(limits, 1) if limit is None or value <= limit)
 
 
 def _require_aware(moment: datetime) -> None:
@@ -159,24 +173,17 @@ class SlabPricing:
             raise TariffError("no_slabs", "a slab tariff needs at least one slab")
         if self.slabs[-1].up_to_kwh is not None:
             raise TariffError("slab_open_end", "the last slab must have no upper limit")
-        lower = 0.0
-        for slab in self.slabs[:-1]:
-            limit = slab.up_to_kwh
-            if limit is None or not math.isfinite(limit) or limit <= lower:
-                raise TariffError(
-                    "slab_order", "slab limits must rise above 0 kWh; only the last slab is open"
-                )
-            lower = limit
+        _check_steps(
+            [slab.up_to_kwh for slab in self.slabs],
+            "slab_order",
+            "slab limits must rise above 0 kWh; only the last slab is open",
+        )
         for slab in self.slabs:
             _check_amount("slab price", slab.price)
 
     def tier_of(self, kwh: float) -> int:
         """Return the tier (from 1) whose range holds a period total of `kwh`."""
-        return next(
-            number
-            for number, slab in enumerate(self.slabs, 1)
-            if slab.up_to_kwh is None or kwh <= slab.up_to_kwh
-        )
+        return _step_of([slab.up_to_kwh for slab in self.slabs], kwh)
 
     def bucket_at(self, moment: datetime) -> str:
         """Return where the kWh imported at `moment` are counted."""
@@ -400,24 +407,17 @@ class BandedCapacity:
     def __post_init__(self) -> None:
         if not self.bands or self.bands[-1].up_to_kw is not None:
             raise TariffError("band_open_end", "the last capacity band must have no upper limit")
-        lower = 0.0
-        for band in self.bands[:-1]:
-            limit = band.up_to_kw
-            if limit is None or not math.isfinite(limit) or limit <= lower:
-                raise TariffError(
-                    "band_order", "band limits must rise above 0 kW; only the last band is open"
-                )
-            lower = limit
+        _check_steps(
+            [band.up_to_kw for band in self.bands],
+            "band_order",
+            "band limits must rise above 0 kW; only the last band is open",
+        )
         for band in self.bands:
             _check_amount("band charge", band.charge)
 
     def band_of(self, peak_kw: float) -> int:
         """Return the band (from 1) a peak falls in."""
-        return next(
-            number
-            for number, band in enumerate(self.bands, 1)
-            if band.up_to_kw is None or peak_kw <= band.up_to_kw
-        )
+        return _step_of([band.up_to_kw for band in self.bands], peak_kw)
 
     def charge(self, peak_kw: float) -> float:
         """Return the charge of a period whose peak is `peak_kw`."""
