@@ -48,7 +48,7 @@ def test_meter_info_of_a_real_pro3em() -> None:
 
 
 def test_real_pro3em_status_fw161() -> None:
-    snapshot = parse_status(STATUS, meter_info(DEVICE_INFO, STATUS), now=5.0)
+    snapshot = parse_status(STATUS, meter_info(DEVICE_INFO, STATUS), now=1747561101.6)
     assert snapshot.time == 1747561101
     assert snapshot.channels[0] == ChannelReading(
         id="a",
@@ -118,6 +118,15 @@ def test_odd_values_read_as_missing() -> None:
     assert snapshot.errors == ("power_meter_failure",)
     assert snapshot.neutral_current == 0.25
     assert snapshot.time == 42.0  # before its clock syncs the device has no unixtime
+
+
+def test_a_clock_ahead_of_ours_gives_way_to_ours() -> None:
+    """Snapshots never go back in time: one stamp ahead would hold every later one there."""
+    info = meter_info(DEVICE_INFO, STATUS)
+    ahead = {**STATUS, "sys": {**STATUS["sys"], "unixtime": 1747561101 + 86_400}}
+    assert parse_status(ahead, info, now=1747561101.5).time == 1747561101.5
+    slightly = {**STATUS, "sys": {**STATUS["sys"], "unixtime": 1747561111}}
+    assert parse_status(slightly, info, now=1747561101.5).time == 1747561111
 
 
 MONOPHASE = {

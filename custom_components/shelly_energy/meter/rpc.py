@@ -83,6 +83,9 @@ from .values import (
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CHANNELS = 3
+# A meter's clock ahead of ours by more than this (s) is wrong (a corrupt stamp, a clock set
+# badly): snapshots never go back in time, so one such stamp would hold every later one there.
+MAX_CLOCK_AHEAD_S = 10.0
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
 # Records gathered (from every series) before a batch is yielded: the consumer handles a batch
 # in one go on the event loop, so batches stay small enough to take a few milliseconds.
@@ -118,6 +121,12 @@ _PHASE_KEYS = tuple((phase, _PhaseKeys(phase)) for phase in PHASE_IDS)
 _CHANNEL_KEYS = tuple((str(n + 1), f"em1:{n}", f"em1data:{n}") for n in range(MAX_CHANNELS))
 
 
+def meter_time(value: Any, now: float) -> float:
+    """Return the time a meter's clock tells, or `now` (ours) when it tells none we believe."""
+    at = timestamp(value)
+    return now if at is None or at > now + MAX_CLOCK_AHEAD_S else at
+
+
 def layout(status: Mapping[str, Any]) -> tuple[ChannelKind, tuple[str, ...]] | None:
     """Return which meter components a status holds, or None when it holds none."""
     if "em:0" in status:
@@ -149,7 +158,7 @@ def parse_status(
     system = mapping(status.get("sys"))
     if clock is None:
         at, uptime = (
-            timestamp(system.get("unixtime")) or now,
+            meter_time(system.get("unixtime"), now),
             integer(system.get("uptime"), 0, MAX_UPTIME_S),
         )
     else:
@@ -565,7 +574,7 @@ class RpcClient:
             return
         status = device.status
         now = time.time()
-        at = max(timestamp(status.get("ts")) or now, self._time)
+        at = max(meter_time(status.get("ts"), now), self._time)
         uptime = None if self._boot is None else max(int(at - self._boot), 0)
         try:
             snapshot = self._in_order(parse_status(status, info, now, (at, uptime)))

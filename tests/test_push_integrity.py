@@ -1,0 +1,54 @@
+"""A pushing meter's counters against its own: every watt-hour counted once, end to end."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from simulator import Clock, SimulatedMeter, Simulator
+
+from .conftest import poll
+from .test_push import coordinator_of, push, pushing_meter
+
+
+def published_import(entry: MockConfigEntry, phase: str) -> float | None:
+    reading = coordinator_of(entry).data.channel(phase)
+    assert reading is not None
+    return reading.energy_in
+
+
+def meter_import(meter: SimulatedMeter, phase: str) -> float:
+    """Return the phase's import counter as the meter reports it (Wh, two decimals)."""
+    return round(meter.counters(phase)[0], 2)
+
+
+async def elapse(clock: Clock, freezer: FrozenDateTimeFactory, seconds: float) -> None:
+    clock.advance(seconds)
+    freezer.tick(timedelta(seconds=seconds))
+
+
+async def test_a_notification_stamped_a_day_ahead_loses_nothing_of_a_later_outage(
+    hass: HomeAssistant, simulator: Simulator, sim_clock: Clock, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to(datetime.fromtimestamp(sim_clock.now(), UTC))  # both clocks agree
+    meter, entry = await pushing_meter(hass, simulator)
+    await poll(hass, freezer)  # read whole: the day starts
+    meter.override_reply("set", method="NotifyStatus", path="ts", value=sim_clock.now() + 86_400)
+    meter.set_power("a", 3000.0)
+    await push(hass, simulator, meter, entry)  # its clock jumped a day ahead, for one stamp
+    await elapse(sim_clock, freezer, 1)
+    meter.set_power("b", 200.0)
+    await push(hass, simulator, meter, entry)  # and back
+    assert published_import(entry, "a") == meter_import(meter, "a")
+    meter.set_online(False)
+    await poll(hass, freezer, 1)
+    await elapse(sim_clock, freezer, 600)  # 3 kW for ten minutes: 500 Wh on phase A
+    meter.set_online(True)
+    await poll(hass, freezer)
+    for _ in range(4):
+        await elapse(sim_clock, freezer, 1)
+        await push(hass, simulator, meter, entry)
+    assert published_import(entry, "a") == meter_import(meter, "a")
