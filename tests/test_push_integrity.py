@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from freezegun.api import FrozenDateTimeFactory
@@ -11,7 +12,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from simulator import Clock, SimulatedMeter, Simulator
 
 from .conftest import poll
-from .test_push import coordinator_of, push, pushing_meter
+from .test_push import STATUS, coordinator_of, push, pushing_meter
 
 
 def published_import(entry: MockConfigEntry, phase: str) -> float | None:
@@ -52,3 +53,32 @@ async def test_a_notification_stamped_a_day_ahead_loses_nothing_of_a_later_outag
         await elapse(sim_clock, freezer, 1)
         await push(hass, simulator, meter, entry)
     assert published_import(entry, "a") == meter_import(meter, "a")
+
+
+async def test_a_reboot_rolling_back_the_counters_under_a_watt_hour_is_no_jitter(
+    hass: HomeAssistant, simulator: Simulator, sim_clock: Clock, freezer: FrozenDateTimeFactory
+) -> None:
+    """Only the meter's new uptime tells a small rollback from jitter (which would lose it)."""
+    freezer.move_to(datetime.fromtimestamp(sim_clock.now(), UTC))
+    meter, entry = await pushing_meter(hass, simulator)
+    await poll(hass, freezer)
+    meter.set_power("a", 60.0)  # 1 Wh a minute
+    for _ in range(33):  # the meter saves its counters every 5 minutes: 30 s past a save
+        await elapse(sim_clock, freezer, 10)
+        await push(hass, simulator, meter, entry)
+    before = meter_import(meter, "a")
+    assert published_import(entry, "a") == before
+    reads = meter.requests[STATUS]
+    meter.reboot(invalid_for=0, rollback=True)
+    after = meter_import(meter, "a")
+    assert before - after == 0.5
+    for _ in range(1000):  # the lost WebSocket is read again at once, connecting again
+        await asyncio.sleep(0)
+        if meter.requests[STATUS] > reads:
+            break
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert published_import(entry, "a") == before
+    for _ in range(6):
+        await elapse(sim_clock, freezer, 10)
+        await push(hass, simulator, meter, entry)
+    assert published_import(entry, "a") == round(before + meter_import(meter, "a") - after, 2)
