@@ -203,3 +203,20 @@ async def test_a_websocket_the_meter_closes_is_lost_and_ours_is_not(
     await client.close()
     await asyncio.sleep(0.1)
     assert not lost.is_set()
+
+
+async def test_after_a_reboot_found_by_another_call_pushes_tell_the_new_uptime(
+    serve: Serve, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    meter, server = await serve("pro3em")
+    client, pushed = await listening(session, server)
+    clock.advance(3600)
+    await client.fetch()  # up an hour
+    meter.reboot(invalid_for=0)
+    await asyncio.sleep(0.1)  # the meter closed the WebSocket
+    clock.advance(20)
+    await client.call("Shelly.GetDeviceInfo", None)  # connects again (a records download)
+    meter.set_power("a", 300.0)
+    assert await server.notify_status() == 1
+    assert (await next_push(pushed)).uptime == 20
+    await client.close()

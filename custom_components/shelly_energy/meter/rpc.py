@@ -383,6 +383,11 @@ def _merge_spans(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]
     return merged
 
 
+def _started(snapshot: MeterSnapshot) -> float | None:
+    """Return when the meter started, by its clock (None: its status tells no uptime)."""
+    return None if snapshot.uptime is None else snapshot.time - snapshot.uptime
+
+
 class _MeterDevice(RpcDevice):
     """aioshelly's device, with every reply it reads while connecting checked first."""
 
@@ -504,6 +509,9 @@ class RpcClient:
             self._change = self._info.change_to(info)
         self._unread = True
         self._pushes_at_connect = self._pushes
+        # Pushes tell the time since this start, whatever reads next: another call (a records
+        # download) may connect again after a reboot, before the next whole read.
+        self._boot = _started(parse_status(device.status, self.info, time.time()))
         return info
 
     def listen(self, on_push: Callable[[MeterSnapshot], None], on_lost: Callable[[], None]) -> None:
@@ -543,7 +551,7 @@ class RpcClient:
         self._unread = False
         status = device.status
         snapshot = parse_status(status, self.info, time.time())
-        self._boot = None if snapshot.uptime is None else snapshot.time - snapshot.uptime
+        self._boot = _started(snapshot)
         pushed = self._pushed
         if pushed is not None and self._pushes != pushes:
             snapshot = snapshot._replace(
@@ -559,7 +567,8 @@ class RpcClient:
         """Turn a status notification into a snapshot and hand it on, within this loop turn.
 
         aioshelly has merged the notification into the last full status. Its stamp (`ts`) is
-        the meter's clock; the uptime is the time since the start the last read told.
+        the meter's clock; the uptime is the time since the start the last status read told
+        (a whole read, or the one read while connecting).
         """
         on_push, info = self._on_push, self._info
         if device is not self._device:
