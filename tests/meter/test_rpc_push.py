@@ -220,3 +220,29 @@ async def test_after_a_reboot_found_by_another_call_pushes_tell_the_new_uptime(
     assert await server.notify_status() == 1
     assert (await next_push(pushed)).uptime == 20
     await client.close()
+
+
+async def test_callers_that_find_the_websocket_lost_at_once_open_one(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    """A whole read and another call (a records download, the switch) connect once between them.
+
+    Each would otherwise close the other's connection while it opens and read from one that is
+    not ready, and a WebSocket would stay open that nothing listens to.
+    """
+    meter, server = await serve("pro3em")
+    lost = asyncio.Event()
+    client, pushed = await listening(session, server, lost=lost)
+    meter.reboot(invalid_for=0)
+    async with asyncio.timeout(3):
+        await lost.wait()
+    read, info = await asyncio.gather(client.fetch(), client.call("Shelly.GetDeviceInfo", None))
+    assert read.uptime == 0
+    assert info["mac"] == meter.mac
+    assert meter.requests["/rpc"] == 2  # the WebSockets opened: the first, and one again
+    meter.set_power("a", 300.0)
+    assert await server.notify_status() == 1
+    phase_a = (await next_push(pushed)).channel("a")
+    assert phase_a is not None
+    assert phase_a.power == 300.0
+    await client.close()

@@ -460,6 +460,7 @@ class RpcClient:
         self._boot: float | None = None
         self._time = 0.0  # of the latest snapshot: the next is never earlier
         self._csv = True  # records come as data.csv downloads until the meter serves none
+        self._opening = asyncio.Lock()  # see _open
         self._digest = (
             DigestAuth(RPC_USERNAME, credentials.password) if credentials.password else None
         )
@@ -531,6 +532,19 @@ class RpcClient:
         device = self._device
         return device is not None and device.connected and self._pushes > self._pushes_at_connect
 
+    async def _open(self) -> RpcDevice:
+        """Return the open connection, connecting again first when it was lost.
+
+        Callers that find it lost together (a whole read, a records download, the switch) open
+        one: each would otherwise close the connection the other is opening and use one that is
+        not ready, and a WebSocket would stay open that nothing listens to.
+        """
+        async with self._opening:
+            if self._device is None or not self._device.connected:
+                await self.connect()
+        assert self._device is not None
+        return self._device
+
     async def fetch(self) -> MeterSnapshot:
         """Read the whole status (Shelly.GetStatus), connecting first when the WebSocket was lost.
 
@@ -540,10 +554,7 @@ class RpcClient:
         the snapshot carries its measurements (readings never go back in time), with the rest
         of the status as read.
         """
-        if self._device is None or not self._device.connected:
-            await self.connect()
-        device = self._device
-        assert device is not None
+        device = await self._open()
         pushes = self._pushes
         if not self._unread:
             # aioshelly keeps the status it reads: later notifications merge into it.
@@ -791,11 +802,9 @@ class RpcClient:
 
     async def call(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
         """Call an RPC method over the open connection, reconnecting first when it was lost."""
-        if self._device is None or not self._device.connected:
-            await self.connect()
-        assert self._device is not None
+        device = await self._open()
         self._unread = False  # old by the time a fetch would use it
-        result = await self._rpc(method, self._device.call_rpc(method, params))
+        result = await self._rpc(method, device.call_rpc(method, params))
         if not isinstance(result, dict):
             raise MeterConnectionError(f"{method} answered {type(result).__name__}, not an object")
         return result
