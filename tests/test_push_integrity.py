@@ -82,3 +82,25 @@ async def test_a_reboot_rolling_back_the_counters_under_a_watt_hour_is_no_jitter
         await elapse(sim_clock, freezer, 10)
         await push(hass, simulator, meter, entry)
     assert published_import(entry, "a") == round(before + meter_import(meter, "a") - after, 2)
+
+
+async def test_a_corrupt_counter_that_later_notifications_leave_out_is_not_a_new_level(
+    hass: HomeAssistant, simulator: Simulator, sim_clock: Clock, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to(datetime.fromtimestamp(sim_clock.now(), UTC))
+    meter, entry = await pushing_meter(hass, simulator)
+    await poll(hass, freezer)
+    meter.set_power("a", 3000.0)
+    await elapse(sim_clock, freezer, 1)
+    await push(hass, simulator, meter, entry)
+    meter.override_reply(
+        "set", method="NotifyStatus", path="emdata:0.a_total_act_energy", value=5e5
+    )
+    await elapse(sim_clock, freezer, 1)
+    await push(hass, simulator, meter, entry)
+    # Notifications without the counters: the corrupt one stays in the status they merge into.
+    meter.override_reply("delete", method="NotifyStatus", path="emdata:0", count=3)
+    for _ in range(8):
+        await elapse(sim_clock, freezer, 1)
+        await push(hass, simulator, meter, entry)
+    assert published_import(entry, "a") == meter_import(meter, "a")

@@ -162,6 +162,14 @@ def test_a_chain_broken_by_another_level_starts_over() -> None:
     assert verdicts(energy, 90_002.0, start=104.0) == ["rebased"]
 
 
+def test_the_same_value_again_is_no_new_level() -> None:
+    energy = counter(1000.0)
+    # A pushed status repeats one corrupt reading until a notification carries the counters.
+    assert verdicts(energy, 50_000.0, 50_000.0, 50_000.0, 50_000.0) == ["rejected"] * 4
+    assert verdicts(energy, 1005.0, start=104.0) == ["counted"]
+    assert energy.total == 1005.0
+
+
 def test_an_increase_after_a_long_absence_is_counted() -> None:
     energy = counter(1000.0)
     # Two hours away at 5 kW.

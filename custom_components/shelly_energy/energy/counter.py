@@ -21,7 +21,8 @@ its reason (`Decision`).
   reach of the level before the last rollback or reset undoes that drop (`RESTORED`: a meter that
   read 0 for a moment after a reboot). A new level that holds for `CONFIRM_READINGS` readings in a
   row is taken as the new base (`REBASED`: a replaced meter), counting what it rose meanwhile but
-  never the jump itself.
+  never the jump itself. The same value again is not another reading of the level: a pushed
+  status repeats the counters of the last notification that carried them.
 - A counter told it reads another raw counter from now on (`switch_source`: a current
   transformer the user marked as reversed, or no longer, swaps the meter's import and export
   counters under the published totals): the total holds and counting resumes from the next
@@ -272,6 +273,8 @@ class EnergyCounter:
         pending = self._pending
         if pending:
             last, last_time = pending[-1]
+            if raw == last:
+                return self._decided(Verdict.REJECTED, now, raw)
             step = raw - last
             if not -JITTER_WH < step <= self._limit(now - last_time):
                 pending.clear()
