@@ -120,11 +120,11 @@ def test_odd_values_read_as_missing() -> None:
     assert snapshot.time == 42.0  # before its clock syncs the device has no unixtime
 
 
-def test_a_clock_ahead_of_ours_gives_way_to_ours() -> None:
+def test_a_clock_far_ahead_of_ours_is_held_near_ours() -> None:
     """Snapshots never go back in time: one stamp ahead would hold every later one there."""
     info = meter_info(DEVICE_INFO, STATUS)
     ahead = {**STATUS, "sys": {**STATUS["sys"], "unixtime": 1747561101 + 86_400}}
-    assert parse_status(ahead, info, now=1747561101.5).time == 1747561101.5
+    assert parse_status(ahead, info, now=1747561101.5).time == 1747561111.5
     slightly = {**STATUS, "sys": {**STATUS["sys"], "unixtime": 1747561111}}
     assert parse_status(slightly, info, now=1747561101.5).time == 1747561111
 

@@ -83,8 +83,8 @@ from .values import (
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CHANNELS = 3
-# A meter's clock ahead of ours by more than this (s) is wrong (a corrupt stamp, a clock set
-# badly): snapshots never go back in time, so one such stamp would hold every later one there.
+# The most a meter's clock is believed ahead of ours (s): snapshots never go back in time, so one
+# stamp far ahead (corrupt, or a clock set badly) would hold every later one there.
 MAX_CLOCK_AHEAD_S = 10.0
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
 # Records gathered (from every series) before a batch is yielded: the consumer handles a batch
@@ -122,9 +122,13 @@ _CHANNEL_KEYS = tuple((str(n + 1), f"em1:{n}", f"em1data:{n}") for n in range(MA
 
 
 def meter_time(value: Any, now: float) -> float:
-    """Return the time a meter's clock tells, or `now` (ours) when it tells none we believe."""
+    """Return the time a meter's clock tells, at most MAX_CLOCK_AHEAD_S ahead of `now` (ours).
+
+    `now` when it tells none (not synced yet). Capped rather than replaced by ours: a clock
+    just ahead by about that much reads the same either side of the cap.
+    """
     at = timestamp(value)
-    return now if at is None or at > now + MAX_CLOCK_AHEAD_S else at
+    return now if at is None else min(at, now + MAX_CLOCK_AHEAD_S)
 
 
 def layout(status: Mapping[str, Any]) -> tuple[ChannelKind, tuple[str, ...]] | None:
