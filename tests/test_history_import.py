@@ -1047,7 +1047,7 @@ async def test_a_saved_import_of_another_layout_starts_over(
 AT = {hour: datetime(2025, 6, 1, tzinfo=UTC) + timedelta(hours=hour) for hour in range(10)}
 
 
-async def hourly_site_down_at_0210(
+async def site_down_at_0210(
     hass: HomeAssistant,
     simulator: Simulator,
     reader: Reader,
@@ -1057,7 +1057,8 @@ async def hourly_site_down_at_0210(
 ) -> tuple[SimulatedMeter, MockConfigEntry]:
     """Return a meter with a day of records and a site on its phases, settled each hour.
 
-    The meter is live from 00:20, the site from 01:00 until it goes down at 02:10.
+    The meter is live from 00:20, the site from 01:00 until it goes down at 02:10. The options
+    may settle otherwise (`CONF_SETTLEMENT`).
     """
     meter, _ = await add_meter(hass, simulator, reader, history_days=1)
     await live_until(hass, clock, freezer, AT[1], by_the_minute=True)
@@ -1093,7 +1094,7 @@ async def test_periods_missed_while_down_are_rebuilt_from_the_records(
     """
     # Brussels (UTC+2): the hours and quarters are UTC's, the month is June all along.
     await hass.config.async_set_time_zone("Europe/Brussels")
-    meter, site = await hourly_site_down_at_0210(
+    meter, site = await site_down_at_0210(
         hass,
         simulator,
         reader,
@@ -1203,9 +1204,7 @@ async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
     take-back moves the 5-minute rows from 05:20 on, and the hour's row is written. Every hour
     stays the sum of its 5-minute rows, and none of those falls.
     """
-    meter, site = await hourly_site_down_at_0210(
-        hass, simulator, reader, clock_at_0020, freezer, {}
-    )
+    meter, site = await site_down_at_0210(hass, simulator, reader, clock_at_0020, freezer, {})
     meter.set_power("c", -4000.0)
     await live_until(hass, clock_at_0020, freezer, AT[3], by_the_minute=True)
     meter.release_power("c")
