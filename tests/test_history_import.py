@@ -1253,3 +1253,84 @@ async def test_a_rebuilds_rise_taken_back_after_its_hour_moves_the_rows_as_one(
         five = await rows(hass, entity_id, "5minute", AT[5], AT[6])
         hour = await rows(hass, entity_id, "hour", AT[5], AT[6])
         assert hour[0]["sum"] == five[-1]["sum"], entity_id
+
+
+async def test_a_rebuild_that_makes_up_a_surplus_leaves_no_5_minute_bar_negative(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A site settled every 15 minutes is down from 02:10 to 04:50, and from 05:25 to 05:55.
+
+    Each phase draws 9 kW from 04:40 to 04:50, while down: the guess spreads it over the gap's
+    quarters. The rebuild at 05:20 settles those booked at 04:50 at 2.094 kWh less than the
+    guess: the sensor keeps that surplus. The rebuild at 06:20 settles the quarter from 04:45
+    (booked at 05:01, its exact net holds most of the 9 kW) and the two quarters the second gap
+    covered (booked at 05:55): the exact nets rise in the 5-minute row from 05:00, the start of
+    their hour, while what they raise the booked import by only makes up the surplus, taken from
+    the row of the last booking, from 05:55, that never showed it. The hour keeps its total,
+    and none of its 5-minute rows falls.
+    """
+    meter, site = await site_down_at_0210(
+        hass, simulator, reader, clock_at_0020, freezer, {CONF_SETTLEMENT: "15"}
+    )
+    await live_until(
+        hass, clock_at_0020, freezer, AT[4] + timedelta(minutes=40), by_the_minute=True
+    )
+    for phase in "abc":
+        meter.set_power(phase, 9000.0)
+    await live_until(
+        hass, clock_at_0020, freezer, AT[4] + timedelta(minutes=50), by_the_minute=True
+    )
+    for phase in "abc":
+        meter.release_power(phase)
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await settle(hass)
+    await live_until(
+        hass, clock_at_0020, freezer, AT[5] + timedelta(minutes=25), by_the_minute=True
+    )
+    settlement = site.runtime_data.coordinator.accumulator._settlement
+    assert settlement is not None
+    surplus = settlement.imported - settlement.booked[0]
+    assert round(surplus) == 2094
+    assert await hass.config_entries.async_unload(site.entry_id)
+    await live_until(
+        hass, clock_at_0020, freezer, AT[5] + timedelta(minutes=55), by_the_minute=True
+    )
+    assert await hass.config_entries.async_setup(site.entry_id)
+    await settle(hass)
+    settlement = site.runtime_data.coordinator.accumulator._settlement
+    assert settlement is not None
+    assert {period.booked_at for period in settlement.provisional.values()} == {
+        (AT[5] + timedelta(minutes=1)).timestamp(),
+        (AT[5] + timedelta(minutes=55)).timestamp(),
+    }
+    assert settlement.imported - settlement.booked[0] == surplus  # no import booked since
+    await live_until(hass, clock_at_0020, freezer, AT[8] + timedelta(minutes=5), by_the_minute=True)
+    assert settlement.provisional == {}
+    assert settlement.imported == settlement.booked[0]  # made up
+    entity_id = "sensor.home_grid_import_energy"
+    starts = {index: int(moment.timestamp()) for index, moment in AT.items()}
+    hourly = await bars(hass, entity_id)
+    assert {start: kwh for start, kwh in hourly.items() if start > starts[1]} == {
+        starts[2]: 0.194663,
+        starts[3]: 0.196104,
+        starts[4]: 4.512233,
+        starts[5]: 0.148,
+        starts[6]: 0.001,
+        starts[7]: 0.0,
+    }
+    # 05:55 showed no rise and loses none: the rows before it give the take-back, and 05:00
+    # shows the hour's 0.148 kWh.
+    short = await bars(hass, entity_id, "5minute")
+    assert min(short.values()) >= 0
+    assert {
+        start: kwh for start, kwh in short.items() if starts[4] <= start < starts[6] and kwh
+    } == {starts[4] + 50 * 60: 4.708337, starts[5]: 0.148}
+    # Each hour ends where its last 5-minute row does.
+    five = {int(row["start"]): row["sum"] for row in await rows(hass, entity_id, "5minute")}
+    for row in await rows(hass, entity_id, "hour", AT[4], AT[8]):
+        assert row["sum"] == pytest.approx(five[int(row["start"]) + HOUR - 300], abs=1e-9)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from homeassistant.components.recorder.core import Recorder
 from homeassistant.components.recorder.models import StatisticMeanType
@@ -82,6 +82,7 @@ from .energy.history_plan import (
     site_span_corrections,
     span_corrections,
     with_corrections,
+    within_five_minutes,
     within_hours,
 )
 from .energy.record_periods import RecordPeriods, hour_of, settlement_moves
@@ -165,9 +166,12 @@ def statistic_metadata(statistic_id: str) -> dict[str, Any]:
 
 
 async def _async_rows(
-    hass: HomeAssistant, statistic_ids: set[str], start: int
+    hass: HomeAssistant,
+    statistic_ids: set[str],
+    start: int,
+    period: Literal["5minute", "hour"] = "hour",
 ) -> dict[str, list[StatRow]]:
-    """Return the hourly rows of statistics from `start` on, oldest first."""
+    """Return the rows of statistics (hourly, or 5-minute) from `start` on, oldest first."""
     found = await async_query(
         hass,
         statistics_during_period,
@@ -175,7 +179,7 @@ async def _async_rows(
         dt_util.utc_from_timestamp(start),
         None,
         statistic_ids,
-        "hour",
+        period,
         None,
         {"state", "sum"},
     )
@@ -467,7 +471,15 @@ class _History:
                 del pending[key]
             if fixes:
                 hours = never_negative(series_rows, per_hour(fixes))
-                fixes = within_hours(fixes, hours)
+                # Nor may a 5-minute row of a corrected hour fall: read from the hour of the
+                # hourly row before the first (its last 5-minute row gives the next its bar).
+                first_hour = hour_of(min(fixes))
+                read_from = max(
+                    (row.start for row in series_rows if row.start < first_hour),
+                    default=first_hour,
+                )
+                short = await _async_rows(self.hass, {statistic_id}, read_from, "5minute")
+                fixes = within_five_minutes(short[statistic_id], within_hours(fixes, hours))
                 # What the counters could not count, from the records: added to the recorder's
                 # rows from each moment on; the plans below see the rows as they will be.
                 for moment, kwh in sorted(fixes.items()):

@@ -32,6 +32,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     site_span_corrections,
     span_corrections,
     with_corrections,
+    within_five_minutes,
     within_hours,
 )
 from custom_components.shelly_energy.energy.site import (
@@ -501,6 +502,37 @@ def test_a_correction_from_inside_an_hour_writes_that_hours_row() -> None:
     }
 
 
+def test_a_take_back_beyond_its_5_minute_row_comes_from_the_rows_of_its_hour() -> None:
+    """5-minute rows of 00:00 to 02:00, moved as a rebuild that makes up a surplus moves them.
+
+    00:00 rose by 0.25 kWh, 00:15 by 0.125; 00:55 showed a booking the sensor's surplus took,
+    and 01:10 a rise of 0.5.
+    """
+    rises = {T0: 0.25, T0 + 900: 0.125, T0 + HOUR + 600: 0.5}
+    starts = [T0 - 300, *range(T0, T0 + 2 * HOUR, 300)]
+    rows = [
+        StatRow(start, 0.0, sum(kwh for at, kwh in rises.items() if at <= start))
+        for start in starts
+    ]
+    # 00:00 rises by the exact nets; 00:55, the last booking's row, loses them and the surplus
+    # they made up: it would fall by 2.125.
+    corrections = {T0: 2.0, T0 + 3300: -2.125, T0 + HOUR: -0.25, T0 + HOUR + 1800: 0.5}
+    # That comes from the rows before it, latest first: 00:15's 0.125, then 2.0 of 00:00's 2.25.
+    # 01:00 would fall with no row before it: 01:10 gives. 01:30 rises: left as it is.
+    assert within_five_minutes(rows, corrections) == {
+        T0 + 900: -0.125,
+        T0 + HOUR + 600: -0.25,
+        T0 + HOUR + 1800: 0.5,
+    }
+    # Nothing falls: nothing moves.
+    assert within_five_minutes(rows, {T0: 2.0, T0 + 900: -0.125}) == {T0: 2.0, T0 + 900: -0.125}
+    # Before the rows read every row moves alike; after the last no row moves.
+    assert within_five_minutes(rows, {T0 - 600: -9.0, T0 + 2 * HOUR: -9.0}) == {
+        T0 - 600: -9.0,
+        T0 + 2 * HOUR: -9.0,
+    }
+
+
 @given(
     st.lists(st.integers(0, 50), min_size=36, max_size=36),
     st.dictionaries(
@@ -514,13 +546,15 @@ def test_moves_from_moments_keep_each_hour_its_last_5_minute_rows_sum(
 
     The recorder adds a move to every row (hourly and 5-minute) starting from its moment on; a
     run writes the hourly rows a move from inside their hour leaves behind. Each hour's sum stays
-    its last 5-minute row's, no corrected hour is negative, and the total moves by the moves'.
+    its last 5-minute row's, no corrected hour is negative, nor any 5-minute row of an hour that
+    is not, and the total moves by the moves'.
     """
     five = {T0 + index * 300: sum(bars[: index + 1]) / 1000 for index in range(len(bars))}
     hourly = [StatRow(T0 + hour * HOUR, 0.0, five[T0 + hour * HOUR + 3300]) for hour in range(3)]
     corrections = {moment: wh / 1000 for moment, wh in moves.items()}
     hours = never_negative(hourly, per_hour(corrections))
-    fixes = within_hours(corrections, hours)
+    short = [StatRow(start, 0.0, total) for start, total in {T0 - 300: 0.0, **five}.items()]
+    fixes = within_five_minutes(short, within_hours(corrections, hours))
     assert per_hour(fixes) == pytest.approx(hours)
     five = {
         start: total + sum(kwh for moment, kwh in fixes.items() if moment <= start)
@@ -536,4 +570,12 @@ def test_moves_from_moments_keep_each_hour_its_last_5_minute_rows_sum(
     for before, hour in pairwise(sorted(recorded)):
         if hour in hours:
             assert recorded[hour] - recorded[before] >= -1e-9
+    # No 5-minute row falls in an hour that does not; one that does (the first corrected hour
+    # has no corrected hour before it to take from) shows what it lost in its last row.
+    shown = pairwise(((T0 - 300, 0.0), *sorted(five.items())))
+    after = {start: total - before for (_, before), (start, total) in shown}
+    for hour in range(T0, T0 + 3 * HOUR, HOUR):
+        *rest, last = (after[start] for start in range(hour, hour + HOUR, 300))
+        assert min(rest) >= -1e-9
+        assert last >= min(sum(rest) + last, 0.0) - 1e-9
     assert five[T0 + 3 * HOUR - 300] - sum(bars) / 1000 == pytest.approx(sum(corrections.values()))

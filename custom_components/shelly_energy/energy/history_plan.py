@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
 from .periods import PeriodClock
-from .record_periods import RecordPeriods
+from .record_periods import RecordPeriods, hour_of
 from .site import ChannelRef, Role, SiteConfig, SiteEnergy, interval_energy
 
 _BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
@@ -393,7 +393,7 @@ class SiteHours:
 
 @dataclass(frozen=True, slots=True)
 class StatRow:
-    """One hourly statistics row of an energy series: hour start, state and sum (kWh)."""
+    """One statistics row of an energy series (hourly or 5-minute): start, state and sum (kWh)."""
 
     start: int
     state: float
@@ -680,6 +680,56 @@ def within_hours(corrections: Mapping[int, float], hours: Mapping[int, float]) -
         if change := kwh - summed.get(hour, 0.0):
             last = max((at for at in corrections if at - at % HOUR == hour), default=hour)
             result[last] = result.get(last, 0.0) + change
+    return result
+
+
+def within_five_minutes(
+    rows: Sequence[StatRow], corrections: Mapping[int, float]
+) -> dict[int, float]:
+    """Return corrections by moment, moved within their hours so that no 5-minute bar falls.
+
+    ``rows``: the series' 5-minute rows, oldest first, from a row before the first corrected
+    hour's (the first row only gives the next one its bar). A correction from a moment changes
+    the bar of the first row from it on; a take-back can exceed what that row showed (a rebuild
+    that only makes up a surplus takes from a booking the sensor never showed rising). Where an
+    hour's corrections leave one of its rows negative, they become one correction per row of the
+    hour: a negative bar's excess comes from the rows before it, latest first, then from those
+    after it. Each hour's corrections keep their total, so the hourly rows stay.
+    """
+    starts = [row.start for row in rows]
+    bars = {row.start: row.sum - before.sum for before, row in pairwise(rows)}
+    lands: dict[int, int] = {}  # a correction's moment -> the row whose bar it changes
+    for moment in corrections:
+        index = bisect.bisect_left(starts, moment)
+        if 0 < index < len(starts):  # before the rows read all move alike; after the last none
+            lands[moment] = starts[index]
+    corrected = dict(bars)
+    for moment, start in lands.items():
+        corrected[start] += corrections[moment]
+    result = dict(corrections)
+    for hour in {hour_of(start) for start in lands.values()}:
+        hour_rows = [start for start in bars if hour_of(start) == hour]
+        if min(corrected[start] for start in hour_rows) >= 0:
+            continue
+        fixed = [corrected[start] for start in hour_rows]
+        for index in range(len(fixed) - 1, 0, -1):  # from the rows before, latest first
+            if fixed[index] < 0:
+                fixed[index - 1] += fixed[index]
+                fixed[index] = 0.0
+        for index in range(len(fixed) - 1):  # then from those after
+            if fixed[index] < 0:
+                fixed[index + 1] += fixed[index]
+                fixed[index] = 0.0
+        # The hour's own corrections (from moments in it, of its rows) become one per row.
+        own = [
+            moment for moment, start in lands.items() if hour_of(moment) == hour_of(start) == hour
+        ]
+        for moment in own:
+            del result[moment]
+        for start, bar in zip(hour_rows, fixed, strict=True):
+            landed = math.fsum(corrections[moment] for moment in own if lands[moment] == start)
+            if kwh := landed + bar - corrected[start]:
+                result[start] = kwh
     return result
 
 
