@@ -75,7 +75,7 @@ def em_status(**overrides: Any) -> dict[str, Any]:
 
 
 def test_shelly_em() -> None:
-    snapshot = parse_status(em_status(), EM, now=1.0)
+    snapshot = parse_status(em_status(), EM, now=1700000000.5)
     assert snapshot.channels == (
         ChannelReading(
             id="1",
@@ -122,6 +122,14 @@ def test_unsynchronised_clock_and_old_firmware_fields() -> None:
     assert snapshot.update_available is None
     assert snapshot.switch_on is None
     assert snapshot.rssi is None
+
+
+def test_a_clock_far_ahead_of_ours_is_held_near_ours() -> None:
+    """One stamp far ahead, and an outage after it: the counters would see no time pass."""
+    ahead = parse_status(em_status(unixtime=1700000000 + 86_400), EM, now=1700000000.5)
+    assert ahead.time == 1700000010.5
+    slightly = parse_status(em_status(unixtime=1700000010), EM, now=1700000000.5)
+    assert slightly.time == 1700000010
 
 
 def em3_status() -> dict[str, Any]:

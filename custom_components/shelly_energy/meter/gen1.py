@@ -46,7 +46,16 @@ from .snapshot import (
     MeterInfo,
     MeterSnapshot,
 )
-from .values import MAX_UPTIME_S, MIN_RSSI, flag, integer, mapping, number, text, timestamp
+from .values import (
+    MAX_UPTIME_S,
+    MIN_RSSI,
+    flag,
+    integer,
+    mapping,
+    meter_time,
+    number,
+    text,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -117,7 +126,7 @@ def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> Mete
     relay = mapping(relays[0]) if isinstance(relays, list) and relays else None
     return MeterSnapshot(
         # Before its clock is synchronised a Gen1 device reports unixtime 0.
-        time=timestamp(status.get("unixtime")) or now,
+        time=meter_time(status.get("unixtime"), now),
         channels=channels,
         total=total,
         neutral_current=neutral,

@@ -74,18 +74,15 @@ from .values import (
     flag,
     integer,
     mapping,
+    meter_time,
     number,
     strings,
     text,
-    timestamp,
 )
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CHANNELS = 3
-# The most a meter's clock is believed ahead of ours (s): snapshots never go back in time, so one
-# stamp far ahead (corrupt, or a clock set badly) would hold every later one there.
-MAX_CLOCK_AHEAD_S = 10.0
 RPC_USERNAME = "admin"  # Gen2+ devices have one user, always called admin
 # Records gathered (from every series) before a batch is yielded: the consumer handles a batch
 # in one go on the event loop, so batches stay small enough to take a few milliseconds.
@@ -119,16 +116,6 @@ class _PhaseKeys:
 
 _PHASE_KEYS = tuple((phase, _PhaseKeys(phase)) for phase in PHASE_IDS)
 _CHANNEL_KEYS = tuple((str(n + 1), f"em1:{n}", f"em1data:{n}") for n in range(MAX_CHANNELS))
-
-
-def meter_time(value: Any, now: float) -> float:
-    """Return the time a meter's clock tells, at most MAX_CLOCK_AHEAD_S ahead of `now` (ours).
-
-    `now` when it tells none (not synced yet). Capped rather than replaced by ours: a clock
-    just ahead by about that much reads the same either side of the cap.
-    """
-    at = timestamp(value)
-    return now if at is None else min(at, now + MAX_CLOCK_AHEAD_S)
 
 
 def layout(status: Mapping[str, Any]) -> tuple[ChannelKind, tuple[str, ...]] | None:

@@ -15,6 +15,10 @@ from typing import Any
 EARLIEST_VALID_TS = 1_577_836_800
 # 2106-02-07: where the devices' 32-bit clocks end; a later time is garbage.
 LATEST_VALID_TS = 2**32
+# The most a meter's clock is believed ahead of ours (s): a meter's readings never go back in
+# time, so one stamp far ahead (corrupt, or a clock set badly) would hold every later one there,
+# and the counters would refuse what the meter counts meanwhile.
+MAX_CLOCK_AHEAD_S = 10.0
 # A Wi-Fi signal reported weaker than this (dBm) is garbage.
 MIN_RSSI = -127
 # Uptimes beyond a 32-bit counter of seconds are garbage too (136 years).
@@ -48,6 +52,16 @@ def timestamp(value: Any) -> float | None:
     """Return a plausible unix time of a synced device clock, anything else as None."""
     result = number(value)
     return result if result is not None and EARLIEST_VALID_TS <= result < LATEST_VALID_TS else None
+
+
+def meter_time(value: Any, now: float) -> float:
+    """Return the time a meter's clock tells, at most MAX_CLOCK_AHEAD_S ahead of `now` (ours).
+
+    `now` when it tells none (not synced yet). Capped rather than replaced by ours: a clock
+    just ahead by about that much reads the same either side of the cap.
+    """
+    at = timestamp(value)
+    return now if at is None else min(at, now + MAX_CLOCK_AHEAD_S)
 
 
 def flag(value: Any) -> bool | None:
