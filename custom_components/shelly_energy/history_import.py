@@ -472,8 +472,9 @@ class _History:
             if fixes:
                 hours = never_negative(series_rows, per_hour(fixes))
                 # Nor may a 5-minute row of a corrected hour fall: read from the hour of the
-                # hourly row before the first (its last 5-minute row gives the next its bar).
-                first_hour = hour_of(min(fixes))
+                # hourly row before the first (its last 5-minute row gives the next its bar),
+                # an hour that gives to a take-back included.
+                first_hour = min(hours)
                 read_from = max(
                     (row.start for row in series_rows if row.start < first_hour),
                     default=first_hour,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from custom_components.shelly_energy.energy.history_plan import (
@@ -533,6 +533,69 @@ def test_a_take_back_beyond_its_5_minute_row_comes_from_the_rows_of_its_hour() -
     }
 
 
+def test_a_take_back_beyond_its_hour_comes_from_the_hours_that_can_give() -> None:
+    """Hourly rows of 00:00 to 02:00, each bar what the live counting booked in it."""
+    rows = [
+        StatRow(T0 - HOUR, 0.0, 0.0),
+        StatRow(T0, 0.0, 0.25),
+        StatRow(T0 + HOUR, 0.0, 2.5),
+        StatRow(T0 + 2 * HOUR, 0.0, 3.0),
+    ]
+    # A site waited for a battery meter from 00:10 to 01:10 and booked the span at its end: the
+    # records take the charge back from consumption in both hours. 00:00, the first corrected
+    # hour, would fall to -1.0: 01:00 gives it.
+    assert never_negative(rows, {T0: -1.25, T0 + HOUR: -0.25}) == {T0: -0.25, T0 + HOUR: -1.25}
+    # Nothing falls: nothing moves.
+    assert never_negative(rows, {T0: -0.25, T0 + HOUR: 0.5}) == {T0: -0.25, T0 + HOUR: 0.5}
+    # A counter's span ended just after 02:00, its count shown just before: 02:00 alone cannot
+    # give it back, the hours before it do, latest first.
+    assert never_negative(rows, {T0 + 2 * HOUR: -1.0}) == {T0 + HOUR: -0.5, T0 + 2 * HOUR: -0.5}
+    # Beyond everything the rows hold (00:00 gives its 0.25, 01:00 its 2.25): 02:00 keeps the
+    # rest.
+    assert never_negative(rows, {T0 + 2 * HOUR: -4.0}) == {
+        T0: -0.25,
+        T0 + HOUR: -2.25,
+        T0 + 2 * HOUR: -1.5,
+    }
+    # Home Assistant was down at 01:00: its row is written with its corrections as its bar.
+    down = [rows[0], rows[1], rows[3]]
+    assert never_negative(down, {T0: 0.25, T0 + HOUR: -0.5, T0 + 2 * HOUR: 0.25}) == {
+        T0: -0.25,
+        T0 + HOUR: 0.0,
+        T0 + 2 * HOUR: 0.25,
+    }
+
+
+def test_a_site_that_waited_for_a_rebooted_meter_leaves_no_hour_negative() -> None:
+    """The grid imports 30 Wh a minute, the battery charges 25 of it; consumption is 5.
+
+    The battery's meter reboots at 00:10 and answers at 01:10, its counter having counted
+    nothing over the span: the site waits for it and books the span's 1.8 kWh of import as
+    consumption at 01:10.
+    """
+    grid, battery = ChannelRef("M", "a"), ChannelRef("B", "1")
+    config = site({grid: Role.GRID, battery: Role.BATTERY}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 180),
+        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 180),
+    }
+    spans = site_span_corrections(config, meters, {battery: (0.0, None)}, T0 + 600, T0 + 4200)
+    home = spans["home_energy"]
+    assert home == {T0: pytest.approx(-1.25), T0 + HOUR: pytest.approx(-0.25)}
+    # 00:00 showed 0.05 kWh (to 00:10), 01:00 2.05 (the booking and 01:10 on).
+    rows = [
+        StatRow(T0 - HOUR, 0.0, 0.0),
+        StatRow(T0, 0.0, 0.05),
+        StatRow(T0 + HOUR, 0.0, 2.1),
+        StatRow(T0 + 2 * HOUR, 0.0, 2.4),
+    ]
+    # 00:00 would fall to -1.2: 01:00, where the site booked the span, gives it.
+    assert never_negative(rows, home) == {
+        T0: pytest.approx(-0.05),
+        T0 + HOUR: pytest.approx(-1.45),
+    }
+
+
 @given(
     st.lists(st.integers(0, 50), min_size=36, max_size=36),
     st.dictionaries(
@@ -542,18 +605,24 @@ def test_a_take_back_beyond_its_5_minute_row_comes_from_the_rows_of_its_hour() -
 def test_moves_from_moments_keep_each_hour_its_last_5_minute_rows_sum(
     bars: list[int], moves: dict[int, int]
 ) -> None:
-    """Three compiled hours of 5-minute rows, moved from moments as a run moves them.
+    """Three compiled hours of 5-minute rows after an hour of none, moved as a run moves them.
 
     The recorder adds a move to every row (hourly and 5-minute) starting from its moment on; a
-    run writes the hourly rows a move from inside their hour leaves behind. Each hour's sum stays
-    its last 5-minute row's, no corrected hour is negative, nor any 5-minute row of an hour that
-    is not, and the total moves by the moves'.
+    run writes the hourly rows a move from inside their hour leaves behind. The moves take back
+    no more than the hours hold (the live counting booked it). Each hour's sum stays its last
+    5-minute row's, no hourly or 5-minute bar is negative, and the total moves by the moves'.
     """
-    five = {T0 + index * 300: sum(bars[: index + 1]) / 1000 for index in range(len(bars))}
-    hourly = [StatRow(T0 + hour * HOUR, 0.0, five[T0 + hour * HOUR + 3300]) for hour in range(3)]
+    assume(sum(bars) + sum(moves.values()) >= 0)
+    five = {
+        T0 - 300: 0.0,
+        **{T0 + index * 300: sum(bars[: index + 1]) / 1000 for index in range(36)},
+    }
+    hourly = [
+        StatRow(hour, 0.0, five[hour + 3300]) for hour in range(T0 - HOUR, T0 + 3 * HOUR, HOUR)
+    ]
     corrections = {moment: wh / 1000 for moment, wh in moves.items()}
     hours = never_negative(hourly, per_hour(corrections))
-    short = [StatRow(start, 0.0, total) for start, total in {T0 - 300: 0.0, **five}.items()]
+    short = [StatRow(start, 0.0, total) for start, total in five.items()]
     fixes = within_five_minutes(short, within_hours(corrections, hours))
     assert per_hour(fixes) == pytest.approx(hours)
     five = {
@@ -568,14 +637,7 @@ def test_moves_from_moments_keep_each_hour_its_last_5_minute_rows_sum(
         recorded[row.start] = row.sum
     assert recorded == pytest.approx({hour: five[hour + 3300] for hour in recorded})
     for before, hour in pairwise(sorted(recorded)):
-        if hour in hours:
-            assert recorded[hour] - recorded[before] >= -1e-9
-    # No 5-minute row falls in an hour that does not; one that does (the first corrected hour
-    # has no corrected hour before it to take from) shows what it lost in its last row.
-    shown = pairwise(((T0 - 300, 0.0), *sorted(five.items())))
-    after = {start: total - before for (_, before), (start, total) in shown}
-    for hour in range(T0, T0 + 3 * HOUR, HOUR):
-        *rest, last = (after[start] for start in range(hour, hour + HOUR, 300))
-        assert min(rest) >= -1e-9
-        assert last >= min(sum(rest) + last, 0.0) - 1e-9
+        assert recorded[hour] - recorded[before] >= -1e-9
+    for (_, earlier), (_, total) in pairwise(sorted(five.items())):
+        assert total - earlier >= -1e-9
     assert five[T0 + 3 * HOUR - 300] - sum(bars) / 1000 == pytest.approx(sum(corrections.values()))

@@ -632,27 +632,48 @@ def site_span_corrections(
 
 
 def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> dict[int, float]:
-    """Return the corrections moved so that no corrected hour's bar falls below 0.
+    """Return the corrections moved so that no hour's bar falls below 0; the total stays.
 
     Where the records and the live counting place energy in different hours (a site that waited
     for a meter booked a whole span at its end), a correction could take more from an hour than
-    it holds: the excess is taken from the corrected hours before it instead. The total stays.
+    it holds. The excess is taken from the corrected hours before it, latest first, then from
+    those after it, earliest first (the first corrected hour has none before it: the site booked
+    the span's energy in a later one). What all of them together cannot give (the live counting
+    booked it in another hour) comes from the other hours, each giving at most its bar: those
+    before the last corrected hour, latest first, then those after it. Only a take-back beyond
+    all that the rows hold leaves the last corrected hour negative. A corrected hour without a
+    row (Home Assistant was down) gets one from `missing_rows`, its corrections as its bar.
     """
-    by_hour = {row.start: row.sum for row in rows}
+    bars = {row.start: row.sum - before.sum for before, row in pairwise(rows)}
     hours = sorted(corrections)
     moved = dict(corrections)
-    after: dict[int, float] = {}  # each corrected hour's bar, corrected
-    for hour in hours:
-        before = max((start for start in by_hour if start < hour), default=None)
-        if hour in by_hour and before is not None:
-            after[hour] = by_hour[hour] - by_hour[before] + moved[hour]
-    for index in range(len(hours) - 1, 0, -1):
-        hour = hours[index]
-        if (bar := after.get(hour)) is not None and bar < 0:
+    after = {  # each corrected hour's bar, corrected
+        hour: bars.get(hour, 0.0) + moved[hour]
+        for hour in hours
+        if hour in bars or (rows and rows[0].start < hour < rows[-1].start)
+    }
+
+    def pass_on(hour: int, to: int) -> None:
+        """Move a negative bar's excess to the corrected hour `to`."""
+        if (bar := after.get(hour, 0.0)) < 0:
             moved[hour] -= bar
-            moved[hours[index - 1]] += bar
-            if hours[index - 1] in after:
-                after[hours[index - 1]] += bar
+            after[hour] = 0.0
+            moved[to] += bar
+            if to in after:
+                after[to] += bar
+
+    for index in range(len(hours) - 1, 0, -1):
+        pass_on(hours[index], hours[index - 1])
+    for index in range(len(hours) - 1):
+        pass_on(hours[index], hours[index + 1])
+    if hours and (excess := -after.get(last := hours[-1], 0.0)) > 0:
+        earlier = sorted((hour for hour in bars if hour < last), reverse=True)
+        later = sorted(hour for hour in bars if hour > last)
+        for hour in (*earlier, *later):
+            if (take := min(after.get(hour, bars[hour]), excess)) > 0:
+                moved[hour] = moved.get(hour, 0.0) - take
+                moved[last] += take
+                excess -= take
     return moved
 
 
