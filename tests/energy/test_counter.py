@@ -93,6 +93,15 @@ def test_a_rollback_after_a_reboot_holds_and_counts_on_from_the_new_value() -> N
     assert list(energy.decisions) == [decision]
 
 
+def test_a_reboot_told_by_an_unreadable_reading_holds_for_the_next_one() -> None:
+    # A Gen1 meter's counters read invalid just after its boot: the small drop read next is
+    # the rollback, not jitter.
+    energy = counter(1000.0)
+    assert energy.read(None, 10.0, rebooted=True).verdict is Verdict.MISSING
+    assert energy.read(999.5, 20.0).verdict is Verdict.ROLLBACK
+    assert energy.read(999.2, 30.0).verdict is Verdict.JITTER  # once: the reboot is taken
+
+
 def test_a_drop_without_restart_to_a_value_that_could_not_be_counted_since_zero_waits() -> None:
     energy = counter(46_340.0)
     # 46 kWh cannot have been counted from 0 in a second: not a reset; the level must hold.

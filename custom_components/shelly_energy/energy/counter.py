@@ -168,6 +168,7 @@ class EnergyCounter:
         "_drop",
         "_floor",
         "_pending",
+        "_rebooted",
         "_skipped",
         "base",
         "base_time",
@@ -190,6 +191,9 @@ class EnergyCounter:
         self._pending: list[tuple[float, float]] = []  # (value, time) of a level awaiting belief
         self._floor: tuple[float, float] | None = None  # (total, time) last published elsewhere
         self._skipped = False  # readings were rejected or missing since the base
+        # The meter restarted since the base: told by a reading the counter did not take (a
+        # Gen1 meter's first after a boot reads invalid), it still holds for the next one.
+        self._rebooted = False
 
     def _limit(self, elapsed: float) -> float:
         """Return the most a plausible increase adds in `elapsed` seconds (Wh)."""
@@ -201,9 +205,10 @@ class EnergyCounter:
         """Decide on one reading taken at `now` (unix seconds).
 
         `rebooted`: the meter restarted since the last reading (its uptime fell): even a small
-        drop is a rollback. `away`: it could not be read for a while (or Home Assistant was
-        down): a larger drop is believed at once.
+        drop is a rollback, up to the first reading taken since. `away`: it could not be read
+        for a while (or Home Assistant was down): a larger drop is believed at once.
         """
+        rebooted = self._rebooted = rebooted or self._rebooted
         raw = counter_value(value)
         if raw is None:
             verdict = Verdict.MISSING if value is None else Verdict.REJECTED
@@ -299,6 +304,7 @@ class EnergyCounter:
         self.base_time = now
         self._pending.clear()
         self._skipped = False
+        self._rebooted = False
 
     def _settled(
         self,
