@@ -132,6 +132,25 @@ def test_a_zero_for_a_moment_after_a_reboot_is_undone() -> None:
     assert energy.read(46_002.0, 4.0).total == 46_002.0
 
 
+def test_a_zero_for_a_moment_after_a_reboot_leaves_the_records_nothing_to_add() -> None:
+    # 1 Wh a second throughout; a reboot reads 0 once. Counted live and filled from the records
+    # over the spans, every watt-hour is there once.
+    energy = counter(1000.0)
+    spans = [
+        decision.unaccounted
+        for decision in (
+            energy.read(1060.0, 60.0),
+            energy.read(0.0, 120.0, rebooted=True),
+            energy.read(0.0, 125.0),  # the glitch holds a moment: none of it is counted
+            energy.read(1140.0, 140.0),
+        )
+        if decision.unaccounted is not None
+    ]
+    assert energy.total == 1140.0  # all of it, live
+    filled = sum((span.end - span.start) - span.counted for span in spans)
+    assert filled == 0.0
+
+
 def test_a_restored_value_below_the_old_level_counts_nothing_more() -> None:
     energy = counter(46_000.0)
     energy.read(0.0, 1.0, rebooted=True)

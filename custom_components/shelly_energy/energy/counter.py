@@ -151,7 +151,8 @@ class _Drop:
     """The base before the last rollback or reset, and what was counted since."""
 
     base: float
-    time: float
+    time: float  # when the base was read
+    read: float  # when the drop was read: the end of its span
     counted: float = 0.0
 
 
@@ -256,7 +257,7 @@ class EnergyCounter:
         """Hold the total and count on from `raw`: a rollback or a reset."""
         gap = Unaccounted(self.base_time, now)
         assert self.base is not None
-        self._drop = _Drop(self.base, self.base_time)
+        self._drop = _Drop(self.base, self.base_time, now)
         self._accept(raw, now)
         return self._settled(verdict, now, raw, offset_changed=True, unaccounted=gap)
 
@@ -271,7 +272,13 @@ class EnergyCounter:
         self._count(max(raw - drop.base - drop.counted, 0.0))
         self._drop = None
         self._accept(raw, now)
-        return self._settled(Verdict.RESTORED, now, raw, offset_changed=True)
+        # The drop's span was left for the records to fill, but what flowed in it is counted
+        # now: a span since the drop with all that was counted since (that span included)
+        # takes it back.
+        since_drop = Unaccounted(drop.read, now, drop.counted)
+        return self._settled(
+            Verdict.RESTORED, now, raw, offset_changed=True, unaccounted=since_drop
+        )
 
     def _wait_for_level(self, now: float, raw: float) -> Decision:
         """Reject a reading off the base; believe a new level once it held long enough."""
