@@ -300,6 +300,27 @@ async def test_a_gen1_restart_asks_once_what_firmware_runs(
     assert reload.call_count == 0
 
 
+async def test_a_gen1_update_while_away_longer_than_its_uptime_is_noticed(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+) -> None:
+    """Its uptime is above the last one read: only its boot time tells the restart."""
+    meter = await serve(simulator, "gen1_em")
+    meter.reboot(invalid_for=0)
+    await setup_entry(hass, meter_entry(simulator, meter, title="M"))
+    simulator.clock.advance(6)
+    await poll(hass, freezer)  # uptime 6 s
+    meter.set_online(False)
+    simulator.clock.advance(600)
+    meter.set_firmware("20260101-000000/1.9.0-gnew")
+    meter.reboot(invalid_for=0)
+    simulator.clock.advance(60)
+    meter.set_online(True)  # uptime 60 s
+    with patch.object(hass.config_entries, "async_schedule_reload") as schedule:
+        for _ in range(3):
+            await poll(hass, freezer)
+    schedule.assert_called_once()
+
+
 async def test_polls_before_the_new_setup_ask_for_no_second_one(
     hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
 ) -> None:

@@ -21,6 +21,7 @@ from .client import (
     error_text,
     get_json,
 )
+from .counters import BOOT_TOLERANCE_S
 from .errors import (
     MalformedReplyError,
     MeterAuthError,
@@ -159,8 +160,9 @@ def parse_settings(identity: DeviceIdentity, settings: Mapping[str, Any]) -> Met
     )
 
 
-def _restarted(before: int | None, now: int | None) -> bool:
-    return before is not None and now is not None and now < before
+def _boot_time(snapshot: MeterSnapshot) -> float | None:
+    """Return when the meter last started (its clock less its uptime), None if unknown."""
+    return None if snapshot.uptime is None else snapshot.time - snapshot.uptime
 
 
 def basic_authorization(username: str, password: str) -> dict[str, str]:
@@ -186,7 +188,9 @@ class Gen1Client:
             else None
         )
         self._info: MeterInfo | None = None
-        self._uptime: int | None = None  # at the last poll, to notice restarts
+        # When the meter last started, to notice restarts: its uptime may have passed the last
+        # one read by the next poll (a restart while it was away).
+        self._boot: float | None = None
         self._change: MeterChange | None = None
         # The meter sends one file at a time: never ask for a second one.
         self._download = asyncio.Lock()
@@ -217,7 +221,8 @@ class Gen1Client:
         if self._info is None:
             await self.connect()
         snapshot = parse_status(await self._get("/status"), self.info, time.time())
-        if _restarted(self._uptime, snapshot.uptime):
+        boot = _boot_time(snapshot)
+        if boot is not None and self._boot is not None and boot > self._boot + BOOT_TOLERANCE_S:
             # A firmware update takes effect with a restart. /shelly is the one source of the
             # firmware: /status's update.old_version differs from it around an update or with
             # a beta, which is no change of the meter.
@@ -227,7 +232,8 @@ class Gen1Client:
                 if identity.firmware == self.info.firmware
                 else MeterChange("firmware", self.info.firmware, identity.firmware)
             )
-        self._uptime = snapshot.uptime
+        if boot is not None:
+            self._boot = boot
         return snapshot if self._change is None else snapshot._replace(changed=self._change)
 
     async def set_switch(self, on: bool) -> None:
