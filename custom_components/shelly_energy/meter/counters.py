@@ -33,6 +33,11 @@ SPAN_RETENTION_S: Final = 62 * 86_400
 BOOT_TOLERANCE_S: Final = 5.0
 
 
+def restarted(last_boot: float | None, boot: float | None) -> bool:
+    """Return whether a meter's boot time moved on from the last one known: it restarted."""
+    return last_boot is not None and boot is not None and boot > last_boot + BOOT_TOLERANCE_S
+
+
 def counter_key(channel_id: str, imported: bool) -> str:
     """Return the key of a counter: the reading's id and the direction it is published in."""
     return f"{channel_id}_{'in' if imported else 'out'}"
@@ -95,10 +100,9 @@ class MeterCounters:
         is told by its boot time (its clock less its uptime), kept across restarts.
         """
         now = snapshot.time
-        rebooted = False
-        if snapshot.uptime is not None:
-            boot = now - snapshot.uptime
-            rebooted = self._boot is not None and boot > self._boot + BOOT_TOLERANCE_S
+        boot = snapshot.boot_time()
+        rebooted = restarted(self._boot, boot)
+        if boot is not None:
             self._boot = boot
         urgent = rebooted
         total = snapshot.total

@@ -21,7 +21,7 @@ from .client import (
     error_text,
     get_json,
 )
-from .counters import BOOT_TOLERANCE_S
+from .counters import restarted
 from .errors import (
     MalformedReplyError,
     MeterAuthError,
@@ -160,11 +160,6 @@ def parse_settings(identity: DeviceIdentity, settings: Mapping[str, Any]) -> Met
     )
 
 
-def _boot_time(snapshot: MeterSnapshot) -> float | None:
-    """Return when the meter last started (its clock less its uptime), None if unknown."""
-    return None if snapshot.uptime is None else snapshot.time - snapshot.uptime
-
-
 def basic_authorization(username: str, password: str) -> dict[str, str]:
     """Return the header of HTTP Basic authentication.
 
@@ -221,8 +216,8 @@ class Gen1Client:
         if self._info is None:
             await self.connect()
         snapshot = parse_status(await self._get("/status"), self.info, time.time())
-        boot = _boot_time(snapshot)
-        if boot is not None and self._boot is not None and boot > self._boot + BOOT_TOLERANCE_S:
+        boot = snapshot.boot_time()
+        if restarted(self._boot, boot):
             # A firmware update takes effect with a restart. /shelly is the one source of the
             # firmware: /status's update.old_version differs from it around an update or with
             # a beta, which is no change of the meter.

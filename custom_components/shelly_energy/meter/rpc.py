@@ -374,11 +374,6 @@ def _merge_spans(spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]
     return merged
 
 
-def _started(snapshot: MeterSnapshot) -> float | None:
-    """Return when the meter started, by its clock (None: its status tells no uptime)."""
-    return None if snapshot.uptime is None else snapshot.time - snapshot.uptime
-
-
 class _MeterDevice(RpcDevice):
     """aioshelly's device, with every reply it reads while connecting checked first."""
 
@@ -503,7 +498,7 @@ class RpcClient:
         self._pushes_at_connect = self._pushes
         # Pushes tell the time since this start, whatever reads next: another call (a records
         # download) may connect again after a reboot, before the next whole read.
-        self._boot = _started(parse_status(device.status, self.info, time.time()))
+        self._boot = parse_status(device.status, self.info, time.time()).boot_time()
         return info
 
     def listen(self, on_push: Callable[[MeterSnapshot], None], on_lost: Callable[[], None]) -> None:
@@ -553,7 +548,7 @@ class RpcClient:
         self._unread = False
         status = device.status
         snapshot = parse_status(status, self.info, time.time())
-        self._boot = _started(snapshot)
+        self._boot = snapshot.boot_time()
         pushed = self._pushed
         if pushed is not None and self._pushes != pushes:
             snapshot = snapshot._replace(

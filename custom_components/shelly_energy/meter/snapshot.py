@@ -97,6 +97,13 @@ class MeterSnapshot(NamedTuple):
             "changed": None if changed is None else asdict(changed),
         }
 
+    def boot_time(self) -> float | None:
+        """Return when the meter last started, by its clock (its time less its uptime).
+
+        None when it tells no uptime.
+        """
+        return None if self.uptime is None else self.time - self.uptime
+
     def channel(self, channel_id: str) -> ChannelReading | None:
         """Return the reading of a phase, channel or the total, by id."""
         if channel_id == TOTAL_ID:
