@@ -7,22 +7,14 @@ from datetime import UTC, datetime
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.shelly_energy.energy.counter import Verdict
 from simulator import Clock, SimulatedMeter, Simulator
 
 from .conftest import meter_entry, poll, serve, setup_entry
-from .test_push import coordinator_of
+from .test_push import coordinator_of, published_import
 
 STEP = 10  # seconds between polls
-
-
-def published_import(entry: MockConfigEntry, channel_id: str) -> float:
-    reading = coordinator_of(entry).data.channel(channel_id)
-    assert reading is not None
-    assert reading.energy_in is not None
-    return reading.energy_in
 
 
 def meter_import(meter: SimulatedMeter, channel: str) -> float:

@@ -45,6 +45,14 @@ def coordinator_of(entry: MockConfigEntry) -> MeterCoordinator:
     return coordinator
 
 
+def published_import(entry: MockConfigEntry, channel_id: str) -> float:
+    """Return the import total a meter's coordinator publishes for a phase or channel (Wh)."""
+    reading = coordinator_of(entry).data.channel(channel_id)
+    assert reading is not None
+    assert reading.energy_in is not None
+    return reading.energy_in
+
+
 async def push(
     hass: HomeAssistant,
     simulator: Simulator,

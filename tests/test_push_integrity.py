@@ -7,18 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from simulator import Clock, SimulatedMeter, Simulator
 
 from .conftest import poll
-from .test_push import STATUS, coordinator_of, push, pushing_meter
-
-
-def published_import(entry: MockConfigEntry, phase: str) -> float | None:
-    reading = coordinator_of(entry).data.channel(phase)
-    assert reading is not None
-    return reading.energy_in
+from .test_push import STATUS, coordinator_of, published_import, push, pushing_meter
 
 
 def meter_import(meter: SimulatedMeter, phase: str) -> float:
