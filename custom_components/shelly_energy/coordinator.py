@@ -642,15 +642,14 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         currents: dict[str, float | None] = {}  # the grid channels', by key
         for ref, role in self.config.roles.items():
             meter = meters.get(ref.meter_id)
-            reading = (
-                meter.data.channel(ref.channel_id)
-                if meter is not None and meter.last_update_success and meter.data
-                else None
-            )
+            reading = None
+            if meter is not None and meter.last_update_success and meter.data:
+                reading = meter.data.channel(ref.channel_id)
+                spans = 0 if meter.counters is None else meter.counters.span_count
             readings[ref] = (
                 None
                 if reading is None
-                else ChannelInput(reading.power, reading.energy_in, reading.energy_out)
+                else ChannelInput(reading.power, reading.energy_in, reading.energy_out, spans)
             )
             if role is Role.GRID:
                 currents[channel_key(ref)] = None if reading is None else reading.current

@@ -988,6 +988,7 @@ class SiteHistory(_History):
         load_keys = {load: key for key, load in self._loads.items()}
         # The counters of one meter that failed together (a reboot): one span of the site.
         faulted: dict[tuple[float, float], dict[ChannelRef, list[float | None]]] = {}
+        numbers: dict[tuple[float, float], set[tuple[str, int]]] = {}  # (meter, span number)
         corrections: dict[str, dict[int, float]] = {}
         blocked: set[str] = set()
         for mac, counter_span in self._meter_spans():
@@ -1003,6 +1004,7 @@ class SiteHistory(_History):
                     ref, [None, None]
                 )
                 counted[0 if direction == "in" else 1] = span.counted
+                numbers.setdefault((span.start, span.end), set()).add((mac, counter_span.seq))
             field = "consumed" if direction == "in" else "returned"
             if (series := load_keys.get((ref, field))) is not None and mac in self._intervals:
                 # A load counts its channel as the meter does: it missed what the meter missed.
@@ -1013,13 +1015,16 @@ class SiteHistory(_History):
                     partial(load_energy_between, self._intervals, ref, field),
                 )
                 _merge(corrections, series, missed)
+        accumulator = self.coordinator.accumulator
         for (start, stop), channels in faulted.items():
+            forgiven = accumulator.take_forgiven(numbers[start, stop])
             fixes = site_span_corrections(
                 self._config,
                 self._intervals,
                 {ref: (pair[0], pair[1]) for ref, pair in channels.items()},
                 start,
                 stop,
+                forgiven={SITE_SERIES[name]: wh for name, wh in forgiven.items()},
             )
             for key, hours in fixes.items():
                 _merge(corrections, key, hours)

@@ -462,10 +462,61 @@ def test_site_span_corrections_route_a_missed_channel_through_the_flows() -> Non
     flows = site_energy_between(config, meters, T0, T0 + 600)
     assert (flows.grid_import, flows.solar_production) == (50.0, 80.0)
     # The grid counter missed two minutes and counted nothing over them.
-    fixes = site_span_corrections(config, meters, {grid: (0.0, None)}, T0 + 60, T0 + 180)
+    fixes = site_span_corrections(
+        config, meters, {grid: (0.0, None)}, T0 + 60, T0 + 180, forgiven={}
+    )
     assert fixes["grid_import_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["home_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["solar_energy"] == {}
+
+
+def test_site_span_corrections_book_no_consumption_where_its_running_sum_fell() -> None:
+    """The solar exports 20 of its 25 Wh a minute; the home consumes 5.
+
+    The solar counter's readings were rejected from 00:45 and the reading at 01:10 counted all
+    625 Wh at once. Meanwhile the site counted the export but no production: consumption's
+    running sum fell, so it booked nothing in 00:00 and the 125 Wh of the span at 01:10.
+    """
+    grid, solar = ChannelRef("M", "a"), ChannelRef("S", "1")
+    config = site({grid: Role.GRID, solar: Role.SOLAR}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((0.0,), (20.0,))] * 120),
+        "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
+    }
+    fixes = site_span_corrections(
+        config, meters, {solar: (None, 625.0)}, T0 + 2700, T0 + 4200, forgiven={}
+    )
+    for key in ("home_energy", "self_consumed_energy"):
+        assert fixes[key] == {T0: pytest.approx(0.075), T0 + HOUR: pytest.approx(-0.075)}, key
+    assert fixes["solar_energy"] == {T0: pytest.approx(0.375), T0 + HOUR: pytest.approx(-0.375)}
+    assert fixes["grid_export_energy"] == {}
+
+
+def test_site_span_corrections_give_what_the_site_forgave_no_second_time() -> None:
+    """The solar exports 20 of its 25 Wh a minute; the home consumes 5.
+
+    The solar's meter rebooted between its readings at 00:50 and 00:55 and forgot 100 Wh: its
+    counter counted 25 of the span's 125. At 00:55 consumption's running sum fell 75 Wh below
+    its highest value; the site forgave it that, and booked nothing for the span.
+    """
+    grid, solar = ChannelRef("M", "a"), ChannelRef("S", "1")
+    config = site({grid: Role.GRID, solar: Role.SOLAR}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((0.0,), (20.0,))] * 120),
+        "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
+    }
+    forgiven = {"home_energy": 75.0, "self_consumed_energy": 75.0}
+    fixes = site_span_corrections(
+        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, forgiven=forgiven
+    )
+    for key in forgiven:
+        # The span's 25 Wh, and not the 75 forgiven again.
+        assert fixes[key] == {T0: pytest.approx(0.025)}, key
+    assert fixes["solar_energy"] == {T0: pytest.approx(0.1)}
+    unforgiven = site_span_corrections(
+        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, forgiven={}
+    )
+    assert unforgiven["home_energy"] == {T0: pytest.approx(0.1)}
 
 
 def test_rows_are_written_for_corrected_hours_home_assistant_missed() -> None:
@@ -579,7 +630,9 @@ def test_a_site_that_waited_for_a_rebooted_meter_leaves_no_hour_negative() -> No
         "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 180),
         "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 180),
     }
-    spans = site_span_corrections(config, meters, {battery: (0.0, None)}, T0 + 600, T0 + 4200)
+    spans = site_span_corrections(
+        config, meters, {battery: (0.0, None)}, T0 + 600, T0 + 4200, forgiven={}
+    )
     home = spans["home_energy"]
     assert home == {T0: pytest.approx(-1.25), T0 + HOUR: pytest.approx(-0.25)}
     # 00:00 showed 0.05 kWh (to 00:10), 01:00 2.05 (the booking and 01:10 on).

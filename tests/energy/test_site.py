@@ -883,9 +883,10 @@ METER_IDS = {ref.meter_id for ref in SCENARIO_CHANNELS}
 
 
 def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | None], date]]:
-    """Meters that go offline, counters that rise, jitter and reset, over three days."""
+    """Meters that go offline, counters that rise, jitter, reset and count short, over 3 days."""
     rng = random.Random(seed)
     counters = {ref: [rng.uniform(0, 10_000), rng.uniform(0, 10_000)] for ref in SCENARIO_CHANNELS}
+    spans = dict.fromkeys(METER_IDS, 0)
     steps: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = []
     for step in range(60):
         offline = {meter_id for meter_id in METER_IDS if rng.random() < 0.15}
@@ -894,13 +895,18 @@ def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | Non
             roll = rng.random()
             if roll < 0.05:
                 counter[:] = rng.uniform(0, 5), rng.uniform(0, 5)  # reset
+                spans[ref.meter_id] += 1  # what it counted before, the records tell
             elif roll < 0.15:
                 counter[0] -= rng.uniform(0, 0.01)  # jitter
             else:
                 counter[0] += rng.choice((0.0, rng.uniform(0, 300)))
                 counter[1] += rng.choice((0.0, rng.uniform(0, 300)))
             power = rng.uniform(-3_000, 3_000)
-            readings[ref] = None if ref.meter_id in offline else ch(power, *counter)
+            readings[ref] = (
+                None
+                if ref.meter_id in offline
+                else ChannelInput(power, *counter, spans[ref.meter_id])
+            )
         steps.append((readings, date(2025, 6, 21 + step // 20)))
     return steps
 
@@ -1220,3 +1226,72 @@ def test_a_site_without_settlement_rebuilds_only_its_demand() -> None:
     acc = SiteAccumulator(quarter_peaks(), MADRID)
     result = acc.rebuild({TEN: 5.0}, {}, TEN)
     assert (result.rebuilt, result.before, result.after) == ((), (0.0, 0.0), (0.0, 0.0))
+
+
+def pv_readings(exported: float, produced: float, spans: int) -> dict[ChannelRef, ChannelInput]:
+    """The single-meter PV site's counters (Wh), with its meter's span count."""
+    return {
+        GRID: ChannelInput(0.0, 1_000.0, exported, spans),
+        SOLAR: ChannelInput(0.0, 0.0, produced, spans),
+    }
+
+
+def test_a_counter_that_counted_short_holds_back_no_consumption_to_come() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=3), DAY)  # spans before: nothing to forgive
+    state = acc.update(pv_readings(200.0, 5_300.0, spans=3), DAY)
+    # Consumption: -200 + 300 = 100; self-consumed: 300 - 200 = 100.
+    assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (100.0, 100.0)
+    # The solar's meter rebooted and forgot: its counter counted 50 of what the grid exported
+    # 200 of. Both sums fall 150 below what they published, and are forgiven that.
+    state = acc.update(pv_readings(400.0, 5_350.0, spans=4), DAY)
+    assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (100.0, 100.0)
+    acc = restarted(acc, PV_SITE)
+    # Consumption goes on at once: -100 + 150 = 50 (it would have waited for 150 more).
+    state = acc.update(pv_readings(500.0, 5_500.0, spans=4), DAY)
+    assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (150.0, 150.0)
+    # The records' corrections must not give the forgiven again: taken once.
+    assert acc.take_forgiven([("EM0001", 4), ("EM0001", 9)]) == {
+        "home_consumption": 150.0,
+        "self_consumed_solar": 150.0,
+    }
+    assert acc.take_forgiven([("EM0001", 4)]) == {}
+
+
+def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY)
+    acc.update(pv_readings(200.0, 5_300.0, spans=0), DAY)  # published 100
+    # The solar's reading lags: the sums fall 100 below what they published.
+    acc.update(pv_readings(400.0, 5_400.0, spans=0), DAY)
+    # Then a span: 40 more of fall, the only part forgiven.
+    state = acc.update(pv_readings(500.0, 5_460.0, spans=1), DAY)
+    assert acc.take_forgiven([("EM0001", 1)]) == {
+        "home_consumption": 40.0,
+        "self_consumed_solar": 40.0,
+    }
+    # The lag's 100 is still made up before anything more is published.
+    state = acc.update(pv_readings(500.0, 5_600.0, spans=1), DAY)
+    assert state.energy.home_consumption == 140.0
+    # A meter whose counters start anew counts its spans from 0: no short count.
+    acc.update(pv_readings(500.0, 5_600.0, spans=0), DAY)
+    acc.update(pv_readings(600.0, 5_600.0, spans=0), DAY)
+    assert acc.take_forgiven([("EM0001", 0), ("EM0001", 1)]) == {}
+
+
+def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
+    site = SiteConfig(
+        {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, PV_SITE.grid_metering
+    )
+    acc = SiteAccumulator(site)
+    battery = ChannelInput(0.0, 0.0, 0.0, 0)
+    acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY)
+    # The solar counted short while the battery's meter is away: consumption waits.
+    acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
+    # Self-consumed solar needs no battery: it fell 150 and was forgiven. The records corrected
+    # the span before consumption could: all that consumption missed is given there.
+    assert acc.take_forgiven([("EM0001", 1)]) == {"self_consumed_solar": 150.0}
+    state = acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: battery}, DAY)
+    # Consumption: -200 + 50 = -150, not forgiven: nothing published.
+    assert state.energy.home_consumption == 0.0
+    assert acc.take_forgiven([("EM0001", 1)]) == {}

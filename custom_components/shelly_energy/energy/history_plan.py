@@ -79,6 +79,8 @@ SITE_SERIES: Final = {
     "home_consumption": "home_energy",
     "self_consumed_solar": "self_consumed_energy",
 }
+# The site series that publish the highest value of a signed running sum (`energy.site`).
+_HIGHEST_OF_NET: Final = (SITE_SERIES["home_consumption"], SITE_SERIES["self_consumed_solar"])
 
 
 class MeterIntervals:
@@ -568,13 +570,16 @@ def site_span_corrections(
     faulted: Mapping[ChannelRef, tuple[float | None, float | None]],
     start: float,
     end: float,
+    *,
+    forgiven: Mapping[str, float],
 ) -> dict[str, dict[int, float]]:
     """Return what each site series must gain per hour (kWh) for a span of some counters.
 
     `faulted` maps channels to what their counters counted in and out (Wh) over the span, None
     for a direction whose counter counted normally. The site counted its flows with those
     amounts, booked in the hour of the span's end; the records tell the flows with what really
-    flowed, hour by hour.
+    flowed, hour by hour. `forgiven`: what the site forgave its consumption and self-consumed
+    solar for the span (Wh by series, `SiteAccumulator.take_forgiven`): never to be given again.
     """
 
     def live(
@@ -609,21 +614,27 @@ def site_span_corrections(
 
     corrections: dict[str, dict[int, float]] = {key: {} for key in site_series()}
     whole = _recorded(config, meters, start, end)
-    missed = {
-        key: (true - counted) / 1000
-        for (key, true), counted in zip(
-            flows(whole).items(), flows(live(whole, 1.0)).values(), strict=True
-        )
-    }
-    # Each hour gains what flowed in it that the counters missed; the hour of the span's end,
-    # where the site booked what they did count, takes the rest.
+    counted = flows(live(whole, 1.0))
+    missed = {key: (true - counted[key]) / 1000 for key, true in flows(whole).items()}
+    # Each hour gains what flowed in it that the site did not book there; the hour of the span's
+    # end, where the site booked what the counters did count, takes the rest. Consumption and
+    # self-consumed solar publish their signed running sums' highest value: where a sum fell
+    # (the solar counted nothing while the export did), nothing was booked.
+    net = dict.fromkeys(_HIGHEST_OF_NET, 0.0)
+    highest = dict(net)
     for hour, piece_start, piece_end in hour_pieces(start, end):
         recorded = _recorded(config, meters, piece_start, piece_end)
-        without = flows(live(recorded, 0.0))
+        booked = flows(live(recorded, 0.0))
+        for key in _HIGHEST_OF_NET:
+            net[key] += booked[key]
+            booked[key] = max(net[key] - highest[key], 0.0)
+            highest[key] = max(highest[key], net[key])
         for key, true in flows(recorded).items():
-            if delta := (true - without[key]) / 1000:
+            if delta := (true - booked[key]) / 1000:
                 corrections[key][hour] = delta
                 missed[key] -= delta
+    for key, wh in forgiven.items():
+        missed[key] -= wh / 1000
     end_hour = int(end - end % HOUR)
     for key, rest in missed.items():
         if rest:

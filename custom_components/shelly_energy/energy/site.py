@@ -71,7 +71,7 @@ Periods a gap covered are settled and measured again with what the meters' recor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, tzinfo
 from enum import StrEnum
@@ -83,6 +83,7 @@ from .periods import PeriodClock
 from .settlement import GridSettlement, Rebuilt, Settlement
 
 STORAGE_VERSION: Final = 1
+FORGIVEN_KEPT: Final = 50  # spans whose forgiven amounts wait for the history at most
 
 
 class Role(StrEnum):
@@ -134,11 +135,16 @@ class SiteConfig:
 
 @dataclass(frozen=True, slots=True)
 class ChannelInput:
-    """What the site needs of one channel's reading: signed W and cumulative Wh. None: missing."""
+    """What the site needs of one channel's reading: signed W and cumulative Wh. None: missing.
+
+    ``spans``: how many spans its meter's counters could not count so far (`MeterCounters`); a
+    rise tells that a counter counted short, which the meter's records make up.
+    """
 
     power: float | None
     energy_in: float | None
     energy_out: float | None
+    spans: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +276,13 @@ class _Flow:
     that the role's channels counted in and out since the previous one.
     """
 
-    __slots__ = ("baselines", "inflow", "outflow", "roles")
+    __slots__ = ("baselines", "counted_short", "inflow", "outflow", "roles")
 
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self.roles = roles
+        # The span (meter, number) of an input's counter that counted short since the last
+        # accrual: the latest if several did.
+        self.counted_short: tuple[str, int] | None = None
         self.baselines: dict[ChannelRef, tuple[EnergyCounter, EnergyCounter]] = {}  # (in, out)
         self.inflow = dict.fromkeys(roles, 0.0)
         self.outflow = dict.fromkeys(roles, 0.0)
@@ -330,6 +339,10 @@ class _Load:
             self.total.returned + self.flow.outflow[Role.LOAD],
         )
         return True
+
+
+# The flows that publish the highest value of a signed running sum.
+_NET_FLOWS: Final = ("self_consumed_solar", "home_consumption")
 
 
 def _production(solar_in: float, solar_out: float) -> float:
@@ -438,6 +451,9 @@ class SiteAccumulator:
         self._floors: dict[str, float] = {}  # totals never to be published lower (Wh)
         self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
         self._loads: dict[ChannelRef, _Load] = {}
+        self._spans: dict[ChannelRef, int] = {}  # each channel's meter's span count, last seen
+        # What the net flows forgave (Wh) by flow, for a span (meter, number): `take_forgiven`.
+        self._forgiven: dict[tuple[str, int], dict[str, float]] = {}
         self.started: float | None = None  # when the totals were first published
         self._zone = zone
         self._settlement: GridSettlement | None = None
@@ -571,6 +587,7 @@ class SiteAccumulator:
                 and reading.energy_out is not None
             ):
                 counters[ref] = (reading.energy_in, reading.energy_out)
+                self._note_spans(ref, reading.spans)
         totals, today, flows = self._totals, self._today, self._flows
 
         grid = flows["grid"]
@@ -603,15 +620,23 @@ class SiteAccumulator:
             _, grid_export = self._import_export(
                 self_consumption.inflow[Role.GRID], self_consumption.outflow[Role.GRID]
             )
+            short = totals.self_consumed_solar - totals.self_consumed_solar_net
             totals.self_consumed_solar_net += _self_consumed(production, grid_export)
             self_consumed = max(totals.self_consumed_solar_net - totals.self_consumed_solar, 0.0)
             totals.self_consumed_solar += self_consumed
+            totals.self_consumed_solar_net = self._forgive(
+                "self_consumed_solar",
+                totals.self_consumed_solar_net,
+                totals.self_consumed_solar,
+                short,
+            )
             today.solar_production += production
             today.self_consumed_solar += self_consumed
 
         consumption = flows["home_consumption"]
         consumption_ok = consumption.advance(self._channels, counters)
         if consumption_ok:
+            short = totals.home_consumption - totals.home_consumption_net
             grid_import, grid_export = self._import_export(
                 consumption.inflow[Role.GRID], consumption.outflow[Role.GRID]
             )
@@ -624,6 +649,9 @@ class SiteAccumulator:
             )
             home_consumption = max(totals.home_consumption_net - totals.home_consumption, 0.0)
             totals.home_consumption += home_consumption
+            totals.home_consumption_net = self._forgive(
+                "home_consumption", totals.home_consumption_net, totals.home_consumption, short
+            )
             today.grid_import += grid_import
             today.home_consumption += home_consumption
 
@@ -743,6 +771,53 @@ class SiteAccumulator:
         """
         self._floors[field] = total
 
+    def _note_spans(self, ref: ChannelRef, spans: int) -> None:
+        """Tell the net flows that read `ref` when its meter's counters counted short."""
+        last = self._spans.get(ref, spans)
+        self._spans[ref] = spans
+        if spans > last:
+            role = self._config.roles.get(ref)
+            for name in _NET_FLOWS:
+                flow = self._flows[name]
+                if role in flow.roles:
+                    flow.counted_short = (ref.meter_id, spans)
+
+    def _forgive(self, name: str, net: float, published: float, short: float) -> float:
+        """Return the running sum of net flow `name`, forgiven what a short count took from it.
+
+        `short`: how far the sum was below the published total before this accrual. What a counter
+        missed, the meter's records give to the hours it flowed in (`energy.history_plan`); a sum
+        left that much lower would hold back as much of the consumption to come. The amount is
+        kept for `take_forgiven`: the records' corrections must not give it again.
+        """
+        flow = self._flows[name]
+        if (span := flow.counted_short) is None:
+            return net
+        flow.counted_short = None
+        forgiven = max(published - max(short, 0.0) - net, 0.0)
+        if forgiven:
+            kept = self._forgiven.setdefault(span, {})
+            kept[name] = kept.get(name, 0.0) + forgiven
+            while len(self._forgiven) > FORGIVEN_KEPT:  # those no history took
+                del self._forgiven[next(iter(self._forgiven))]
+        return net + forgiven
+
+    def take_forgiven(self, spans: Iterable[tuple[str, int]]) -> dict[str, float]:
+        """Return and forget what the net flows forgave (Wh by flow) for spans (meter, number).
+
+        A flow still waiting to accrue such a span forgives it nothing then: the records'
+        corrections give all that it missed.
+        """
+        spans = set(spans)
+        for flow in self._flows.values():
+            if flow.counted_short in spans:
+                flow.counted_short = None
+        taken: dict[str, float] = {}
+        for span in spans:
+            for name, forgiven in self._forgiven.pop(span, {}).items():
+                taken[name] = taken.get(name, 0.0) + forgiven
+        return taken
+
     def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
         totals = self._totals
         for field, ok in accrued.items():
@@ -812,6 +887,19 @@ class SiteAccumulator:
             "settlement": None if self._settlement is None else self._settlement.to_dict(),
             "grid_time": self._grid_time,
             "capacity": None if self._capacity is None else self._capacity.to_dict(),
+            "spans": [
+                {"meter_id": ref.meter_id, "channel_id": ref.channel_id, "count": count}
+                for ref, count in self._spans.items()
+            ],
+            "counted_short": {
+                name: list(flow.counted_short)
+                for name, flow in self._flows.items()
+                if flow.counted_short is not None
+            },
+            "forgiven": [
+                {"meter_id": meter_id, "span": span, "flows": flows}
+                for (meter_id, span), flows in self._forgiven.items()
+            ],
             "baselines": {
                 name: [
                     {
@@ -872,7 +960,21 @@ class SiteAccumulator:
             grid_import=today["grid_import"],
             home_consumption=today["home_consumption"],
         )
+        # Saved since the net flows forgive what counters missed.
+        accumulator._spans = {
+            ChannelRef(entry["meter_id"], entry["channel_id"]): int(entry["count"])
+            for entry in data.get("spans", ())
+        }
+        accumulator._forgiven = {
+            (str(entry["meter_id"]), int(entry["span"])): {
+                str(name): float(wh) for name, wh in entry["flows"].items()
+            }
+            for entry in data.get("forgiven", ())
+        }
+        counted_short = data.get("counted_short", {})
         for name, flow in accumulator._flows.items():
+            if (span := counted_short.get(name)) is not None:
+                flow.counted_short = (str(span[0]), int(span[1]))
             flow.baselines = {
                 ChannelRef(entry["meter_id"], entry["channel_id"]): (
                     _baseline(entry["energy_in"]),

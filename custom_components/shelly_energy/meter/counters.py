@@ -82,6 +82,11 @@ class MeterCounters:
         """Return the spans kept for the history, oldest first."""
         return tuple(self._spans)
 
+    @property
+    def span_count(self) -> int:
+        """Return how many spans there have been: the number of the latest."""
+        return self._seq
+
     def _bound(self, key: str) -> float:
         """Return the most a counter's channel (or the three-phase total) delivers (W)."""
         total = key.startswith(f"{TOTAL_ID}_")
