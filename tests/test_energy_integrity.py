@@ -4,7 +4,8 @@ A Pro 3EM on the mains and a Pro EM-50 on the solar and battery inverters, polle
 minutes for twelve simulated hours (the night and the morning's production) during which the
 meters reboot with counters rolled back, the inverter's data is reset, a reply carries 1e308 and
 a counter overflows. At the end the recorder's hourly statistics of every energy sensor (meters
-and site) hold the simulator's own truth, within 1 Wh per fault, and no hour is negative.
+and site) hold the simulator's own truth, within 1 Wh per fault, and no hour is negative; each
+hour holds what flowed in it, within a poll's worth at its ends.
 """
 
 from __future__ import annotations
@@ -109,6 +110,29 @@ class Day:
             - battery[0],
         }
 
+    def _wh(self, key: str, moment: float) -> float:
+        """Return the truth noted last at `moment`, or the first noted."""
+        noted = max((time for time in self.truth if time <= moment), default=min(self.truth))
+        return self.truth[noted][key]
+
+    def hour_bar(self, key: str, hour: float) -> float:
+        """Return the truth of an hour's bar (kWh), as the recorder compiles it.
+
+        A poll at a whole hour counts in that hour: the bar holds what flowed from the poll
+        before the hour to the one before the next.
+        """
+        return (self._wh(key, hour + 3600 - STEP) - self._wh(key, hour - STEP)) / 1000
+
+    def hour_bar_tolerance(self, key: str, hour: float) -> float:
+        """Return how far an hour's bar may be from `hour_bar`.
+
+        The records place what a span missed in the hours it flowed in: up to a poll's worth
+        of energy at either end of the hour; and a Wh of rounding.
+        """
+        before = self._wh(key, hour) - self._wh(key, hour - STEP)
+        last = self._wh(key, hour + 3600) - self._wh(key, hour + 3600 - STEP)
+        return (before + last) / 1000 + 0.002
+
     async def run(self, minutes: int, at: dict[int, Callable[[], None]]) -> None:
         """Let `minutes` pass, a step at a time; a fault happens at its minute."""
         end = self.clock.now() + minutes * MINUTE
@@ -198,3 +222,7 @@ async def test_hours_of_faults_count_every_watt_hour_once(
         expected = (truth - start_truth[key]) / 1000
         # 1 Wh per fault, and a Wh of rounding of the published state at each end.
         assert counted == pytest.approx(expected, abs=0.001 * (len(faults) + 2)), entity_id
+        for hour in range(int(DAY_START.timestamp()), int(last_hour) + 1, 3600):
+            assert result.get(hour, 0.0) == pytest.approx(
+                day.hour_bar(key, hour), abs=day.hour_bar_tolerance(key, hour)
+            ), (entity_id, datetime.fromtimestamp(hour, UTC))
