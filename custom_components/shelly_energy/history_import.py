@@ -1017,14 +1017,14 @@ class SiteHistory(_History):
                 _merge(corrections, series, missed)
         accumulator = self.coordinator.accumulator
         for (start, stop), channels in faulted.items():
-            forgiven = accumulator.take_forgiven(numbers[start, stop])
+            short_counts = accumulator.take_short_counts(numbers[start, stop])
             fixes = site_span_corrections(
                 self._config,
                 self._intervals,
                 {ref: (pair[0], pair[1]) for ref, pair in channels.items()},
                 start,
                 stop,
-                forgiven={SITE_SERIES[name]: wh for name, wh in forgiven.items()},
+                short_counts={SITE_SERIES[name]: count for name, count in short_counts.items()},
             )
             for key, hours in fixes.items():
                 _merge(corrections, key, hours)

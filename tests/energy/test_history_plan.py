@@ -39,6 +39,7 @@ from custom_components.shelly_energy.energy.site import (
     ChannelRef,
     GridMetering,
     Role,
+    ShortCount,
     SiteConfig,
 )
 from custom_components.shelly_energy.meter.records import EnergyRecord
@@ -463,7 +464,7 @@ def test_site_span_corrections_route_a_missed_channel_through_the_flows() -> Non
     assert (flows.grid_import, flows.solar_production) == (50.0, 80.0)
     # The grid counter missed two minutes and counted nothing over them.
     fixes = site_span_corrections(
-        config, meters, {grid: (0.0, None)}, T0 + 60, T0 + 180, forgiven={}
+        config, meters, {grid: (0.0, None)}, T0 + 60, T0 + 180, short_counts={}
     )
     assert fixes["grid_import_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["home_energy"] == {T0: pytest.approx(0.01)}
@@ -484,7 +485,7 @@ def test_site_span_corrections_book_no_consumption_where_its_running_sum_fell() 
         "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
     }
     fixes = site_span_corrections(
-        config, meters, {solar: (None, 625.0)}, T0 + 2700, T0 + 4200, forgiven={}
+        config, meters, {solar: (None, 625.0)}, T0 + 2700, T0 + 4200, short_counts={}
     )
     for key in ("home_energy", "self_consumed_energy"):
         assert fixes[key] == {T0: pytest.approx(0.075), T0 + HOUR: pytest.approx(-0.075)}, key
@@ -505,16 +506,20 @@ def test_site_span_corrections_give_what_the_site_forgave_no_second_time() -> No
         "M": intervals(("a",), 60, T0, [((0.0,), (20.0,))] * 120),
         "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
     }
-    forgiven = {"home_energy": 75.0, "self_consumed_energy": 75.0}
+    # Both accrued last at 00:50, when the span began.
+    short_counts = {
+        "home_energy": ShortCount(T0 + 3000, 75.0),
+        "self_consumed_energy": ShortCount(T0 + 3000, 75.0),
+    }
     fixes = site_span_corrections(
-        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, forgiven=forgiven
+        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts=short_counts
     )
-    for key in forgiven:
+    for key in short_counts:
         # The span's 25 Wh, and not the 75 forgiven again.
         assert fixes[key] == {T0: pytest.approx(0.025)}, key
     assert fixes["solar_energy"] == {T0: pytest.approx(0.1)}
     unforgiven = site_span_corrections(
-        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, forgiven={}
+        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts={}
     )
     assert unforgiven["home_energy"] == {T0: pytest.approx(0.1)}
 
@@ -631,7 +636,7 @@ def test_a_site_that_waited_for_a_rebooted_meter_leaves_no_hour_negative() -> No
         "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 180),
     }
     spans = site_span_corrections(
-        config, meters, {battery: (0.0, None)}, T0 + 600, T0 + 4200, forgiven={}
+        config, meters, {battery: (0.0, None)}, T0 + 600, T0 + 4200, short_counts={}
     )
     home = spans["home_energy"]
     assert home == {T0: pytest.approx(-1.25), T0 + HOUR: pytest.approx(-0.25)}
@@ -647,6 +652,63 @@ def test_a_site_that_waited_for_a_rebooted_meter_leaves_no_hour_negative() -> No
         T0: pytest.approx(-0.05),
         T0 + HOUR: pytest.approx(-1.45),
     }
+
+
+def test_a_site_that_waited_for_a_rebooted_meter_gets_each_hour_what_flowed_in_it() -> None:
+    """The example above, as the site tells it: consumption last accrued at 00:10.
+
+    It booked nothing until 01:10, then the span's 1.8 kWh of import with no charge; its sum
+    never fell, so nothing was forgiven.
+    """
+    grid, battery = ChannelRef("M", "a"), ChannelRef("B", "1")
+    config = site({grid: Role.GRID, battery: Role.BATTERY}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 180),
+        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 180),
+    }
+    spans = site_span_corrections(
+        config,
+        meters,
+        {battery: (0.0, None)},
+        T0 + 600,
+        T0 + 4200,
+        short_counts={"home_energy": ShortCount(T0 + 600, 0.0)},
+    )
+    # 00:00 gains its 50 minutes of 5 Wh; 01:00 its 10, less the 1.8 kWh booked.
+    assert spans["home_energy"] == {T0: pytest.approx(0.25), T0 + HOUR: pytest.approx(-1.75)}
+    rows = [
+        StatRow(T0 - HOUR, 0.0, 0.0),
+        StatRow(T0, 0.0, 0.05),
+        StatRow(T0 + HOUR, 0.0, 2.1),
+        StatRow(T0 + 2 * HOUR, 0.0, 2.4),
+    ]
+    # Each hour shows its 0.3 kWh: nothing to move.
+    assert never_negative(rows, spans["home_energy"]) == spans["home_energy"]
+
+
+def test_a_flow_that_accrued_inside_a_span_booked_its_first_part() -> None:
+    """The grid imports 30 Wh a minute and the battery charges 25; consumption is 5.
+
+    The battery's counter counted nothing from 00:40 to 01:10. Its meter answered until 00:50,
+    while consumption accrued the import alone (300 Wh); then the site waited for it and booked
+    the other 600 Wh of import at 01:10.
+    """
+    grid, battery = ChannelRef("M", "a"), ChannelRef("B", "1")
+    config = site({grid: Role.GRID, battery: Role.BATTERY}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 120),
+        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 120),
+    }
+    spans = site_span_corrections(
+        config,
+        meters,
+        {battery: (0.0, None)},
+        T0 + 2400,
+        T0 + 4200,
+        short_counts={"home_energy": ShortCount(T0 + 3000, 0.0)},
+    )
+    # 00:00 booked 300 of the span for a true 100; 01:00 booked 600 for a true 50.
+    assert spans["home_energy"] == {T0: pytest.approx(-0.2), T0 + HOUR: pytest.approx(-0.55)}
 
 
 @given(

@@ -24,6 +24,7 @@ from custom_components.shelly_energy.energy.site import (
     LoadEnergy,
     Role,
     RunningPeriod,
+    ShortCount,
     SiteAccumulator,
     SiteConfig,
     SiteEnergy,
@@ -905,7 +906,7 @@ def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | Non
             readings[ref] = (
                 None
                 if ref.meter_id in offline
-                else ChannelInput(power, *counter, spans[ref.meter_id])
+                else ChannelInput(power, counter[0], counter[1], spans[ref.meter_id])
             )
         steps.append((readings, date(2025, 6, 21 + step // 20)))
     return steps
@@ -1238,24 +1239,25 @@ def pv_readings(exported: float, produced: float, spans: int) -> dict[ChannelRef
 
 def test_a_counter_that_counted_short_holds_back_no_consumption_to_come() -> None:
     acc = SiteAccumulator(PV_SITE)
-    acc.update(pv_readings(0.0, 5_000.0, spans=3), DAY)  # spans before: nothing to forgive
-    state = acc.update(pv_readings(200.0, 5_300.0, spans=3), DAY)
+    acc.update(pv_readings(0.0, 5_000.0, spans=3), DAY, 60.0)  # spans before: none to forgive
+    state = acc.update(pv_readings(200.0, 5_300.0, spans=3), DAY, 120.0)
     # Consumption: -200 + 300 = 100; self-consumed: 300 - 200 = 100.
     assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (100.0, 100.0)
     # The solar's meter rebooted and forgot: its counter counted 50 of what the grid exported
     # 200 of. Both sums fall 150 below what they published, and are forgiven that.
-    state = acc.update(pv_readings(400.0, 5_350.0, spans=4), DAY)
+    state = acc.update(pv_readings(400.0, 5_350.0, spans=4), DAY, 180.0)
     assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (100.0, 100.0)
     acc = restarted(acc, PV_SITE)
     # Consumption goes on at once: -100 + 150 = 50 (it would have waited for 150 more).
-    state = acc.update(pv_readings(500.0, 5_500.0, spans=4), DAY)
+    state = acc.update(pv_readings(500.0, 5_500.0, spans=4), DAY, 240.0)
     assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (150.0, 150.0)
-    # The records' corrections must not give the forgiven again: taken once.
-    assert acc.take_forgiven([("EM0001", 4), ("EM0001", 9)]) == {
-        "home_consumption": 150.0,
-        "self_consumed_solar": 150.0,
+    # How the flows accrued the span (booked nothing since 120 s), for the records' correction
+    # of it: taken once.
+    assert acc.take_short_counts([("EM0001", 4), ("EM0001", 9)]) == {
+        "home_consumption": ShortCount(120.0, 150.0),
+        "self_consumed_solar": ShortCount(120.0, 150.0),
     }
-    assert acc.take_forgiven([("EM0001", 4)]) == {}
+    assert acc.take_short_counts([("EM0001", 4)]) == {}
 
 
 def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
@@ -1266,9 +1268,9 @@ def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
     acc.update(pv_readings(400.0, 5_400.0, spans=0), DAY)
     # Then a span: 40 more of fall, the only part forgiven.
     state = acc.update(pv_readings(500.0, 5_460.0, spans=1), DAY)
-    assert acc.take_forgiven([("EM0001", 1)]) == {
-        "home_consumption": 40.0,
-        "self_consumed_solar": 40.0,
+    assert acc.take_short_counts([("EM0001", 1)]) == {
+        "home_consumption": ShortCount(None, 40.0),
+        "self_consumed_solar": ShortCount(None, 40.0),
     }
     # The lag's 100 is still made up before anything more is published.
     state = acc.update(pv_readings(500.0, 5_600.0, spans=1), DAY)
@@ -1276,7 +1278,20 @@ def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
     # A meter whose counters start anew counts its spans from 0: no short count.
     acc.update(pv_readings(500.0, 5_600.0, spans=0), DAY)
     acc.update(pv_readings(600.0, 5_600.0, spans=0), DAY)
-    assert acc.take_forgiven([("EM0001", 0), ("EM0001", 1)]) == {}
+    assert acc.take_short_counts([("EM0001", 0), ("EM0001", 1)]) == {}
+
+
+def test_spans_accrued_together_are_taken_together() -> None:
+    acc = SiteAccumulator(BATTERY_SITE)
+    battery = ChannelInput(0.0, 0.0, 0.0, 0)
+    acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY, 60.0)
+    # Both meters' counters counted short; consumption accrues both at once, falling 150.
+    short = ChannelInput(0.0, 0.0, 0.0, 1)
+    acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: short}, DAY, 120.0)
+    assert acc.take_short_counts([("EM0001", 1), ("EM0002", 1)]) == {
+        "home_consumption": ShortCount(60.0, 150.0),
+        "self_consumed_solar": ShortCount(60.0, 150.0),
+    }
 
 
 def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
@@ -1290,8 +1305,10 @@ def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
     # Self-consumed solar needs no battery: it fell 150 and was forgiven. The records corrected
     # the span before consumption could: all that consumption missed is given there.
-    assert acc.take_forgiven([("EM0001", 1)]) == {"self_consumed_solar": 150.0}
+    assert acc.take_short_counts([("EM0001", 1)]) == {
+        "self_consumed_solar": ShortCount(None, 150.0)
+    }
     state = acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: battery}, DAY)
     # Consumption: -200 + 50 = -150, not forgiven: nothing published.
     assert state.energy.home_consumption == 0.0
-    assert acc.take_forgiven([("EM0001", 1)]) == {}
+    assert acc.take_short_counts([("EM0001", 1)]) == {}

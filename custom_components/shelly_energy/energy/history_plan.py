@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from itertools import pairwise
@@ -42,7 +42,7 @@ from typing import Any, Final
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
 from .periods import PeriodClock
 from .record_periods import RecordPeriods, hour_of
-from .site import ChannelRef, Role, SiteConfig, SiteEnergy, interval_energy
+from .site import ChannelRef, Role, ShortCount, SiteConfig, SiteEnergy, interval_energy
 
 _BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
 
@@ -571,15 +571,16 @@ def site_span_corrections(
     start: float,
     end: float,
     *,
-    forgiven: Mapping[str, float],
+    short_counts: Mapping[str, ShortCount],
 ) -> dict[str, dict[int, float]]:
     """Return what each site series must gain per hour (kWh) for a span of some counters.
 
     `faulted` maps channels to what their counters counted in and out (Wh) over the span, None
     for a direction whose counter counted normally. The site counted its flows with those
     amounts, booked in the hour of the span's end; the records tell the flows with what really
-    flowed, hour by hour. `forgiven`: what the site forgave its consumption and self-consumed
-    solar for the span (Wh by series, `SiteAccumulator.take_forgiven`): never to be given again.
+    flowed, hour by hour. `short_counts`: how the site's consumption and self-consumed solar
+    accrued the span (by series, `SiteAccumulator.take_short_counts`): nothing booked from
+    their accrual before its end, and what they were forgiven never to be given again.
     """
 
     def live(
@@ -619,27 +620,47 @@ def site_span_corrections(
     # Each hour gains what flowed in it that the site did not book there; the hour of the span's
     # end, where the site booked what the counters did count, takes the rest. Consumption and
     # self-consumed solar publish their signed running sums' highest value: where a sum fell
-    # (the solar counted nothing while the export did), nothing was booked.
+    # (the solar counted nothing while the export did), nothing was booked; and from their
+    # accrual before the span's end (a meter they waited for) nothing at all.
+    waited = {key: count.since for key, count in short_counts.items() if count.since is not None}
     net = dict.fromkeys(_HIGHEST_OF_NET, 0.0)
     highest = dict(net)
-    for hour, piece_start, piece_end in hour_pieces(start, end):
+    for hour, piece_start, piece_end in _cut(hour_pieces(start, end), waited.values()):
         recorded = _recorded(config, meters, piece_start, piece_end)
         booked = flows(live(recorded, 0.0))
         for key in _HIGHEST_OF_NET:
+            if piece_start >= waited.get(key, end):
+                booked[key] = 0.0
+                continue
             net[key] += booked[key]
             booked[key] = max(net[key] - highest[key], 0.0)
             highest[key] = max(highest[key], net[key])
         for key, true in flows(recorded).items():
             if delta := (true - booked[key]) / 1000:
-                corrections[key][hour] = delta
+                corrections[key][hour] = corrections[key].get(hour, 0.0) + delta
                 missed[key] -= delta
-    for key, wh in forgiven.items():
-        missed[key] -= wh / 1000
+    for key, count in short_counts.items():
+        missed[key] -= count.forgiven / 1000
     end_hour = int(end - end % HOUR)
     for key, rest in missed.items():
         if rest:
             corrections[key][end_hour] = corrections[key].get(end_hour, 0.0) + rest
     return corrections
+
+
+def _cut(
+    pieces: Sequence[tuple[int, float, float]], moments: Iterable[float]
+) -> list[tuple[int, float, float]]:
+    """Return the pieces of `hour_pieces` cut at each of `moments` inside them."""
+    cuts = sorted(moments)
+    result: list[tuple[int, float, float]] = []
+    for hour, start, end in pieces:
+        inside = [moment for moment in cuts if start < moment < end]
+        result.extend(
+            (hour, piece_start, piece_end)
+            for piece_start, piece_end in pairwise([start, *inside, end])
+        )
+    return result
 
 
 def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> dict[int, float]:

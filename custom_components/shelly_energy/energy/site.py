@@ -75,7 +75,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, tzinfo
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .capacity import CapacitySettings, CapacityState, CapacityTracker
 from .counter import EnergyCounter
@@ -83,7 +83,7 @@ from .periods import PeriodClock
 from .settlement import GridSettlement, Rebuilt, Settlement
 
 STORAGE_VERSION: Final = 1
-FORGIVEN_KEPT: Final = 50  # spans whose forgiven amounts wait for the history at most
+SHORT_COUNTS_KEPT: Final = 50  # spans whose short counts wait for the history at most
 
 
 class Role(StrEnum):
@@ -145,6 +145,19 @@ class ChannelInput:
     energy_in: float | None
     energy_out: float | None
     spans: int = 0
+
+
+class ShortCount(NamedTuple):
+    """How a net flow (consumption, self-consumed solar) accrued a span an input counted short."""
+
+    since: float | None  # when it had accrued before: it booked nothing since then; None: unknown
+    forgiven: float  # how far below its highest value the span left its sum (Wh), forgiven
+
+
+def _both(first: ShortCount, second: ShortCount) -> ShortCount:
+    """Return two spans' short counts as one: nothing booked since the earlier, both forgiven."""
+    since = None if first.since is None or second.since is None else min(first.since, second.since)
+    return ShortCount(since, first.forgiven + second.forgiven)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +289,14 @@ class _Flow:
     that the role's channels counted in and out since the previous one.
     """
 
-    __slots__ = ("baselines", "counted_short", "inflow", "outflow", "roles")
+    __slots__ = ("accrued_at", "baselines", "counted_short", "inflow", "outflow", "roles")
 
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self.roles = roles
         # The span (meter, number) of an input's counter that counted short since the last
         # accrual: the latest if several did.
         self.counted_short: tuple[str, int] | None = None
+        self.accrued_at: float | None = None  # when it last accrued; kept for the net flows
         self.baselines: dict[ChannelRef, tuple[EnergyCounter, EnergyCounter]] = {}  # (in, out)
         self.inflow = dict.fromkeys(roles, 0.0)
         self.outflow = dict.fromkeys(roles, 0.0)
@@ -452,8 +466,8 @@ class SiteAccumulator:
         self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
         self._loads: dict[ChannelRef, _Load] = {}
         self._spans: dict[ChannelRef, int] = {}  # each channel's meter's span count, last seen
-        # What the net flows forgave (Wh) by flow, for a span (meter, number): `take_forgiven`.
-        self._forgiven: dict[tuple[str, int], dict[str, float]] = {}
+        # How the net flows accrued spans (meter, number), by flow: `take_short_counts`.
+        self._short_counts: dict[tuple[str, int], dict[str, ShortCount]] = {}
         self.started: float | None = None  # when the totals were first published
         self._zone = zone
         self._settlement: GridSettlement | None = None
@@ -624,11 +638,12 @@ class SiteAccumulator:
             totals.self_consumed_solar_net += _self_consumed(production, grid_export)
             self_consumed = max(totals.self_consumed_solar_net - totals.self_consumed_solar, 0.0)
             totals.self_consumed_solar += self_consumed
-            totals.self_consumed_solar_net = self._forgive(
+            totals.self_consumed_solar_net = self._net_accrued(
                 "self_consumed_solar",
                 totals.self_consumed_solar_net,
                 totals.self_consumed_solar,
                 short,
+                now=now,
             )
             today.solar_production += production
             today.self_consumed_solar += self_consumed
@@ -649,8 +664,12 @@ class SiteAccumulator:
             )
             home_consumption = max(totals.home_consumption_net - totals.home_consumption, 0.0)
             totals.home_consumption += home_consumption
-            totals.home_consumption_net = self._forgive(
-                "home_consumption", totals.home_consumption_net, totals.home_consumption, short
+            totals.home_consumption_net = self._net_accrued(
+                "home_consumption",
+                totals.home_consumption_net,
+                totals.home_consumption,
+                short,
+                now=now,
             )
             today.grid_import += grid_import
             today.home_consumption += home_consumption
@@ -782,28 +801,31 @@ class SiteAccumulator:
                 if role in flow.roles:
                     flow.counted_short = (ref.meter_id, spans)
 
-    def _forgive(self, name: str, net: float, published: float, short: float) -> float:
-        """Return the running sum of net flow `name`, forgiven what a short count took from it.
+    def _net_accrued(
+        self, name: str, net: float, published: float, short: float, *, now: float | None
+    ) -> float:
+        """Return the running sum of net flow `name` once it accrued at `now`.
 
-        `short`: how far the sum was below the published total before this accrual. What a counter
-        missed, the meter's records give to the hours it flowed in (`energy.history_plan`); a sum
-        left that much lower would hold back as much of the consumption to come. The amount is
-        kept for `take_forgiven`: the records' corrections must not give it again.
+        `short`: how far the sum was below the published total before this accrual. After an
+        input's counter counted short, the sum is forgiven the fall this accrual made: what the
+        counter missed, the meter's records give to the hours it flowed in
+        (`energy.history_plan`), and a sum left that much lower would hold back as much of the
+        consumption to come. How the flow accrued the span waits for `take_short_counts`.
         """
         flow = self._flows[name]
+        since, flow.accrued_at = flow.accrued_at, now
         if (span := flow.counted_short) is None:
             return net
         flow.counted_short = None
         forgiven = max(published - max(short, 0.0) - net, 0.0)
-        if forgiven:
-            kept = self._forgiven.setdefault(span, {})
-            kept[name] = kept.get(name, 0.0) + forgiven
-            while len(self._forgiven) > FORGIVEN_KEPT:  # those no history took
-                del self._forgiven[next(iter(self._forgiven))]
+        kept = self._short_counts.setdefault(span, {})
+        kept[name] = ShortCount(since, forgiven)
+        while len(self._short_counts) > SHORT_COUNTS_KEPT:  # those no history took
+            del self._short_counts[next(iter(self._short_counts))]
         return net + forgiven
 
-    def take_forgiven(self, spans: Iterable[tuple[str, int]]) -> dict[str, float]:
-        """Return and forget what the net flows forgave (Wh by flow) for spans (meter, number).
+    def take_short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
+        """Return and forget how the net flows accrued spans (meter, number), by flow.
 
         A flow still waiting to accrue such a span forgives it nothing then: the records'
         corrections give all that it missed.
@@ -812,10 +834,11 @@ class SiteAccumulator:
         for flow in self._flows.values():
             if flow.counted_short in spans:
                 flow.counted_short = None
-        taken: dict[str, float] = {}
+        taken: dict[str, ShortCount] = {}
         for span in spans:
-            for name, forgiven in self._forgiven.pop(span, {}).items():
-                taken[name] = taken.get(name, 0.0) + forgiven
+            for name, count in self._short_counts.pop(span, {}).items():
+                before = taken.get(name)
+                taken[name] = count if before is None else _both(before, count)
         return taken
 
     def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
@@ -891,14 +914,14 @@ class SiteAccumulator:
                 {"meter_id": ref.meter_id, "channel_id": ref.channel_id, "count": count}
                 for ref, count in self._spans.items()
             ],
-            "counted_short": {
-                name: list(flow.counted_short)
+            "net_flows": {
+                name: {"counted_short": flow.counted_short, "accrued_at": flow.accrued_at}
                 for name, flow in self._flows.items()
-                if flow.counted_short is not None
+                if name in _NET_FLOWS
             },
-            "forgiven": [
+            "short_counts": [
                 {"meter_id": meter_id, "span": span, "flows": flows}
-                for (meter_id, span), flows in self._forgiven.items()
+                for (meter_id, span), flows in self._short_counts.items()
             ],
             "baselines": {
                 name: [
@@ -965,16 +988,19 @@ class SiteAccumulator:
             ChannelRef(entry["meter_id"], entry["channel_id"]): int(entry["count"])
             for entry in data.get("spans", ())
         }
-        accumulator._forgiven = {
+        accumulator._short_counts = {
             (str(entry["meter_id"]), int(entry["span"])): {
-                str(name): float(wh) for name, wh in entry["flows"].items()
+                str(name): ShortCount(since, float(forgiven))
+                for name, (since, forgiven) in entry["flows"].items()
             }
-            for entry in data.get("forgiven", ())
+            for entry in data.get("short_counts", ())
         }
-        counted_short = data.get("counted_short", {})
+        net_flows = data.get("net_flows", {})
         for name, flow in accumulator._flows.items():
-            if (span := counted_short.get(name)) is not None:
-                flow.counted_short = (str(span[0]), int(span[1]))
+            if (saved := net_flows.get(name)) is not None:
+                span = saved["counted_short"]
+                flow.counted_short = None if span is None else (str(span[0]), int(span[1]))
+                flow.accrued_at = saved["accrued_at"]
             flow.baselines = {
                 ChannelRef(entry["meter_id"], entry["channel_id"]): (
                     _baseline(entry["energy_in"]),
