@@ -42,7 +42,11 @@ solar are not clamped per interval: meters are read at different instants, so on
 phase's export before the next sees the solar production behind it, and clamping that interval's
 negative value would count the production again later. They keep a signed running sum and publish
 its highest value so far: never decreasing, never negative, and exact once every meter has been
-read. The inputs are the meters' published totals (already through the counter model,
+read. Where an input's counter counted short (its meter's span count, `ChannelInput.spans`, rose),
+the fall of the sum that accrual made is forgiven: the meter's records give what the counter
+missed to the hours it flowed in, and a sum left that much lower would hold back as much of the
+consumption to come. How the flow accrued such a span waits, stored, for the records'
+correction of it (`ShortCount`, `take_short_counts`). The inputs are the meters' published totals (already through the counter model,
 `energy.counter`), and each baseline is such a counter too, with no physical bound: a channel's
 first sighting only sets it, jitter is held, and a drop (a meter whose totals started anew) holds
 and counts on from the new value, never booking the whole counter again.
