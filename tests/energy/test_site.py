@@ -18,6 +18,7 @@ import pytest
 from custom_components.shelly_energy.energy.capacity import CapacitySettings, PeakRule
 from custom_components.shelly_energy.energy.settlement import Settlement
 from custom_components.shelly_energy.energy.site import (
+    SHORT_COUNTS_KEPT,
     ChannelInput,
     ChannelRef,
     GridMetering,
@@ -1312,3 +1313,15 @@ def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
     # Consumption: -200 + 50 = -150, not forgiven: nothing published.
     assert state.energy.home_consumption == 0.0
     assert acc.take_short_counts([("EM0001", 1)]) == {}
+
+
+def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY)
+    for span in range(1, SHORT_COUNTS_KEPT + 2):
+        acc.update(pv_readings(10.0 * span, 5_000.0, spans=span), DAY)
+    assert acc.take_short_counts([("EM0001", 1)]) == {}  # the oldest went
+    assert acc.take_short_counts([("EM0001", 2)]) == {
+        "home_consumption": ShortCount(None, 10.0),
+        "self_consumed_solar": ShortCount(None, 10.0),
+    }

@@ -87,7 +87,7 @@ from .periods import PeriodClock
 from .settlement import GridSettlement, Rebuilt, Settlement
 
 STORAGE_VERSION: Final = 1
-SHORT_COUNTS_KEPT: Final = 50  # spans whose short counts wait for the history at most
+SHORT_COUNTS_KEPT: Final = 200  # spans whose short counts wait for the history at most
 
 
 class Role(StrEnum):
