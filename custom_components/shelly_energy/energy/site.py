@@ -32,24 +32,24 @@ No power or energy value is ever negative: measurement noise (a solar CT reading
 clamped to 0, not propagated. The only signed values are the two net powers: ``grid_net``
 (positive importing) and ``battery_net`` (positive discharging).
 
-Energy comes from the meters' counter deltas, never from integrating power, so it stays exact
-across missed polls. Each derived flow (grid, solar, battery, self-consumed solar, home
-consumption, and each load on its own) keeps the counters of its own input channels as they were
-when it last accrued. At an update where all its inputs are available, a flow adds the energy of
-the interval since then and moves its baselines; otherwise it waits, so what accrued while a meter
-was offline is added, exactly once, when the meter returns. Home consumption and self-consumed
-solar are not clamped per interval: meters are read at different instants, so one update may see a
-phase's export before the next sees the solar production behind it, and clamping that interval's
-negative value would count the production again later. They keep a signed running sum and publish
-its highest value so far: never decreasing, never negative, and exact once every meter has been
-read. Where an input's counter counted short (its meter's span count, `ChannelInput.spans`, rose),
-the fall of the sum that accrual made is forgiven: the meter's records give what the counter
-missed to the hours it flowed in, and a sum left that much lower would hold back as much of the
-consumption to come. How the flow accrued such a span waits, stored, for the records'
-correction of it (`ShortCount`, `take_short_counts`). The inputs are the meters' published totals (already through the counter model,
-`energy.counter`), and each baseline is such a counter too, with no physical bound: a channel's
-first sighting only sets it, jitter is held, and a drop (a meter whose totals started anew) holds
-and counts on from the new value, never booking the whole counter again.
+Energy comes from the meters' counter deltas, never from integrating power, so it stays exact across
+missed polls. Each derived flow (grid, solar, battery, self-consumed solar, home consumption, and
+each load on its own) keeps the counters of its own input channels as they were when it last
+accrued. At an update where all its inputs are available, a flow adds the energy of the interval
+since then and moves its baselines; otherwise it waits, so what accrued while a meter was offline is
+added, exactly once, when the meter returns. Home consumption and self-consumed solar are not
+clamped per interval: meters are read at different instants, so one update may see a phase's export
+before the next sees the solar production behind it, and clamping that interval's negative value
+would count the production again later. They keep a signed running sum and publish its highest value
+so far: never decreasing, never negative, and exact once every meter has been read. Where an input's
+counter counted short (its meter's span count, `ChannelInput.spans`, rose), the fall of the sum that
+accrual made is forgiven: the meter's records give what the counter missed to the hours it flowed
+in, and a sum left that much lower would hold back as much of the consumption to come. How the flow
+accrued such a span waits, stored, for the records' correction of it (`ShortCount`,
+`take_short_counts`). The inputs are the meters' published totals (already through the counter
+model, `energy.counter`), and each baseline is such a counter too, with no physical bound: a
+channel's first sighting only sets it, jitter is held, and a drop (a meter whose totals started
+anew) holds and counts on from the new value, never booking the whole counter again.
 
 Availability: a value that depends on an unavailable channel is None; the site never reports a
 partial sum as if it were complete. Energy totals are kept while a flow is unavailable and resume
