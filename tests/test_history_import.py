@@ -684,7 +684,10 @@ async def test_a_site_on_a_grid_power_sensor_gets_the_history_its_records_tell(
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The grid is a P1 meter's power in Home Assistant: its load's history from the records."""
+    """The grid is a P1 meter's power in Home Assistant: the history that needs no grid's energy.
+
+    The load's, and the solar's, from the meter's records.
+    """
     meter, _ = await add_meter(
         hass, simulator, reader, wiring=["grid@a", "solar@a", "load@b"], history_days=1
     )
@@ -695,19 +698,29 @@ async def test_a_site_on_a_grid_power_sensor_gets_the_history_its_records_tell(
         hass,
         {
             CONF_GRID_SENSOR: "sensor.p1_power",
-            "solar": [f"{meter.mac}:c"],
-            CONF_LOAD: [f"{meter.mac}:b"],
+            "solar": [f"{meter.mac}:b"],
+            CONF_LOAD: [f"{meter.mac}:c"],
         },
     )
     history = site.runtime_data.history
     assert history is not None
     assert history.progress.status == "done"
     records = device_records(meter)
-    assert await bars(hass, "sensor.home_meter_phase_b_energy") == pytest.approx(
-        expected_hours(records, 1), abs=1e-6
+    assert await bars(hass, "sensor.home_meter_phase_c_energy") == pytest.approx(
+        expected_hours(records, 2), abs=1e-6
     )
-    # The site's flows need the grid's energy: none from the records.
-    for name in ("grid_import", "grid_export", "solar", "consumption", "self_consumed_solar"):
+    # Production: what flowed out of the solar's channel, less what its standby drew, each
+    # minute (the record's interval).
+    produced: dict[int, float] = defaultdict(float)
+    for record in records:
+        hour = record.ts - record.ts % HOUR
+        produced[hour] += max(record.energy_out[1] - record.energy_in[1], 0.0) / 1000
+    solar = await bars(hass, "sensor.home_solar_energy")
+    assert len(solar) == 24
+    assert solar == pytest.approx({hour: produced[hour] for hour in solar}, abs=1e-6)
+    assert sum(solar.values()) > 1.0  # a day's sun
+    # The flows that need the grid's energy: none from the records.
+    for name in ("grid_import", "grid_export", "consumption", "self_consumed_solar"):
         assert await rows(hass, f"sensor.home_{name}_energy") == [], name
     # The hourly runs go on without a word.
     freezer.tick(timedelta(hours=1))

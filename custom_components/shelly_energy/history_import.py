@@ -117,6 +117,12 @@ _HISTORIES: HassKey[dict[str, MeterHistory]] = HassKey(f"{DOMAIN}_histories")
 _SERIES_KEY: Final = {"in": IMPORTED, "out": EXPORTED}
 # A site's energy series by key, and the `SiteEnergy` field behind each.
 _SITE_FIELDS: Final = {key: field for field, key in SITE_SERIES.items()}
+# The site series that need no grid: each with its flow (`SiteAccumulator.flow_started`) and role.
+_GRIDLESS_SERIES: Final = {
+    SITE_SERIES["solar_production"]: ("solar", Role.SOLAR),
+    SITE_SERIES["battery_charged"]: ("battery", Role.BATTERY),
+    SITE_SERIES["battery_discharged"]: ("battery", Role.BATTERY),
+}
 
 
 def signal_history_updated(entry_id: str) -> str:
@@ -836,9 +842,12 @@ class SiteHistory(_History):
         self._periods: RecordPeriods | None = None  # their settlement and demand periods
 
     def _series(self) -> tuple[str, ...]:
-        # Without the grid's records the site's flows start nowhere (their first live hour
-        # comes with the consumption, which needs the grid): its loads start at their own.
-        return (*site_series(), *self._loads) if self._grid_recorded else tuple(self._loads)
+        if self._grid_recorded:
+            return (*site_series(), *self._loads)
+        # Without the grid's records, the flows that need it start nowhere: the solar and
+        # battery flows (which need only their own channels) and the loads start at their own.
+        own = (key for key, (_, role) in _GRIDLESS_SERIES.items() if self._config.has_role(role))
+        return (*own, *self._loads)
 
     def _unique_id_prefix(self) -> str:
         return self.entry.entry_id
@@ -909,6 +918,8 @@ class SiteHistory(_History):
         accumulator = self.coordinator.accumulator
         if (load := self._loads.get(key)) is not None:
             return accumulator.load_started(load[0])
+        if not self._grid_recorded:
+            return accumulator.flow_started(_GRIDLESS_SERIES[key][0])
         return accumulator.started
 
     def _energy_between(self, key: str, start: float, end: float) -> float:

@@ -1325,3 +1325,21 @@ def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:
         "home_consumption": ShortCount(None, 10.0),
         "self_consumed_solar": ShortCount(None, 10.0),
     }
+
+
+def test_solar_and_battery_start_without_the_grids_energy() -> None:
+    site = SiteConfig(
+        {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, GridMetering.PER_PHASE
+    )
+    acc = SiteAccumulator(site)
+    # A grid of power only (a Home Assistant power sensor): the flows that need it wait.
+    no_energy = ChannelInput(300.0, None, None)
+    acc.update({GRID: no_energy, SOLAR: ch(-500, 0, 100), BATTERY: None}, DAY, 60.0)
+    acc.update({GRID: no_energy, SOLAR: ch(-500, 0, 200), BATTERY: ch(0, 10, 0)}, DAY, 120.0)
+    acc = restarted(acc, site)
+    acc.update({GRID: no_energy, SOLAR: ch(-500, 0, 300), BATTERY: ch(0, 20, 0)}, DAY, 180.0)
+    assert (acc.started, acc.flow_started("solar"), acc.flow_started("battery")) == (
+        None,
+        60.0,
+        120.0,
+    )

@@ -473,6 +473,7 @@ class SiteAccumulator:
         # How the net flows accrued spans (meter, number), by flow: `take_short_counts`.
         self._short_counts: dict[tuple[str, int], dict[str, ShortCount]] = {}
         self.started: float | None = None  # when the totals were first published
+        self._flows_started: dict[str, float] = {}  # the same for the solar and battery flows
         self._zone = zone
         self._settlement: GridSettlement | None = None
         self._grid_time: float | None = None  # when the grid flow last accrued
@@ -555,8 +556,9 @@ class SiteAccumulator:
 
         ``readings`` maps channels to their current readings; None or a missing channel means its
         meter is unavailable. ``day`` is the local calendar day; the ratios restart when it changes.
-        ``now`` (unix seconds) is kept as `started` at the first update with energy (and as a
-        load's `load_started` at its first sighting); a settlement period needs it at every update.
+        ``now`` (unix seconds) is kept as `started` at the first update with energy (as the solar
+        and battery flows' `flow_started` at their first, and as a load's `load_started` at its
+        first sighting); a settlement period needs it at every update.
         """
         if day != self._today.day:
             self._today = _Today(day)
@@ -564,6 +566,13 @@ class SiteAccumulator:
         loads = self._accrue_loads(now)  # from the counters that `_accrue` collected
         if self.started is None and energy.home_consumption is not None:
             self.started = now
+        if now is not None:
+            for name, total in (
+                ("solar", energy.solar_production),
+                ("battery", energy.battery_charged),
+            ):
+                if total is not None and name not in self._flows_started:
+                    self._flows_started[name] = now
         power = self._power(readings)
         return SiteState(
             power=power,
@@ -762,6 +771,13 @@ class SiteAccumulator:
         """
         return None if self._capacity is None else self._capacity.peak_of(start)
 
+    def flow_started(self, name: str) -> float | None:
+        """Return when the solar or battery flow's totals were first published (None: not yet).
+
+        They need no grid: a site whose grid is a power sensor publishes them all the same.
+        """
+        return self._flows_started.get(name)
+
     def load_started(self, ref: ChannelRef) -> float | None:
         """Return when a load's totals were first published (None: not yet, or not a load)."""
         load = self._loads.get(ref)
@@ -911,6 +927,7 @@ class SiteAccumulator:
             "totals": asdict(self._totals),
             "today": today,
             "started": self.started,
+            "flows_started": self._flows_started,
             "settlement": None if self._settlement is None else self._settlement.to_dict(),
             "grid_time": self._grid_time,
             "capacity": None if self._capacity is None else self._capacity.to_dict(),
@@ -973,6 +990,7 @@ class SiteAccumulator:
         accumulator = cls(SiteConfig(saved_roles, config.grid_metering), zone)
         accumulator._totals = _Totals(**data["totals"])
         accumulator.started = data.get("started")
+        accumulator._flows_started = dict(data.get("flows_started", {}))  # saved since 2026-12
         accumulator._grid_time = data.get("grid_time")
         accumulator._apply_settlement(config.settlement, data.get("settlement"))
         accumulator._apply_capacity(config.capacity, data.get("capacity"))
