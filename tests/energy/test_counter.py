@@ -242,6 +242,21 @@ def test_a_restart_never_publishes_less_than_was_shown() -> None:
     assert restored.read(1046.0, 601.0).total == 1051.0
 
 
+def test_a_reading_refused_after_a_restart_shows_what_was_shown() -> None:
+    # A power cut restarts Home Assistant and a Gen1 meter, whose counters read invalid at first.
+    energy = counter(1000.0)
+    stored = energy.to_dict()  # written at 1000 Wh
+    energy.read(1050.0, 60.0)  # shown, then Home Assistant was killed
+    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
+    restored.hold_at_least(1050.0, 60.0)
+    assert restored.read(None, 600.0).total == 1050.0
+    assert restored.read(-1.0, 601.0).total == 1050.0
+    decision = restored.read(1060.0, 602.0)
+    assert decision.total == 1060.0
+    # Counted from what was stored, after refused readings: the records tell when it flowed.
+    assert decision.unaccounted == Unaccounted(0.0, 602.0, 60.0)
+
+
 def test_a_restart_with_nothing_stored_takes_the_higher_of_both() -> None:
     energy = EnergyCounter(MAX_POWER_W)
     energy.hold_at_least(900.0, 0.0)

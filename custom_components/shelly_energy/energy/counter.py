@@ -340,7 +340,11 @@ class EnergyCounter:
 
     def _decided(self, verdict: Verdict, now: float, value: object) -> Decision:
         self._skipped = self.base is not None
-        decision = Decision(verdict, now, _shown(value), self.total)
+        total = self.total
+        if self._floor is not None and total is not None:
+            # A restart's floor waits for an accepted reading; what was shown stands meanwhile.
+            total = max(total, self._floor[0])
+        decision = Decision(verdict, now, _shown(value), total)
         if verdict in NOTABLE:
             self.decisions.append(decision)
         return decision
@@ -359,7 +363,8 @@ class EnergyCounter:
         """Never publish less than `total`, shown elsewhere at `since` (before a restart).
 
         Applied at the next accepted reading: a restart may have lost the last moments of the
-        stored state while Home Assistant had already recorded a higher total.
+        stored state while Home Assistant had already recorded a higher total. A reading refused
+        before it shows `total` too.
         """
         self._floor = (total, since)
 
