@@ -103,6 +103,25 @@ def test_a_reboot_is_told_by_the_boot_time_across_restarts() -> None:
     assert [span.key for span in restored.spans] == ["a_in", "a_out"]
 
 
+def test_a_reboot_told_by_an_unusable_reading_holds_across_a_restart() -> None:
+    counters = MeterCounters("M", PHASE_W, 3)
+    counters.apply(snap(5000.0, time=1000.0, uptime=100), away=False)
+    # A Gen1 meter's first reading after its boot is invalid: the state is stored with the new
+    # boot time at once, and Home Assistant restarts before the next reading.
+    _, urgent = counters.apply(snap(None, None, time=1060.0, uptime=5), away=True)
+    assert urgent
+    restored = MeterCounters("M", PHASE_W, 3)
+    restored.restore(counters.to_dict())
+    # It rolled back to its flash save and counted on to 1 Wh above the last reading: the rise
+    # hides the rollback, the records tell what flowed.
+    snapshot, _ = restored.apply(snap(5001.0, time=1070.0, uptime=15), away=False)
+    assert snapshot.channels[0].energy_in == 5001.0
+    assert [(span.key, span.span) for span in restored.spans] == [
+        ("a_in", Unaccounted(1000.0, 1070.0, 1.0)),
+        ("a_out", Unaccounted(1000.0, 1070.0, 0.0)),
+    ]
+
+
 def test_the_total_is_bounded_by_all_its_phases() -> None:
     counters = MeterCounters("M", PHASE_W, 3)
     counters.apply(snap(0.0, total=0.0, time=0.0), away=False)

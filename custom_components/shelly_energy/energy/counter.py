@@ -36,7 +36,8 @@ it is read, maybe in a later hour than it flowed), with what was counted over it
 
 Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
 decisions above (`Decision.offset_changed`), so a store written at those moments, and now and then
-otherwise, restores the exact total. A restart also counts as the meter having been away.
+otherwise, restores the exact total. So does a reboot told by a reading the counter could not take,
+still to be applied to the next one. A restart also counts as the meter having been away.
 """
 
 from __future__ import annotations
@@ -369,12 +370,17 @@ class EnergyCounter:
         self._floor = (total, since)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return what a restart needs: the total, the base, when it was read, and the start."""
+        """Return what a restart needs: the total, the base, when it was read, and the start.
+
+        And a reboot told by a reading the counter could not take: the meter's boot time is
+        stored as moved on, so after a restart nothing else tells it.
+        """
         return {
             "total": self.total,
             "base": self.base,
             "base_time": self.base_time,
             "started": self.started,
+            "rebooted": self._rebooted,
         }
 
     @classmethod
@@ -396,5 +402,6 @@ class EnergyCounter:
         counter.base_time = base_time
         started = data.get("started")
         counter.started = None if started is None else float(started)
+        counter._rebooted = data.get("rebooted") is True
         counter._away = True
         return counter
