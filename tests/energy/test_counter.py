@@ -257,6 +257,22 @@ def test_a_reading_refused_after_a_restart_shows_what_was_shown() -> None:
     assert decision.unaccounted == Unaccounted(0.0, 602.0, 60.0)
 
 
+def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> None:
+    energy = counter(1000.0)
+    spans = [
+        energy.read(0.5, 60.0, rebooted=True).unaccounted,  # a rollback: the records fill it
+        energy.read(0.5, 61.0).unaccounted,
+    ]
+    assert spans == [Unaccounted(0.0, 60.0, 0.0), None]
+    restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)  # stored at 61 s
+    # The recorder last saw the total change at 0 s (to 1 kWh, at least 999.5 Wh).
+    restored.hold_at_least(999.5, 0.0)
+    decision = restored.read(0.2, 120.0, rebooted=True)
+    assert (decision.verdict, decision.total) == (Verdict.RESET, 1000.0)
+    # From the stored base on: the first span is not filled twice.
+    assert decision.unaccounted == Unaccounted(61.0, 120.0, 0.5)
+
+
 def test_a_restart_with_nothing_stored_takes_the_higher_of_both() -> None:
     energy = EnergyCounter(MAX_POWER_W)
     energy.hold_at_least(900.0, 0.0)

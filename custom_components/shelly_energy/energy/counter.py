@@ -365,9 +365,11 @@ class EnergyCounter:
 
         Applied at the next accepted reading: a restart may have lost the last moments of the
         stored state while Home Assistant had already recorded a higher total. A reading refused
-        before it shows `total` too.
+        before it shows `total` too. Held after the stored state is restored: up to its base the
+        counter knows what it counted and left to the records, so the span from `since` starts
+        there at the earliest (a span before it would be filled twice).
         """
-        self._floor = (total, since)
+        self._floor = (total, max(since, self.base_time))
 
     def to_dict(self) -> dict[str, Any]:
         """Return what a restart needs: the total, the base, when it was read, and the start.
