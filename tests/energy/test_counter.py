@@ -273,6 +273,21 @@ def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> No
     assert decision.unaccounted == Unaccounted(61.0, 120.0, 0.5)
 
 
+def test_a_refused_reading_holds_across_a_restart() -> None:
+    # A Gen1 3EM's phase was reset: its summed total fell by that phase's counter, a drop
+    # without a restart, refused. Home Assistant restarts; the total has risen back to about
+    # where it was by the next reading.
+    energy = counter(1000.0)
+    assert energy.read(600.0, 1.0).verdict is Verdict.REJECTED
+    restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)
+    restored.hold_at_least(1000.0, 0.0)
+    assert restored.read(999.5, 600.0).verdict is Verdict.JITTER
+    decision = restored.read(1002.0, 660.0)
+    assert decision.total == 1002.0
+    # What flowed since the last accepted reading is the records' to tell.
+    assert decision.unaccounted == Unaccounted(0.0, 660.0, 2.0)
+
+
 def test_a_restart_with_nothing_stored_takes_the_higher_of_both() -> None:
     energy = EnergyCounter(MAX_POWER_W)
     energy.hold_at_least(900.0, 0.0)

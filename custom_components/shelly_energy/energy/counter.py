@@ -36,8 +36,9 @@ it is read, maybe in a later hour than it flowed), with what was counted over it
 
 Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
 decisions above (`Decision.offset_changed`), so a store written at those moments, and now and then
-otherwise, restores the exact total. So does a reboot told by a reading the counter could not take,
-still to be applied to the next one. A restart also counts as the meter having been away.
+otherwise, restores the exact total. So do a reboot told by a reading the counter could not take
+and readings refused since the base, still to be applied to the next one. A restart also counts as
+the meter having been away.
 """
 
 from __future__ import annotations
@@ -374,8 +375,9 @@ class EnergyCounter:
     def to_dict(self) -> dict[str, Any]:
         """Return what a restart needs: the total, the base, when it was read, and the start.
 
-        And a reboot told by a reading the counter could not take: the meter's boot time is
-        stored as moved on, so after a restart nothing else tells it.
+        And what the next reading must still know: a reboot told by a reading the counter could
+        not take (the meter's boot time is stored as moved on, so after a restart nothing else
+        tells it), and readings refused since the base (they may have hidden a real drop).
         """
         return {
             "total": self.total,
@@ -383,6 +385,7 @@ class EnergyCounter:
             "base_time": self.base_time,
             "started": self.started,
             "rebooted": self._rebooted,
+            "skipped": self._skipped,
         }
 
     @classmethod
@@ -405,5 +408,6 @@ class EnergyCounter:
         started = data.get("started")
         counter.started = None if started is None else float(started)
         counter._rebooted = data.get("rebooted") is True
+        counter._skipped = data.get("skipped") is True
         counter._away = True
         return counter
