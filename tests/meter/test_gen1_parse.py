@@ -199,6 +199,16 @@ def test_shelly_3em_without_total_power_or_valid_neutral() -> None:
     assert snapshot.neutral_current is None
 
 
+def test_shelly_3em_sums_no_phase_counter_that_is_no_counter_value() -> None:
+    status = em3_status()
+    status["emeters"][0]["total"] = -1  # valid, yet no counter value
+    snapshot = parse_status(status, EM3, now=1.0)
+    assert snapshot.channels[0].energy_in == -1.0  # its counter refuses it
+    assert snapshot.total is not None
+    # Not 4999 Wh: a drop of all that phase counted, and more.
+    assert (snapshot.total.energy_in, snapshot.total.energy_out) == (None, 6.0)
+
+
 @pytest.mark.parametrize("status", [{}, {"emeters": [{}]}, {"emeters": "x"}])
 def test_status_without_the_emeters_is_malformed(status: dict[str, Any]) -> None:
     with pytest.raises(MalformedReplyError, match="emeters"):

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
+from ..energy.counter import counter_value
 from .address import Address
 from .client import (
     Credentials,
@@ -117,8 +118,9 @@ def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> Mete
             kind=ChannelKind.TOTAL,
             power=_sum([r.power for r in channels]) if power is None else power,
             current=_sum([r.current for r in channels]),
-            energy_in=_sum([r.energy_in for r in channels]),
-            energy_out=_sum([r.energy_out for r in channels]),
+            # A phase's counter that is no counter value (-1) would make a plausible drop.
+            energy_in=_sum([counter_value(r.energy_in) for r in channels]),
+            energy_out=_sum([counter_value(r.energy_out) for r in channels]),
         )
         emeter_n = mapping(status.get("emeter_n"))
         if emeter_n.get("is_valid") is not False:
