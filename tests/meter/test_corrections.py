@@ -64,6 +64,16 @@ def test_reversed_totals_unknown_when_a_phase_counter_is() -> None:
     assert corrected.total.energy_out is None
 
 
+def test_reversed_totals_sum_no_phase_counter_that_is_no_counter_value() -> None:
+    snapshot = SNAPSHOT._replace(
+        channels=(phase("a", 100.0, 10.0, 1.0), phase("b", -3.0, -1.0, 2.0))  # b's in: -1
+    )
+    corrected = Corrections(reversed_channels=frozenset({"a"})).apply(snapshot)
+    assert corrected.total is not None
+    # Not 0 Wh: a drop of all the phases counted.
+    assert (corrected.total.energy_in, corrected.total.energy_out) == (None, 12.0)
+
+
 def test_deadband_zeroes_small_powers_only() -> None:
     corrected = Corrections(deadband=5.0).apply(SNAPSHOT)
     assert [c.power for c in corrected.channels] == [100.0, 0.0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..energy.counter import counter_value
 from .snapshot import ChannelReading, MeterSnapshot
 
 
@@ -45,11 +46,12 @@ class Corrections:
         total = snapshot.total
         if total is not None:
             if self.reversed_channels:
-                # The device sums the phases as it measures them: sum them again as corrected.
+                # The device sums the phases as it measures them: sum them again as corrected
+                # (a phase's counter that is no counter value, -1, would make a plausible drop).
                 total = total._replace(
                     power=_sum([r.power for r in channels]),
-                    energy_in=_sum([r.energy_in for r in channels]),
-                    energy_out=_sum([r.energy_out for r in channels]),
+                    energy_in=_sum([counter_value(r.energy_in) for r in channels]),
+                    energy_out=_sum([counter_value(r.energy_out) for r in channels]),
                 )
             total = self._deadbanded(total)
         return snapshot._replace(channels=channels, total=total)
