@@ -37,7 +37,7 @@ def verdicts(energy: EnergyCounter, *readings: object, start: float = 100.0) -> 
 def test_the_first_reading_starts_the_total() -> None:
     energy = EnergyCounter(MAX_POWER_W)
     decision = energy.read(46_000.5, 10.0)
-    assert (decision.verdict, decision.total, decision.offset_changed) == (
+    assert (decision.verdict, decision.total, decision.store_soon) == (
         Verdict.FIRST,
         46_000.5,
         True,
@@ -87,7 +87,7 @@ def test_a_rollback_after_a_reboot_holds_and_counts_on_from_the_new_value() -> N
     decision = energy.read(46_333.19, 60.0, rebooted=True)
     assert decision.verdict is Verdict.ROLLBACK
     assert decision.total == 46_341.0
-    assert decision.offset_changed
+    assert decision.store_soon
     assert decision.unaccounted == Unaccounted(1.0, 60.0, 0.0)
     assert energy.read(46_334.19, 61.0).total == 46_342.0
     assert list(energy.decisions) == [decision]
@@ -237,7 +237,7 @@ def test_a_restart_never_publishes_less_than_was_shown() -> None:
     # The meter rebooted meanwhile and rolled back to 1045 Wh.
     decision = restored.read(1045.0, 600.0)
     assert decision.total == 1050.0
-    assert decision.offset_changed
+    assert decision.store_soon
     assert decision.unaccounted == Unaccounted(60.0, 600.0, 0.0)
     assert restored.read(1046.0, 601.0).total == 1051.0
 
@@ -350,7 +350,7 @@ class Run:
 
     def read(self, value: object, *, rebooted: bool = False, away: bool = False) -> None:
         decision = self.energy.read(value, self.now, rebooted=rebooted, away=away)
-        if decision.offset_changed:
+        if decision.store_soon:
             self.stored = self.energy.to_dict()  # written at once
         if decision.unaccounted is not None:
             self.spans.append(decision.unaccounted)

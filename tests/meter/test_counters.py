@@ -122,6 +122,15 @@ def test_a_reboot_told_by_an_unusable_reading_holds_across_a_restart() -> None:
     ]
 
 
+def test_the_first_refused_reading_is_stored_soon() -> None:
+    counters = MeterCounters("M", PHASE_W, 3)
+    counters.apply(snap(5000.0, time=0.0), away=False)
+    assert counters.apply(snap(5001.0, time=1.0), away=False)[1] is False
+    # It may hide a real drop (a reset): after a restart, the rise is still the records' to tell.
+    assert counters.apply(snap(1e308, time=2.0), away=False)[1] is True
+    assert counters.apply(snap(None, time=3.0), away=False)[1] is False  # once
+
+
 def test_the_total_is_bounded_by_all_its_phases() -> None:
     counters = MeterCounters("M", PHASE_W, 3)
     counters.apply(snap(0.0, total=0.0, time=0.0), away=False)

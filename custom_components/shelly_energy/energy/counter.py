@@ -35,9 +35,10 @@ after a reboot (it may hide a rollback) or after rejected or missing readings (i
 it is read, maybe in a later hour than it flowed), with what was counted over it.
 
 Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
-decisions above (`Decision.offset_changed`), so a store written at those moments, and now and then
+decisions above, so a store written at those moments (`Decision.store_soon`), and now and then
 otherwise, restores the exact total. So do a reboot told by a reading the counter could not take
-and readings refused since the base, still to be applied to the next one. A restart also counts as
+and readings refused since the base (`store_soon` at the first), still to be applied to the next
+one, and the spans (`store_soon` too: the history must see each once). A restart also counts as
 the meter having been away.
 """
 
@@ -115,7 +116,9 @@ class Decision(NamedTuple):
     time: float
     reading: float | str | None  # as read (a text for a value that was not a number)
     total: float | None  # the published total afterwards
-    offset_changed: bool = False  # total - base moved: store the counter soon
+    # What a restart needs changed (total - base moved, a span, or the first reading refused
+    # since the base): store the counter soon.
+    store_soon: bool = False
     unaccounted: Unaccounted | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -226,13 +229,13 @@ class EnergyCounter:
                     Verdict.SWITCHED,
                     now,
                     raw,
-                    offset_changed=True,
+                    store_soon=True,
                     unaccounted=Unaccounted(since, now),
                 )
             self.total = raw if self.total is None else self.total
             self.started = now
             self._accept(raw, now)
-            return self._settled(Verdict.FIRST, now, raw, offset_changed=True)
+            return self._settled(Verdict.FIRST, now, raw, store_soon=True)
         delta = raw - self.base
         limit = self._limit(now - self.base_time)
         if 0 <= delta <= limit:
@@ -261,7 +264,7 @@ class EnergyCounter:
         assert self.base is not None
         self._drop = _Drop(self.base, self.base_time, now)
         self._accept(raw, now)
-        return self._settled(verdict, now, raw, offset_changed=True, unaccounted=gap)
+        return self._settled(verdict, now, raw, store_soon=True, unaccounted=gap)
 
     def _restored(self, raw: float, now: float) -> Decision | None:
         """Undo the last drop if `raw` is within reach of the level before it; else None."""
@@ -278,9 +281,7 @@ class EnergyCounter:
         # now: a span since the drop with all that was counted since (that span included)
         # takes it back.
         since_drop = Unaccounted(drop.read, now, drop.counted)
-        return self._settled(
-            Verdict.RESTORED, now, raw, offset_changed=True, unaccounted=since_drop
-        )
+        return self._settled(Verdict.RESTORED, now, raw, store_soon=True, unaccounted=since_drop)
 
     def _wait_for_level(self, now: float, raw: float) -> Decision:
         """Reject a reading off the base; believe a new level once it held long enough."""
@@ -300,7 +301,7 @@ class EnergyCounter:
         self._count(max(raw - first, 0.0))
         self._drop = None
         self._accept(raw, now)
-        return self._settled(Verdict.REBASED, now, raw, offset_changed=True, unaccounted=gap)
+        return self._settled(Verdict.REBASED, now, raw, store_soon=True, unaccounted=gap)
 
     def _count(self, delta: float) -> None:
         assert self.total is not None
@@ -321,7 +322,7 @@ class EnergyCounter:
         now: float,
         raw: float,
         *,
-        offset_changed: bool = False,
+        store_soon: bool = False,
         unaccounted: Unaccounted | None = None,
     ) -> Decision:
         """Record an accepted reading's decision, after a restart's floor if one is pending."""
@@ -332,21 +333,25 @@ class EnergyCounter:
             if self.total < floor or verdict in NOTABLE:
                 # The total shown before the restart stands; what the meter counted since is
                 # not known by the counter alone.
-                offset_changed = offset_changed or self.total < floor
+                store_soon = store_soon or self.total < floor
                 self.total = max(self.total, floor)
                 unaccounted = Unaccounted(since, now, self.total - floor)
-        decision = Decision(verdict, now, raw, self.total, offset_changed, unaccounted)
+        # A span (and the end of the refusals before it) must survive a restart: store it soon.
+        store_soon = store_soon or unaccounted is not None
+        decision = Decision(verdict, now, raw, self.total, store_soon, unaccounted)
         if verdict in NOTABLE:
             self.decisions.append(decision)
         return decision
 
     def _decided(self, verdict: Verdict, now: float, value: object) -> Decision:
+        first_refused = self.base is not None and not self._skipped
         self._skipped = self.base is not None
         total = self.total
         if self._floor is not None and total is not None:
             # A restart's floor waits for an accepted reading; what was shown stands meanwhile.
             total = max(total, self._floor[0])
-        decision = Decision(verdict, now, _shown(value), total)
+        # The first refusal may hide a real drop: a restart must still know of it.
+        decision = Decision(verdict, now, _shown(value), total, store_soon=first_refused)
         if verdict in NOTABLE:
             self.decisions.append(decision)
         return decision

@@ -122,7 +122,7 @@ class MeterCounters:
                 )
             imported = self._read(keys[0], reading.energy_in, now, rebooted, away)
             exported = self._read(keys[1], reading.energy_out, now, rebooted, away)
-            urgent = urgent or imported.offset_changed or exported.offset_changed
+            urgent = urgent or imported.store_soon or exported.store_soon
             if imported.total != reading.energy_in or exported.total != reading.energy_out:
                 reading = reading.with_energies(imported.total, exported.total)  # noqa: PLW2901
             published.append(reading)
