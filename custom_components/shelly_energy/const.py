@@ -26,7 +26,8 @@ DEFAULT_DEADBAND: Final = 0.0
 MAX_DEADBAND: Final = 1000.0
 
 # A meter's energy counters reach the disk within this many seconds of a change, and within
-# COUNTER_URGENT_SAVE_S when a rollback, reset or new level moved a counter's offset.
+# COUNTER_URGENT_SAVE_S when a rollback, reset or new level moved a counter's offset, a span was
+# noted, a counter refused its first reading since its base or the meter rebooted.
 COUNTER_SAVE_S: Final = 600
 COUNTER_URGENT_SAVE_S: Final = 1
 
