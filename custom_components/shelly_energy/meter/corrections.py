@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..energy.counter import counter_value
-from .snapshot import ChannelReading, MeterSnapshot
+from .snapshot import ChannelReading, MeterSnapshot, sum_of, summed_energies
 
 
 def _negated(value: float | None) -> float | None:
@@ -22,10 +21,6 @@ def _reversed(reading: ChannelReading) -> ChannelReading:
         energy_in=reading.energy_out,
         energy_out=reading.energy_in,
     )
-
-
-def _sum(values: list[float | None]) -> float | None:
-    return None if None in values else sum(v for v in values if v is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +41,12 @@ class Corrections:
         total = snapshot.total
         if total is not None:
             if self.reversed_channels:
-                # The device sums the phases as it measures them: sum them again as corrected
-                # (a phase's counter that is no counter value, -1, would make a plausible drop).
+                # The device sums the phases as it measures them: sum them again as corrected.
+                energy_in, energy_out = summed_energies(channels)
                 total = total._replace(
-                    power=_sum([r.power for r in channels]),
-                    energy_in=_sum([counter_value(r.energy_in) for r in channels]),
-                    energy_out=_sum([counter_value(r.energy_out) for r in channels]),
+                    power=sum_of(r.power for r in channels),
+                    energy_in=energy_in,
+                    energy_out=energy_out,
                 )
             total = self._deadbanded(total)
         return snapshot._replace(channels=channels, total=total)

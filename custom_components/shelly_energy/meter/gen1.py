@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from ..energy.counter import counter_value
 from .address import Address
 from .client import (
     Credentials,
@@ -47,6 +46,8 @@ from .snapshot import (
     MeterChange,
     MeterInfo,
     MeterSnapshot,
+    sum_of,
+    summed_energies,
 )
 from .values import (
     MAX_UPTIME_S,
@@ -92,10 +93,6 @@ def _reading(emeter: Mapping[str, Any], channel_id: str, kind: ChannelKind) -> C
     )
 
 
-def _sum(values: list[float | None]) -> float | None:
-    return None if None in values else sum(v for v in values if v is not None)
-
-
 def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> MeterSnapshot:
     """Parse a Gen1 /status reply into a snapshot.
 
@@ -113,14 +110,14 @@ def parse_status(status: Mapping[str, Any], info: MeterInfo, now: float) -> Mete
     neutral = None
     if info.three_phase:
         power = number(status.get("total_power"))
+        energy_in, energy_out = summed_energies(channels)
         total = ChannelReading(
             id=TOTAL_ID,
             kind=ChannelKind.TOTAL,
-            power=_sum([r.power for r in channels]) if power is None else power,
-            current=_sum([r.current for r in channels]),
-            # A phase's counter that is no counter value (-1) would make a plausible drop.
-            energy_in=_sum([counter_value(r.energy_in) for r in channels]),
-            energy_out=_sum([counter_value(r.energy_out) for r in channels]),
+            power=sum_of(r.power for r in channels) if power is None else power,
+            current=sum_of(r.current for r in channels),
+            energy_in=energy_in,
+            energy_out=energy_out,
         )
         emeter_n = mapping(status.get("emeter_n"))
         if emeter_n.get("is_valid") is not False:

@@ -7,9 +7,12 @@ grid side of the CT), energy counters stay in Wh, cumulative, as the device keep
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+from ..energy.counter import counter_value
 
 
 class ChannelKind(StrEnum):
@@ -69,6 +72,24 @@ class MeterChange:
     def __str__(self) -> str:
         """Describe the change for people and logs."""
         return f"{self.what} {self.was} -> {self.now}"
+
+
+def sum_of(values: Iterable[float | None]) -> float | None:
+    """Return the sum of the phases' values; None if one is missing (no partial total)."""
+    values = list(values)
+    return None if None in values else sum(value for value in values if value is not None)
+
+
+def summed_energies(channels: Iterable[ChannelReading]) -> tuple[float | None, float | None]:
+    """Return the channels' import and export counters summed (Wh) as a total's.
+
+    A phase's counter that is no counter value (-1) makes the sum None, not a plausible drop.
+    """
+    channels = list(channels)
+    return (
+        sum_of(counter_value(reading.energy_in) for reading in channels),
+        sum_of(counter_value(reading.energy_out) for reading in channels),
+    )
 
 
 class MeterSnapshot(NamedTuple):
