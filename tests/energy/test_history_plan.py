@@ -471,6 +471,27 @@ def test_site_span_corrections_route_a_missed_channel_through_the_flows() -> Non
     assert fixes["solar_energy"] == {}
 
 
+GRID, SOLAR, BATTERY = ChannelRef("M", "a"), ChannelRef("S", "1"), ChannelRef("B", "1")
+
+
+def exporting_site() -> tuple[SiteConfig, dict[str, MeterIntervals]]:
+    """Two hours of a site whose solar makes 25 Wh a minute and exports 20 of it."""
+    config = site({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+    return config, {
+        "M": intervals(("a",), 60, T0, [((0.0,), (20.0,))] * 120),
+        "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
+    }
+
+
+def charging_site(minutes: int) -> tuple[SiteConfig, dict[str, MeterIntervals]]:
+    """A site importing 30 Wh a minute, 25 of it into its battery, for `minutes`."""
+    config = site({GRID: Role.GRID, BATTERY: Role.BATTERY}, GridMetering.PER_PHASE)
+    return config, {
+        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * minutes),
+        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * minutes),
+    }
+
+
 def test_site_span_corrections_book_no_consumption_where_its_running_sum_fell() -> None:
     """The solar exports 20 of its 25 Wh a minute; the home consumes 5.
 
@@ -478,14 +499,9 @@ def test_site_span_corrections_book_no_consumption_where_its_running_sum_fell() 
     625 Wh at once. Meanwhile the site counted the export but no production: consumption's
     running sum fell, so it booked nothing in 00:00 and the 125 Wh of the span at 01:10.
     """
-    grid, solar = ChannelRef("M", "a"), ChannelRef("S", "1")
-    config = site({grid: Role.GRID, solar: Role.SOLAR}, GridMetering.PER_PHASE)
-    meters = {
-        "M": intervals(("a",), 60, T0, [((0.0,), (20.0,))] * 120),
-        "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
-    }
+    config, meters = exporting_site()
     fixes = site_span_corrections(
-        config, meters, {solar: (None, 625.0)}, T0 + 2700, T0 + 4200, short_counts={}
+        config, meters, {SOLAR: (None, 625.0)}, T0 + 2700, T0 + 4200, short_counts={}
     )
     for key in ("home_energy", "self_consumed_energy"):
         assert fixes[key] == {T0: pytest.approx(0.075), T0 + HOUR: pytest.approx(-0.075)}, key
@@ -500,26 +516,21 @@ def test_site_span_corrections_give_what_the_site_forgave_no_second_time() -> No
     counter counted 25 of the span's 125. At 00:55 consumption's running sum fell 75 Wh below
     its highest value; the site forgave it that, and booked nothing for the span.
     """
-    grid, solar = ChannelRef("M", "a"), ChannelRef("S", "1")
-    config = site({grid: Role.GRID, solar: Role.SOLAR}, GridMetering.PER_PHASE)
-    meters = {
-        "M": intervals(("a",), 60, T0, [((0.0,), (20.0,))] * 120),
-        "S": intervals(("1",), 60, T0, [((0.0,), (25.0,))] * 120),
-    }
+    config, meters = exporting_site()
     # Both accrued last at 00:50, when the span began.
     short_counts = {
         "home_energy": ShortCount(T0 + 3000, 75.0),
         "self_consumed_energy": ShortCount(T0 + 3000, 75.0),
     }
     fixes = site_span_corrections(
-        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts=short_counts
+        config, meters, {SOLAR: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts=short_counts
     )
     for key in short_counts:
         # The span's 25 Wh, and not the 75 forgiven again.
         assert fixes[key] == {T0: pytest.approx(0.025)}, key
     assert fixes["solar_energy"] == {T0: pytest.approx(0.1)}
     unforgiven = site_span_corrections(
-        config, meters, {solar: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts={}
+        config, meters, {SOLAR: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts={}
     )
     assert unforgiven["home_energy"] == {T0: pytest.approx(0.1)}
 
@@ -629,14 +640,9 @@ def test_a_site_that_waited_for_a_rebooted_meter_leaves_no_hour_negative() -> No
     nothing over the span: the site waits for it and books the span's 1.8 kWh of import as
     consumption at 01:10.
     """
-    grid, battery = ChannelRef("M", "a"), ChannelRef("B", "1")
-    config = site({grid: Role.GRID, battery: Role.BATTERY}, GridMetering.PER_PHASE)
-    meters = {
-        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 180),
-        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 180),
-    }
+    config, meters = charging_site(180)
     spans = site_span_corrections(
-        config, meters, {battery: (0.0, None)}, T0 + 600, T0 + 4200, short_counts={}
+        config, meters, {BATTERY: (0.0, None)}, T0 + 600, T0 + 4200, short_counts={}
     )
     home = spans["home_energy"]
     assert home == {T0: pytest.approx(-1.25), T0 + HOUR: pytest.approx(-0.25)}
@@ -660,16 +666,11 @@ def test_a_site_that_waited_for_a_rebooted_meter_gets_each_hour_what_flowed_in_i
     It booked nothing until 01:10, then the span's 1.8 kWh of import with no charge; its sum
     never fell, so nothing was forgiven.
     """
-    grid, battery = ChannelRef("M", "a"), ChannelRef("B", "1")
-    config = site({grid: Role.GRID, battery: Role.BATTERY}, GridMetering.PER_PHASE)
-    meters = {
-        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 180),
-        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 180),
-    }
+    config, meters = charging_site(180)
     spans = site_span_corrections(
         config,
         meters,
-        {battery: (0.0, None)},
+        {BATTERY: (0.0, None)},
         T0 + 600,
         T0 + 4200,
         short_counts={"home_energy": ShortCount(T0 + 600, 0.0)},
@@ -693,16 +694,11 @@ def test_a_flow_that_accrued_inside_a_span_booked_its_first_part() -> None:
     while consumption accrued the import alone (300 Wh); then the site waited for it and booked
     the other 600 Wh of import at 01:10.
     """
-    grid, battery = ChannelRef("M", "a"), ChannelRef("B", "1")
-    config = site({grid: Role.GRID, battery: Role.BATTERY}, GridMetering.PER_PHASE)
-    meters = {
-        "M": intervals(("a",), 60, T0, [((30.0,), (0.0,))] * 120),
-        "B": intervals(("1",), 60, T0, [((25.0,), (0.0,))] * 120),
-    }
+    config, meters = charging_site(120)
     spans = site_span_corrections(
         config,
         meters,
-        {battery: (0.0, None)},
+        {BATTERY: (0.0, None)},
         T0 + 2400,
         T0 + 4200,
         short_counts={"home_energy": ShortCount(T0 + 3000, 0.0)},
