@@ -647,16 +647,8 @@ class SiteAccumulator:
             _, grid_export = self._import_export(
                 self_consumption.inflow[Role.GRID], self_consumption.outflow[Role.GRID]
             )
-            short = totals.self_consumed_solar - totals.self_consumed_solar_net
-            totals.self_consumed_solar_net += _self_consumed(production, grid_export)
-            self_consumed = max(totals.self_consumed_solar_net - totals.self_consumed_solar, 0.0)
-            totals.self_consumed_solar += self_consumed
-            totals.self_consumed_solar_net = self._net_accrued(
-                "self_consumed_solar",
-                totals.self_consumed_solar_net,
-                totals.self_consumed_solar,
-                short,
-                now=now,
+            self_consumed = self._net_accrued(
+                "self_consumed_solar", _self_consumed(production, grid_export), now
             )
             today.solar_production += production
             today.self_consumed_solar += self_consumed
@@ -664,26 +656,17 @@ class SiteAccumulator:
         consumption = flows["home_consumption"]
         consumption_ok = consumption.advance(self._channels, counters)
         if consumption_ok:
-            short = totals.home_consumption - totals.home_consumption_net
             grid_import, grid_export = self._import_export(
                 consumption.inflow[Role.GRID], consumption.outflow[Role.GRID]
             )
-            totals.home_consumption_net += _consumption(
+            net = _consumption(
                 grid_import,
                 grid_export,
                 _production(consumption.inflow[Role.SOLAR], consumption.outflow[Role.SOLAR]),
                 consumption.inflow[Role.BATTERY],
                 consumption.outflow[Role.BATTERY],
             )
-            home_consumption = max(totals.home_consumption_net - totals.home_consumption, 0.0)
-            totals.home_consumption += home_consumption
-            totals.home_consumption_net = self._net_accrued(
-                "home_consumption",
-                totals.home_consumption_net,
-                totals.home_consumption,
-                short,
-                now=now,
-            )
+            home_consumption = self._net_accrued("home_consumption", net, now)
             today.grid_import += grid_import
             today.home_consumption += home_consumption
 
@@ -821,28 +804,34 @@ class SiteAccumulator:
                 if role in flow.roles:
                     flow.counted_short = (ref.meter_id, spans)
 
-    def _net_accrued(
-        self, name: str, net: float, published: float, short: float, *, now: float | None
-    ) -> float:
-        """Return the running sum of net flow `name` once it accrued at `now`.
+    def _net_accrued(self, name: str, net: float, now: float | None) -> float:
+        """Add an accrual's `net` (Wh, signed) to net flow `name`; return what it published.
 
-        `short`: how far the sum was below the published total before this accrual. After an
-        input's counter counted short, the sum is forgiven the fall this accrual made: what the
-        counter missed, the meter's records give to the hours it flowed in
-        (`energy.history_plan`), and a sum left that much lower would hold back as much of the
-        consumption to come. How the flow accrued the span waits for `take_short_counts`.
+        The flow's running sum takes it; its total, the sum's highest value so far, rises by
+        what the sum passes it. After an input's counter counted short, the sum is forgiven the
+        fall this accrual made (not one it already had): what the counter missed, the meter's
+        records give to the hours it flowed in (`energy.history_plan`), and a sum left that much
+        lower would hold back as much of the consumption to come. How the flow accrued the span
+        waits for `take_short_counts`.
         """
-        flow = self._flows[name]
+        totals, flow = self._totals, self._flows[name]
+        published: float = getattr(totals, name)
+        before: float = getattr(totals, f"{name}_net")
+        running = before + net
+        added = max(running - published, 0.0)
+        published += added
         since, flow.accrued_at = flow.accrued_at, now
-        if (span := flow.counted_short) is None:
-            return net
-        flow.counted_short = None
-        forgiven = max(published - max(short, 0.0) - net, 0.0)
-        kept = self._short_counts.setdefault(span, {})
-        kept[name] = ShortCount(since, forgiven)
-        while len(self._short_counts) > SHORT_COUNTS_KEPT:  # those no history took
-            del self._short_counts[next(iter(self._short_counts))]
-        return net + forgiven
+        if (span := flow.counted_short) is not None:
+            flow.counted_short = None
+            forgiven = max(published - max(published - added - before, 0.0) - running, 0.0)
+            kept = self._short_counts.setdefault(span, {})
+            kept[name] = ShortCount(since, forgiven)
+            while len(self._short_counts) > SHORT_COUNTS_KEPT:  # those no history took
+                del self._short_counts[next(iter(self._short_counts))]
+            running += forgiven
+        setattr(totals, name, published)
+        setattr(totals, f"{name}_net", running)
+        return added
 
     def take_short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
         """Return and forget how the net flows accrued spans (meter, number), by flow.
