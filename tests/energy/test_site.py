@@ -1327,6 +1327,41 @@ def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:
     }
 
 
+def test_a_solar_or_battery_flow_starts_with_its_role() -> None:
+    """A role added later starts its flow then: its history comes from the records (day one)."""
+    grid_only = SiteConfig({GRID: Role.GRID}, GridMetering.PER_PHASE)
+    acc = SiteAccumulator(grid_only)
+    acc.update({GRID: ch(300, 1_000, 0)}, DAY, 60.0)
+    assert (acc.started, acc.flow_started("solar"), acc.flow_started("battery")) == (
+        60.0,
+        None,
+        None,
+    )
+    with_solar = SiteConfig({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+    acc = restarted(acc, with_solar)
+    acc.update({GRID: ch(300, 1_010, 0), SOLAR: ch(-500, 0, 100)}, DAY, 120.0)
+    assert (acc.started, acc.flow_started("solar"), acc.flow_started("battery")) == (
+        60.0,
+        120.0,
+        None,
+    )
+
+
+def test_flow_starts_saved_by_earlier_versions() -> None:
+    site = SiteConfig({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+    acc = SiteAccumulator(site)
+    acc.update({GRID: ch(300, 1_000, 0), SOLAR: ch(-500, 0, 100)}, DAY, 60.0)
+    saved = json.loads(json.dumps(acc.to_dict()))
+    # Before 2026-12 no start was saved: the flows of the saved roles started with the site.
+    del saved["flows_started"]
+    restored = SiteAccumulator.from_dict(site, saved)
+    assert (restored.flow_started("solar"), restored.flow_started("battery")) == (60.0, None)
+    # A start saved without its role (2026-12-06) is forgotten: the flow starts with the role.
+    saved["flows_started"] = {"solar": 60.0, "battery": 60.0}
+    restored = SiteAccumulator.from_dict(site, saved)
+    assert (restored.flow_started("solar"), restored.flow_started("battery")) == (60.0, None)
+
+
 def test_solar_and_battery_start_without_the_grids_energy() -> None:
     site = SiteConfig(
         {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, GridMetering.PER_PHASE

@@ -102,6 +102,8 @@ class Role(StrEnum):
 
 # The roles whose channels enter the energy balance (loads are sub-circuits of consumption).
 _BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
+# The flows whose start is kept (`SiteAccumulator.flow_started`), with the role each needs.
+_STARTED_FLOWS: Final = {"solar": Role.SOLAR, "battery": Role.BATTERY}
 
 
 class GridMetering(StrEnum):
@@ -571,7 +573,11 @@ class SiteAccumulator:
                 ("solar", energy.solar_production),
                 ("battery", energy.battery_charged),
             ):
-                if total is not None and name not in self._flows_started:
+                if (
+                    total is not None
+                    and name not in self._flows_started
+                    and self._config.has_role(_STARTED_FLOWS[name])
+                ):
                     self._flows_started[name] = now
         power = self._power(readings)
         return SiteState(
@@ -979,7 +985,16 @@ class SiteAccumulator:
         accumulator = cls(SiteConfig(saved_roles, config.grid_metering), zone)
         accumulator._totals = _Totals(**data["totals"])
         accumulator.started = data.get("started")
-        accumulator._flows_started = dict(data.get("flows_started", {}))  # saved since 2026-12
+        # Saved since 2026-12 (before, every flow started with the site). A flow without its
+        # role then starts again once it has one (versions of 2026-12-06 saved it regardless).
+        flows_started = data.get("flows_started")
+        if flows_started is None:
+            flows_started = dict.fromkeys(_STARTED_FLOWS, accumulator.started)
+        accumulator._flows_started = {
+            name: time
+            for name, time in flows_started.items()
+            if time is not None and _STARTED_FLOWS[name] in saved_roles.values()
+        }
         accumulator._grid_time = data.get("grid_time")
         accumulator._apply_settlement(config.settlement, data.get("settlement"))
         accumulator._apply_capacity(config.capacity, data.get("capacity"))
