@@ -819,6 +819,116 @@ async def test_site_history_of_loads(
     assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
 
 
+async def test_a_role_or_load_added_to_a_site_later_gets_the_history_its_records_tell(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A site on the grid alone gets the solar and a load an hour later: their series get the
+    meter's day of records as the first day one gave the grid's, the grid's stay as they were.
+
+    The site itself comes half an hour after the meter: its day one reads the records again,
+    up to its first value, not those the meter's day one read.
+    """
+    meter, _ = await add_meter(
+        hass, simulator, reader, wiring=["grid@a", "solar@a", "load@b"], history_days=1
+    )
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(minutes=50))
+    site = await add_site(hass, {CONF_GRID: [f"{meter.mac}:a"]})
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=25))
+    grid = "sensor.home_grid_import_energy"
+    grid_before = await bars(hass, grid)
+    assert len(grid_before) == 25  # the records' day and the first live hour
+    meter_grid = await bars(hass, "sensor.meter_phase_a_energy_imported")
+    assert sum(grid_before.values()) == pytest.approx(sum(meter_grid.values()), abs=0.0011)
+    hass.config_entries.async_update_entry(
+        site,
+        options={
+            CONF_GRID: [f"{meter.mac}:a"],
+            "solar": [f"{meter.mac}:b"],
+            CONF_LOAD: [f"{meter.mac}:c"],
+        },
+    )
+    await settle(hass)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=30))
+    records = device_records(meter)
+    hour1 = int((midnight + timedelta(hours=1)).timestamp())  # the hour they were added in
+    load = await bars(hass, "sensor.home_meter_phase_c_energy")
+    # Each hour before as the records tell it (the meter's own sensor counted its live hour
+    # 00:00 to the poll at 00:55), then the live counters': in all, what the meter counted.
+    assert {hour: kwh for hour, kwh in load.items() if hour < hour1} == rounded(
+        {hour: kwh for hour, kwh in expected_hours(records, 2).items() if hour < hour1}
+    )
+    assert len(load) == 26
+    meter_bars = await bars(hass, "sensor.meter_phase_c_energy_imported")
+    assert load.keys() == meter_bars.keys()
+    assert sum(load.values()) == pytest.approx(sum(meter_bars.values()), abs=0.0011)
+    produced: dict[int, float] = defaultdict(float)
+    for record in records:
+        hour = record.ts - record.ts % HOUR
+        produced[hour] += max(record.energy_out[1] - record.energy_in[1], 0.0) / 1000
+    solar = await bars(hass, "sensor.home_solar_energy")
+    assert len(solar) == 26
+    assert {hour: kwh for hour, kwh in solar.items() if hour < hour1} == pytest.approx(
+        {hour: produced[hour] for hour in solar if hour < hour1}, abs=1e-6
+    )
+    assert sum(solar.values()) > 1.0  # a day's sun
+    # The grid's hours are not imported a second time.
+    assert {hour: kwh for hour, kwh in (await bars(hass, grid)).items() if hour < hour1} == {
+        hour: kwh for hour, kwh in grid_before.items() if hour < hour1
+    }
+    assert not site.runtime_data.history.diagnostics()["stored"].get("pending_shifts")
+
+
+async def test_a_site_sensor_enabled_later_starts_its_statistics_then(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Its series published from the site's start: the recorder sums it from its first state
+    since, so no hours are imported before it (they would be another series' start).
+
+    The site's history was stored by a version that kept no series of its day one: it did
+    those the site has.
+    """
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    site = MockConfigEntry(
+        domain=DOMAIN,
+        title="Home",
+        data={CONF_KIND: KIND_SITE},
+        options={CONF_GRID: [f"{meter.mac}:a"], CONF_LOAD: [f"{meter.mac}:c"]},
+    )
+    hass_storage[f"{DOMAIN}.history.{site.entry_id}"] = {
+        "version": 1,
+        "data": {"day_one_done": True},
+    }
+    await setup_entry(hass, site)
+    await settle(hass)
+    returned = "sensor.home_meter_phase_c_returned_energy"
+    registry = er.async_get(hass)
+    entity = registry.async_get(returned)
+    assert entity is not None
+    assert entity.disabled  # by default
+    assert await rows(hass, "sensor.home_meter_phase_c_energy") == []  # done, says the store
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1))
+    registry.async_update_entity(returned, disabled_by=None)
+    # Home Assistant reloads the entry 30 s later.
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=3))
+    assert hass.states.get(returned) is not None
+    assert [row["start"] for row in await rows(hass, returned)] == [
+        (midnight + timedelta(hours=hour)).timestamp() for hour in (1, 2)
+    ]
+
+
 async def test_circuit_meters_without_records_leave_the_site_history_whole(
     recorder_mock: Recorder,
     hass: HomeAssistant,

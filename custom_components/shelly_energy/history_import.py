@@ -21,6 +21,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -267,8 +268,13 @@ class _History:
         """Return the identifier of the entry's device in the integration's domain."""
         raise NotImplementedError
 
-    async def _async_read(self, since: int | None) -> dict[str, dict[int, float]]:
-        """Return each series' energy (kWh) per complete hour from `since` on (None: all)."""
+    async def _async_read(
+        self, since: int | None, until: float | None
+    ) -> dict[str, dict[int, float]]:
+        """Return each series' energy (kWh) per complete hour from `since` on (None: all).
+
+        `until`: the records read must reach this far (None: as far as they go when read).
+        """
         raise NotImplementedError
 
     def _counter(self, key: str) -> float:
@@ -298,6 +304,14 @@ class _History:
     def _records_wanted(self) -> tuple[float, float] | None:
         """Return the span of time whose records a run needs besides its gaps and spans."""
         return None
+
+    def _day_one_series(self, statistic_ids: Mapping[str, str]) -> set[str]:
+        """Return the series whose hours before their first value this run imports.
+
+        Every series, until the first run that did (a series with no value yet waits for a
+        later run).
+        """
+        return set() if self._state.get("day_one_done") else set(statistic_ids)
 
     async def _async_rebuild(self) -> dict[str, dict[int, float]]:
         """Rebuild what the records last read tell; return the statistics' corrections (kWh)."""
@@ -430,7 +444,7 @@ class _History:
             return 0
         window = int(dt_util.utcnow().timestamp() - LOOKBACK.total_seconds())
         state = self._state
-        day_one = not state.get("day_one_done")
+        day_one = self._day_one_series(statistic_ids)
         spans = self._new_spans()
         # The records needed besides the gaps': from the oldest span, or period to rebuild.
         starts = [start for _, start in spans]
@@ -452,7 +466,11 @@ class _History:
             since = min(wanted)
         elif since is not None and needed is not None:
             since = min(since, needed - needed % HOUR)
-        energy = await self._async_read(since)
+        # Day one needs each series' records up to its first value.
+        live = [self._first_live(key) for key in day_one]
+        energy = await self._async_read(
+            since, max((moment for moment in live if moment is not None), default=None)
+        )
         corrections = self._span_corrections()
         for key, hours in (await self._async_rebuild()).items():
             _merge(corrections, key, hours)
@@ -460,6 +478,7 @@ class _History:
         recorder = get_instance(self.hass)
         pending: dict[str, list[float]] = state.setdefault("pending_shifts", {})
         written: set[int] = set()
+        planned_day_one: list[str] = []
         for key, statistic_id in statistic_ids.items():
             await asyncio.sleep(0)  # a series at a time: each is months of hours
             series_rows = rows[statistic_id]
@@ -499,9 +518,10 @@ class _History:
                     _write(self.hass, statistic_id, to_write)
                     written.update(row.start for row in missing)
                     series_rows = sorted((*series_rows, *missing), key=lambda row: row.start)
-            if day_one:
+            if key in day_one:
                 if (first_live := self._first_live(key)) is None:
                     continue  # nothing published yet: the next run does it
+                planned_day_one.append(key)
                 live_hour = int(first_live - first_live % HOUR)
                 plan = plan_day_one(
                     energy.get(key, {}),
@@ -528,7 +548,10 @@ class _History:
             if plan.rows:
                 _write(self.hass, statistic_id, plan.rows)
                 written.update(row.start for row in plan.rows)
-        state["day_one_done"] = True
+        if not state.get("day_one_done"):
+            state["day_one_done"], state["day_one_at"] = True, dt_util.utcnow().timestamp()
+        # A site's series can start later (see SiteHistory._day_one_series).
+        state["day_one_series"] = sorted({*state.get("day_one_series", ()), *planned_day_one})
         state.pop("partial", None)
         state.pop("own_until", None)  # provisional rows of older versions: left as they are
         last_hours = [max(hours) for hours in energy.values() if hours]
@@ -699,8 +722,10 @@ class MeterHistory(_History):
             keep_intervals=True,
         )
 
-    async def _async_read(self, since: int | None) -> dict[str, dict[int, float]]:
-        hours = self._new_hours()
+    async def _async_read(
+        self, since: int | None, until: float | None
+    ) -> dict[str, dict[int, float]]:
+        hours = self._new_hours()  # read from the meter: as far as its records go
         day_one = not self._state.get("day_one_done")
         if day_one and (partial := self._state.get("partial")) is not None:
             try:
@@ -879,7 +904,9 @@ class SiteHistory(_History):
 
         return stop
 
-    async def _async_read(self, since: int | None) -> dict[str, dict[int, float]]:
+    async def _async_read(
+        self, since: int | None, until: float | None
+    ) -> dict[str, dict[int, float]]:
         histories = meter_histories(self.hass)
         if missing := sorted(self._meter_ids - histories.keys()):
             raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
@@ -888,6 +915,8 @@ class SiteHistory(_History):
         # The records must tell the spans the site corrects, and the periods it rebuilds (a
         # meter's last read may be older).
         ends = [span.span.end for _, span in self._meter_spans()]
+        if until is not None:
+            ends.append(until)
         if (wanted := self._records_wanted()) is not None:
             ends.append(wanted[1])
         until = max(ends, default=None)
@@ -918,8 +947,8 @@ class SiteHistory(_History):
         accumulator = self.coordinator.accumulator
         if (load := self._loads.get(key)) is not None:
             return accumulator.load_started(load[0])
-        if not self._grid_recorded:
-            return accumulator.flow_started(_GRIDLESS_SERIES[key][0])
+        if (flow := _GRIDLESS_SERIES.get(key)) is not None:
+            return accumulator.flow_started(flow[0])
         return accumulator.started
 
     def _energy_between(self, key: str, start: float, end: float) -> float:
@@ -929,6 +958,29 @@ class SiteHistory(_History):
             return load_energy_between(self._intervals, *load, start, end)
         flows = site_energy_between(self._config, self._intervals, start, end)
         return float(getattr(flows, _SITE_FIELDS[key]))
+
+    def _day_one_series(self, statistic_ids: Mapping[str, str]) -> set[str]:
+        """Return the series whose hours before their first value this run imports.
+
+        As a meter's, and a series that started after the first day one: a role or a load
+        added to the site since. Not one that started before it without a sensor then (a
+        disabled one, enabled later): the recorder sums it from its first state since, not
+        from when the series first published.
+        """
+        state = self._state
+        if not state.get("day_one_done"):
+            return super()._day_one_series(statistic_ids)
+        if "day_one_at" not in state:  # stored since 2026-12: the first day one was before now
+            state["day_one_at"] = dt_util.utcnow().timestamp()
+            self._store.changed()
+        done, day_one_at = set(state.get("day_one_series", ())), state["day_one_at"]
+        return {
+            key
+            for key in statistic_ids
+            if key not in done
+            and (first_live := self._first_live(key)) is not None
+            and first_live > day_one_at
+        }
 
     def _records_wanted(self) -> tuple[float, float] | None:
         if not self._grid_recorded:
