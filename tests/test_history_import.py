@@ -500,8 +500,10 @@ async def test_gap_filled_hourly_reading_only_what_it_needs(
     freezer.tick(timedelta(hours=3))
     async_fire_time_changed(hass)  # the hourly check
     await settle(hass)
-    assert reader.calls == [None, midnight]  # only the records since the first hour needed
-    assert events[-1].data["records"] == 3 * 60 + 20
+    # Only the records since the first hour needed: the gap's, and the hour before it (the
+    # outage may have begun in it).
+    assert reader.calls == [None, midnight - HOUR]
+    assert events[-1].data["records"] == 4 * 60 + 20
     result = await bars(hass, entity_id)
     assert result[midnight + HOUR] == round(device[midnight + HOUR], 6)
     assert result[midnight + 2 * HOUR] == round(device[midnight + 2 * HOUR], 6)
@@ -927,6 +929,71 @@ async def test_a_site_sensor_enabled_later_starts_its_statistics_then(
     assert [row["start"] for row in await rows(hass, returned)] == [
         (midnight + timedelta(hours=hour)).timestamp() for hour in (1, 2)
     ]
+
+
+async def test_a_site_fills_the_hours_one_of_its_meters_was_away_from_both_meters_records(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The inverters' meter is away from 01:20 to 03:00: the site's consumption waits for it,
+    then books what it missed in the hour it answers. The records give each hour its own (the
+    mains' too, though it was read last at its day one), the hour it went away in included."""
+    mains, _ = await add_meter(
+        hass,
+        simulator,
+        reader,
+        history_days=1,
+        solar_peak_w=5000.0,
+        battery_wh=8000.0,
+        wiring=["grid@a", "grid@b", "grid@c"],
+    )
+    inverters = simulator.add_meter(
+        "proem50",
+        seed=mains.seed,
+        mac="A0DD6C0000F1",
+        wiring=["solar", "battery"],
+        history_days=1,
+        solar_peak_w=5000.0,
+        battery_wh=8000.0,
+    )
+    await simulator.start()
+    reader.meters[inverters.mac] = inverters
+    await setup_entry(hass, meter_entry(simulator, inverters, title="Inverters"))
+    await settle(hass)
+    await add_site(
+        hass,
+        {
+            CONF_GRID: [f"{mains.mac}:{phase}" for phase in "abc"],
+            "solar": [f"{inverters.mac}:1"],
+            "battery": [f"{inverters.mac}:2"],
+        },
+    )
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    away = midnight + timedelta(hours=1, minutes=20)
+    await live_until(hass, clock_at_0020, freezer, away, by_the_minute=True)
+    inverters.set_online(False)
+    await live_until(
+        hass, clock_at_0020, freezer, midnight + timedelta(hours=3), by_the_minute=True
+    )
+    inverters.set_online(True)
+    await live_until(
+        hass, clock_at_0020, freezer, midnight + timedelta(hours=4, minutes=30), by_the_minute=True
+    )
+    # Consumption: what the grid brought in net, and the inverters gave out net, each minute.
+    truth: dict[int, float] = defaultdict(float)
+    for meter, sign in ((mains, 1), (inverters, -1)):
+        for record in device_records(meter):
+            hour = record.ts - record.ts % HOUR
+            truth[hour] += sign * (sum(record.energy_in) - sum(record.energy_out)) / 1000
+    home = await bars(hass, "sensor.home_consumption_energy")
+    hours = [int((midnight + timedelta(hours=hour)).timestamp()) for hour in range(4)]
+    assert [hour for hour in home if hour >= hours[0]] == hours
+    # Each hour within a Wh of what flowed in it (the published states are rounded to the Wh).
+    assert home == pytest.approx({hour: truth[hour] for hour in home}, abs=0.0015)
 
 
 async def test_circuit_meters_without_records_leave_the_site_history_whole(

@@ -268,12 +268,11 @@ class _History:
         """Return the identifier of the entry's device in the integration's domain."""
         raise NotImplementedError
 
-    async def _async_read(
-        self, since: int | None, until: float | None
-    ) -> dict[str, dict[int, float]]:
+    async def _async_read(self, since: int | None, until: float) -> dict[str, dict[int, float]]:
         """Return each series' energy (kWh) per complete hour from `since` on (None: all).
 
-        `until`: the records read must reach this far (None: as far as they go when read).
+        `until`: the records must reach this far: records read before that end earlier are read
+        again.
         """
         raise NotImplementedError
 
@@ -466,11 +465,12 @@ class _History:
             since = min(wanted)
         elif since is not None and needed is not None:
             since = min(since, needed - needed % HOUR)
-        # Day one needs each series' records up to its first value.
+        # The records must reach the last complete hour a plan may fill, and each day one's
+        # first value (a site's meters may have been read last long before).
+        now = dt_util.utcnow().timestamp()
         live = [self._first_live(key) for key in day_one]
-        energy = await self._async_read(
-            since, max((moment for moment in live if moment is not None), default=None)
-        )
+        until = max([now - now % HOUR, *(moment for moment in live if moment is not None)])
+        energy = await self._async_read(since, until)
         corrections = self._span_corrections()
         for key, hours in (await self._async_rebuild()).items():
             _merge(corrections, key, hours)
@@ -722,10 +722,8 @@ class MeterHistory(_History):
             keep_intervals=True,
         )
 
-    async def _async_read(
-        self, since: int | None, until: float | None
-    ) -> dict[str, dict[int, float]]:
-        hours = self._new_hours()  # read from the meter: as far as its records go
+    async def _async_read(self, since: int | None, until: float) -> dict[str, dict[int, float]]:
+        hours = self._new_hours()  # read from the meter now: as far as its records go
         day_one = not self._state.get("day_one_done")
         if day_one and (partial := self._state.get("partial")) is not None:
             try:
@@ -904,22 +902,17 @@ class SiteHistory(_History):
 
         return stop
 
-    async def _async_read(
-        self, since: int | None, until: float | None
-    ) -> dict[str, dict[int, float]]:
+    async def _async_read(self, since: int | None, until: float) -> dict[str, dict[int, float]]:
         histories = meter_histories(self.hass)
         if missing := sorted(self._meter_ids - histories.keys()):
             raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
         meters: dict[str, MeterIntervals] = {}
         self._intervals = {}
-        # The records must tell the spans the site corrects, and the periods it rebuilds (a
-        # meter's last read may be older).
+        # The records must tell the spans the site corrects and the periods it rebuilds too.
         ends = [span.span.end for _, span in self._meter_spans()]
-        if until is not None:
-            ends.append(until)
         if (wanted := self._records_wanted()) is not None:
             ends.append(wanted[1])
-        until = max(ends, default=None)
+        until = max([until, *ends])
         for meter_id in sorted(self._meter_ids):
             balance = meter_id in self._balance_meter_ids
             try:

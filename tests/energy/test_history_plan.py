@@ -343,6 +343,23 @@ def test_downtime_gap_is_filled_and_the_total_unchanged() -> None:
     assert plan_fill(result, energy).rows == ()
 
 
+def test_the_hour_an_outage_began_in_gets_its_own_energy() -> None:
+    energy = hourly(T0, [1.0] * 6)
+    # Live until 20 minutes into T0+2h, nothing until T0+5h: the catch-up holds the rest.
+    rows = live(T0, [1.0, 2.0, 2.3, None, None, 6.0])
+    plan = plan_fill(rows, energy)
+    assert [row.start for row in plan.rows] == [T0 + hour * HOUR for hour in range(2, 5)]
+    result = apply(rows, plan)
+    assert set(bars(result).values()) == {1.0}
+    assert result[-1].sum == 6.0
+    assert plan_fill(result, energy).rows == ()
+    # Its records may be needed: the hour before the gap is read too.
+    assert records_needed_since(rows, after=T0) == T0 + 2 * HOUR
+    # An hour that has what the device counted in it is left as it is.
+    rows = live(T0, [1.0, 2.0, 3.0 - JUMP_KWH / 2, None, None, 6.0])
+    assert [row.start for row in plan_fill(rows, energy).rows] == [T0 + 3 * HOUR, T0 + 4 * HOUR]
+
+
 def test_unreachable_meter_gap_with_zero_bars() -> None:
     energy = hourly(T0, [1.0, 1.0, 2.0, 2.0, 1.0])
     # Rows kept coming with bar 0 while the meter was unreachable; it came back in T0+4h.
@@ -388,9 +405,10 @@ def test_nothing_to_plan_without_energy() -> None:
 
 def test_records_needed_since() -> None:
     rows = live(T0, [1.0, 2.0, None, None, 9.0, 10.0, 10.0, 10.0, 15.0])
-    assert records_needed_since(rows, after=T0) == T0 + 2 * HOUR
+    # From the hour before the gap: the outage may have begun in it.
+    assert records_needed_since(rows, after=T0) == T0 + HOUR
     # Anchors up to `after` were checked already; the zero bars before T0+8h are a candidate.
-    assert records_needed_since(rows, after=T0 + 4 * HOUR) == T0 + 6 * HOUR
+    assert records_needed_since(rows, after=T0 + 4 * HOUR) == T0 + 5 * HOUR
     assert records_needed_since(rows, after=T0 + 8 * HOUR) is None
     assert records_needed_since(live(T0, [1.0, 2.0, 3.0]), after=0) is None
     assert records_needed_since([], after=0) is None

@@ -17,7 +17,8 @@ row's *bar* is its sum minus the previous row's sum (the first row's bar is its 
 - Live rows are never double counted: a gap is a run of hours without a row (Home Assistant was
   down) or with a bar of about 0 (the meter was unreachable), ending at an *anchor*: a row whose
   bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump). The
-  gap's rows get sums going backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The
+  hour the outage began in is in the gap too where its bar falls short of the device's energy.
+  The gap's rows get sums going backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The
   anchor's bar becomes the device's energy of its hour, each filled hour's bar the device's
   energy of that hour, and the gap's first hour keeps what remains; sums never fall below the
   row before the gap, so the total is unchanged.
@@ -429,12 +430,28 @@ def _bars(rows: Sequence[StatRow]) -> dict[int, float]:
 
 
 def _gap_start(
-    anchor: int, rows: Mapping[int, StatRow], bars: Mapping[int, float], low: int
+    anchor: int,
+    rows: Mapping[int, StatRow],
+    bars: Mapping[int, float],
+    low: int,
+    energy: Mapping[int, float] | None = None,
 ) -> int:
-    """Return the first hour of the gap before an anchor (the anchor itself: no gap)."""
+    """Return the first hour of the gap before an anchor (the anchor itself: no gap).
+
+    The hour before a run of missing or empty hours is in the gap too where its bar falls short
+    of the device's `energy` (the outage began in it); where the energy is not known yet
+    (None), wherever it has a bar.
+    """
     hour = anchor - HOUR
     while hour >= low and (hour not in rows or bars.get(hour, math.inf) <= ZERO_KWH):
         hour -= HOUR
+    if (
+        hour + HOUR < anchor
+        and hour >= low
+        and hour in bars
+        and (energy is None or bars[hour] < energy.get(hour, 0.0) - JUMP_KWH)
+    ):
+        return hour
     return hour + HOUR
 
 
@@ -485,7 +502,7 @@ def plan_fill(rows: Sequence[StatRow], energy: Mapping[int, float]) -> FillPlan:
             continue
         if bars[row.start] <= energy.get(row.start, 0.0) + JUMP_KWH:
             continue
-        gap_start = _gap_start(row.start, by_hour, bars, first_hour)
+        gap_start = _gap_start(row.start, by_hour, bars, first_hour, energy)
         if gap_start == row.start:
             continue
         before = bisect.bisect_left(starts, gap_start) - 1
