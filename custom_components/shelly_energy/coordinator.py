@@ -642,15 +642,20 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         currents: dict[str, float | None] = {}  # the grid channels', by key
         for ref, role in self.config.roles.items():
             meter = meters.get(ref.meter_id)
-            reading = None
+            reading, counters = None, None
             if meter is not None and meter.last_update_success and meter.data:
-                reading = meter.data.channel(ref.channel_id)
-                spans = 0 if meter.counters is None else meter.counters.span_count
-            readings[ref] = (
-                None
-                if reading is None
-                else ChannelInput(reading.power, reading.energy_in, reading.energy_out, spans)
-            )
+                reading, counters = meter.data.channel(ref.channel_id), meter.counters
+            if reading is None:
+                readings[ref] = None
+            elif counters is not None and counters.lagging(ref.channel_id):
+                # Its totals hold over a refused reading: the flows wait for the next one, as
+                # for a meter away (a net flow would publish what the others counted meanwhile).
+                readings[ref] = ChannelInput(reading.power, None, None)
+            else:
+                spans = 0 if counters is None else counters.span_count
+                readings[ref] = ChannelInput(
+                    reading.power, reading.energy_in, reading.energy_out, spans
+                )
             if role is Role.GRID:
                 currents[channel_key(ref)] = None if reading is None else reading.current
         readings.update(self._sensor_readings())

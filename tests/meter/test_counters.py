@@ -74,6 +74,18 @@ def test_values_that_are_no_counter_hold_the_total() -> None:
     assert published(counters, 100.0, -1, None, 1e308, 101.0) == [100.0] * 4 + [101.0]
 
 
+def test_totals_held_over_a_refused_reading_lag_until_the_next_is_counted() -> None:
+    counters = MeterCounters("M", PHASE_W, 3)
+    assert not counters.lagging("a")  # nothing read yet
+    assert published(counters, 100.0) == [100.0]
+    assert not counters.lagging("a")
+    assert published(counters, 1e308, start=1.0) == [100.0]
+    assert counters.lagging("a")  # the meter counted on; the total holds
+    assert not counters.lagging("b")  # not a channel of this meter
+    assert published(counters, 101.0, start=2.0) == [101.0]
+    assert not counters.lagging("a")
+
+
 def test_a_rollback_holds_and_keeps_a_span() -> None:
     counters = MeterCounters("M", PHASE_W, 3)
     counters.apply(snap(5000.0, 100.0, time=0.0, uptime=1000), away=False)

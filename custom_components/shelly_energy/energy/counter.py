@@ -201,6 +201,11 @@ class EnergyCounter:
         # Gen1 meter's first after a boot reads invalid), it still holds for the next one.
         self._rebooted = False
 
+    @property
+    def lagging(self) -> bool:
+        """Return whether readings were refused since the base: the total lags the meter's."""
+        return self._skipped
+
     def _limit(self, elapsed: float) -> float:
         """Return the most a plausible increase adds in `elapsed` seconds (Wh)."""
         return self.max_power_w * max(elapsed, MIN_ELAPSED_S) / 3600 + ALLOWANCE_WH

@@ -87,6 +87,15 @@ class MeterCounters:
         """Return how many spans there have been: the number of the latest."""
         return self._seq
 
+    def lagging(self, channel_id: str) -> bool:
+        """Return whether a phase's or channel's totals hold over refused readings.
+
+        They lag what the meter counted since: a sum over several channels (a site's net flows)
+        would be off by as much until the next accepted reading.
+        """
+        keys = self._keys.get(channel_id, ())
+        return any(counter.lagging for key in keys if (counter := self._counters.get(key)))
+
     def _bound(self, key: str) -> float:
         """Return the most a counter's channel (or the three-phase total) delivers (W)."""
         total = key.startswith(f"{TOTAL_ID}_")
