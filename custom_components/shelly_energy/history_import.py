@@ -210,13 +210,18 @@ def _series_of(counter: str) -> str:
     return f"{channel_id}_{_SERIES_KEY[direction]}"
 
 
+def _compiled_before() -> int:
+    """Return the hour before which the recorder has compiled every hour's statistics."""
+    compiled = dt_util.utcnow().timestamp() - SPAN_SETTLE_S
+    return int(compiled - compiled % HOUR)
+
+
 def _span_ready(span: Unaccounted, records_end: float) -> bool:
     """Return whether a span can be corrected: the records tell it, its hour is compiled.
 
     A correction moves the rows that exist, and must see the bars it changes.
     """
-    compiled = dt_util.utcnow().timestamp() - SPAN_SETTLE_S
-    return span.end <= records_end and span.end < compiled - compiled % HOUR
+    return span.end <= records_end and span.end < _compiled_before()
 
 
 def _adjust(recorder: Recorder, statistic_id: str, moment: int, kwh: float) -> None:
@@ -556,7 +561,10 @@ class _History:
         state.pop("own_until", None)  # provisional rows of older versions: left as they are
         last_hours = [max(hours) for hours in energy.values() if hours]
         if last_hours:
-            state["checked_until"] = max(state.get("checked_until", 0), *last_hours)
+            # Not beyond the hours the recorder has compiled: a gap's last hour (the catch-up)
+            # has no row before, and would never be checked.
+            checked = min(max(last_hours), _compiled_before() - HOUR)
+            state["checked_until"] = max(state.get("checked_until", 0), checked)
         await self._async_continue(statistic_ids)
         await self._store.async_save()
         return len(written)
