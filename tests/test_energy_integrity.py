@@ -4,9 +4,9 @@ A Pro 3EM on the mains and a Pro EM-50 on the solar and battery inverters, polle
 minutes for twelve simulated hours (the night and the morning's production) during which the
 meters reboot with counters rolled back, the inverter's data is reset, a reply carries 1e308 (the
 mains' first after two hours off the network), a counter overflows and the inverters' meter is off
-the network for two hours. At the end the recorder's hourly statistics of every energy sensor
-(meters and site) hold the simulator's own truth, within 1 Wh per fault, and no hour is negative;
-each hour holds what flowed in it, within a poll's worth at its ends.
+the network for two hours, then for 42 minutes. At the end the recorder's hourly statistics of
+every energy sensor (meters and site) hold the simulator's own truth, within 1 Wh per fault, and
+no hour is negative; each hour holds what flowed in it, within a poll's worth at its ends.
 """
 
 from __future__ import annotations
@@ -214,9 +214,12 @@ async def test_hours_of_faults_count_every_watt_hour_once(
         # 03:12 to 05:08 the mains is off the network (the corrupt reply is its first).
         3 * 60 + 12: lambda: mains.set_online(False),
         5 * 60 + 8: lambda: mains.set_online(True),
-        # 07:33 to 09:21 the inverters' meter is too, in the morning's production.
+        # 07:33 to 09:21 the inverters' meter is too, in the morning's production, and from
+        # 10:37 to 11:19 (an outage that leaves no hour without a reading).
         7 * 60 + 33: lambda: inverters.set_online(False),
         9 * 60 + 21: lambda: inverters.set_online(True),
+        10 * 60 + 37: lambda: inverters.set_online(False),
+        11 * 60 + 19: lambda: inverters.set_online(True),
     }
     await day.run(HOURS * 60 + 75, faults)  # the hours, and long enough for the records to tell
     last_hour = DAY_START.timestamp() + (HOURS - 1) * 3600

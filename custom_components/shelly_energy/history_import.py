@@ -73,6 +73,7 @@ from .energy.history_plan import (
     meter_series,
     missing_rows,
     never_negative,
+    outage_hours,
     per_hour,
     plan_day_one,
     plan_fill,
@@ -456,12 +457,24 @@ class _History:
             starts.append(periods[0])
         needed = None if not starts else int(min(starts))
         if since is None and not day_one:
-            rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
+            ids = set(statistic_ids.values())
+            rows = await _async_rows(self.hass, ids, window)
             after = state.get("checked_until", 0)
+            # Outages in the hours not checked yet, and the one before: the recorder's 5-minute
+            # rows tell them (no row while unavailable).
+            first = max(after, window)
+            short = await _async_rows(self.hass, ids, first, "5minute")
             wanted = [
                 hour
-                for statistic_id in statistic_ids.values()
-                if (hour := records_needed_since(rows[statistic_id], after=after)) is not None
+                for statistic_id in ids
+                if (
+                    hour := records_needed_since(
+                        rows[statistic_id],
+                        after=after,
+                        outages=outage_hours(short[statistic_id], first, _compiled_before()),
+                    )
+                )
+                is not None
             ]
             if needed is not None:
                 wanted.append(needed - needed % HOUR)

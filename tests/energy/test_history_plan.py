@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 
 import pytest
@@ -22,6 +22,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     meter_series,
     missing_rows,
     never_negative,
+    outage_hours,
     per_hour,
     plan_day_one,
     plan_fill,
@@ -358,6 +359,31 @@ def test_the_hour_an_outage_began_in_gets_its_own_energy() -> None:
     # An hour that has what the device counted in it is left as it is.
     rows = live(T0, [1.0, 2.0, 3.0 - JUMP_KWH / 2, None, None, 6.0])
     assert [row.start for row in plan_fill(rows, energy).rows] == [T0 + 3 * HOUR, T0 + 4 * HOUR]
+
+
+def test_an_outage_within_two_hours_leaves_none_empty() -> None:
+    energy = hourly(T0, [1.0] * 4)
+    # Live until 10 minutes into T0+1h, back 50 minutes into T0+2h: no hour without a bar.
+    rows = live(T0, [1.0, 1.2, 3.0, 4.0])
+    outages = outage_hours(five_minute_rows(T0, 4, missing=range(14, 34)), T0, T0 + 4 * HOUR)
+    assert outages == {T0 + HOUR}  # it went on past its end
+    # An hour without 5-minute rows was not recorded live (imported): no outage of its own.
+    assert outage_hours(five_minute_rows(T0, 1, missing=range(12)), T0, T0 + HOUR) == set()
+    # The 5-minute rows tell the outage; the hourly ones alone do not.
+    assert records_needed_since(rows, after=T0) is None
+    assert records_needed_since(rows, after=T0, outages=outages) == T0 + HOUR
+    assert records_needed_since(rows, after=T0 + 2 * HOUR, outages=outages) is None
+    result = apply(rows, plan_fill(rows, energy))
+    assert set(bars(result).values()) == {1.0}
+    assert result[-1].sum == 4.0
+
+
+def five_minute_rows(start: int, hours: int, missing: Iterable[int]) -> list[StatRow]:
+    """Return the 5-minute rows of `hours` hours from `start`, but the `missing` ones (by index)."""
+    gone = set(missing)
+    return [
+        StatRow(start + 300 * index, 0.0, 0.0) for index in range(hours * 12) if index not in gone
+    ]
 
 
 def test_unreachable_meter_gap_with_zero_bars() -> None:

@@ -16,8 +16,9 @@ row's *bar* is its sum minus the previous row's sum (the first row's bar is its 
   first live hour's bar is the device's whole hour and no hour is negative.
 - Live rows are never double counted: a gap is a run of hours without a row (Home Assistant was
   down) or with a bar of about 0 (the meter was unreachable), ending at an *anchor*: a row whose
-  bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump). The
-  hour the outage began in is in the gap too where its bar falls short of the device's energy.
+  bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump). Hours
+  whose bars fall short of the device's energy by as much are in the gap too (the hour the outage
+  began in, or one a span's correction gave a channel's share to).
   The gap's rows get sums going backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The
   anchor's bar becomes the device's energy of its hour, each filled hour's bar the device's
   energy of that hour, and the gap's first hour keeps what remains; sums never fall below the
@@ -34,7 +35,7 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from itertools import pairwise
@@ -42,7 +43,7 @@ from typing import Any, Final
 
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
 from .periods import PeriodClock
-from .record_periods import RecordPeriods, hour_of
+from .record_periods import FIVE_MINUTES, RecordPeriods, hour_of
 from .site import ChannelRef, Role, ShortCount, SiteConfig, SiteEnergy, interval_energy
 
 _BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
@@ -438,19 +439,22 @@ def _gap_start(
 ) -> int:
     """Return the first hour of the gap before an anchor (the anchor itself: no gap).
 
-    The hour before a run of missing or empty hours is in the gap too where its bar falls short
-    of the device's `energy` (the outage began in it); where the energy is not known yet
-    (None), wherever it has a bar.
+    A gap's hours have no row, a bar of about 0 or, where the device's `energy` is known, a bar
+    short of it (the hour an outage began in, or one a span's correction gave a channel's share
+    to). Where it is not known yet (None), the hour before a run of missing or empty hours may
+    be in it too.
     """
+
+    def in_gap(hour: int) -> bool:
+        bar = bars.get(hour)
+        if hour not in rows or (bar is not None and bar <= ZERO_KWH):
+            return True
+        return energy is not None and bar is not None and bar < energy.get(hour, 0.0) - JUMP_KWH
+
     hour = anchor - HOUR
-    while hour >= low and (hour not in rows or bars.get(hour, math.inf) <= ZERO_KWH):
+    while hour >= low and in_gap(hour):
         hour -= HOUR
-    if (
-        hour + HOUR < anchor
-        and hour >= low
-        and hour in bars
-        and (energy is None or bars[hour] < energy.get(hour, 0.0) - JUMP_KWH)
-    ):
+    if energy is None and hour + HOUR < anchor and hour >= low and hour in bars:
         return hour
     return hour + HOUR
 
@@ -513,11 +517,14 @@ def plan_fill(rows: Sequence[StatRow], energy: Mapping[int, float]) -> FillPlan:
     return FillPlan(tuple(planned[hour] for hour in sorted(planned)))
 
 
-def records_needed_since(rows: Sequence[StatRow], *, after: int) -> int | None:
+def records_needed_since(
+    rows: Sequence[StatRow], *, after: int, outages: Collection[int] = ()
+) -> int | None:
     """Return the first hour whose device energy a plan may need; None: nothing to fill.
 
     Looks for anchors later than ``after`` (the last hour already checked): a row with a
-    positive jump after a run of hours without rows or with bars of about 0.
+    positive jump after a run of hours without rows or with bars of about 0, or after an hour
+    of ``outages`` (`outage_hours`): an outage within two hours leaves no hour empty.
     """
     by_hour = {row.start: row for row in rows}
     bars = _bars(rows)
@@ -527,9 +534,27 @@ def records_needed_since(rows: Sequence[StatRow], *, after: int) -> int | None:
         if row.start <= after or bars[row.start] <= JUMP_KWH:
             continue
         gap_start = _gap_start(row.start, by_hour, bars, low)
+        before = row.start - HOUR
+        if gap_start == row.start and before >= low and before in outages:
+            gap_start = before
         if gap_start < row.start and (needed is None or gap_start < needed):
             needed = gap_start
     return needed
+
+
+def outage_hours(short_rows: Iterable[StatRow], start: int, end: int) -> set[int]:
+    """Return the hours in [start, end) with 5-minute rows, but none for their last 5 minutes.
+
+    The recorder makes none while the series is unavailable (its meter away, or one its site
+    waits for) or Home Assistant is down: an outage went on past the end of such an hour. (An
+    hour without any is one it did not record live: empty, or imported.)
+    """
+    present = {row.start for row in short_rows}
+    recorded = {start - start % HOUR for start in present}
+    last = HOUR - FIVE_MINUTES
+    return {
+        hour for hour in range(start, end, HOUR) if hour in recorded and hour + last not in present
+    }
 
 
 def hour_pieces(start: float, end: float) -> list[tuple[int, float, float]]:
