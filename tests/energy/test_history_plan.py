@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from custom_components.shelly_energy.energy.history_plan import (
     HOUR,
     JUMP_KWH,
+    ZERO_KWH,
     FillPlan,
     MeterHours,
     MeterIntervals,
@@ -357,7 +358,7 @@ def test_the_hour_an_outage_began_in_gets_its_own_energy() -> None:
     # Its records may be needed: the hour before the gap is read too.
     assert records_needed_since(rows, after=T0) == T0 + 2 * HOUR
     # An hour that has what the device counted in it is left as it is.
-    rows = live(T0, [1.0, 2.0, 3.0 - JUMP_KWH / 2, None, None, 6.0])
+    rows = live(T0, [1.0, 2.0, 3.0 - ZERO_KWH / 2, None, None, 6.0])
     assert [row.start for row in plan_fill(rows, energy).rows] == [T0 + 3 * HOUR, T0 + 4 * HOUR]
 
 
@@ -796,3 +797,58 @@ def test_moves_from_moments_keep_each_hour_its_last_5_minute_rows_sum(
     for (_, earlier), (_, total) in pairwise(sorted(five.items())):
         assert total - earlier >= -1e-9
     assert five[T0 + 3 * HOUR - 300] - sum(bars) / 1000 == pytest.approx(sum(corrections.values()))
+
+
+@st.composite
+def outages_recorded(draw: st.DrawFn) -> tuple[dict[int, float], list[StatRow], float]:
+    """Return a device's hours (kWh), the rows Home Assistant recorded of them, and the total.
+
+    Energy flows evenly within each hour. During an outage nothing is recorded; what flowed is
+    booked at its end, in the hour it ends in. An hour the outage covers whole gets no row (Home
+    Assistant was down) or one with a bar of 0 (the meter was away).
+    """
+    hours = 12
+    energy = [draw(st.integers(0, 3000)) / 1000 for _ in range(hours)]
+    starts = sorted(draw(st.lists(st.integers(60, hours * 60 - 61), max_size=6, unique=True)))
+    outages: list[tuple[int, int]] = []
+    for start, end in zip(starts[::2], starts[1::2], strict=False):
+        if not outages or start > outages[-1][1]:
+            outages.append((start, end))  # minutes from T0
+
+    def flowed(start: float, end: float) -> float:
+        """Return the device's energy over [start, end) minutes."""
+        total = 0.0
+        for hour, kwh in enumerate(energy):
+            overlap = min(end, (hour + 1) * 60) - max(start, hour * 60)
+            total += kwh * max(overlap, 0) / 60
+        return total
+
+    booked = [0.0] * hours
+    for hour in range(hours):
+        booked[hour] = flowed(hour * 60, (hour + 1) * 60)
+    for start, end in outages:
+        for hour in range(hours):
+            booked[hour] -= flowed(max(start, hour * 60), min(end, (hour + 1) * 60))
+        booked[end // 60] += flowed(start, end)
+    rows = [StatRow(T0 - HOUR, 0.0, 0.0)]
+    total = 0.0
+    for hour in range(hours):
+        total += booked[hour]
+        whole = any(start <= hour * 60 and (hour + 1) * 60 <= end for start, end in outages)
+        if whole and draw(st.booleans()):
+            continue  # no row: Home Assistant was down
+        rows.append(StatRow(T0 + hour * HOUR, total, total))
+    return hourly(T0, energy), rows, total
+
+
+@given(outages_recorded())
+def test_filling_outages_keeps_the_total_makes_no_hour_negative_and_is_done_once(
+    recorded: tuple[dict[int, float], list[StatRow], float],
+) -> None:
+    energy, rows, total = recorded
+    plan = plan_fill(rows, energy)
+    result = apply(rows, plan)
+    assert result[-1].sum == pytest.approx(total)
+    filled = bars(result)
+    assert all(bar >= -1e-9 for bar in filled.values())
+    assert plan_fill(result, energy).rows == ()

@@ -17,8 +17,8 @@ row's *bar* is its sum minus the previous row's sum (the first row's bar is its 
 - Live rows are never double counted: a gap is a run of hours without a row (Home Assistant was
   down) or with a bar of about 0 (the meter was unreachable), ending at an *anchor*: a row whose
   bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump). Hours
-  whose bars fall short of the device's energy by as much are in the gap too (the hour the outage
-  began in, or one a span's correction gave a channel's share to).
+  whose bars fall short of the device's energy are in the gap too (the hour the outage began in,
+  or one a span's correction gave a channel's share to).
   The gap's rows get sums going backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The
   anchor's bar becomes the device's energy of its hour, each filled hour's bar the device's
   energy of that hour, and the gap's first hour keeps what remains; sums never fall below the
@@ -449,7 +449,7 @@ def _gap_start(
         bar = bars.get(hour)
         if hour not in rows or (bar is not None and bar <= ZERO_KWH):
             return True
-        return energy is not None and bar is not None and bar < energy.get(hour, 0.0) - JUMP_KWH
+        return energy is not None and bar is not None and bar < energy.get(hour, 0.0) - ZERO_KWH
 
     hour = anchor - HOUR
     while hour >= low and in_gap(hour):
