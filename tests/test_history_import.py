@@ -181,6 +181,16 @@ def expected_hours(
     return {hour: wh / 1000 for hour, wh in hours.items() if hour + HOUR <= end}
 
 
+def production_hours(records: list[EnergyRecord], channel: int) -> dict[int, float]:
+    """Return a solar channel's production per hour (kWh): what flowed out of it, less what its
+    standby drew, each record's interval."""
+    hours: dict[int, float] = defaultdict(float)
+    for record in records:
+        produced = record.energy_out[channel] - record.energy_in[channel]
+        hours[record.ts - record.ts % HOUR] += max(produced, 0.0) / 1000
+    return hours
+
+
 async def rows(
     hass: HomeAssistant,
     entity_id: str,
@@ -711,12 +721,7 @@ async def test_a_site_on_a_grid_power_sensor_gets_the_history_its_records_tell(
     assert await bars(hass, "sensor.home_meter_phase_c_energy") == pytest.approx(
         expected_hours(records, 2), abs=1e-6
     )
-    # Production: what flowed out of the solar's channel, less what its standby drew, each
-    # minute (the record's interval).
-    produced: dict[int, float] = defaultdict(float)
-    for record in records:
-        hour = record.ts - record.ts % HOUR
-        produced[hour] += max(record.energy_out[1] - record.energy_in[1], 0.0) / 1000
+    produced = production_hours(records, 1)
     solar = await bars(hass, "sensor.home_solar_energy")
     assert len(solar) == 24
     assert solar == pytest.approx({hour: produced[hour] for hour in solar}, abs=1e-6)
@@ -869,10 +874,7 @@ async def test_a_role_or_load_added_to_a_site_later_gets_the_history_its_records
     meter_bars = await bars(hass, "sensor.meter_phase_c_energy_imported")
     assert load.keys() == meter_bars.keys()
     assert sum(load.values()) == pytest.approx(sum(meter_bars.values()), abs=0.0011)
-    produced: dict[int, float] = defaultdict(float)
-    for record in records:
-        hour = record.ts - record.ts % HOUR
-        produced[hour] += max(record.energy_out[1] - record.energy_in[1], 0.0) / 1000
+    produced = production_hours(records, 1)
     solar = await bars(hass, "sensor.home_solar_energy")
     assert len(solar) == 26
     assert {hour: kwh for hour, kwh in solar.items() if hour < hour1} == pytest.approx(
