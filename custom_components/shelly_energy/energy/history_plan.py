@@ -16,13 +16,13 @@ row's *bar* is its sum minus the previous row's sum (the first row's bar is its 
   first live hour's bar is the device's whole hour and no hour is negative.
 - Live rows are never double counted: a gap is a run of hours without a row (Home Assistant was
   down) or with a bar of about 0 (the meter was unreachable), ending at an *anchor*: a row whose
-  bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump). Hours
-  whose bars fall short of the device's energy are in the gap too (the hour the outage began in,
-  or one a span's correction gave a channel's share to).
-  The gap's rows get sums going backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The
-  anchor's bar becomes the device's energy of its hour, each filled hour's bar the device's
-  energy of that hour, and the gap's first hour keeps what remains; sums never fall below the
-  row before the gap, so the total is unchanged.
+  bar exceeds the device's energy of that hour by more than `JUMP_KWH` (the catch-up jump).
+  Hours whose bars fall short of the device's energy are in the gap too (the hour the outage
+  began in, or one a span's correction gave a channel's share to). The gap's rows get sums going
+  backwards from the anchor: sum(h - 1) = sum(h) - energy(h). The anchor's bar becomes the
+  device's energy of its hour, each filled hour's bar the device's energy of that hour, and the
+  gap's first hour keeps what remains; sums never fall below the row before the gap, so the
+  total is unchanged.
 - Spans a counter could not count (`span_corrections`, `site_span_corrections`): each hour the
   span touches gains the records' energy of its part, less what the counter counted.
 
@@ -523,8 +523,9 @@ def records_needed_since(
     """Return the first hour whose device energy a plan may need; None: nothing to fill.
 
     Looks for anchors later than ``after`` (the last hour already checked): a row with a
-    positive jump after a run of hours without rows or with bars of about 0, or after an hour
-    of ``outages`` (`outage_hours`): an outage within two hours leaves no hour empty.
+    positive jump after a run of hours without rows or with bars of about 0, or right after an
+    hour of ``outages`` (`outage_hours`): an outage shorter than two hours may leave no hour
+    empty.
     """
     by_hour = {row.start: row for row in rows}
     bars = _bars(rows)
