@@ -846,6 +846,8 @@ async def test_a_role_or_load_added_to_a_site_later_gets_the_history_its_records
     midnight = datetime(2025, 6, 1, tzinfo=UTC)
     await live_until(hass, clock_at_0020, freezer, midnight + timedelta(minutes=50))
     site = await add_site(hass, {CONF_GRID: [f"{meter.mac}:a"]})
+    # Only the records since the meter's own day one (00:20) are read again.
+    assert reader.calls == [None, int((midnight + timedelta(minutes=20)).timestamp())]
     await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=1, minutes=25))
     grid = "sensor.home_grid_import_energy"
     grid_before = await bars(hass, grid)

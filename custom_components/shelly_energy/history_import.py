@@ -778,21 +778,29 @@ class MeterHistory(_History):
     ) -> MeterIntervals | None:
         """Return the records per interval from `since` on (None: all), reading if needed.
 
-        `until`: the records must reach this far (the last read may be older). Raises
-        NoStoredRecordsError for a meter that keeps none.
+        `until`: the records must reach this far (the last read may be older: only the records
+        since it are read then). Raises NoStoredRecordsError for a meter that keeps none.
         """
         async with self._lock:
             covered = self._intervals_since is None or (
                 since is not None and self._intervals_since <= since
             )
-            if until is not None and self.intervals is not None and self.intervals.end < until:
-                covered = False
             if self.intervals is None or not covered:
-                hours = self._new_hours()
-                async for batch in self.coordinator.client.records(since):
-                    hours.add(batch)
-                self.intervals, self._intervals_since = hours.intervals, since
+                self.intervals, self._intervals_since = await self._async_intervals(since), since
+            elif (
+                until is not None
+                and (end := self.intervals.end) < until
+                and (later := await self._async_intervals(end)) is not None
+            ):
+                self.intervals.extend(later)
             return self.intervals
+
+    async def _async_intervals(self, since: int | None) -> MeterIntervals | None:
+        """Read the records from `since` on (None: all) into intervals."""
+        hours = self._new_hours()
+        async for batch in self.coordinator.client.records(since):
+            hours.add(batch)
+        return hours.intervals
 
     def _first_live(self, key: str) -> float | None:
         counters = self.coordinator.counters

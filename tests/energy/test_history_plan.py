@@ -454,6 +454,18 @@ def test_intervals_add_up_records_of_one_interval() -> None:
     assert meter.counted(0, T0, T0 + 600) == (3.0, 1.0)
 
 
+def test_intervals_extended_by_a_later_read() -> None:
+    meter = MeterIntervals(("1",), 600, T0)
+    meter.add(T0, (1.0,), (0.0,))
+    later = MeterIntervals(("1",), 600, T0)
+    later.add(T0, (5.0,), (5.0,))  # read again: what the first read has stays
+    later.add(T0 + 1800, (2.0,), (3.0,))
+    meter.extend(later)
+    assert meter.end == T0 + 2400
+    assert meter.counted(0, T0, T0 + 2400) == (3.0, 3.0)
+    assert meter.counted(0, T0 + 600, T0 + 1800) == (0.0, 0.0)
+
+
 def test_saved_hours_are_a_snapshot() -> None:
     hours = MeterHours(("1",), three_phase=False)
     hours.add(minutes(T0, 10, (1.0,), (0.0,)))

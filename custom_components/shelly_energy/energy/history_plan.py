@@ -120,6 +120,17 @@ class MeterIntervals:
         for channel, value in enumerate(energy_out):
             self.energy_out[channel][index] += value
 
+    def extend(self, later: MeterIntervals) -> None:
+        """Add the intervals of a later read (the same channels and period) from this one's end."""
+        for index in range(len(later.energy_in[0])):
+            ts = later.start + index * later.period
+            if ts >= self.end:
+                self.add(
+                    ts,
+                    [column[index] for column in later.energy_in],
+                    [column[index] for column in later.energy_out],
+                )
+
     def energy_between(self, channel: int, start: float, end: float) -> tuple[float, float]:
         """Return what a channel counted in and out (Wh) over [start, end).
 
