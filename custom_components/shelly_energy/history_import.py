@@ -779,7 +779,8 @@ class MeterHistory(_History):
         """Return the records per interval from `since` on (None: all), reading if needed.
 
         `until`: the records must reach this far (the last read may be older: only the records
-        since it are read then). Raises NoStoredRecordsError for a meter that keeps none.
+        since it are read then, once a record can have been completed since: a Gen1 meter's
+        file is downloaded whole). Raises NoStoredRecordsError for a meter that keeps none.
         """
         async with self._lock:
             covered = self._intervals_since is None or (
@@ -789,7 +790,7 @@ class MeterHistory(_History):
                 self.intervals, self._intervals_since = await self._async_intervals(since), since
             elif (
                 until is not None
-                and (end := self.intervals.end) < until
+                and until - (end := self.intervals.end) >= self.intervals.period
                 and (later := await self._async_intervals(end)) is not None
             ):
                 self.intervals.extend(later)
