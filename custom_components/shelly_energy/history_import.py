@@ -214,7 +214,7 @@ def _series_of(counter: str) -> str:
 def _compiled_before() -> int:
     """Return the hour before which the recorder has compiled every hour's statistics."""
     compiled = dt_util.utcnow().timestamp() - SPAN_SETTLE_S
-    return int(compiled - compiled % HOUR)
+    return hour_of(compiled)
 
 
 def _span_ready(span: Unaccounted, records_end: float) -> bool:
@@ -479,6 +479,10 @@ class _History:
             if needed is not None:
                 wanted.append(needed - needed % HOUR)
             if not wanted:
+                # Every compiled hour is checked: the next run looks at the new ones only (and
+                # reads their 5-minute rows, not all since the last records read).
+                state["checked_until"] = max(after, _compiled_before() - HOUR)
+                self._store.changed()
                 return await self._async_continue(statistic_ids)
             since = min(wanted)
         elif since is not None and needed is not None:
@@ -487,7 +491,7 @@ class _History:
         # first value (a site's meters may have been read last long before).
         now = dt_util.utcnow().timestamp()
         live = [self._first_live(key) for key in day_one]
-        until = max([now - now % HOUR, *(moment for moment in live if moment is not None)])
+        until = max([hour_of(now), *(moment for moment in live if moment is not None)])
         energy = await self._async_read(since, until)
         corrections = self._span_corrections()
         for key, hours in (await self._async_rebuild()).items():
