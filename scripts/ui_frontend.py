@@ -305,8 +305,11 @@ class Frontend:
 
     def _wait_until_dialog_closed(self) -> None:
         expect(self.dialog.locator("ha-dialog[open]")).to_have_count(0)
-        # A dialog has its own history entry, which closing it leaves with history.back(): a
-        # page opened before that would be aborted by it.
+        self._wait_until_dialog_history_left()
+
+    def _wait_until_dialog_history_left(self) -> None:
+        # A dialog has its own history entry, which closing it leaves with history.back(): a page
+        # or a dialog opened before that would be closed by it.
         self.page.wait_for_function("() => !history.state?.dialog")
 
     # The Energy dashboard and its configuration (Settings > Dashboards > Energy)
@@ -339,6 +342,7 @@ class Frontend:
             names.append(picker.input_value().strip())
         form.get_by_role("button", name="Save").click()
         expect(surface).to_have_count(0)
+        self._wait_until_dialog_history_left()
         return names
 
     def energy_config_end(self) -> Locator:
