@@ -1000,6 +1000,39 @@ async def test_a_site_fills_the_hours_one_of_its_meters_was_away_from_both_meter
     assert home == pytest.approx({hour: truth[hour] for hour in home}, abs=0.0015)
 
 
+async def test_a_meter_unloaded_while_its_site_reads_the_records_fails_the_run_clearly(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+) -> None:
+    """The site's run fails with the reason (and is run again later), nothing raised."""
+    mains, mains_entry = await add_meter(hass, simulator, reader, history_days=1)
+    inverters, inverters_entry = await add_meter(
+        hass, simulator, reader, "proem50", mac="A0DD6C0000F1", history_days=1
+    )
+    site = await add_site(hass, {CONF_GRID: [f"{mains.mac}:a"], "solar": [f"{inverters.mac}:1"]})
+    history = site.runtime_data.history
+    assert history.progress.status == "done"
+    # The meters are read in the order of their MACs: the other is unloaded meanwhile.
+    first, second = sorted(
+        [(mains.mac, mains_entry), (inverters.mac, inverters_entry)], key=lambda pair: pair[0]
+    )
+    read = first[1].runtime_data.history.async_intervals
+
+    async def read_while_the_other_unloads(*args: Any) -> Any:
+        await hass.config_entries.async_unload(second[1].entry_id)
+        return await read(*args)
+
+    with patch.object(
+        first[1].runtime_data.history, "async_intervals", read_while_the_other_unloads
+    ):
+        await history.async_run(since=int(datetime(2025, 6, 1, tzinfo=UTC).timestamp()))
+    assert history.progress.status == "failed"
+    assert history.progress.error == f"the site's meters {second[0]} are not set up"
+
+
 async def test_circuit_meters_without_records_leave_the_site_history_whole(
     recorder_mock: Recorder,
     hass: HomeAssistant,

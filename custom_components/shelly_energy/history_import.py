@@ -939,7 +939,7 @@ class SiteHistory(_History):
     async def _async_read(self, since: int | None, until: float) -> dict[str, dict[int, float]]:
         histories = meter_histories(self.hass)
         if missing := sorted(self._meter_ids - histories.keys()):
-            raise MeterError(f"the site's meters {', '.join(missing)} are not set up")
+            raise _meters_not_set_up(missing)
         meters: dict[str, MeterIntervals] = {}
         self._intervals = {}
         # The records must tell the spans the site corrects and the periods it rebuilds too.
@@ -949,8 +949,10 @@ class SiteHistory(_History):
         until = max([until, *ends])
         for meter_id in sorted(self._meter_ids):
             balance = meter_id in self._balance_meter_ids
+            if (history := histories.get(meter_id)) is None:
+                raise _meters_not_set_up([meter_id])  # unloaded while another was read
             try:
-                intervals = await histories[meter_id].async_intervals(since, until)
+                intervals = await history.async_intervals(since, until)
             except NoStoredRecordsError:
                 if balance:
                     raise
@@ -1128,6 +1130,10 @@ class SiteHistory(_History):
         else:
             value = getattr(data.energy, _SITE_FIELDS[key]) if data else None
         return 0.0 if value is None else value / 1000
+
+
+def _meters_not_set_up(macs: list[str]) -> MeterError:
+    return MeterError(f"the site's meters {', '.join(macs)} are not set up")
 
 
 def _merge(corrections: dict[str, dict[int, float]], key: str, hours: dict[int, float]) -> None:
