@@ -7,13 +7,18 @@ mains' first after two hours off the network), a counter overflows and the inver
 the network for two hours, then for 42 minutes. At the end the recorder's hourly statistics of
 every energy sensor (meters and site) hold the simulator's own truth, within 1 Wh per fault, and
 no hour is negative; each hour holds what flowed in it, within a poll's worth at its ends.
+
+The same holds when each entry is reloaded while its history run is about to fix what the
+reboots missed (the fix is planned again after the reload, once).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -27,6 +32,7 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     do_adhoc_statistics,
 )
 
+from custom_components.shelly_energy import history_import
 from custom_components.shelly_energy.const import (
     CONF_BATTERY,
     CONF_GRID,
@@ -36,6 +42,7 @@ from custom_components.shelly_energy.const import (
     DOMAIN,
     KIND_SITE,
 )
+from custom_components.shelly_energy.history_import import MeterHistory, SiteHistory
 from simulator import Clock, SimulatedMeter, Simulator
 
 from .conftest import meter_entry, setup_entry
@@ -153,13 +160,10 @@ class Day:
             await settle(self.hass)
 
 
-async def test_hours_of_faults_count_every_watt_hour_once(
-    recorder_mock: Recorder,
-    hass: HomeAssistant,
-    simulator: Simulator,
-    sim_clock: Clock,
-    freezer: FrozenDateTimeFactory,
-) -> None:
+async def mains_inverters_and_site(
+    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
+) -> tuple[SimulatedMeter, SimulatedMeter]:
+    """Set up the mains' Pro 3EM, the inverters' Pro EM-50 and a site over both, at DAY_START."""
     freezer.move_to(DAY_START)
     # One household (the same seed and sizes) seen by two devices (two MACs).
     mains = simulator.add_meter(
@@ -195,6 +199,17 @@ async def test_hours_of_faults_count_every_watt_hour_once(
     )
     await setup_entry(hass, site)
     await settle(hass)
+    return mains, inverters
+
+
+async def test_hours_of_faults_count_every_watt_hour_once(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    mains, inverters = await mains_inverters_and_site(hass, simulator, freezer)
     day = Day(hass, sim_clock, freezer, mains, inverters)
     day.note_truth()
     start_truth = day.truth[sim_clock.now()]
@@ -222,17 +237,83 @@ async def test_hours_of_faults_count_every_watt_hour_once(
         11 * 60 + 19: lambda: inverters.set_online(True),
     }
     await day.run(HOURS * 60 + 75, faults)  # the hours, and long enough for the records to tell
-    last_hour = DAY_START.timestamp() + (HOURS - 1) * 3600
+    await assert_counted_once(day, start_truth, HOURS, len(faults))
+
+
+async def assert_counted_once(
+    day: Day, start_truth: dict[str, float], hours: int, faults: int
+) -> None:
+    """Assert every sensor's hourly statistics of the first `hours` against the truth."""
+    last_hour = DAY_START.timestamp() + (hours - 1) * 3600
     end = max(time for time in day.truth if time < last_hour + 3600)
     for key, truth in day.truth[end].items():
         entity_id = f"sensor.{key}"
-        result = await bars(hass, entity_id)
+        result = await bars(day.hass, entity_id)
         assert all(bar >= -1e-9 for bar in result.values()), (entity_id, result)
         counted = sum(bar for hour, bar in result.items() if hour <= last_hour)
         expected = (truth - start_truth[key]) / 1000
         # 1 Wh per fault, and a Wh of rounding of the published state at each end.
-        assert counted == pytest.approx(expected, abs=0.001 * (len(faults) + 2)), entity_id
+        assert counted == pytest.approx(expected, abs=0.001 * (faults + 2)), entity_id
         for hour in range(int(DAY_START.timestamp()), int(last_hour) + 1, 3600):
             assert result.get(hour, 0.0) == pytest.approx(
                 day.hour_bar(key, hour), abs=day.hour_bar_tolerance(key, hour)
             ), (entity_id, datetime.fromtimestamp(hour, UTC))
+
+
+def reload_while_correcting(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Reload each entry once, while its history run reads the recorder after planning a fix.
+
+    The read (slow on a big database) waits until the reload cancelled the run. Returns the
+    entries reloaded.
+    """
+    reloaded: set[str] = set()
+    due: list[str] = []
+    for history in (MeterHistory, SiteHistory):
+
+        def corrections(
+            self: MeterHistory | SiteHistory,
+            planned: Callable[[Any], dict[str, dict[int, float]]] = history._span_corrections,
+        ) -> dict[str, dict[int, float]]:
+            found = planned(self)
+            if found and self.entry.entry_id not in reloaded:
+                reloaded.add(self.entry.entry_id)
+                due.append(self.entry.entry_id)
+            return found
+
+        monkeypatch.setattr(history, "_span_corrections", corrections)
+    read = history_import._async_rows
+
+    async def rows(*args: Any, **kwargs: Any) -> Any:
+        if due:
+            hass.async_create_task(hass.config_entries.async_reload(due.pop()))
+            await asyncio.Event().wait()
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(history_import, "_async_rows", rows)
+    return reloaded
+
+
+async def test_a_reload_while_the_history_fixes_reboots_counts_every_watt_hour_once(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run cancelled after it planned what reboots missed plans it again after the reload."""
+    mains, inverters = await mains_inverters_and_site(hass, simulator, freezer)
+    reloaded = reload_while_correcting(hass, monkeypatch)
+    day = Day(hass, sim_clock, freezer, mains, inverters)
+    day.note_truth()
+    start_truth = day.truth[sim_clock.now()]
+    faults = {
+        # 01:09 the mains reboots and forgets the last 4 minutes of its counters, and at 01:39
+        # the inverters' meter.
+        1 * 60 + 9: lambda: mains.reboot(invalid_for=30, rollback=True),
+        1 * 60 + 39: lambda: inverters.reboot(invalid_for=30, rollback=True),
+    }
+    await day.run(3 * 60 + 75, faults)
+    # The meters' runs and the site's were each cancelled once.
+    assert len(reloaded) == 3
+    await assert_counted_once(day, start_truth, 3, len(faults))

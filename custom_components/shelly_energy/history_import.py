@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -256,8 +256,9 @@ class _History:
             hass,
             history_store_key(entry),
             within=SAVE_DELAY,
-            snapshot=lambda: copy.deepcopy(self._state),
+            snapshot=self._durable_state,
         )
+        self._before_run: dict[str, Any] | None = None  # the state before a run's plan
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None  # the last run started in the background
         self._cancel_continuation: CALLBACK_TYPE | None = None
@@ -447,6 +448,42 @@ class _History:
         statistic_ids = self._statistic_ids()
         if not statistic_ids:
             return 0
+        # A plan marks what it handles (spans, moves, day ones) in the state as it goes, before
+        # the recorder has any of it: until the plan's changes are queued to the recorder, all
+        # in one turn of the loop, what may be stored is the state before the run. A run
+        # cancelled before (a reload, Home Assistant stopping) leaves it to the next.
+        self._before_run = {
+            key: copy.deepcopy(value) for key, value in self._state.items() if key != "partial"
+        }
+        try:
+            changes, hours = await self._async_plan(statistic_ids, since)
+        except BaseException:
+            self._state = self._durable_state()
+            raise
+        finally:
+            self._before_run = None
+        for change in changes:
+            change()
+        await self._async_continue(statistic_ids)
+        if changes:
+            await self._store.async_save()
+        else:
+            self._store.changed()
+        return hours
+
+    def _durable_state(self) -> dict[str, Any]:
+        """Return a copy of the state that may be stored now (see `_async_import`)."""
+        if self._before_run is None:
+            return copy.deepcopy(self._state)
+        state = copy.deepcopy(self._before_run)
+        if (records_read := self._state.get("partial")) is not None:
+            state["partial"] = copy.deepcopy(records_read)  # a day one's progress: kept
+        return state
+
+    async def _async_plan(
+        self, statistic_ids: dict[str, str], since: int | None
+    ) -> tuple[list[Callable[[], None]], int]:
+        """Plan every series' rows; return the changes to queue and the hours they write."""
         window = int(dt_util.utcnow().timestamp() - LOOKBACK.total_seconds())
         state = self._state
         day_one = self._day_one_series(statistic_ids)
@@ -482,8 +519,7 @@ class _History:
                 # Every compiled hour is checked: the next run looks at the new ones only (and
                 # reads their 5-minute rows, not all since the last records read).
                 state["checked_until"] = max(after, _compiled_before() - HOUR)
-                self._store.changed()
-                return await self._async_continue(statistic_ids)
+                return [], 0
             since = min(wanted)
         elif since is not None and needed is not None:
             since = min(since, needed - needed % HOUR)
@@ -499,6 +535,7 @@ class _History:
         rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
         recorder = get_instance(self.hass)
         pending: dict[str, list[float]] = state.setdefault("pending_shifts", {})
+        changes: list[Callable[[], None]] = []
         written: set[int] = set()
         planned_day_one: list[str] = []
         for key, statistic_id in statistic_ids.items():
@@ -530,14 +567,16 @@ class _History:
                 fixes = within_five_minutes(short[statistic_id], within_hours(fixes, hours))
                 # What the counters could not count, from the records: added to the recorder's
                 # rows from each moment on; the plans below see the rows as they will be.
-                for moment, kwh in sorted(fixes.items()):
-                    _adjust(recorder, statistic_id, moment, kwh)
+                changes.extend(
+                    partial(_adjust, recorder, statistic_id, moment, kwh)
+                    for moment, kwh in sorted(fixes.items())
+                )
                 series_rows = with_corrections(series_rows, hours)
                 # The hourly row of a move from within its hour is written, as are rows for
                 # hours Home Assistant missed (a correction there needs one).
                 missing = missing_rows(series_rows, hours)
                 if to_write := (*rows_left_behind(series_rows, fixes), *missing):
-                    _write(self.hass, statistic_id, to_write)
+                    changes.append(partial(_write, self.hass, statistic_id, to_write))
                     written.update(row.start for row in missing)
                     series_rows = sorted((*series_rows, *missing), key=lambda row: row.start)
             if key in day_one:
@@ -560,7 +599,9 @@ class _History:
                 if series_rows and series_rows[0].start > window + HOUR:
                     first = series_rows[0]
                     if first.sum < 0:
-                        _adjust(recorder, statistic_id, first.start, -first.sum)
+                        changes.append(
+                            partial(_adjust, recorder, statistic_id, first.start, -first.sum)
+                        )
                         plan = FillPlan(
                             tuple(
                                 StatRow(row.start, row.state, row.sum - first.sum)
@@ -568,7 +609,7 @@ class _History:
                             )
                         )
             if plan.rows:
-                _write(self.hass, statistic_id, plan.rows)
+                changes.append(partial(_write, self.hass, statistic_id, plan.rows))
                 written.update(row.start for row in plan.rows)
         if not state.get("day_one_done"):
             state["day_one_done"], state["day_one_at"] = True, dt_util.utcnow().timestamp()
@@ -582,9 +623,7 @@ class _History:
             # has no row before, and would never be checked.
             checked = min(max(last_hours), _compiled_before() - HOUR)
             state["checked_until"] = max(state.get("checked_until", 0), checked)
-        await self._async_continue(statistic_ids)
-        await self._store.async_save()
-        return len(written)
+        return changes, len(written)
 
     async def _async_continue(self, statistic_ids: dict[str, str]) -> int:
         """Move the recorder's rows from a pending move's moment on, once they exist.
