@@ -317,3 +317,36 @@ async def test_a_reload_while_the_history_fixes_reboots_counts_every_watt_hour_o
     # The meters' runs and the site's were each cancelled once.
     assert len(reloaded) == 3
     await assert_counted_once(day, start_truth, 3, len(faults))
+
+
+async def test_a_meter_reloaded_while_away_and_back_with_a_refused_reading_is_filled_once(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The refused first reply makes the outage a span of phase a's counters and the total's.
+    Set up again after it, the mains' hourly runs come at another minute of the hour: one finds
+    the gap in the statistics before the records tell the span, and leaves it to the span."""
+    mains, inverters = await mains_inverters_and_site(hass, simulator, freezer)
+    day = Day(hass, sim_clock, freezer, mains, inverters)
+    day.note_truth()
+    start_truth = day.truth[sim_clock.now()]
+    (entry,) = (
+        entry for entry in hass.config_entries.async_entries(DOMAIN) if entry.title == "Mains"
+    )
+
+    def reload_mains() -> None:
+        hass.async_create_task(hass.config_entries.async_reload(entry.entry_id))
+
+    faults = {
+        # 02:12 to 04:08 the mains is off the network, its first reply back carries 1e308 on
+        # phase a, and at 02:54 its entry is reloaded (set up again once it answers).
+        2 * 60 + 12: lambda: mains.set_online(False),
+        2 * 60 + 40: lambda: mains.corrupt_counters("a", 1e308),
+        2 * 60 + 54: reload_mains,
+        4 * 60 + 8: lambda: mains.set_online(True),
+    }
+    await day.run(5 * 60 + 75, faults)
+    await assert_counted_once(day, start_truth, 5, len(faults))

@@ -530,6 +530,10 @@ class _History:
         until = max([hour_of(now), *(moment for moment in live if moment is not None)])
         energy = await self._async_read(since, until)
         corrections = self._span_corrections()
+        # From the first hour of a span the records do not tell yet on, gaps are left to it: its
+        # correction moves what the counter booked late, a fill before would move it twice.
+        waiting = [start for _, start in self._new_spans()]
+        held_from = hour_of(min(waiting)) if waiting else None
         for key, hours in (await self._async_rebuild()).items():
             _merge(corrections, key, hours)
         rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
@@ -594,7 +598,12 @@ class _History:
                 if plan.shift is not None and plan.shift[1]:
                     pending[key] = list(plan.shift)
             else:
-                plan = plan_fill(series_rows, energy.get(key, {}))
+                device_hours = energy.get(key, {})
+                if held_from is not None:
+                    device_hours = {
+                        hour: kwh for hour, kwh in device_hours.items() if hour < held_from
+                    }
+                plan = plan_fill(series_rows, device_hours)
                 # Rows filled backwards by older versions start below 0: lift the series.
                 if series_rows and series_rows[0].start > window + HOUR:
                     first = series_rows[0]
@@ -622,6 +631,8 @@ class _History:
             # Not beyond the hours the recorder has compiled: a gap's last hour (the catch-up)
             # has no row before, and would never be checked.
             checked = min(max(last_hours), _compiled_before() - HOUR)
+            if held_from is not None:
+                checked = min(checked, held_from - HOUR)
             state["checked_until"] = max(state.get("checked_until", 0), checked)
         return changes, len(written)
 
