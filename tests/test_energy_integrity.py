@@ -160,10 +160,13 @@ class Day:
             await settle(self.hass)
 
 
-async def mains_inverters_and_site(
-    hass: HomeAssistant, simulator: Simulator, freezer: FrozenDateTimeFactory
-) -> tuple[SimulatedMeter, SimulatedMeter]:
-    """Set up the mains' Pro 3EM, the inverters' Pro EM-50 and a site over both, at DAY_START."""
+async def start_day(
+    hass: HomeAssistant, simulator: Simulator, sim_clock: Clock, freezer: FrozenDateTimeFactory
+) -> tuple[Day, dict[str, float]]:
+    """Set up the mains' Pro 3EM, the inverters' Pro EM-50 and a site over both, at DAY_START.
+
+    Returns the day, and its truth at the start.
+    """
     freezer.move_to(DAY_START)
     # One household (the same seed and sizes) seen by two devices (two MACs).
     mains = simulator.add_meter(
@@ -199,7 +202,9 @@ async def mains_inverters_and_site(
     )
     await setup_entry(hass, site)
     await settle(hass)
-    return mains, inverters
+    day = Day(hass, sim_clock, freezer, mains, inverters)
+    day.note_truth()
+    return day, day.truth[sim_clock.now()]
 
 
 async def test_hours_of_faults_count_every_watt_hour_once(
@@ -209,10 +214,8 @@ async def test_hours_of_faults_count_every_watt_hour_once(
     sim_clock: Clock,
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    mains, inverters = await mains_inverters_and_site(hass, simulator, freezer)
-    day = Day(hass, sim_clock, freezer, mains, inverters)
-    day.note_truth()
-    start_truth = day.truth[sim_clock.now()]
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    mains, inverters = day.mains, day.inverters
     faults = {
         # 01:07 the mains reboots and forgets the last 2 minutes of its counters.
         1 * 60 + 7: lambda: mains.reboot(invalid_for=30, rollback=True),
@@ -302,11 +305,9 @@ async def test_a_reload_while_the_history_fixes_reboots_counts_every_watt_hour_o
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A run cancelled after it planned what reboots missed plans it again after the reload."""
-    mains, inverters = await mains_inverters_and_site(hass, simulator, freezer)
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    mains, inverters = day.mains, day.inverters
     reloaded = reload_while_correcting(hass, monkeypatch)
-    day = Day(hass, sim_clock, freezer, mains, inverters)
-    day.note_truth()
-    start_truth = day.truth[sim_clock.now()]
     faults = {
         # 01:09 the mains reboots and forgets the last 4 minutes of its counters, and at 01:39
         # the inverters' meter.
@@ -329,10 +330,8 @@ async def test_a_meter_reloaded_while_away_and_back_with_a_refused_reading_is_fi
     """The refused first reply makes the outage a span of phase a's counters and the total's.
     Set up again after it, the mains' hourly runs come at another minute of the hour: one finds
     the gap in the statistics before the records tell the span, and leaves it to the span."""
-    mains, inverters = await mains_inverters_and_site(hass, simulator, freezer)
-    day = Day(hass, sim_clock, freezer, mains, inverters)
-    day.note_truth()
-    start_truth = day.truth[sim_clock.now()]
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    mains = day.mains
     (entry,) = (
         entry for entry in hass.config_entries.async_entries(DOMAIN) if entry.title == "Mains"
     )
