@@ -636,7 +636,7 @@ class _History:
             state["checked_until"] = max(state.get("checked_until", 0), checked)
         return changes, len(written)
 
-    async def _async_continue(self, statistic_ids: dict[str, str]) -> int:
+    async def _async_continue(self, statistic_ids: dict[str, str]) -> None:
         """Move the recorder's rows from a pending move's moment on, once they exist.
 
         Day one: the recorder sums a new series from 0 at its first value; the imported hours
@@ -647,7 +647,7 @@ class _History:
         pending: dict[str, list[float]] = self._state.get("pending_shifts", {})
         ids = {statistic_ids[key]: key for key in pending if key in statistic_ids}
         if not ids:
-            return 0
+            return
         since = min(int(moment) for moment, _ in pending.values())
         found = await async_query(
             self.hass,
@@ -688,7 +688,6 @@ class _History:
         else:
             self._state.pop("pending_shifts", None)
         self._store.changed()
-        return 0
 
     @callback
     def _schedule_continuation(self) -> None:
