@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -56,6 +57,7 @@ from custom_components.shelly_energy.const import (
 from custom_components.shelly_energy.diagnostics import async_get_config_entry_diagnostics
 from custom_components.shelly_energy.history_import import (
     SIGNAL_METER_HISTORY_DONE,
+    MeterHistory,
     statistic_metadata,
 )
 from custom_components.shelly_energy.meter.errors import MeterConnectionError, NoStoredRecordsError
@@ -362,6 +364,61 @@ async def test_recorder_statistics_continue_after_the_import(
     assert all(bar >= 0 for bar in result.values())
     assert history_state(hass).attributes["status"] == "done"
     assert "pending_shifts" not in entry.runtime_data.history.diagnostics()["stored"]
+
+
+async def test_a_kill_right_after_the_rows_moved_to_continue_the_import_moves_them_once(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed just after the run that moved the recorder's rows: the move is already on disk.
+
+    The kill loses what was not written yet; the next start must not move the rows again.
+    """
+    meter = await serve(simulator, "pro3em", history_days=1)
+    meter.set_power("a", 1200.0)
+    entry = meter_entry(simulator, meter)
+    reader.meters[meter.mac] = meter
+    await setup_entry(hass, entry)
+    await settle(hass)
+    on_disk: dict[str, Any] = {}
+    run = MeterHistory.async_run
+
+    async def run_noting_the_disk(self: MeterHistory, since: int | None = None) -> None:
+        moving = bool(self._state.get("pending_shifts"))
+        await run(self, since)
+        if moving and not self._state.get("pending_shifts") and not on_disk:
+            on_disk.update(
+                {key: copy.deepcopy(data) for key, data in hass_storage.items() if DOMAIN in key}
+            )
+
+    monkeypatch.setattr(MeterHistory, "async_run", run_noting_the_disk)
+    midnight = datetime(2025, 6, 1, tzinfo=UTC)
+    step = midnight + timedelta(minutes=20)
+    while not on_disk:
+        step += timedelta(minutes=5)
+        await live_until(hass, clock_at_0020, freezer, step)
+    # Killed then: what was not on disk is lost. Then Home Assistant starts again.
+    await hass.config_entries.async_unload(entry.entry_id)
+    for key in [key for key in hass_storage if DOMAIN in key]:
+        del hass_storage[key]
+    hass_storage.update(on_disk)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=5))
+    records = device_records(meter)
+    result = await bars(hass, "sensor.meter_phase_a_energy_imported")
+    hour0 = int(midnight.timestamp())
+    assert {hour: kwh for hour, kwh in result.items() if hour < hour0} == {
+        hour: kwh for hour, kwh in rounded(expected_hours(records, 0)).items() if hour < hour0
+    }
+    # As without the kill (test_recorder_statistics_continue_after_the_import).
+    assert result[hour0] == pytest.approx(device_first_third(records) + 0.7)
+    assert result[hour0 + HOUR] == 1.2
 
 
 async def test_a_week_of_records_after_hours_of_live_statistics(

@@ -464,8 +464,10 @@ class _History:
             self._before_run = None
         for change in changes:
             change()
-        await self._async_continue(statistic_ids)
-        if changes:
+        moved = await self._async_continue(statistic_ids)
+        if changes or moved:
+            # What the recorder now has is done: on disk at once, not within SAVE_DELAY (killed
+            # meanwhile, the next start would do it again).
             await self._store.async_save()
         else:
             self._store.changed()
@@ -636,18 +638,18 @@ class _History:
             state["checked_until"] = max(state.get("checked_until", 0), checked)
         return changes, len(written)
 
-    async def _async_continue(self, statistic_ids: dict[str, str]) -> None:
+    async def _async_continue(self, statistic_ids: dict[str, str]) -> bool:
         """Move the recorder's rows from a pending move's moment on, once they exist.
 
         Day one: the recorder sums a new series from 0 at its first value; the imported hours
         before it must lead into it. A settled site's rebuild: the rise it published is taken
         back from the 5-minute row that shows it. Rows the recorder has not made yet are waited
-        for (a check soon).
+        for (a check soon). Returns whether rows were moved.
         """
         pending: dict[str, list[float]] = self._state.get("pending_shifts", {})
         ids = {statistic_ids[key]: key for key in pending if key in statistic_ids}
         if not ids:
-            return
+            return False
         since = min(int(moment) for moment, _ in pending.values())
         found = await async_query(
             self.hass,
@@ -663,6 +665,7 @@ class _History:
         hourly = await _async_rows(self.hass, set(ids), hour_of(since))
         recorder = get_instance(self.hass)
         now = dt_util.utcnow().timestamp()
+        moved = False
         for statistic_id, key in ids.items():
             moment, kwh = int(pending[key][0]), pending[key][1]
             hour = hour_of(moment)
@@ -681,6 +684,7 @@ class _History:
                     row = replace(left_behind, sum=left_behind.sum + kwh)
                     _write(self.hass, statistic_id, (row,))
                 del pending[key]
+                moved = True
             elif now - hour > CONTINUATION_GIVE_UP_S:
                 del pending[key]  # the recorder keeps no statistics of it (excluded)
         if pending:
@@ -688,6 +692,7 @@ class _History:
         else:
             self._state.pop("pending_shifts", None)
         self._store.changed()
+        return moved
 
     @callback
     def _schedule_continuation(self) -> None:
