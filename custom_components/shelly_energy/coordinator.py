@@ -585,6 +585,16 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         self._recompute()
         return result
 
+    @callback
+    def lower_net_sums(self, fallen: Mapping[str, float]) -> None:
+        """Lower net flows' running sums by falls the site did not see (Wh, by flow).
+
+        See `SiteAccumulator.lower_net_sums`. Stored at once: the history has taken it into
+        account.
+        """
+        self.accumulator.lower_net_sums(fallen)
+        self.store.changed(0)
+
     async def async_save(self) -> None:
         """Write the totals and costs now (when unloading)."""
         await self.store.async_save()

@@ -63,6 +63,7 @@ from .energy.history_plan import (
     EXPORTED,
     HOUR,
     IMPORTED,
+    NET_SERIES,
     SITE_SERIES,
     FillPlan,
     MeterHours,
@@ -86,6 +87,7 @@ from .energy.history_plan import (
     with_corrections,
     within_five_minutes,
     within_hours,
+    without_negative_bar,
 )
 from .energy.record_periods import RecordPeriods, hour_of, settlement_moves
 from .energy.site import ChannelRef, Role
@@ -259,6 +261,8 @@ class _History:
             snapshot=self._durable_state,
         )
         self._before_run: dict[str, Any] | None = None  # the state before a run's plan
+        # What else a plan changes when its changes are queued (none while it plans).
+        self._planned: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None  # the last run started in the background
         self._cancel_continuation: CALLBACK_TYPE | None = None
@@ -310,6 +314,14 @@ class _History:
     def _records_wanted(self) -> tuple[float, float] | None:
         """Return the span of time whose records a run needs besides its gaps and spans."""
         return None
+
+    def _lower_sum(self, key: str, kwh: float) -> bool:
+        """Have a series' live sum give `kwh` back (when the plan is queued); False: it can't.
+
+        A site's net flows publish their running sum's highest value: lowered, a sum gives it
+        back from what it publishes next.
+        """
+        return False
 
     def _day_one_series(self, statistic_ids: Mapping[str, str]) -> set[str]:
         """Return the series whose hours before their first value this run imports.
@@ -455,6 +467,7 @@ class _History:
         self._before_run = {
             key: copy.deepcopy(value) for key, value in self._state.items() if key != "partial"
         }
+        self._planned = []
         try:
             changes, hours = await self._async_plan(statistic_ids, since)
         except BaseException:
@@ -462,6 +475,8 @@ class _History:
             raise
         finally:
             self._before_run = None
+            changes_beside, self._planned = self._planned, []
+        changes.extend(changes_beside)
         for change in changes:
             change()
         moved = await self._async_continue(statistic_ids)
@@ -561,6 +576,11 @@ class _History:
                 del pending[key]
             if fixes:
                 hours = never_negative(series_rows, per_hour(fixes))
+                # A take-back no hour holds (a site's net flow fell where it could not see it,
+                # at night, before any hour published one): its live sum gives it back instead.
+                placed, unplaced = without_negative_bar(series_rows, hours)
+                if unplaced and self._lower_sum(key, unplaced):
+                    hours = placed
                 # Nor may a 5-minute row of a corrected hour fall: read from the hour of the
                 # hourly row before the first (its last 5-minute row gives the next its bar),
                 # an hour that gives to a take-back included.
@@ -1175,6 +1195,14 @@ class SiteHistory(_History):
             for key, hours in fixes.items():
                 _merge(corrections, key, hours)
         return corrections
+
+    def _lower_sum(self, key: str, kwh: float) -> bool:
+        if key not in NET_SERIES:
+            return False
+        self._planned.append(
+            partial(self.coordinator.lower_net_sums, {_SITE_FIELDS[key]: kwh * 1000})
+        )
+        return True
 
     def _counter(self, key: str) -> float:
         data = self.coordinator.data

@@ -36,6 +36,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     with_corrections,
     within_five_minutes,
     within_hours,
+    without_negative_bar,
 )
 from custom_components.shelly_energy.energy.site import (
     ChannelRef,
@@ -590,6 +591,20 @@ def test_site_span_corrections_give_what_the_site_forgave_no_second_time() -> No
         config, meters, {SOLAR: (None, 25.0)}, T0 + 3000, T0 + 3300, short_counts={}
     )
     assert unforgiven["home_energy"] == {T0: pytest.approx(0.1)}
+
+
+def test_a_take_back_no_hour_holds_is_handed_back() -> None:
+    # A night: the rows hold nothing, and a correction takes 6.5 Wh back from 01:00.
+    rows = [StatRow(T0, 0.0, 0.0), StatRow(T0 + HOUR, 0.0, 0.0), StatRow(T0 + 2 * HOUR, 0.0, 0.0)]
+    corrections = never_negative(rows, {T0 + HOUR: -0.0065})
+    assert corrections == {T0 + HOUR: -0.0065}  # nothing anywhere gives it
+    placed, unplaced = without_negative_bar(rows, corrections)
+    assert placed == {T0 + HOUR: 0.0}
+    assert unplaced == pytest.approx(0.0065)
+    # An hour holding 10 Wh gives it.
+    rows = [StatRow(T0, 0.0, 0.0), StatRow(T0 + HOUR, 0.01, 0.01)]
+    assert without_negative_bar(rows, {T0 + HOUR: -0.0065}) == ({T0 + HOUR: -0.0065}, 0.0)
+    assert without_negative_bar(rows, {}) == ({}, 0.0)
 
 
 def test_rows_are_written_for_corrected_hours_home_assistant_missed() -> None:

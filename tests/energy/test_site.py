@@ -1238,6 +1238,19 @@ def pv_readings(exported: float, produced: float, spans: int) -> dict[ChannelRef
     }
 
 
+def test_a_net_sum_lowered_makes_the_fall_up_before_it_publishes_again() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY, 60.0)
+    state = acc.update(pv_readings(200.0, 5_300.0, spans=0), DAY, 120.0)
+    assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (100.0, 100.0)
+    # The records tell that self-consumed solar fell 30 Wh where the site did not see it fall.
+    acc.lower_net_sums({"self_consumed_solar": 30.0})
+    acc = restarted(acc, PV_SITE)  # kept across a restart
+    state = acc.update(pv_readings(250.0, 5_400.0, spans=0), DAY, 180.0)
+    # Both rose 50: consumption publishes it, self-consumed solar first makes up the 30.
+    assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (150.0, 120.0)
+
+
 def test_a_counter_that_counted_short_holds_back_no_consumption_to_come() -> None:
     acc = SiteAccumulator(PV_SITE)
     acc.update(pv_readings(0.0, 5_000.0, spans=3), DAY, 60.0)  # spans before: none to forgive

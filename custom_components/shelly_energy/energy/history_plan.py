@@ -82,7 +82,7 @@ SITE_SERIES: Final = {
     "self_consumed_solar": "self_consumed_energy",
 }
 # The site series that publish the highest value of a signed running sum (`energy.site`).
-_HIGHEST_OF_NET: Final = (SITE_SERIES["home_consumption"], SITE_SERIES["self_consumed_solar"])
+NET_SERIES: Final = (SITE_SERIES["home_consumption"], SITE_SERIES["self_consumed_solar"])
 
 
 class MeterIntervals:
@@ -677,12 +677,12 @@ def site_span_corrections(
     # (the solar counted nothing while the export did), nothing was booked; and from their
     # accrual before the span's end (a meter they waited for) nothing at all.
     waited = {key: count.since for key, count in short_counts.items() if count.since is not None}
-    net = dict.fromkeys(_HIGHEST_OF_NET, 0.0)
+    net = dict.fromkeys(NET_SERIES, 0.0)
     highest = dict(net)
     for hour, piece_start, piece_end in _cut(hour_pieces(start, end), waited.values()):
         recorded = _recorded(config, meters, piece_start, piece_end)
         booked = flows(live(recorded, 0.0))
-        for key in _HIGHEST_OF_NET:
+        for key in NET_SERIES:
             if piece_start >= waited.get(key, end):
                 booked[key] = 0.0
                 continue
@@ -715,6 +715,24 @@ def _cut(
             for piece_start, piece_end in pairwise([start, *inside, end])
         )
     return result
+
+
+def without_negative_bar(
+    rows: Sequence[StatRow], corrections: Mapping[int, float]
+) -> tuple[dict[int, float], float]:
+    """Return `never_negative`'s corrections without what leaves its last hour negative, and that.
+
+    What it takes back beyond all that the rows hold (kWh, positive), for the caller to take back
+    otherwise.
+    """
+    moved = dict(corrections)
+    if not moved:
+        return moved, 0.0
+    last = max(moved)
+    bars = {row.start: row.sum - before.sum for before, row in pairwise(rows)}
+    unplaced = max(-(bars.get(last, 0.0) + moved[last]), 0.0)
+    moved[last] += unplaced
+    return moved, unplaced
 
 
 def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> dict[int, float]:

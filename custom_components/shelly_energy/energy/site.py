@@ -839,6 +839,19 @@ class SiteAccumulator:
         setattr(totals, f"{name}_net", running)
         return added
 
+    def lower_net_sums(self, fallen: Mapping[str, float]) -> None:
+        """Lower net flows' running sums by falls they did not see (Wh, by flow name).
+
+        A sum that fell while an input's counter could not count (at night, say: the battery
+        exported while the mains' counter was rolled back) did not fall here; the records tell
+        that it did. The flow's total stays; what it publishes next first makes the fall up, as
+        it would have.
+        """
+        totals = self._totals
+        for name, fall in fallen.items():
+            field = f"{name}_net"
+            setattr(totals, field, getattr(totals, field) - fall)
+
     def take_short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
         """Return and forget how the net flows accrued spans (meter, number), by flow.
 
