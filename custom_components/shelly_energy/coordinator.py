@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -56,6 +56,7 @@ from .energy.site import (
     GridMetering,
     Role,
     SettlementRebuild,
+    ShortCount,
     SiteAccumulator,
     SiteConfig,
     SiteState,
@@ -593,6 +594,14 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         account.
         """
         self.accumulator.lower_net_sums(fallen)
+        self.store.changed(0)
+
+    @callback
+    def forget_short_counts(
+        self, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
+    ) -> None:
+        """Forget spans the history corrected (`SiteAccumulator.forget_short_counts`), at once."""
+        self.accumulator.forget_short_counts(spans, told)
         self.store.changed(0)
 
     async def async_save(self) -> None:

@@ -1181,9 +1181,12 @@ class SiteHistory(_History):
                     partial(load_energy_between, self._intervals, ref, field),
                 )
                 _merge(corrections, series, missed)
-        accumulator = self.coordinator.accumulator
         for (start, stop), channels in faulted.items():
-            short_counts = accumulator.take_short_counts(numbers[start, stop])
+            spans = numbers[start, stop]
+            short_counts = self.coordinator.accumulator.short_counts(spans)
+            # Forgotten only when the corrections are queued: a run stopped before (a reload)
+            # leaves them to the next, which plans the same.
+            self._planned.append(partial(self.coordinator.forget_short_counts, spans, short_counts))
             fixes = site_span_corrections(
                 self._config,
                 self._intervals,

@@ -136,7 +136,9 @@ class Site:
         for span in self.spans:
             counted: list[float | None] = [None, None]
             counted[span.direction] = span.counted
-            taken = self.accumulator.take_short_counts([(span.meter_id, span.number)])
+            spans = [(span.meter_id, span.number)]
+            taken = self.accumulator.short_counts(spans)
+            self.accumulator.forget_short_counts(spans, taken)
             fixes = site_span_corrections(
                 CONFIG,
                 self.records,

@@ -1238,6 +1238,13 @@ def pv_readings(exported: float, produced: float, spans: int) -> dict[ChannelRef
     }
 
 
+def take(acc: SiteAccumulator, spans: list[tuple[str, int]]) -> dict[str, ShortCount]:
+    """Return and forget how the net flows accrued spans, as a history run does."""
+    told = acc.short_counts(spans)
+    acc.forget_short_counts(spans, told)
+    return told
+
+
 def test_a_net_sum_lowered_makes_the_fall_up_before_it_publishes_again() -> None:
     acc = SiteAccumulator(PV_SITE)
     acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY, 60.0)
@@ -1267,11 +1274,11 @@ def test_a_counter_that_counted_short_holds_back_no_consumption_to_come() -> Non
     assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (150.0, 150.0)
     # How the flows accrued the span (booked nothing since 120 s), for the records' correction
     # of it: taken once.
-    assert acc.take_short_counts([("EM0001", 4), ("EM0001", 9)]) == {
+    assert take(acc, [("EM0001", 4), ("EM0001", 9)]) == {
         "home_consumption": ShortCount(120.0, 150.0),
         "self_consumed_solar": ShortCount(120.0, 150.0),
     }
-    assert acc.take_short_counts([("EM0001", 4)]) == {}
+    assert take(acc, [("EM0001", 4)]) == {}
 
 
 def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
@@ -1282,7 +1289,7 @@ def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
     acc.update(pv_readings(400.0, 5_400.0, spans=0), DAY)
     # Then a span: 40 more of fall, the only part forgiven.
     state = acc.update(pv_readings(500.0, 5_460.0, spans=1), DAY)
-    assert acc.take_short_counts([("EM0001", 1)]) == {
+    assert take(acc, [("EM0001", 1)]) == {
         "home_consumption": ShortCount(None, 40.0),
         "self_consumed_solar": ShortCount(None, 40.0),
     }
@@ -1292,7 +1299,7 @@ def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
     # A meter whose counters start anew counts its spans from 0: no short count.
     acc.update(pv_readings(500.0, 5_600.0, spans=0), DAY)
     acc.update(pv_readings(600.0, 5_600.0, spans=0), DAY)
-    assert acc.take_short_counts([("EM0001", 0), ("EM0001", 1)]) == {}
+    assert take(acc, [("EM0001", 0), ("EM0001", 1)]) == {}
 
 
 def test_spans_accrued_together_are_taken_together() -> None:
@@ -1302,7 +1309,7 @@ def test_spans_accrued_together_are_taken_together() -> None:
     # Both meters' counters counted short; consumption accrues both at once, falling 150.
     short = ChannelInput(0.0, 0.0, 0.0, 1)
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: short}, DAY, 120.0)
-    assert acc.take_short_counts([("EM0001", 1), ("EM0002", 1)]) == {
+    assert take(acc, [("EM0001", 1), ("EM0002", 1)]) == {
         "home_consumption": ShortCount(60.0, 150.0),
         "self_consumed_solar": ShortCount(60.0, 150.0),
     }
@@ -1319,13 +1326,31 @@ def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
     # Self-consumed solar needs no battery: it fell 150 and was forgiven. The records corrected
     # the span before consumption could: all that consumption missed is given there.
-    assert acc.take_short_counts([("EM0001", 1)]) == {
-        "self_consumed_solar": ShortCount(None, 150.0)
-    }
+    assert take(acc, [("EM0001", 1)]) == {"self_consumed_solar": ShortCount(None, 150.0)}
     state = acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: battery}, DAY)
     # Consumption: -200 + 50 = -150, not forgiven: nothing published.
     assert state.energy.home_consumption == 0.0
-    assert acc.take_short_counts([("EM0001", 1)]) == {}
+    assert take(acc, [("EM0001", 1)]) == {}
+
+
+def test_a_flow_that_accrues_a_span_while_the_history_plans_takes_its_forgiveness_back() -> None:
+    site = SiteConfig(
+        {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, PV_SITE.grid_metering
+    )
+    acc = SiteAccumulator(site)
+    battery = ChannelInput(0.0, 0.0, 0.0, 0)
+    acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY)
+    acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
+    # The history plans the span's correction while consumption still waits for the battery.
+    told = acc.short_counts([("EM0001", 1)])
+    assert told == {"self_consumed_solar": ShortCount(None, 150.0)}
+    # Consumption accrues the span meanwhile: it falls 150 and is forgiven that.
+    acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: battery}, DAY)
+    acc.forget_short_counts([("EM0001", 1)], told)
+    assert acc.short_counts([("EM0001", 1)]) == {}
+    # The correction gives all that consumption missed: the 150 forgiven is made up first.
+    state = acc.update({**pv_readings(200.0, 5_250.0, spans=1), BATTERY: battery}, DAY)
+    assert state.energy.home_consumption == 50.0
 
 
 def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:
@@ -1333,8 +1358,8 @@ def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:
     acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY)
     for span in range(1, SHORT_COUNTS_KEPT + 2):
         acc.update(pv_readings(10.0 * span, 5_000.0, spans=span), DAY)
-    assert acc.take_short_counts([("EM0001", 1)]) == {}  # the oldest went
-    assert acc.take_short_counts([("EM0001", 2)]) == {
+    assert take(acc, [("EM0001", 1)]) == {}  # the oldest went
+    assert take(acc, [("EM0001", 2)]) == {
         "home_consumption": ShortCount(None, 10.0),
         "self_consumed_solar": ShortCount(None, 10.0),
     }

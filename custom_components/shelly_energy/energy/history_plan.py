@@ -633,7 +633,7 @@ def site_span_corrections(
     for a direction whose counter counted normally. The site counted its flows with those
     amounts, booked in the hour of the span's end; the records tell the flows with what really
     flowed, hour by hour. `short_counts`: how the site's consumption and self-consumed solar
-    accrued the span (by series, `SiteAccumulator.take_short_counts`): nothing booked from
+    accrued the span (by series, `SiteAccumulator.short_counts`): nothing booked from
     their accrual before its end, and what they were forgiven never to be given again.
     """
 

@@ -46,7 +46,7 @@ counter counted short (its meter's span count, `ChannelInput.spans`, rose), the 
 accrual made is forgiven: the meter's records give what the counter missed to the hours it flowed
 in, and a sum left that much lower would hold back as much of the consumption to come. How the flow
 accrued such a span waits, stored, for the records' correction of it (`ShortCount`,
-`take_short_counts`). The inputs are the meters' published totals (already through the counter
+`short_counts`). The inputs are the meters' published totals (already through the counter
 model, `energy.counter`), and each baseline is such a counter too, with no physical bound: a
 channel's first sighting only sets it, jitter is held, and a drop (a meter whose totals started
 anew) holds and counts on from the new value, never booking the whole counter again.
@@ -472,7 +472,7 @@ class SiteAccumulator:
         self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
         self._loads: dict[ChannelRef, _Load] = {}
         self._spans: dict[ChannelRef, int] = {}  # each channel's meter's span count, last seen
-        # How the net flows accrued spans (meter, number), by flow: `take_short_counts`.
+        # How the net flows accrued spans (meter, number), by flow: `short_counts`.
         self._short_counts: dict[tuple[str, int], dict[str, ShortCount]] = {}
         self.started: float | None = None  # when the totals were first published
         self._flows_started: dict[str, float] = {}  # the same for the solar and battery flows
@@ -818,7 +818,7 @@ class SiteAccumulator:
         fall this accrual made (not one it already had): what the counter missed, the meter's
         records give to the hours it flowed in (`energy.history_plan`), and a sum left that much
         lower would hold back as much of the consumption to come. How the flow accrued the span
-        waits for `take_short_counts`.
+        waits for `short_counts`.
         """
         totals, flow = self._totals, self._flows[name]
         published: float = getattr(totals, name)
@@ -852,22 +852,34 @@ class SiteAccumulator:
             field = f"{name}_net"
             setattr(totals, field, getattr(totals, field) - fall)
 
-    def take_short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
-        """Return and forget how the net flows accrued spans (meter, number), by flow.
+    def short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
+        """Return how the net flows accrued spans (meter, number), by flow."""
+        found: dict[str, ShortCount] = {}
+        for span in set(spans):
+            for name, count in self._short_counts.get(span, {}).items():
+                before = found.get(name)
+                found[name] = count if before is None else _both(before, count)
+        return found
 
-        A flow still waiting to accrue such a span forgives it nothing then: the records'
-        corrections give all that it missed.
+    def forget_short_counts(
+        self, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
+    ) -> None:
+        """Forget spans the records' corrections took, `told` by `short_counts` when planned.
+
+        A flow still waiting to accrue such a span forgives it nothing: the corrections give all
+        that it missed. One that accrued it since it was told takes back what it forgave then.
         """
         spans = set(spans)
         for flow in self._flows.values():
             if flow.counted_short in spans:
                 flow.counted_short = None
-        taken: dict[str, ShortCount] = {}
+        since_told = {
+            name: count.forgiven - (told[name].forgiven if name in told else 0.0)
+            for name, count in self.short_counts(spans).items()
+        }
         for span in spans:
-            for name, count in self._short_counts.pop(span, {}).items():
-                before = taken.get(name)
-                taken[name] = count if before is None else _both(before, count)
-        return taken
+            self._short_counts.pop(span, None)
+        self.lower_net_sums({name: wh for name, wh in since_told.items() if wh > 0})
 
     def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
         totals = self._totals
