@@ -328,29 +328,31 @@ async def live_until(
             await settle(hass)
 
 
-async def test_recorder_statistics_continue_after_the_import(
-    recorder_mock: Recorder,
-    hass: HomeAssistant,
-    simulator: Simulator,
-    reader: Reader,
-    clock_at_0020: Clock,
-    freezer: FrozenDateTimeFactory,
-) -> None:
+MIDNIGHT = datetime(2025, 6, 1, tzinfo=UTC)
+PHASE_A_IMPORTED = "sensor.meter_phase_a_energy_imported"
+
+
+async def add_a_meter_with_a_day_of_records(
+    hass: HomeAssistant, simulator: Simulator, reader: Reader
+) -> tuple[SimulatedMeter, MockConfigEntry]:
+    """Add a Pro 3EM keeping a day of records, its phase A importing 20 Wh a minute from now."""
     meter = await serve(simulator, "pro3em", history_days=1)
-    meter.set_power("a", 1200.0)  # 20 Wh a minute from now on
+    meter.set_power("a", 1200.0)
     entry = meter_entry(simulator, meter)
     reader.meters[meter.mac] = meter
     await setup_entry(hass, entry)
     await settle(hass)
-    entity_id = "sensor.meter_phase_a_energy_imported"
-    midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    # The recorder sums the new entity from 0 at its first state (00:20). Once its first
-    # 5-minute statistics exist, its rows move up to continue the imported hours.
-    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=5))
+    return meter, entry
+
+
+async def assert_live_hours_continue_the_imported(
+    hass: HomeAssistant, meter: SimulatedMeter
+) -> dict[int, float]:
+    """Assert phase A's hours up to 02:00 (live from 00:20); return its bars."""
     records = device_records(meter)
     device = rounded(expected_hours(records, 0))
-    result = await bars(hass, entity_id)
-    hour0 = int(midnight.timestamp())
+    result = await bars(hass, PHASE_A_IMPORTED)
+    hour0 = int(MIDNIGHT.timestamp())
     assert {hour: result[hour] for hour in device if hour < hour0} == {
         hour: kwh for hour, kwh in device.items() if hour < hour0
     }
@@ -359,7 +361,23 @@ async def test_recorder_statistics_continue_after_the_import(
     assert result[hour0] == pytest.approx(device_first_third(records) + 0.7)
     # The next hour is the recorder's own, continuing from the same sum: 1.2 kWh.
     assert result[hour0 + HOUR] == 1.2
-    found = await rows(hass, entity_id)
+    return result
+
+
+async def test_recorder_statistics_continue_after_the_import(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    meter, entry = await add_a_meter_with_a_day_of_records(hass, simulator, reader)
+    # The recorder sums the new entity from 0 at its first state (00:20). Once its first
+    # 5-minute statistics exist, its rows move up to continue the imported hours.
+    await live_until(hass, clock_at_0020, freezer, MIDNIGHT + timedelta(hours=2, minutes=5))
+    result = await assert_live_hours_continue_the_imported(hass, meter)
+    found = await rows(hass, PHASE_A_IMPORTED)
     assert found[0]["sum"] == 0.0
     assert all(bar >= 0 for bar in result.values())
     assert history_state(hass).attributes["status"] == "done"
@@ -380,12 +398,7 @@ async def test_a_kill_right_after_the_rows_moved_to_continue_the_import_moves_th
 
     The kill loses what was not written yet; the next start must not move the rows again.
     """
-    meter = await serve(simulator, "pro3em", history_days=1)
-    meter.set_power("a", 1200.0)
-    entry = meter_entry(simulator, meter)
-    reader.meters[meter.mac] = meter
-    await setup_entry(hass, entry)
-    await settle(hass)
+    meter, entry = await add_a_meter_with_a_day_of_records(hass, simulator, reader)
     on_disk: dict[str, Any] = {}
     run = MeterHistory.async_run
 
@@ -398,8 +411,7 @@ async def test_a_kill_right_after_the_rows_moved_to_continue_the_import_moves_th
             )
 
     monkeypatch.setattr(MeterHistory, "async_run", run_noting_the_disk)
-    midnight = datetime(2025, 6, 1, tzinfo=UTC)
-    step = midnight + timedelta(minutes=20)
+    step = MIDNIGHT + timedelta(minutes=20)
     while not on_disk:
         step += timedelta(minutes=5)
         await live_until(hass, clock_at_0020, freezer, step)
@@ -409,16 +421,9 @@ async def test_a_kill_right_after_the_rows_moved_to_continue_the_import_moves_th
         del hass_storage[key]
     hass_storage.update(on_disk)
     await hass.config_entries.async_setup(entry.entry_id)
-    await live_until(hass, clock_at_0020, freezer, midnight + timedelta(hours=2, minutes=5))
-    records = device_records(meter)
-    result = await bars(hass, "sensor.meter_phase_a_energy_imported")
-    hour0 = int(midnight.timestamp())
-    assert {hour: kwh for hour, kwh in result.items() if hour < hour0} == {
-        hour: kwh for hour, kwh in rounded(expected_hours(records, 0)).items() if hour < hour0
-    }
+    await live_until(hass, clock_at_0020, freezer, MIDNIGHT + timedelta(hours=2, minutes=5))
     # As without the kill (test_recorder_statistics_continue_after_the_import).
-    assert result[hour0] == pytest.approx(device_first_third(records) + 0.7)
-    assert result[hour0 + HOUR] == 1.2
+    await assert_live_hours_continue_the_imported(hass, meter)
 
 
 async def test_a_week_of_records_after_hours_of_live_statistics(

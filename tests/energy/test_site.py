@@ -1315,15 +1315,23 @@ def test_spans_accrued_together_are_taken_together() -> None:
     }
 
 
-def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
+def solar_short_while_the_battery_is_away() -> tuple[SiteAccumulator, ChannelInput]:
+    """A PV site with a battery on a meter of its own; return it and the battery's counters.
+
+    The solar counted short (its span 1) while the battery's meter is away: consumption waits.
+    """
     site = SiteConfig(
         {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, PV_SITE.grid_metering
     )
     acc = SiteAccumulator(site)
     battery = ChannelInput(0.0, 0.0, 0.0, 0)
     acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY)
-    # The solar counted short while the battery's meter is away: consumption waits.
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
+    return acc, battery
+
+
+def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
+    acc, battery = solar_short_while_the_battery_is_away()
     # Self-consumed solar needs no battery: it fell 150 and was forgiven. The records corrected
     # the span before consumption could: all that consumption missed is given there.
     assert take(acc, [("EM0001", 1)]) == {"self_consumed_solar": ShortCount(None, 150.0)}
@@ -1334,13 +1342,7 @@ def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
 
 
 def test_a_flow_that_accrues_a_span_while_the_history_plans_takes_its_forgiveness_back() -> None:
-    site = SiteConfig(
-        {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, PV_SITE.grid_metering
-    )
-    acc = SiteAccumulator(site)
-    battery = ChannelInput(0.0, 0.0, 0.0, 0)
-    acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY)
-    acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
+    acc, battery = solar_short_while_the_battery_is_away()
     # The history plans the span's correction while consumption still waits for the battery.
     told = acc.short_counts([("EM0001", 1)])
     assert told == {"self_consumed_solar": ShortCount(None, 150.0)}
