@@ -467,7 +467,6 @@ class _History:
         self._before_run = {
             key: copy.deepcopy(value) for key, value in self._state.items() if key != "partial"
         }
-        self._planned = []
         try:
             changes, hours = await self._async_plan(statistic_ids, since)
         except BaseException:
