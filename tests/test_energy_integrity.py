@@ -15,7 +15,7 @@ reboots missed (the fix is planned again after the reload, once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -42,6 +42,8 @@ from custom_components.shelly_energy.const import (
     DOMAIN,
     KIND_SITE,
 )
+from custom_components.shelly_energy.coordinator import SiteCoordinator
+from custom_components.shelly_energy.energy.site import ShortCount
 from custom_components.shelly_energy.history_import import MeterHistory, SiteHistory
 from simulator import Clock, SimulatedMeter, Simulator
 
@@ -342,18 +344,31 @@ async def test_a_reload_while_the_history_fixes_reboots_counts_every_watt_hour_o
     day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
     mains, inverters = day.mains, day.inverters
     reloaded = reload_while_correcting(hass, monkeypatch)
+    forgotten: dict[frozenset[tuple[str, int]], Mapping[str, ShortCount]] = {}
+    forget = SiteCoordinator.forget_short_counts
+
+    def noting(
+        self: SiteCoordinator, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
+    ) -> None:
+        forgotten[frozenset(spans)] = told  # the last time each
+        forget(self, spans, told)
+
+    monkeypatch.setattr(SiteCoordinator, "forget_short_counts", noting)
     faults = {
         # 01:09 the mains reboots and forgets the last 4 minutes of its counters, and at 01:39
         # the inverters' meter.
         1 * 60 + 9: lambda: mains.reboot(invalid_for=30, rollback=True),
         1 * 60 + 39: lambda: inverters.reboot(invalid_for=30, rollback=True),
     }
-    # On into the morning: what the site's consumption and self-consumed solar were forgiven at
-    # night must not be given again when their sums rise.
-    await day.run(7 * 60 + 75, faults)
+    await day.run(3 * 60 + 75, faults)
     # The meters' runs and the site's were each cancelled once.
     assert len(reloaded) == 3
-    await assert_counted_once(day, start_truth, 7, len(faults))
+    await assert_counted_once(day, start_truth, 3, len(faults))
+    # What the site forgave of the inverters' span was forgotten by the run planned again after
+    # the reload, which was told it: lost with the cancelled run, it would have been given again
+    # by the morning (17 Wh more self-consumed solar).
+    (inverters_span,) = (told for spans, told in forgotten.items() if inverters.mac in dict(spans))
+    assert inverters_span["self_consumed_solar"].forgiven > 0
 
 
 async def test_a_meter_reloaded_while_away_and_back_with_a_refused_reading_is_filled_once(
