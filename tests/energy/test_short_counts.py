@@ -101,8 +101,12 @@ class Site:
                     self.published[ref][index] += energy
             self.now += MINUTE
 
-    def read(self, away: set[str], losses: dict[str, tuple[int, float]]) -> None:
-        """Read the meters not `away`; `losses`: a meter's counter lost a share of its rise."""
+    def read(self, away: set[str], losses: dict[str, tuple[int, float, int]]) -> None:
+        """Read the meters not `away`; `losses`: a meter's counter lost a share of its rise.
+
+        The fault also opened spans on that many of the meter's counters the site does not read
+        (a three-phase meter's total), numbered after the site's.
+        """
         readings: dict[ChannelRef, ChannelInput | None] = {}
         for meter_id, (ref, directions) in DIRECTIONS.items():
             if meter_id in away:
@@ -110,7 +114,7 @@ class Site:
                 continue
             before = self.last_read.get(meter_id)
             if (loss := losses.get(meter_id)) is not None and before is not None:
-                which, share = loss
+                which, share, elsewhere = loss
                 direction = directions[which % len(directions)]
                 risen = self.published[ref][direction] - before[1][direction]
                 self.published[ref][direction] -= risen * share
@@ -126,6 +130,7 @@ class Site:
                         risen * (1 - share),
                     )
                 )
+                self.span_numbers[meter_id] += elsewhere
             self.last_read[meter_id] = (self.now, list(self.published[ref]))
             energy_in, energy_out = self.published[ref]
             readings[ref] = ChannelInput(0.0, energy_in, energy_out, self.span_numbers[meter_id])
@@ -157,7 +162,7 @@ class Site:
 
 
 # One step as STEPS draws it.
-Step = tuple[int, float, float, float, set[str], dict[str, tuple[int, float]], str]
+Step = tuple[int, float, float, float, set[str], dict[str, tuple[int, float, int]], str]
 STEPS = st.lists(
     st.tuples(
         st.integers(1, 10),  # minutes
@@ -166,7 +171,8 @@ STEPS = st.lists(
         st.floats(-40, 40),  # battery
         st.sets(st.sampled_from(sorted(DIRECTIONS))),  # meters away at the reading
         st.dictionaries(
-            st.sampled_from(sorted(DIRECTIONS)), st.tuples(st.integers(0, 1), st.floats(0, 1))
+            st.sampled_from(sorted(DIRECTIONS)),
+            st.tuples(st.integers(0, 1), st.floats(0, 1), st.integers(0, 2)),
         ),  # counters that lose a share of what they rose since their meter's last reading
         st.sampled_from(("", "", "", "correct", "restart")),
     ),

@@ -1315,15 +1315,34 @@ def test_spans_accrued_together_are_taken_together() -> None:
     }
 
 
+def test_a_fault_is_told_by_any_span_it_opened() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=3), DAY, 60.0)
+    # A reboot opened spans 4 to 6: the grid's and solar's counters, and the meter's total
+    # (numbered last, read by no site). The sums fall 150 and are forgiven that.
+    acc.update(pv_readings(200.0, 5_050.0, spans=6), DAY, 120.0)
+    # The history asks with the numbers of the site's counters.
+    assert take(acc, [("EM0001", 4), ("EM0001", 5)]) == {
+        "home_consumption": ShortCount(60.0, 150.0),
+        "self_consumed_solar": ShortCount(60.0, 150.0),
+    }
+    assert take(acc, [("EM0001", 6)]) == {}  # taken once
+    acc.update(pv_readings(200.0, 5_100.0, spans=7), DAY, 180.0)
+    assert take(acc, [("EM0001", 6), ("EM0002", 7)]) == {}  # another's, or before: not these
+
+
+# The PV site with a battery on a meter of its own.
+PV_AND_BATTERY_METER = SiteConfig(
+    {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, PV_SITE.grid_metering
+)
+
+
 def solar_short_while_the_battery_is_away() -> tuple[SiteAccumulator, ChannelInput]:
-    """A PV site with a battery on a meter of its own; return it and the battery's counters.
+    """Return `PV_AND_BATTERY_METER`'s accumulator and the battery's counters.
 
     The solar counted short (its span 1) while the battery's meter is away: consumption waits.
     """
-    site = SiteConfig(
-        {GRID: Role.GRID, SOLAR: Role.SOLAR, BATTERY: Role.BATTERY}, PV_SITE.grid_metering
-    )
-    acc = SiteAccumulator(site)
+    acc = SiteAccumulator(PV_AND_BATTERY_METER)
     battery = ChannelInput(0.0, 0.0, 0.0, 0)
     acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY)
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
@@ -1353,6 +1372,21 @@ def test_a_flow_that_accrues_a_span_while_the_history_plans_takes_its_forgivenes
     # The correction gives all that consumption missed: the 150 forgiven is made up first.
     state = acc.update({**pv_readings(200.0, 5_250.0, spans=1), BATTERY: battery}, DAY)
     assert state.energy.home_consumption == 50.0
+
+
+def test_short_counts_stored_with_one_span_number_are_told_by_it() -> None:
+    acc, battery = solar_short_while_the_battery_is_away()
+    saved = json.loads(json.dumps(acc.to_dict()))
+    for entry in saved["short_counts"]:  # as stored before the spans' first numbers
+        del entry["first"]
+    saved["net_flows"]["home_consumption"]["counted_short"] = ["EM0001", 1]
+    restored = SiteAccumulator.from_dict(PV_AND_BATTERY_METER, saved)
+    # Consumption accrues the span it waited with, once the battery's meter is back.
+    restored.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: battery}, DAY)
+    assert take(restored, [("EM0001", 1)]) == {
+        "self_consumed_solar": ShortCount(None, 150.0),
+        "home_consumption": ShortCount(None, 150.0),
+    }
 
 
 def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:

@@ -153,6 +153,25 @@ class ChannelInput:
     spans: int = 0
 
 
+class SpanNumbers(NamedTuple):
+    """The spans a meter's counters opened between two readings: numbers `first` to `last`.
+
+    One fault opens a span on each counter it hit, the site's and others (a three-phase meter's
+    total): which of them the site reads, the numbers do not tell.
+    """
+
+    meter_id: str
+    first: int
+    last: int
+
+    def hold(self, spans: Iterable[tuple[str, int]]) -> bool:
+        """Return whether any of `spans` (meter, number) is among these."""
+        return any(
+            meter_id == self.meter_id and self.first <= number <= self.last
+            for meter_id, number in spans
+        )
+
+
 class ShortCount(NamedTuple):
     """How a net flow (consumption, self-consumed solar) accrued a span an input counted short."""
 
@@ -299,9 +318,9 @@ class _Flow:
 
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self.roles = roles
-        # The span (meter, number) of an input's counter that counted short since the last
-        # accrual: the latest if several did.
-        self.counted_short: tuple[str, int] | None = None
+        # The spans an input's meter opened since the last accrual (its counters counted
+        # short): the latest meter's if several did.
+        self.counted_short: SpanNumbers | None = None
         self.accrued_at: float | None = None  # when it last accrued; kept for the net flows
         self.baselines: dict[ChannelRef, tuple[EnergyCounter, EnergyCounter]] = {}  # (in, out)
         self.inflow = dict.fromkeys(roles, 0.0)
@@ -472,8 +491,8 @@ class SiteAccumulator:
         self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
         self._loads: dict[ChannelRef, _Load] = {}
         self._spans: dict[ChannelRef, int] = {}  # each channel's meter's span count, last seen
-        # How the net flows accrued spans (meter, number), by flow: `short_counts`.
-        self._short_counts: dict[tuple[str, int], dict[str, ShortCount]] = {}
+        # How the net flows accrued spans, by flow: `short_counts`.
+        self._short_counts: dict[SpanNumbers, dict[str, ShortCount]] = {}
         self.started: float | None = None  # when the totals were first published
         self._flows_started: dict[str, float] = {}  # the same for the solar and battery flows
         self._zone = zone
@@ -808,7 +827,10 @@ class SiteAccumulator:
             for name in _NET_FLOWS:
                 flow = self._flows[name]
                 if role in flow.roles:
-                    flow.counted_short = (ref.meter_id, spans)
+                    first, waiting = last + 1, flow.counted_short
+                    if waiting is not None and waiting.meter_id == ref.meter_id:
+                        first = min(first, waiting.first)  # several faults before it accrued
+                    flow.counted_short = SpanNumbers(ref.meter_id, first, spans)
 
     def _net_accrued(self, name: str, net: float, now: float | None) -> float:
         """Add an accrual's `net` (Wh, signed) to net flow `name`; return what it published.
@@ -855,11 +877,15 @@ class SiteAccumulator:
     def short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
         """Return how the net flows accrued spans (meter, number), by flow."""
         found: dict[str, ShortCount] = {}
-        for span in set(spans):
-            for name, count in self._short_counts.get(span, {}).items():
+        for numbers in self._short_counts_of(spans):
+            for name, count in self._short_counts[numbers].items():
                 before = found.get(name)
                 found[name] = count if before is None else _both(before, count)
         return found
+
+    def _short_counts_of(self, spans: Iterable[tuple[str, int]]) -> list[SpanNumbers]:
+        spans = set(spans)
+        return [numbers for numbers in self._short_counts if numbers.hold(spans)]
 
     def forget_short_counts(
         self, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
@@ -871,14 +897,14 @@ class SiteAccumulator:
         """
         spans = set(spans)
         for flow in self._flows.values():
-            if flow.counted_short in spans:
+            if flow.counted_short is not None and flow.counted_short.hold(spans):
                 flow.counted_short = None
         since_told = {
             name: count.forgiven - (told[name].forgiven if name in told else 0.0)
             for name, count in self.short_counts(spans).items()
         }
-        for span in spans:
-            self._short_counts.pop(span, None)
+        for numbers in self._short_counts_of(spans):
+            del self._short_counts[numbers]
         self.lower_net_sums({name: wh for name, wh in since_told.items() if wh > 0})
 
     def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
@@ -961,8 +987,8 @@ class SiteAccumulator:
                 if name in _NET_FLOWS
             },
             "short_counts": [
-                {"meter_id": meter_id, "span": span, "flows": flows}
-                for (meter_id, span), flows in self._short_counts.items()
+                {"meter_id": meter_id, "first": first, "span": last, "flows": flows}
+                for (meter_id, first, last), flows in self._short_counts.items()
             ],
             "baselines": {
                 name: [
@@ -1039,8 +1065,11 @@ class SiteAccumulator:
             ChannelRef(entry["meter_id"], entry["channel_id"]): int(entry["count"])
             for entry in data.get("spans", ())
         }
+        # Stored before 2026-12-07 with one number each: the meter's last.
         accumulator._short_counts = {
-            (str(entry["meter_id"]), int(entry["span"])): {
+            SpanNumbers(
+                str(entry["meter_id"]), int(entry.get("first", entry["span"])), int(entry["span"])
+            ): {
                 str(name): ShortCount(since, float(forgiven))
                 for name, (since, forgiven) in entry["flows"].items()
             }
@@ -1049,8 +1078,10 @@ class SiteAccumulator:
         net_flows = data.get("net_flows", {})
         for name, flow in accumulator._flows.items():
             if (saved := net_flows.get(name)) is not None:
-                span = saved["counted_short"]
-                flow.counted_short = None if span is None else (str(span[0]), int(span[1]))
+                span = saved["counted_short"]  # [meter, first, last], or [meter, last] before
+                flow.counted_short = (
+                    None if span is None else SpanNumbers(str(span[0]), int(span[1]), int(span[-1]))
+                )
                 flow.accrued_at = saved["accrued_at"]
             flow.baselines = {
                 ChannelRef(entry["meter_id"], entry["channel_id"]): (
