@@ -35,16 +35,18 @@ def register(hass: HomeAssistant) -> dict[str, str]:
     }
 
 
-async def test_the_totals_are_the_last_recorded_states_in_wh(
+async def test_the_totals_are_the_last_recorded_totals_in_wh(
     recorder_mock: Recorder, hass: HomeAssistant
 ) -> None:
     entity_ids = register(hass)
     hass.states.async_set(entity_ids["imported"], "12.3")
     hass.states.async_set(entity_ids["imported"], "12.345")
-    hass.states.async_set(entity_ids["exported"], "unavailable")  # no total: not held
-    await async_wait_recording_done(hass)
     last_set = hass.states.get(entity_ids["imported"])
     assert last_set is not None
+    # Its entry unloaded (or its meter away), then Home Assistant killed: the total still holds.
+    hass.states.async_set(entity_ids["imported"], "unavailable")
+    hass.states.async_set(entity_ids["exported"], "unavailable")  # no total: not held
+    await async_wait_recording_done(hass)
     # Shown rounded to the Wh, the total was at least 12,344.501 Wh.
     assert await async_last_recorded_totals(hass, UNIQUE_IDS) == {
         "imported": (12344.501, last_set.last_updated.timestamp())

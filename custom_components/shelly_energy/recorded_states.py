@@ -24,21 +24,24 @@ _LOGGER = logging.getLogger(__name__)
 
 # Setup waits at most this long for the recorder (it may still be starting).
 RECORDER_WAIT_S: Final = 10.0
+# The last state changes read of each sensor: the last total shown may be followed by
+# "unavailable" (its meter went away, or its entry was unloaded, before the crash).
+STATES_READ: Final = 4
 
 
 def _read(hass: HomeAssistant, entity_ids: Mapping[str, str]) -> dict[str, tuple[float, float]]:
     """Return each entity's last recorded state in Wh (from kWh) and when it was set."""
     found: dict[str, tuple[float, float]] = {}
     for key, entity_id in entity_ids.items():
-        states = get_last_state_changes(hass, 1, entity_id).get(entity_id)
-        if not states:
-            continue
-        try:
-            kwh = float(states[-1].state)
-        except ValueError:
-            continue  # unavailable or unknown
-        # The state is the total rounded to the Wh: the total was at least half a Wh less.
-        found[key] = (max(kwh * 1000 - 0.499, 0.0), states[-1].last_updated.timestamp())
+        states = get_last_state_changes(hass, STATES_READ, entity_id).get(entity_id, [])
+        for state in reversed(states):
+            try:
+                kwh = float(state.state)
+            except ValueError:
+                continue  # unavailable (its meter away, or its entry unloaded) or unknown
+            # The state is the total rounded to the Wh: the total was at least half a Wh less.
+            found[key] = (max(kwh * 1000 - 0.499, 0.0), state.last_updated.timestamp())
+            break
     return found
 
 
