@@ -15,6 +15,7 @@ reboots missed (the fix is planned again after the reload, once).
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -388,3 +389,51 @@ async def test_a_meter_reloaded_while_away_and_back_with_a_refused_reading_is_fi
     }
     await day.run(5 * 60 + 75, faults)
     await assert_counted_once(day, start_truth, 5, len(faults))
+
+
+async def test_a_kill_while_both_meters_reboot_counts_every_watt_hour_once(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+) -> None:
+    """A power cut of the panel: both meters reboot with their counters rolled back, and Home
+    Assistant is killed with them (what it had not written is lost) and starts 38 minutes later.
+    """
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    mains, inverters = day.mains, day.inverters
+    entries = hass.config_entries.async_entries(DOMAIN)
+    site = next(entry for entry in entries if entry.data.get(CONF_KIND) == KIND_SITE)
+    meters = [entry for entry in entries if entry is not site]
+
+    async def stopped() -> None:
+        for entry in (site, *meters):
+            await hass.config_entries.async_unload(entry.entry_id)
+
+    async def started() -> None:
+        for entry in (*meters, site):
+            await hass.config_entries.async_setup(entry.entry_id)
+
+    on_disk: dict[str, Any] = {}
+
+    def cut() -> None:
+        on_disk.update(
+            {key: copy.deepcopy(data) for key, data in hass_storage.items() if DOMAIN in key}
+        )
+        mains.reboot(invalid_for=20 * MINUTE, rollback=True)
+        inverters.reboot(invalid_for=20 * MINUTE, rollback=True)
+        hass.async_create_task(stopped())
+
+    def restart() -> None:
+        # Only what was on disk at the cut survives it.
+        for key in [key for key in hass_storage if DOMAIN in key]:
+            del hass_storage[key]
+        hass_storage.update(on_disk)
+        hass.async_create_task(started())
+
+    # 02:17 the cut; 02:55 Home Assistant is up again (the meters answer from 02:37).
+    faults = {2 * 60 + 17: cut, 2 * 60 + 55: restart}
+    await day.run(7 * 60 + 75, faults)  # into the morning: the net flows' sums rise again
+    await assert_counted_once(day, start_truth, 7, len(faults))

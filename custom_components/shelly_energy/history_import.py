@@ -1151,9 +1151,12 @@ class SiteHistory(_History):
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
         roles = self._config.roles
         load_keys = {load: key for key, load in self._loads.items()}
-        # The counters of one meter that failed together (a reboot): one span of the site.
-        faulted: dict[tuple[float, float], dict[ChannelRef, list[float | None]]] = {}
-        numbers: dict[tuple[float, float], set[tuple[str, int]]] = {}  # (meter, span number)
+        # The counters of one meter that failed together (a reboot) end at the same reading: one
+        # span of the site. Each counter's span starts where its last total was shown; after a
+        # restart, one without a recorded total (its sensor disabled) starts where it was
+        # stored, earlier.
+        faulted: dict[tuple[str, float], dict[tuple[ChannelRef, int], Unaccounted]] = {}
+        numbers: dict[tuple[str, float], set[tuple[str, int]]] = {}  # (meter, span number)
         corrections: dict[str, dict[int, float]] = {}
         blocked: set[str] = set()
         for mac, counter_span in self._meter_spans():
@@ -1165,11 +1168,9 @@ class SiteHistory(_History):
             channel_id, _, direction = counter_span.key.partition("_")
             ref = ChannelRef(mac, channel_id)
             if roles.get(ref) in (Role.GRID, Role.SOLAR, Role.BATTERY):
-                counted = faulted.setdefault((span.start, span.end), {}).setdefault(
-                    ref, [None, None]
-                )
-                counted[0 if direction == "in" else 1] = span.counted
-                numbers.setdefault((span.start, span.end), set()).add((mac, counter_span.seq))
+                side = 0 if direction == "in" else 1  # the index of `energy_between`'s pair
+                faulted.setdefault((mac, span.end), {})[ref, side] = span
+                numbers.setdefault((mac, span.end), set()).add((mac, counter_span.seq))
             field = "consumed" if direction == "in" else "returned"
             if (series := load_keys.get((ref, field))) is not None and mac in self._intervals:
                 # A load counts its channel as the meter does: it missed what the meter missed.
@@ -1180,12 +1181,22 @@ class SiteHistory(_History):
                     partial(load_energy_between, self._intervals, ref, field),
                 )
                 _merge(corrections, series, missed)
-        for (start, stop), channels in faulted.items():
-            spans = numbers[start, stop]
+        for (mac, stop), failed in faulted.items():
+            spans = numbers[mac, stop]
             short_counts = self.coordinator.accumulator.short_counts(spans)
             # Forgotten only when the corrections are queued: a run stopped before (a reload)
             # leaves them to the next, which plans the same.
             self._planned.append(partial(self.coordinator.forget_short_counts, spans, short_counts))
+            start = max(span.start for span in failed.values())
+            channels: dict[ChannelRef, list[float | None]] = {}
+            intervals = self._intervals[mac]
+            for (ref, side), span in failed.items():
+                # The meter was read whole at the latest start: up to it, every counter counted
+                # what its records tell.
+                before = intervals.energy_between(
+                    intervals.channel_ids.index(ref.channel_id), span.start, start
+                )[side]
+                channels.setdefault(ref, [None, None])[side] = max(span.counted - before, 0.0)
             fixes = site_span_corrections(
                 self._config,
                 self._intervals,

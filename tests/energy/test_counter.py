@@ -253,8 +253,23 @@ def test_a_reading_refused_after_a_restart_shows_what_was_shown() -> None:
     assert restored.read(-1.0, 601.0).total == 1050.0
     decision = restored.read(1060.0, 602.0)
     assert decision.total == 1060.0
-    # Counted from what was stored, after refused readings: the records tell when it flowed.
-    assert decision.unaccounted == Unaccounted(0.0, 602.0, 60.0)
+    # After refused readings the records tell when it flowed: from what was shown (and recorded)
+    # before the kill, not from what was stored before that.
+    assert decision.unaccounted == Unaccounted(60.0, 602.0, 10.0)
+
+
+def test_a_meter_rebooted_while_home_assistant_was_down_is_a_span_from_what_was_shown() -> None:
+    energy = counter(1000.0)
+    stored = energy.to_dict()  # written at 1000 Wh
+    energy.read(1050.0, 60.0)  # shown (and recorded), then Home Assistant was killed
+    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
+    restored.hold_at_least(1050.0, 60.0)
+    # The meter rebooted too, its counter rolled back to 1040 Wh, and it counted on.
+    decision = restored.read(1100.0, 600.0, rebooted=True)
+    assert (decision.verdict, decision.total) == (Verdict.COUNTED, 1100.0)
+    # At 600 s the recorder books the 50 Wh risen since what it was shown: the records tell
+    # when they flowed, and what the rollback lost, from 60 s on.
+    assert decision.unaccounted == Unaccounted(60.0, 600.0, 50.0)
 
 
 def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> None:
@@ -331,6 +346,7 @@ class Run:
     truth: float = 0.0  # Wh really flowing, from the first reading on
     truth_at: list[tuple[float, float]] = field(default_factory=list)  # (time, truth)
     shown: list[float] = field(default_factory=list)
+    shown_at: float = 0.0  # when the total last changed (the recorder's last state change)
     spans: list[Unaccounted] = field(default_factory=list)
     faults: int = 0
     stored: dict[str, object] | None = None
@@ -355,6 +371,8 @@ class Run:
         if decision.unaccounted is not None:
             self.spans.append(decision.unaccounted)
         if decision.total is not None:
+            if not self.shown or decision.total != self.shown[-1]:
+                self.shown_at = self.now
             self.shown.append(decision.total)
 
 
@@ -425,9 +443,8 @@ def test_counted_energy_is_the_true_energy(actions: list[tuple[object, ...]]) ->
         elif kind == "restart":
             # Killed: what was stored comes back, and the total last shown (as recorded).
             assert run.stored is not None
-            shown, at = run.shown[-1], run.now
             run.energy = EnergyCounter.from_dict(run.stored, MAX_POWER_W)
-            run.energy.hold_at_least(shown, at)
+            run.energy.hold_at_least(run.shown[-1], run.shown_at)
             run.step(60.0, 1000.0)
             run.read(run.raw)
         elif kind == "replaced":

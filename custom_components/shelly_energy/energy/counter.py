@@ -335,9 +335,10 @@ class EnergyCounter:
             floor, since = self._floor
             self._floor = None
             assert self.total is not None
-            if self.total < floor or verdict in NOTABLE:
+            if self.total < floor or verdict in NOTABLE or unaccounted is not None:
                 # The total shown before the restart stands; what the meter counted since is
-                # not known by the counter alone.
+                # not known by the counter alone. What a span counted up to it was shown (and
+                # recorded) before the restart: the span starts there.
                 store_soon = store_soon or self.total < floor
                 self.total = max(self.total, floor)
                 unaccounted = Unaccounted(since, now, self.total - floor)
