@@ -272,6 +272,18 @@ def test_a_meter_rebooted_while_home_assistant_was_down_is_a_span_from_what_was_
     assert decision.unaccounted == Unaccounted(60.0, 600.0, 50.0)
 
 
+def test_a_meter_rebooted_while_home_assistant_was_stopped_is_a_span_from_what_was_stored() -> None:
+    energy = counter(1000.0)
+    energy.read(1050.4, 60.0)  # shown as 1.050 kWh, and stored as Home Assistant stopped
+    restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)
+    restored.hold_at_least(1049.501, 60.0)  # 1.050 kWh was recorded at 60 s
+    span = restored.read(1100.0, 600.0, rebooted=True).unaccounted
+    # What was stored is exact: the span counts from it, not from the recorded rounding.
+    assert span is not None
+    assert (span.start, span.end) == (60.0, 600.0)
+    assert span.counted == pytest.approx(49.6)
+
+
 def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> None:
     energy = counter(1000.0)
     spans = [

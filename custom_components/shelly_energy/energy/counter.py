@@ -335,10 +335,12 @@ class EnergyCounter:
             floor, since = self._floor
             self._floor = None
             assert self.total is not None
-            if self.total < floor or verdict in NOTABLE or unaccounted is not None:
+            # A span from a stored state older than what was shown (and recorded) before the
+            # restart: what it counted up to that was booked then, so it starts there.
+            stale = unaccounted is not None and since > unaccounted.start
+            if self.total < floor or verdict in NOTABLE or stale:
                 # The total shown before the restart stands; what the meter counted since is
-                # not known by the counter alone. What a span counted up to it was shown (and
-                # recorded) before the restart: the span starts there.
+                # not known by the counter alone.
                 store_soon = store_soon or self.total < floor
                 self.total = max(self.total, floor)
                 unaccounted = Unaccounted(since, now, self.total - floor)
