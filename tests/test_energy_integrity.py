@@ -391,16 +391,34 @@ async def test_a_meter_reloaded_while_away_and_back_with_a_refused_reading_is_fi
     await assert_counted_once(day, start_truth, 5, len(faults))
 
 
-async def test_a_kill_while_both_meters_reboot_counts_every_watt_hour_once(
+@pytest.mark.parametrize(
+    ("cut", "back", "inverters_away", "hours"),
+    [
+        # 02:17 a power cut; Home Assistant is up again at 02:55, the meters answer from 02:37.
+        pytest.param(2 * 60 + 17, 2 * 60 + 55, 20, 7, id="home-assistant-down-38-minutes"),
+        # 03:17 to 05:40, into the morning's production.
+        pytest.param(3 * 60 + 17, 5 * 60 + 40, 20, 8, id="home-assistant-down-into-the-morning"),
+        # 03:17 the meters update their firmware, Home Assistant runs on: the mains answers
+        # from 03:37, the inverters' meter from 03:57.
+        pytest.param(3 * 60 + 17, None, 40, 8, id="home-assistant-up"),
+    ],
+)
+async def test_both_meters_rebooting_together_count_every_watt_hour_once(
     recorder_mock: Recorder,
     hass: HomeAssistant,
     simulator: Simulator,
     sim_clock: Clock,
     freezer: FrozenDateTimeFactory,
     hass_storage: dict[str, Any],
+    cut: int,
+    back: int | None,
+    inverters_away: int,
+    hours: int,
 ) -> None:
-    """A power cut of the panel: both meters reboot with their counters rolled back, and Home
-    Assistant is killed with them (what it had not written is lost) and starts 38 minutes later.
+    """Both meters reboot at minute `cut` with their counters rolled back, and Home Assistant
+    is killed with them (what it had not written is lost) until minute `back` (None: it runs
+    on). The site's consumption and self-consumed solar wait for both meters: one accrual, one
+    correction.
     """
     day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
     mains, inverters = day.mains, day.inverters
@@ -418,13 +436,14 @@ async def test_a_kill_while_both_meters_reboot_counts_every_watt_hour_once(
 
     on_disk: dict[str, Any] = {}
 
-    def cut() -> None:
-        on_disk.update(
-            {key: copy.deepcopy(data) for key, data in hass_storage.items() if DOMAIN in key}
-        )
+    def reboot() -> None:
         mains.reboot(invalid_for=20 * MINUTE, rollback=True)
-        inverters.reboot(invalid_for=20 * MINUTE, rollback=True)
-        hass.async_create_task(stopped())
+        inverters.reboot(invalid_for=inverters_away * MINUTE, rollback=True)
+        if back is not None:
+            on_disk.update(
+                {key: copy.deepcopy(data) for key, data in hass_storage.items() if DOMAIN in key}
+            )
+            hass.async_create_task(stopped())
 
     def restart() -> None:
         # Only what was on disk at the cut survives it.
@@ -433,7 +452,6 @@ async def test_a_kill_while_both_meters_reboot_counts_every_watt_hour_once(
         hass_storage.update(on_disk)
         hass.async_create_task(started())
 
-    # 02:17 the cut; 02:55 Home Assistant is up again (the meters answer from 02:37).
-    faults = {2 * 60 + 17: cut, 2 * 60 + 55: restart}
-    await day.run(7 * 60 + 75, faults)  # into the morning: the net flows' sums rise again
-    await assert_counted_once(day, start_truth, 7, len(faults))
+    faults = {cut: reboot} if back is None else {cut: reboot, back: restart}
+    await day.run(hours * 60 + 75, faults)  # into the morning: the net flows' sums rise again
+    await assert_counted_once(day, start_truth, hours, len(faults))

@@ -71,6 +71,7 @@ from .energy.history_plan import (
     SiteHours,
     StatRow,
     load_energy_between,
+    merge_corrections,
     meter_series,
     missing_rows,
     never_negative,
@@ -80,9 +81,10 @@ from .energy.history_plan import (
     plan_fill,
     records_needed_since,
     rows_left_behind,
+    sharing,
     site_energy_between,
+    site_fault_corrections,
     site_series,
-    site_span_corrections,
     span_corrections,
     with_corrections,
     within_five_minutes,
@@ -551,7 +553,7 @@ class _History:
         waiting = [start for _, start in self._new_spans()]
         held_from = hour_of(min(waiting)) if waiting else None
         for key, hours in (await self._async_rebuild()).items():
-            _merge(corrections, key, hours)
+            merge_corrections(corrections, key, hours)
         rows = await _async_rows(self.hass, set(statistic_ids.values()), window)
         recorder = get_instance(self.hass)
         pending: dict[str, list[float]] = state.setdefault("pending_shifts", {})
@@ -1151,10 +1153,9 @@ class SiteHistory(_History):
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
         roles = self._config.roles
         load_keys = {load: key for key, load in self._loads.items()}
-        # The counters of one meter that failed together (a reboot) end at the same reading: one
-        # span of the site. Each counter's span starts where its last total was shown; after a
-        # restart, one without a recorded total (its sensor disabled) starts where it was
-        # stored, earlier.
+        # A meter's counters that failed together (a reboot) end at the same reading: one fault
+        # (`MeterFault`). The faults that one accrual of the net flows took are corrected
+        # together.
         faulted: dict[tuple[str, float], dict[tuple[ChannelRef, int], Unaccounted]] = {}
         numbers: dict[tuple[str, float], set[tuple[str, int]]] = {}  # (meter, span number)
         corrections: dict[str, dict[int, float]] = {}
@@ -1180,33 +1181,22 @@ class SiteHistory(_History):
                     span.counted,
                     partial(load_energy_between, self._intervals, ref, field),
                 )
-                _merge(corrections, series, missed)
-        for (mac, stop), failed in faulted.items():
-            spans = numbers[mac, stop]
-            short_counts = self.coordinator.accumulator.short_counts(spans)
+                merge_corrections(corrections, series, missed)
+        accumulator = self.coordinator.accumulator
+        for groups in sharing({group: accumulator.accruals(numbers[group]) for group in faulted}):
+            spans = set().union(*(numbers[group] for group in groups))
+            short_counts = accumulator.short_counts(spans)
             # Forgotten only when the corrections are queued: a run stopped before (a reload)
             # leaves them to the next, which plans the same.
             self._planned.append(partial(self.coordinator.forget_short_counts, spans, short_counts))
-            start = max(span.start for span in failed.values())
-            channels: dict[ChannelRef, list[float | None]] = {}
-            intervals = self._intervals[mac]
-            for (ref, side), span in failed.items():
-                # The meter was read whole at the latest start: up to it, every counter counted
-                # what its records tell.
-                before = intervals.energy_between(
-                    intervals.channel_ids.index(ref.channel_id), span.start, start
-                )[side]
-                channels.setdefault(ref, [None, None])[side] = max(span.counted - before, 0.0)
-            fixes = site_span_corrections(
+            fixes = site_fault_corrections(
                 self._config,
                 self._intervals,
-                {ref: (pair[0], pair[1]) for ref, pair in channels.items()},
-                start,
-                stop,
+                [faulted[group] for group in groups],
                 short_counts={SITE_SERIES[name]: count for name, count in short_counts.items()},
             )
             for key, hours in fixes.items():
-                _merge(corrections, key, hours)
+                merge_corrections(corrections, key, hours)
         return corrections
 
     def _lower_sum(self, key: str, kwh: float) -> bool:
@@ -1229,10 +1219,3 @@ class SiteHistory(_History):
 
 def _meters_not_set_up(macs: list[str]) -> MeterError:
     return MeterError(f"the site's meters {', '.join(macs)} are not set up")
-
-
-def _merge(corrections: dict[str, dict[int, float]], key: str, hours: dict[int, float]) -> None:
-    """Add a series' corrections per hour (kWh) to those found so far."""
-    merged = corrections.setdefault(key, {})
-    for hour, kwh in hours.items():
-        merged[hour] = merged.get(hour, 0.0) + kwh

@@ -29,6 +29,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     plan_fill,
     records_needed_since,
     rows_left_behind,
+    sharing,
     site_energy_between,
     site_series,
     site_span_corrections,
@@ -757,6 +758,14 @@ def test_a_site_that_waited_for_a_rebooted_meter_gets_each_hour_what_flowed_in_i
     ]
     # Each hour shows its 0.3 kWh: nothing to move.
     assert never_negative(rows, spans["home_energy"]) == spans["home_energy"]
+
+
+def test_faults_sharing_an_accrual_are_corrected_together() -> None:
+    # Each fault (meter, end) with the accruals that took it: the last joins two sets before it.
+    assert sharing({("M", 1): {"x"}, ("S", 2): {"y"}, ("B", 3): set(), ("S", 4): {"x", "y"}}) == [
+        [("B", 3)],
+        [("M", 1), ("S", 2), ("S", 4)],
+    ]
 
 
 def test_a_flow_that_accrued_inside_a_span_booked_its_first_part() -> None:

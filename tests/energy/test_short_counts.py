@@ -2,8 +2,8 @@
 
 A grid, a solar and a battery meter, read together every few minutes, some of them away at
 times; their counters lose energy at random (a reboot's rollback). The live site forgives its
-consumption and self-consumed solar the falls such losses make, and the records' corrections of
-each span (`site_span_corrections`) give what the counters missed, less what was forgiven. However
+consumption and self-consumed solar the falls such losses make, and the records' corrections
+(`site_fault_corrections`) give what the counters missed, less what was forgiven. However
 the faults, absences, restarts and the moments the spans are corrected fall, every series'
 published total plus its corrections is what truly flowed.
 """
@@ -17,10 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from custom_components.shelly_energy.energy.counter import Unaccounted
 from custom_components.shelly_energy.energy.history_plan import (
     SITE_SERIES,
     MeterIntervals,
-    site_span_corrections,
+    sharing,
+    site_fault_corrections,
 )
 from custom_components.shelly_energy.energy.site import (
     ChannelInput,
@@ -137,19 +139,28 @@ class Site:
         self.accumulator.update(readings, DAY, float(self.now))
 
     def correct_spans(self) -> None:
-        """Correct every span so far from the records, as the site's history does."""
+        """Correct every span so far from the records, as the site's history does.
+
+        A meter's spans that ended at the same reading are one fault; the faults one accrual of
+        the net flows took are corrected together.
+        """
+        faults: dict[tuple[str, int], dict[tuple[ChannelRef, int], Unaccounted]] = {}
+        numbers: dict[tuple[str, int], set[tuple[str, int]]] = {}
         for span in self.spans:
-            counted: list[float | None] = [None, None]
-            counted[span.direction] = span.counted
-            spans = [(span.meter_id, span.number)]
-            taken = self.accumulator.short_counts(spans)
-            self.accumulator.forget_short_counts(spans, taken)
-            fixes = site_span_corrections(
+            fault = (span.meter_id, span.end)
+            faults.setdefault(fault, {})[span.ref, span.direction] = Unaccounted(
+                span.start, span.end, span.counted
+            )
+            numbers.setdefault(fault, set()).add((span.meter_id, span.number))
+        accumulator = self.accumulator
+        for together in sharing({fault: accumulator.accruals(numbers[fault]) for fault in faults}):
+            spans = set().union(*(numbers[fault] for fault in together))
+            taken = accumulator.short_counts(spans)
+            accumulator.forget_short_counts(spans, taken)
+            fixes = site_fault_corrections(
                 CONFIG,
                 self.records,
-                {span.ref: (counted[0], counted[1])},
-                span.start,
-                span.end,
+                [faults[fault] for fault in together],
                 short_counts={SITE_SERIES[name]: count for name, count in taken.items()},
             )
             for key, hours in fixes.items():

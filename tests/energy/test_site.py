@@ -1309,6 +1309,10 @@ def test_spans_accrued_together_are_taken_together() -> None:
     # Both meters' counters counted short; consumption accrues both at once, falling 150.
     short = ChannelInput(0.0, 0.0, 0.0, 1)
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: short}, DAY, 120.0)
+    # Consumption's accrual took both meters' spans (self-consumed solar's only the first's):
+    # either tells it.
+    (both,) = acc.accruals([("EM0002", 1)])
+    assert both in acc.accruals([("EM0001", 1)])
     assert take(acc, [("EM0001", 1), ("EM0002", 1)]) == {
         "home_consumption": ShortCount(60.0, 150.0),
         "self_consumed_solar": ShortCount(60.0, 150.0),
@@ -1377,8 +1381,9 @@ def test_a_flow_that_accrues_a_span_while_the_history_plans_takes_its_forgivenes
 def test_short_counts_stored_with_one_span_number_are_told_by_it() -> None:
     acc, battery = solar_short_while_the_battery_is_away()
     saved = json.loads(json.dumps(acc.to_dict()))
-    for entry in saved["short_counts"]:  # as stored before the spans' first numbers
-        del entry["first"]
+    for entry in saved["short_counts"]:  # as stored before 2026-12-07: a meter's last number
+        ((meter_id, _, last),) = entry.pop("spans")
+        entry.update(meter_id=meter_id, span=last)
     saved["net_flows"]["home_consumption"]["counted_short"] = ["EM0001", 1]
     restored = SiteAccumulator.from_dict(PV_AND_BATTERY_METER, saved)
     # Consumption accrues the span it waited with, once the battery's meter is back.

@@ -42,6 +42,7 @@ from itertools import pairwise
 from typing import Any, Final
 
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
+from .counter import Unaccounted
 from .periods import PeriodClock
 from .record_periods import FIVE_MINUTES, RecordPeriods, hour_of
 from .site import ChannelRef, Role, ShortCount, SiteConfig, SiteEnergy, interval_energy
@@ -700,6 +701,108 @@ def site_span_corrections(
         if rest:
             corrections[key][end_hour] = corrections[key].get(end_hour, 0.0) + rest
     return corrections
+
+
+# One meter's fault: the span of each counter it hit, by channel and side (0 in, 1 out).
+MeterFault = Mapping[tuple[ChannelRef, int], Unaccounted]
+
+
+def _from_latest_start(
+    meter: MeterIntervals, fault: MeterFault
+) -> tuple[float, dict[ChannelRef, tuple[float | None, float | None]]]:
+    """Return a meter's fault as one span: its latest start, and each counter's count since.
+
+    The meter was read whole at the latest start (a counter whose total was not recorded before
+    a restart starts where it was stored, earlier): up to it, every counter counted what its
+    records tell.
+    """
+    start = max(span.start for span in fault.values())
+    channels: dict[ChannelRef, list[float | None]] = {}
+    for (ref, side), span in fault.items():
+        before = meter.energy_between(meter.channel_ids.index(ref.channel_id), span.start, start)
+        channels.setdefault(ref, [None, None])[side] = max(span.counted - before[side], 0.0)
+    return start, {ref: (pair[0], pair[1]) for ref, pair in channels.items()}
+
+
+def site_fault_corrections(
+    config: SiteConfig,
+    meters: Mapping[str, MeterIntervals],
+    faults: Sequence[MeterFault],
+    *,
+    short_counts: Mapping[str, ShortCount],
+) -> dict[str, dict[int, float]]:
+    """Return what each site series must gain per hour (kWh) for meters' faults (spans).
+
+    `faults`: those of one accrual of the net flows (`SiteAccumulator.accruals`), or one fault
+    no accrual took. A flow of one meter's channels booked each fault where it ended: corrected
+    fault by fault (`site_span_corrections`). Consumption and self-consumed solar waited for
+    every meter and booked them all at once: corrected once, over all of them, each counter
+    counting what its records tell outside its own span.
+    """
+    spans = []  # each fault's meter, start, counters' counts and end
+    for fault in faults:
+        (ref, _), span = next(iter(fault.items()))
+        start, channels = _from_latest_start(meters[ref.meter_id], fault)
+        spans.append((ref.meter_id, start, channels, span.end))
+    if len(spans) == 1:
+        ((_, start, channels, end),) = spans
+        return site_span_corrections(
+            config, meters, channels, start, end, short_counts=short_counts
+        )
+    corrections: dict[str, dict[int, float]] = {}
+    missed: dict[tuple[ChannelRef, int], float] = {}
+    for meter_id, start, channels, end in spans:
+        fixes = site_span_corrections(config, meters, channels, start, end, short_counts={})
+        for key, hours in fixes.items():
+            if key not in NET_SERIES:
+                merge_corrections(corrections, key, hours)
+        meter = meters[meter_id]
+        for ref, pair in channels.items():
+            recorded = meter.energy_between(meter.channel_ids.index(ref.channel_id), start, end)
+            for side, counted in enumerate(pair):
+                if counted is not None:
+                    missed[ref, side] = missed.get((ref, side), 0.0) + recorded[side] - counted
+    first = min(start for _, start, _, _ in spans)
+    last = max(end for _, _, _, end in spans)
+    together: dict[ChannelRef, list[float | None]] = {}
+    for (ref, side), short in missed.items():
+        meter = meters[ref.meter_id]
+        recorded = meter.energy_between(meter.channel_ids.index(ref.channel_id), first, last)
+        together.setdefault(ref, [None, None])[side] = max(recorded[side] - short, 0.0)
+    fixes = site_span_corrections(
+        config,
+        meters,
+        {ref: (pair[0], pair[1]) for ref, pair in together.items()},
+        first,
+        last,
+        short_counts=short_counts,
+    )
+    for key, hours in fixes.items():
+        if key in NET_SERIES:
+            merge_corrections(corrections, key, hours)
+    return corrections
+
+
+def merge_corrections(
+    corrections: dict[str, dict[int, float]], key: str, hours: Mapping[int, float]
+) -> None:
+    """Add a series' corrections per hour (kWh) to those found so far."""
+    found = corrections.setdefault(key, {})
+    for hour, kwh in hours.items():
+        found[hour] = found.get(hour, 0.0) + kwh
+
+
+def sharing[Key, Shared](shared: Mapping[Key, Collection[Shared]]) -> list[list[Key]]:
+    """Return the keys in sets, each set the keys that share something (transitively), in order."""
+    sets: list[tuple[list[Key], set[Shared]]] = []
+    for key, found in shared.items():
+        keys, together = [key], set(found)
+        for index in range(len(sets) - 1, -1, -1):
+            if sets[index][1] & together:
+                earlier, theirs = sets.pop(index)
+                keys, together = [*earlier, *keys], together | theirs
+        sets.append((keys, together))
+    return [keys for keys, _ in sets]
 
 
 def _cut(

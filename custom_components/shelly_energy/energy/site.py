@@ -172,6 +172,11 @@ class SpanNumbers(NamedTuple):
         )
 
 
+# The spans of every input's meter that counted short before one accrual of a net flow, one
+# `SpanNumbers` each, ordered by meter.
+AccruedSpans = tuple[SpanNumbers, ...]
+
+
 class ShortCount(NamedTuple):
     """How a net flow (consumption, self-consumed solar) accrued a span an input counted short."""
 
@@ -318,9 +323,9 @@ class _Flow:
 
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self.roles = roles
-        # The spans an input's meter opened since the last accrual (its counters counted
-        # short): the latest meter's if several did.
-        self.counted_short: SpanNumbers | None = None
+        # The spans the inputs' meters opened since the last accrual (their counters counted
+        # short), by meter.
+        self.counted_short: dict[str, SpanNumbers] = {}
         self.accrued_at: float | None = None  # when it last accrued; kept for the net flows
         self.baselines: dict[ChannelRef, tuple[EnergyCounter, EnergyCounter]] = {}  # (in, out)
         self.inflow = dict.fromkeys(roles, 0.0)
@@ -492,7 +497,7 @@ class SiteAccumulator:
         self._loads: dict[ChannelRef, _Load] = {}
         self._spans: dict[ChannelRef, int] = {}  # each channel's meter's span count, last seen
         # How the net flows accrued spans, by flow: `short_counts`.
-        self._short_counts: dict[SpanNumbers, dict[str, ShortCount]] = {}
+        self._short_counts: dict[AccruedSpans, dict[str, ShortCount]] = {}
         self.started: float | None = None  # when the totals were first published
         self._flows_started: dict[str, float] = {}  # the same for the solar and battery flows
         self._zone = zone
@@ -827,10 +832,10 @@ class SiteAccumulator:
             for name in _NET_FLOWS:
                 flow = self._flows[name]
                 if role in flow.roles:
-                    first, waiting = last + 1, flow.counted_short
-                    if waiting is not None and waiting.meter_id == ref.meter_id:
+                    first = last + 1
+                    if (waiting := flow.counted_short.get(ref.meter_id)) is not None:
                         first = min(first, waiting.first)  # several faults before it accrued
-                    flow.counted_short = SpanNumbers(ref.meter_id, first, spans)
+                    flow.counted_short[ref.meter_id] = SpanNumbers(ref.meter_id, first, spans)
 
     def _net_accrued(self, name: str, net: float, now: float | None) -> float:
         """Add an accrual's `net` (Wh, signed) to net flow `name`; return what it published.
@@ -849,10 +854,11 @@ class SiteAccumulator:
         added = max(running - published, 0.0)
         published += added
         since, flow.accrued_at = flow.accrued_at, now
-        if (span := flow.counted_short) is not None:
-            flow.counted_short = None
+        if flow.counted_short:
+            spans = tuple(sorted(flow.counted_short.values()))
+            flow.counted_short = {}
             forgiven = max(published - max(published - added - before, 0.0) - running, 0.0)
-            kept = self._short_counts.setdefault(span, {})
+            kept = self._short_counts.setdefault(spans, {})
             kept[name] = ShortCount(since, forgiven)
             while len(self._short_counts) > SHORT_COUNTS_KEPT:  # those no history took
                 del self._short_counts[next(iter(self._short_counts))]
@@ -877,15 +883,24 @@ class SiteAccumulator:
     def short_counts(self, spans: Iterable[tuple[str, int]]) -> dict[str, ShortCount]:
         """Return how the net flows accrued spans (meter, number), by flow."""
         found: dict[str, ShortCount] = {}
-        for numbers in self._short_counts_of(spans):
-            for name, count in self._short_counts[numbers].items():
+        for accrued in self.accruals(spans):
+            for name, count in self._short_counts[accrued].items():
                 before = found.get(name)
                 found[name] = count if before is None else _both(before, count)
         return found
 
-    def _short_counts_of(self, spans: Iterable[tuple[str, int]]) -> list[SpanNumbers]:
+    def accruals(self, spans: Iterable[tuple[str, int]]) -> list[AccruedSpans]:
+        """Return the accruals with short counts that took any of spans (meter, number).
+
+        One accrual can take the spans of several meters (a flow that waited for each): their
+        corrections must count it once.
+        """
         spans = set(spans)
-        return [numbers for numbers in self._short_counts if numbers.hold(spans)]
+        return [
+            accrued
+            for accrued in self._short_counts
+            if any(numbers.hold(spans) for numbers in accrued)
+        ]
 
     def forget_short_counts(
         self, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
@@ -897,14 +912,17 @@ class SiteAccumulator:
         """
         spans = set(spans)
         for flow in self._flows.values():
-            if flow.counted_short is not None and flow.counted_short.hold(spans):
-                flow.counted_short = None
+            flow.counted_short = {
+                meter_id: numbers
+                for meter_id, numbers in flow.counted_short.items()
+                if not numbers.hold(spans)
+            }
         since_told = {
             name: count.forgiven - (told[name].forgiven if name in told else 0.0)
             for name, count in self.short_counts(spans).items()
         }
-        for numbers in self._short_counts_of(spans):
-            del self._short_counts[numbers]
+        for accrued in self.accruals(spans):
+            del self._short_counts[accrued]
         self.lower_net_sums({name: wh for name, wh in since_told.items() if wh > 0})
 
     def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
@@ -982,13 +1000,15 @@ class SiteAccumulator:
                 for ref, count in self._spans.items()
             ],
             "net_flows": {
-                name: {"counted_short": flow.counted_short, "accrued_at": flow.accrued_at}
+                name: {
+                    "counted_short": list(flow.counted_short.values()),
+                    "accrued_at": flow.accrued_at,
+                }
                 for name, flow in self._flows.items()
                 if name in _NET_FLOWS
             },
             "short_counts": [
-                {"meter_id": meter_id, "first": first, "span": last, "flows": flows}
-                for (meter_id, first, last), flows in self._short_counts.items()
+                {"spans": accrued, "flows": flows} for accrued, flows in self._short_counts.items()
             ],
             "baselines": {
                 name: [
@@ -1065,11 +1085,8 @@ class SiteAccumulator:
             ChannelRef(entry["meter_id"], entry["channel_id"]): int(entry["count"])
             for entry in data.get("spans", ())
         }
-        # Stored before 2026-12-07 with one number each: the meter's last.
         accumulator._short_counts = {
-            SpanNumbers(
-                str(entry["meter_id"]), int(entry.get("first", entry["span"])), int(entry["span"])
-            ): {
+            _stored_accrual(entry): {
                 str(name): ShortCount(since, float(forgiven))
                 for name, (since, forgiven) in entry["flows"].items()
             }
@@ -1078,10 +1095,10 @@ class SiteAccumulator:
         net_flows = data.get("net_flows", {})
         for name, flow in accumulator._flows.items():
             if (saved := net_flows.get(name)) is not None:
-                span = saved["counted_short"]  # [meter, first, last], or [meter, last] before
-                flow.counted_short = (
-                    None if span is None else SpanNumbers(str(span[0]), int(span[1]), int(span[-1]))
-                )
+                flow.counted_short = {
+                    numbers.meter_id: numbers
+                    for numbers in _stored_span_numbers(saved["counted_short"])
+                }
                 flow.accrued_at = saved["accrued_at"]
             flow.baselines = {
                 ChannelRef(entry["meter_id"], entry["channel_id"]): (
@@ -1103,3 +1120,25 @@ class SiteAccumulator:
                 )
         accumulator.update_config(config)
         return accumulator
+
+
+def _stored_span_numbers(stored: Any) -> AccruedSpans:
+    """Return a flow's stored spans: [[meter, first, last], ...].
+
+    Stored before 2026-12-07 as one meter's: [meter, last] (or none), then [meter, first, last].
+    """
+    if not stored:
+        return ()
+    if isinstance(stored[0], str):
+        stored = [stored]
+    return tuple(
+        SpanNumbers(str(numbers[0]), int(numbers[1]), int(numbers[-1])) for numbers in stored
+    )
+
+
+def _stored_accrual(entry: Mapping[str, Any]) -> AccruedSpans:
+    """Return the spans of a stored short count (one meter's number before 2026-12-07)."""
+    if "spans" in entry:
+        return _stored_span_numbers(entry["spans"])
+    last = int(entry["span"])
+    return (SpanNumbers(str(entry["meter_id"]), int(entry.get("first", last)), last),)
