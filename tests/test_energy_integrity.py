@@ -9,7 +9,8 @@ every energy sensor (meters and site) hold the simulator's own truth, within 1 W
 no hour is negative; each hour holds what flowed in it, within a poll's worth at its ends.
 
 The same holds when each entry is reloaded while its history run is about to fix what the
-reboots missed (the fix is planned again after the reload, once).
+reboots missed (the fix is planned again after the reload, once), and when both meters reboot
+together (a power cut, a firmware update), Home Assistant killed with them or running on.
 """
 
 from __future__ import annotations

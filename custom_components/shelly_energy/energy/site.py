@@ -1125,20 +1125,20 @@ class SiteAccumulator:
 def _stored_span_numbers(stored: Any) -> AccruedSpans:
     """Return a flow's stored spans: [[meter, first, last], ...].
 
-    Stored before 2026-12-07 as one meter's: [meter, last] (or none), then [meter, first, last].
+    Stored before 2026-12-07 as one meter's last number: [meter, last], or None.
     """
     if not stored:
         return ()
     if isinstance(stored[0], str):
-        stored = [stored]
+        meter_id, last = stored
+        return (SpanNumbers(str(meter_id), int(last), int(last)),)
     return tuple(
-        SpanNumbers(str(numbers[0]), int(numbers[1]), int(numbers[-1])) for numbers in stored
+        SpanNumbers(str(meter_id), int(first), int(last)) for meter_id, first, last in stored
     )
 
 
 def _stored_accrual(entry: Mapping[str, Any]) -> AccruedSpans:
-    """Return the spans of a stored short count (one meter's number before 2026-12-07)."""
+    """Return the spans of a stored short count (one meter's last number before 2026-12-07)."""
     if "spans" in entry:
         return _stored_span_numbers(entry["spans"])
-    last = int(entry["span"])
-    return (SpanNumbers(str(entry["meter_id"]), int(entry.get("first", last)), last),)
+    return _stored_span_numbers([entry["meter_id"], entry["span"]])
