@@ -434,8 +434,8 @@ async def test_a_load_whose_stored_totals_were_lost_holds_what_was_recorded(
     assert state_of(hass, "sensor.home_inverters_channel_2_energy") == "0.25"
     assert await hass.config_entries.async_unload(site.entry_id)
     del hass_storage[f"{DOMAIN}.site.{site.entry_id}"]  # a crash before the save
-    # What the recorder last holds of each sensor, by unique id (Wh, and when).
-    recorded = {f"{site.entry_id}_load_{load}_energy": (249.501, 0.0)}
+    # What the recorder last holds of each sensor, by unique id (Wh as shown, and when).
+    recorded = {f"{site.entry_id}_load_{load}_energy": (250.0, 0.0)}
 
     async def last_recorded(_hass: HomeAssistant, unique_ids: dict[str, str]) -> dict[str, Any]:
         return {key: recorded[uid] for key, uid in unique_ids.items() if uid in recorded}

@@ -210,8 +210,8 @@ class MeterCoordinator(EntityCoordinator[MeterSnapshot]):
                     self.config_entry.title,
                 )
         recorded = await async_last_recorded_totals(self.hass, self._energy_unique_ids(info))
-        for key, (total, since) in recorded.items():
-            counters.hold_at_least(key, total, since)
+        for key, (shown, since) in recorded.items():
+            counters.hold_at_least(key, shown, since)
         self.counters = counters
         self.client.listen(self._pushed, self._connection_lost)
 
@@ -554,11 +554,11 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
         recorded = await async_last_recorded_totals(
             self.hass, {unique_id: unique_id for unique_id in (*site_fields, *load_fields)}
         )
-        for unique_id, (total, _since) in recorded.items():
+        for unique_id, (shown, _since) in recorded.items():
             if unique_id in site_fields:
-                self.accumulator.hold_at_least(site_fields[unique_id], total)
+                self.accumulator.hold_at_least(site_fields[unique_id], shown)
             else:
-                self.accumulator.hold_load_at_least(*load_fields[unique_id], total)
+                self.accumulator.hold_load_at_least(*load_fields[unique_id], shown)
 
     def capacity_peak(self, start: datetime) -> float | None:
         """Return the capacity peak (kW) of the billing period beginning at `start`."""

@@ -39,8 +39,7 @@ def _read(hass: HomeAssistant, entity_ids: Mapping[str, str]) -> dict[str, tuple
                 kwh = float(state.state)
             except ValueError:
                 continue  # unavailable (its meter away, or its entry unloaded) or unknown
-            # The state is the total rounded to the Wh: the total was at least half a Wh less.
-            found[key] = (max(kwh * 1000 - 0.499, 0.0), state.last_updated.timestamp())
+            found[key] = (kwh * 1000, state.last_updated.timestamp())
             break
     return found
 
@@ -48,7 +47,7 @@ def _read(hass: HomeAssistant, entity_ids: Mapping[str, str]) -> dict[str, tuple
 async def async_last_recorded_totals(
     hass: HomeAssistant, unique_ids: Mapping[str, str]
 ) -> dict[str, tuple[float, float]]:
-    """Return the last recorded total (Wh) and its time of each energy sensor, by key.
+    """Return the last recorded total (Wh, as shown: rounded) and its time of each sensor, by key.
 
     `unique_ids` maps keys to the sensors' unique ids. Empty without the recorder, for
     sensors never recorded, or when the recorder does not answer in time (a query already

@@ -249,8 +249,9 @@ def test_a_reading_refused_after_a_restart_shows_what_was_shown() -> None:
     energy.read(1050.0, 60.0)  # shown, then Home Assistant was killed
     restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
     restored.hold_at_least(1050.0, 60.0)
-    assert restored.read(None, 600.0).total == 1050.0
-    assert restored.read(-1.0, 601.0).total == 1050.0
+    # Shown as 1.050 kWh: the total was at least 1049.501 Wh.
+    assert restored.read(None, 600.0).total == 1049.501
+    assert restored.read(-1.0, 601.0).total == 1049.501
     decision = restored.read(1060.0, 602.0)
     assert decision.total == 1060.0
     # After refused readings the records tell when it flowed: from what was shown (and recorded)
@@ -276,12 +277,37 @@ def test_a_meter_rebooted_while_home_assistant_was_stopped_is_a_span_from_what_w
     energy = counter(1000.0)
     energy.read(1050.4, 60.0)  # shown as 1.050 kWh, and stored as Home Assistant stopped
     restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)
-    restored.hold_at_least(1049.501, 60.0)  # 1.050 kWh was recorded at 60 s
+    restored.hold_at_least(1050.0, 60.0)  # 1.050 kWh was recorded at 60 s
     span = restored.read(1100.0, 600.0, rebooted=True).unaccounted
     # What was stored is exact: the span counts from it, not from the recorded rounding.
     assert span is not None
     assert (span.start, span.end) == (60.0, 600.0)
     assert span.counted == pytest.approx(49.6)
+
+
+def test_a_total_shown_rounded_up_is_not_counted_up_to_after_a_restart() -> None:
+    energy = counter(1000.0)
+    energy.read(1049.7, 60.0)  # shown as 1.050 kWh, and stored as Home Assistant stopped
+    restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)
+    restored.hold_at_least(1050.0, 60.0)
+    # The total was stored exact: the 0.3 Wh its state rounded up never flowed.
+    assert restored.read(1059.7, 600.0).total == pytest.approx(1059.7)
+
+
+def test_a_crash_span_takes_back_what_the_recorder_booked_to_the_wh() -> None:
+    energy = counter(1000.0)
+    stored = energy.to_dict()  # written at 1000 Wh
+    energy.read(1049.7, 60.0)  # shown (and recorded) as 1.050 kWh, then Home Assistant was killed
+    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
+    restored.hold_at_least(1050.0, 60.0)
+    # The meter rebooted meanwhile and rolled back to below what was shown (above what was
+    # stored): held at what was shown.
+    decision = restored.read(1049.2, 600.0, rebooted=True)
+    assert (decision.verdict, decision.total) == (Verdict.COUNTED, 1050.0)
+    # The recorder booked nothing more after 1.050 kWh: nothing to take back from the records.
+    assert decision.unaccounted == Unaccounted(60.0, 600.0, 0.0)
+    decision = restored.read(1060.2, 660.0)
+    assert decision.total == pytest.approx(1061.0)
 
 
 def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> None:
@@ -292,12 +318,13 @@ def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> No
     ]
     assert spans == [Unaccounted(0.0, 60.0, 0.0), None]
     restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)  # stored at 61 s
-    # The recorder last saw the total change at 0 s (to 1 kWh, at least 999.5 Wh).
-    restored.hold_at_least(999.5, 0.0)
+    # The recorder last saw the total change at 0 s (to 1 kWh).
+    restored.hold_at_least(1000.0, 0.0)
     decision = restored.read(0.2, 120.0, rebooted=True)
     assert (decision.verdict, decision.total) == (Verdict.RESET, 1000.0)
-    # From the stored base on: the first span is not filled twice.
-    assert decision.unaccounted == Unaccounted(61.0, 120.0, 0.5)
+    # From the stored base on: the first span is not filled twice. Nothing was booked in it:
+    # the total shown stayed at the 1 kWh recorded.
+    assert decision.unaccounted == Unaccounted(61.0, 120.0, 0.0)
 
 
 def test_a_refused_reading_holds_across_a_restart() -> None:

@@ -488,11 +488,12 @@ def test_a_load_never_publishes_less_than_it_showed_before_a_restart() -> None:
     acc = restarted(acc, LOAD_SITE)
     acc.hold_load_at_least(HEAT_PUMP, "consumed", 250.0)
     assert acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: None}, DAY).loads == {HEAT_PUMP: None}
-    # 100 + 100 counted, held at the 250 shown; then counting on from there.
+    # 100 + 100 counted, held at the 250 shown (to the Wh: at least 249.501 Wh, shown as 250);
+    # then counting on from there.
     state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_200, 0)}, DAY)
-    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=250.0, returned=0.0)}
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=249.501, returned=0.0)}
     state = acc.update({GRID: ch(0, 0, 0), HEAT_PUMP: ch(0, 1_300, 20)}, DAY)
-    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=350.0, returned=20.0)}
+    assert state.loads == {HEAT_PUMP: LoadEnergy(consumed=349.501, returned=20.0)}
 
 
 def test_a_load_keeps_when_it_was_first_published_across_a_restart() -> None:
@@ -1068,11 +1069,11 @@ def test_switching_settlement_books_the_running_period_and_keeps_the_totals() ->
     state = acc.update(grid(110, 35), DAY, TEN + 960)
     assert state.period == RunningPeriod(-10.0, 840.0)
     assert (state.energy.grid_import, state.energy.grid_export) == (110.0, 25.0)
-    # A total Home Assistant recorded before a restart stands.
+    # A total Home Assistant recorded before a restart stands (shown as 40 Wh).
     acc.hold_at_least("grid_export", 40.0)
     acc.update(grid(110, 35), DAY, TEN + 1020)
     state = acc.update(grid(110, 35), DAY, TEN + 1080)
-    assert state.energy.grid_export == 40.0
+    assert state.energy.grid_export == 39.501
 
 
 # --- capacity peaks ----------------------------------------------------------------------------

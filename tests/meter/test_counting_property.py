@@ -285,10 +285,11 @@ class MeterUnderTest:
         self.counters = self.new_counters()
         self.counters.restore(self.stored)
         for key, (state, since) in self.recorded.items():
-            # As recorded_states reads it: the total was at least half a Wh less than shown.
-            self.counters.hold_at_least(key, max(state * 1000 - 0.499, 0.0), since)
-            # That Wh, less what flowed since the state was set, is the restart's uncertainty.
-            self.allowance[key] += 1.0
+            # As recorded_states reads it: the state, to the Wh.
+            self.counters.hold_at_least(key, state * 1000, since)
+            # A span from it starts at the state: what the state rounded is the restart's
+            # uncertainty.
+            self.allowance[key] += 0.5
         self.away = False  # a new coordinator's first read
 
     def raw(self) -> dict[str, float]:

@@ -63,6 +63,8 @@ MIN_ELAPSED_S: Final = 1.0
 ALLOWANCE_WH: Final = 1.0
 # How long after a rollback or reset a return to the earlier level undoes it (s).
 RESTORE_WINDOW_S: Final = 600.0
+# A total shown to the Wh (a sensor's state) was at most this much more than the total (Wh).
+SHOWN_ROUNDING_WH: Final = 0.499
 # How many recent decisions a counter keeps for diagnostics.
 DECISIONS_KEPT: Final = 5
 STORAGE_VERSION: Final = 1
@@ -195,7 +197,7 @@ class EnergyCounter:
         self._away = False
         self._drop: _Drop | None = None
         self._pending: list[tuple[float, float]] = []  # (value, time) of a level awaiting belief
-        self._floor: tuple[float, float] | None = None  # (total, time) last published elsewhere
+        self._floor: tuple[float, float] | None = None  # (total, time) last shown elsewhere
         self._skipped = False  # readings were rejected or missing since the base
         # The meter restarted since the base: told by a reading the counter did not take (a
         # Gen1 meter's first after a boot reads invalid), it still holds for the next one.
@@ -332,18 +334,20 @@ class EnergyCounter:
     ) -> Decision:
         """Record an accepted reading's decision, after a restart's floor if one is pending."""
         if self._floor is not None:
-            floor, since = self._floor
+            shown, since = self._floor
             self._floor = None
             assert self.total is not None
             # A span from a stored state older than what was shown (and recorded) before the
             # restart: what it counted up to that was booked then, so it starts there.
             stale = unaccounted is not None and since > unaccounted.start
-            if self.total < floor or verdict in NOTABLE or stale:
+            below = self.total < shown - SHOWN_ROUNDING_WH
+            if below or verdict in NOTABLE or stale:
                 # The total shown before the restart stands; what the meter counted since is
-                # not known by the counter alone.
-                store_soon = store_soon or self.total < floor
-                self.total = max(self.total, floor)
-                unaccounted = Unaccounted(since, now, self.total - floor)
+                # not known by the counter alone. The span starts at the total as the recorder
+                # booked it, not at its rounding: its correction takes back what was booked.
+                store_soon = store_soon or below
+                self.total = max(self.total, shown)
+                unaccounted = Unaccounted(since, now, self.total - shown)
         # A span (and the end of the refusals before it) must survive a restart: store it soon.
         store_soon = store_soon or unaccounted is not None
         decision = Decision(verdict, now, raw, self.total, store_soon, unaccounted)
@@ -357,7 +361,7 @@ class EnergyCounter:
         total = self.total
         if self._floor is not None and total is not None:
             # A restart's floor waits for an accepted reading; what was shown stands meanwhile.
-            total = max(total, self._floor[0])
+            total = max(total, self._floor[0] - SHOWN_ROUNDING_WH)
         # The first refusal may hide a real drop: a restart must still know of it.
         decision = Decision(verdict, now, _shown(value), total, store_soon=first_refused)
         if verdict in NOTABLE:
@@ -374,16 +378,18 @@ class EnergyCounter:
         self._drop = None
         self._pending.clear()
 
-    def hold_at_least(self, total: float, since: float) -> None:
-        """Never publish less than `total`, shown elsewhere at `since` (before a restart).
+    def hold_at_least(self, shown: float, since: float) -> None:
+        """Never publish less than `shown`, the total shown elsewhere at `since` (before a restart).
 
-        Applied at the next accepted reading: a restart may have lost the last moments of the
-        stored state while Home Assistant had already recorded a higher total. A reading refused
-        before it shows `total` too. Held after the stored state is restored: up to its base the
-        counter knows what it counted and left to the records, so the span from `since` starts
-        there at the earliest (a span before it would be filled twice).
+        `shown` is rounded to the Wh, as a sensor's state: the total may have been up to
+        `SHOWN_ROUNDING_WH` less, and is held at that. Applied at the next accepted reading: a
+        restart may have lost the last moments of the stored state while Home Assistant had
+        already recorded a higher total. A reading refused before it shows the floor too. Held
+        after the stored state is restored: up to its base the counter knows what it counted and
+        left to the records, so the span from `since` starts there at the earliest (a span
+        before it would be filled twice).
         """
-        self._floor = (total, max(since, self.base_time))
+        self._floor = (shown, max(since, self.base_time))
 
     def to_dict(self) -> dict[str, Any]:
         """Return what a restart needs: the total, the base, when it was read, and the start.

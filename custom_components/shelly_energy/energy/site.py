@@ -82,7 +82,7 @@ from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
 from .capacity import CapacitySettings, CapacityState, CapacityTracker
-from .counter import EnergyCounter
+from .counter import SHOWN_ROUNDING_WH, EnergyCounter
 from .periods import PeriodClock
 from .settlement import GridSettlement, Rebuilt, Settlement
 
@@ -796,9 +796,9 @@ class SiteAccumulator:
         load = self._loads.get(ref)
         return None if load is None else load.started
 
-    def hold_load_at_least(self, ref: ChannelRef, field: str, total: float) -> None:
-        """Never publish a load's `LoadEnergy` field below `total` Wh, as `hold_at_least`."""
-        self._load_floors[ref, field] = total
+    def hold_load_at_least(self, ref: ChannelRef, field: str, shown: float) -> None:
+        """Never publish a load's `LoadEnergy` field below `shown` Wh, as `hold_at_least`."""
+        self._load_floors[ref, field] = shown - SHOWN_ROUNDING_WH
 
     def _settle(self, grid_import: float, grid_export: float, now: float | None) -> None:
         """Add an interval's grid energy (Wh): to the totals, settled; its import to demand."""
@@ -815,13 +815,14 @@ class SiteAccumulator:
         settlement.hold_at_least(totals.grid_import, totals.grid_export)  # floors of a restart
         totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
 
-    def hold_at_least(self, field: str, total: float) -> None:
-        """Never publish a `SiteEnergy` field below `total` Wh (shown before a restart).
+    def hold_at_least(self, field: str, shown: float) -> None:
+        """Never publish a `SiteEnergy` field below `shown` Wh (shown before a restart).
 
+        `shown` is rounded to the Wh: the total may have been up to `SHOWN_ROUNDING_WH` less.
         Applied once the flow next accrues: after a crash the stored totals can be older than
         what was shown, and one long interval nets differently than many short ones.
         """
-        self._floors[field] = total
+        self._floors[field] = shown - SHOWN_ROUNDING_WH
 
     def _note_spans(self, ref: ChannelRef, spans: int) -> None:
         """Tell the net flows that read `ref` when its meter's counters counted short."""

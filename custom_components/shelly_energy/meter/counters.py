@@ -174,9 +174,9 @@ class MeterCounters:
                 decision.total,
             )
 
-    def hold_at_least(self, key: str, total: float, since: float) -> None:
-        """Never publish less than `total` Wh for a counter (as shown at `since`)."""
-        self._counter(key).hold_at_least(total, since)
+    def hold_at_least(self, key: str, shown: float, since: float) -> None:
+        """Never publish less than `shown` Wh for a counter (shown at `since`, to the Wh)."""
+        self._counter(key).hold_at_least(shown, since)
 
     def forget_spans(self, until_seq: int, now: float) -> None:
         """Drop the spans up to `until_seq` (handled), and those too old to be filled."""
