@@ -63,7 +63,8 @@ MIN_ELAPSED_S: Final = 1.0
 ALLOWANCE_WH: Final = 1.0
 # How long after a rollback or reset a return to the earlier level undoes it (s).
 RESTORE_WINDOW_S: Final = 600.0
-# A total shown to the Wh (a sensor's state) was at most this much more than the total (Wh).
+# A total shown to the Wh (a sensor's state) was at most about this much more than the total
+# (Wh): a total this much lower still shows as it.
 SHOWN_ROUNDING_WH: Final = 0.499
 # How many recent decisions a counter keeps for diagnostics.
 DECISIONS_KEPT: Final = 5
@@ -197,7 +198,8 @@ class EnergyCounter:
         self._away = False
         self._drop: _Drop | None = None
         self._pending: list[tuple[float, float]] = []  # (value, time) of a level awaiting belief
-        self._floor: tuple[float, float] | None = None  # (total, time) last shown elsewhere
+        # (total, time) last shown elsewhere (rounded to the Wh) before a restart
+        self._floor: tuple[float, float] | None = None
         self._skipped = False  # readings were rejected or missing since the base
         # The meter restarted since the base: told by a reading the counter did not take (a
         # Gen1 meter's first after a boot reads invalid), it still holds for the next one.
@@ -379,7 +381,7 @@ class EnergyCounter:
         self._pending.clear()
 
     def hold_at_least(self, shown: float, since: float) -> None:
-        """Never publish less than `shown`, the total shown elsewhere at `since` (before a restart).
+        """Never publish less than shows as `shown`, shown elsewhere at `since` (before a restart).
 
         `shown` is rounded to the Wh, as a sensor's state: the total may have been up to
         `SHOWN_ROUNDING_WH` less, and is held at that. Applied at the next accepted reading: a

@@ -797,7 +797,7 @@ class SiteAccumulator:
         return None if load is None else load.started
 
     def hold_load_at_least(self, ref: ChannelRef, field: str, shown: float) -> None:
-        """Never publish a load's `LoadEnergy` field below `shown` Wh, as `hold_at_least`."""
+        """Never publish a load's `LoadEnergy` field below what shows as `shown` Wh (as above)."""
         self._load_floors[ref, field] = shown - SHOWN_ROUNDING_WH
 
     def _settle(self, grid_import: float, grid_export: float, now: float | None) -> None:
@@ -816,7 +816,7 @@ class SiteAccumulator:
         totals.grid_import, totals.grid_export = settlement.imported, settlement.exported
 
     def hold_at_least(self, field: str, shown: float) -> None:
-        """Never publish a `SiteEnergy` field below `shown` Wh (shown before a restart).
+        """Never publish a `SiteEnergy` field below what shows as `shown` Wh (before a restart).
 
         `shown` is rounded to the Wh: the total may have been up to `SHOWN_ROUNDING_WH` less.
         Applied once the flow next accrues: after a crash the stored totals can be older than
