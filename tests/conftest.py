@@ -53,9 +53,9 @@ def _integration_test_setup(
 # Home Assistant's test harness logs every SQL statement the recorder runs; writing them costs
 # the recorder's thread more than the statements do.
 logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
-# Tests with `caplog` log at DEBUG: the recorder's threads then log each connection checkout, some
-# after the test's capture ended, straight into the run's output.
-logging.getLogger("homeassistant.components.recorder.pool").setLevel(logging.INFO)
+# Tests with `caplog` log at DEBUG: the recorder's threads then log each task and connection
+# checkout, some after the test's capture ended, straight into the run's output.
+logging.getLogger("homeassistant.components.recorder").setLevel(logging.INFO)
 
 
 @pytest.fixture(autouse=True)
