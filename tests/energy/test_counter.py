@@ -228,12 +228,21 @@ def test_a_restart_continues_from_the_stored_offset() -> None:
     assert (decision.verdict, decision.total) == (Verdict.COUNTED, 46_500.0)
 
 
-def test_a_restart_never_publishes_less_than_was_shown() -> None:
+def killed_after(reading: float) -> EnergyCounter:
+    """Return a counter stored at 1000 Wh, then shown `reading` at 60 s and killed, restarted.
+
+    Restored from what was stored, and held at what the recorder holds: `reading` to the Wh.
+    """
     energy = counter(1000.0)
-    stored = energy.to_dict()  # written at 1000 Wh
-    energy.read(1050.0, 60.0)  # shown, then Home Assistant was killed
+    stored = energy.to_dict()
+    energy.read(reading, 60.0)
     restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
-    restored.hold_at_least(1050.0, 60.0)
+    restored.hold_at_least(round(reading), 60.0)
+    return restored
+
+
+def test_a_restart_never_publishes_less_than_was_shown() -> None:
+    restored = killed_after(1050.0)
     # The meter rebooted meanwhile and rolled back to 1045 Wh.
     decision = restored.read(1045.0, 600.0)
     assert decision.total == 1050.0
@@ -244,11 +253,7 @@ def test_a_restart_never_publishes_less_than_was_shown() -> None:
 
 def test_a_reading_refused_after_a_restart_shows_what_was_shown() -> None:
     # A power cut restarts Home Assistant and a Gen1 meter, whose counters read invalid at first.
-    energy = counter(1000.0)
-    stored = energy.to_dict()  # written at 1000 Wh
-    energy.read(1050.0, 60.0)  # shown, then Home Assistant was killed
-    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
-    restored.hold_at_least(1050.0, 60.0)
+    restored = killed_after(1050.0)
     # Shown as 1.050 kWh: the total was at least 1049.501 Wh.
     assert restored.read(None, 600.0).total == 1049.501
     assert restored.read(-1.0, 601.0).total == 1049.501
@@ -260,11 +265,7 @@ def test_a_reading_refused_after_a_restart_shows_what_was_shown() -> None:
 
 
 def test_a_meter_rebooted_while_home_assistant_was_down_is_a_span_from_what_was_shown() -> None:
-    energy = counter(1000.0)
-    stored = energy.to_dict()  # written at 1000 Wh
-    energy.read(1050.0, 60.0)  # shown (and recorded), then Home Assistant was killed
-    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
-    restored.hold_at_least(1050.0, 60.0)
+    restored = killed_after(1050.0)
     # The meter rebooted too, its counter rolled back to 1040 Wh, and it counted on.
     decision = restored.read(1100.0, 600.0, rebooted=True)
     assert (decision.verdict, decision.total) == (Verdict.COUNTED, 1100.0)
@@ -295,11 +296,7 @@ def test_a_total_shown_rounded_up_is_not_counted_up_to_after_a_restart() -> None
 
 
 def test_a_crash_span_takes_back_what_the_recorder_booked_to_the_wh() -> None:
-    energy = counter(1000.0)
-    stored = energy.to_dict()  # written at 1000 Wh
-    energy.read(1049.7, 60.0)  # shown (and recorded) as 1.050 kWh, then Home Assistant was killed
-    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
-    restored.hold_at_least(1050.0, 60.0)
+    restored = killed_after(1049.7)  # shown (and recorded) as 1.050 kWh
     # The meter rebooted meanwhile and rolled back to below what was shown (above what was
     # stored): held at what was shown.
     decision = restored.read(1049.2, 600.0, rebooted=True)
