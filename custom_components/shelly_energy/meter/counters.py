@@ -175,7 +175,7 @@ class MeterCounters:
             )
 
     def hold_at_least(self, key: str, shown: float, since: float) -> None:
-        """Never publish less than `shown` Wh for a counter (shown at `since`, to the Wh)."""
+        """Never publish a counter below what shows as `shown` Wh (shown at `since`, to the Wh)."""
         self._counter(key).hold_at_least(shown, since)
 
     def forget_spans(self, until_seq: int, now: float) -> None:
