@@ -9,9 +9,10 @@ every energy sensor (meters and site) hold the simulator's own truth, within the
 state rounds at both ends, and no hour is negative; each hour holds what flowed in it, within a
 poll's worth at its ends.
 
-The same holds when each entry is reloaded while its history run is about to fix what the
-reboots missed (the fix is planned again after the reload, once), and when both meters reboot
-together (a power cut, a firmware update), Home Assistant killed with them or running on.
+The same holds when the mains loses power as the sun rises, when each entry is reloaded while its
+history run is about to fix what the reboots missed (the fix is planned again after the reload,
+once), and when both meters reboot together (a power cut, a firmware update), Home Assistant
+killed with them or running on.
 """
 
 from __future__ import annotations
@@ -183,6 +184,23 @@ async def test_a_meter_reloaded_while_away_and_back_with_a_refused_reading_is_fi
     }
     await day.run(5 * 60 + 75, faults)
     await assert_counted_once(day, start_truth, 5)
+
+
+async def test_a_mains_without_power_at_dawn_leaves_the_night_to_the_morning(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A grid outage the battery-backed inverters run through: the mains has no power from
+    04:36 to 05:27, as the sun rises. Self-consumed solar waits for the mains; the solar's
+    first 140 Wh make up what the inverter used at night, and are no hour's self-consumption
+    (the records' correction of the mains' span once gave them to 04:00)."""
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    faults = {4 * 60 + 36: lambda: day.mains.power_loss(51 * MINUTE)}
+    await day.run(7 * 60 + 75, faults)
+    await assert_counted_once(day, start_truth, 7)
 
 
 @pytest.mark.parametrize(

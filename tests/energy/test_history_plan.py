@@ -594,6 +594,43 @@ def test_site_span_corrections_give_what_the_site_forgave_no_second_time() -> No
     assert unforgiven["home_energy"] == {T0: pytest.approx(0.1)}
 
 
+@pytest.mark.parametrize(
+    ("below", "first_hour", "second_hour"),
+    [
+        pytest.param(0.0, 0.1, -0.1, id="at-its-highest"),
+        pytest.param(50.0, 0.05, -0.05, id="50-below"),
+        pytest.param(150.0, 0.0, 0.0, id="150-below"),
+    ],
+)
+def test_site_span_corrections_make_up_the_fall_before_the_span_first(
+    below: float, first_hour: float, second_hour: float
+) -> None:
+    """The solar makes 5 Wh a minute at dawn, all of it used at home; the mains is without
+    power from 00:40 to 01:30 (its counters count nothing, its records have nothing).
+
+    Self-consumed solar waited for the mains from 00:40 and booked the span's 250 Wh at 01:30,
+    `below` Wh of it making up the night's use of the inverter: the hours get what the sum rose
+    by in each, that fall made up first.
+    """
+    config = site({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((0.0,), (0.0,))] * 120),
+        "S": intervals(("1",), 60, T0, [((0.0,), (5.0,))] * 120),
+    }
+    fixes = site_span_corrections(
+        config,
+        meters,
+        {GRID: (0.0, 0.0)},
+        T0 + 2400,
+        T0 + 5400,
+        short_counts={"self_consumed_energy": ShortCount(T0 + 2400, 0.0, below)},
+    )
+    found = fixes["self_consumed_energy"]
+    assert found.get(T0, 0.0) == pytest.approx(first_hour)
+    assert found.get(T0 + HOUR, 0.0) == pytest.approx(second_hour)
+    assert found.keys() <= {T0, T0 + HOUR}
+
+
 def test_a_take_back_no_hour_holds_is_handed_back() -> None:
     # A night: the rows hold nothing, and a correction takes 6.5 Wh back from 01:00.
     rows = [StatRow(T0, 0.0, 0.0), StatRow(T0 + HOUR, 0.0, 0.0), StatRow(T0 + 2 * HOUR, 0.0, 0.0)]

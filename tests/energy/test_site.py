@@ -1288,11 +1288,12 @@ def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
     acc.update(pv_readings(200.0, 5_300.0, spans=0), DAY)  # published 100
     # The solar's reading lags: the sums fall 100 below what they published.
     acc.update(pv_readings(400.0, 5_400.0, spans=0), DAY)
-    # Then a span: 40 more of fall, the only part forgiven.
+    # Then a span: 40 more of fall, the only part forgiven. The records' correction of the
+    # span is told the 100 the sums were below before it: their rise makes it up first.
     state = acc.update(pv_readings(500.0, 5_460.0, spans=1), DAY)
     assert take(acc, [("EM0001", 1)]) == {
-        "home_consumption": ShortCount(None, 40.0),
-        "self_consumed_solar": ShortCount(None, 40.0),
+        "home_consumption": ShortCount(None, 40.0, 100.0),
+        "self_consumed_solar": ShortCount(None, 40.0, 100.0),
     }
     # The lag's 100 is still made up before anything more is published.
     state = acc.update(pv_readings(500.0, 5_600.0, spans=1), DAY)

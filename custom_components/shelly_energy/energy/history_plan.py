@@ -619,6 +619,22 @@ def _recorded(
     }
 
 
+class _HighestSum:
+    """A signed running sum that publishes its highest value: what each addition raises it by."""
+
+    __slots__ = ("highest", "running")
+
+    def __init__(self, below_highest: float = 0.0) -> None:
+        self.highest = 0.0
+        self.running = -below_highest
+
+    def add(self, signed: float) -> float:
+        self.running += signed
+        rise = max(self.running - self.highest, 0.0)
+        self.highest += rise
+        return rise
+
+
 def site_span_corrections(
     config: SiteConfig,
     meters: Mapping[str, MeterIntervals],
@@ -674,23 +690,26 @@ def site_span_corrections(
     missed = {key: (true - counted[key]) / 1000 for key, true in flows(whole).items()}
     # Each hour gains what flowed in it that the site did not book there; the hour of the span's
     # end, where the site booked what the counters did count, takes the rest. Consumption and
-    # self-consumed solar publish their signed running sums' highest value: where a sum fell
-    # (the solar counted nothing while the export did), nothing was booked; and from their
-    # accrual before the span's end (a meter they waited for) nothing at all.
+    # self-consumed solar publish their signed running sums' highest value, both as they flowed
+    # and as the site booked them: where a sum fell (the solar counted nothing while the export
+    # did), nothing was booked, and its rise makes the fall up first, a fall from before the
+    # span too (the solar's use at night, made up at dawn); from their accrual before the span's
+    # end (a meter they waited for) nothing was booked at all.
     waited = {key: count.since for key, count in short_counts.items() if count.since is not None}
-    net = dict.fromkeys(NET_SERIES, 0.0)
-    highest = dict(net)
+    below = {key: count.deficit for key, count in short_counts.items()}
+    true_sums = {key: _HighestSum(below.get(key, 0.0)) for key in NET_SERIES}
+    booked_sums = {key: _HighestSum(below.get(key, 0.0)) for key in NET_SERIES}
     for hour, piece_start, piece_end in _cut(hour_pieces(start, end), waited.values()):
         recorded = _recorded(config, meters, piece_start, piece_end)
         booked = flows(live(recorded, 0.0))
+        true_flows = flows(recorded)
         for key in NET_SERIES:
+            true_flows[key] = true_sums[key].add(true_flows[key])
             if piece_start >= waited.get(key, end):
                 booked[key] = 0.0
                 continue
-            net[key] += booked[key]
-            booked[key] = max(net[key] - highest[key], 0.0)
-            highest[key] = max(highest[key], net[key])
-        for key, true in flows(recorded).items():
+            booked[key] = booked_sums[key].add(booked[key])
+        for key, true in true_flows.items():
             if delta := (true - booked[key]) / 1000:
                 corrections[key][hour] = corrections[key].get(hour, 0.0) + delta
                 missed[key] -= delta

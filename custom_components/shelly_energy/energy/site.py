@@ -182,12 +182,16 @@ class ShortCount(NamedTuple):
 
     since: float | None  # when it had accrued before: it booked nothing since then; None: unknown
     forgiven: float  # how far below its highest value the span left its sum (Wh), forgiven
+    # How far below its highest value its sum was then (Wh): a rise makes that up first.
+    deficit: float = 0.0
 
 
 def _both(first: ShortCount, second: ShortCount) -> ShortCount:
     """Return two spans' short counts as one: nothing booked since the earlier, both forgiven."""
-    since = None if first.since is None or second.since is None else min(first.since, second.since)
-    return ShortCount(since, first.forgiven + second.forgiven)
+    earlier = second
+    if first.since is None or (second.since is not None and first.since <= second.since):
+        earlier = first
+    return ShortCount(earlier.since, first.forgiven + second.forgiven, earlier.deficit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -858,9 +862,10 @@ class SiteAccumulator:
         if flow.counted_short:
             spans = tuple(sorted(flow.counted_short.values()))
             flow.counted_short = {}
-            forgiven = max(published - max(published - added - before, 0.0) - running, 0.0)
+            deficit = max(published - added - before, 0.0)
+            forgiven = max(published - deficit - running, 0.0)
             kept = self._short_counts.setdefault(spans, {})
-            kept[name] = ShortCount(since, forgiven)
+            kept[name] = ShortCount(since, forgiven, deficit)
             while len(self._short_counts) > SHORT_COUNTS_KEPT:  # those no history took
                 del self._short_counts[next(iter(self._short_counts))]
             running += forgiven
@@ -1088,8 +1093,9 @@ class SiteAccumulator:
         }
         accumulator._short_counts = {
             _stored_accrual(entry): {
-                str(name): ShortCount(since, float(forgiven))
-                for name, (since, forgiven) in entry["flows"].items()
+                # Stored without the deficit before 2026-12-07.
+                str(name): ShortCount(since, float(forgiven), float(deficit[0] if deficit else 0))
+                for name, (since, forgiven, *deficit) in entry["flows"].items()
             }
             for entry in data.get("short_counts", ())
         }
