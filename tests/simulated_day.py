@@ -43,6 +43,10 @@ from .conftest import meter_entry, setup_entry
 MINUTE = 60
 STEP = 300  # the polling interval: every step a poll and the recorder's 5-minute statistics
 DAY_START = datetime(2025, 6, 1, tzinfo=UTC)
+# The entries are set up a second before the first 5 minutes end, so each hour's last poll is
+# a second before its end: the recorder's hours hold about what flowed in them, as with the
+# reading every second of a real meter, and the records' hours can be held against them.
+SETUP_AT = DAY_START + timedelta(seconds=STEP - 1)
 
 
 async def settle(hass: HomeAssistant) -> None:
@@ -129,22 +133,18 @@ class Day:
         return self.truth[noted][key]
 
     def hour_bar(self, key: str, hour: float) -> float:
-        """Return the truth of an hour's bar (kWh), as the recorder compiles it.
-
-        A poll at a whole hour counts in that hour: the bar holds what flowed from the poll
-        before the hour to the one before the next.
-        """
-        return (self._wh(key, hour + 3600 - STEP) - self._wh(key, hour - STEP)) / 1000
+        """Return the truth of an hour's bar (kWh): what flowed up to its last poll since the
+        last poll of the hour before."""
+        return (self._wh(key, hour + 3600) - self._wh(key, hour)) / 1000
 
     def hour_bar_tolerance(self, key: str, hour: float) -> float:
         """Return how far an hour's bar may be from `hour_bar`.
 
         The records place what a span missed in the hours it flowed in: up to a poll's worth
-        of energy at either end of the hour; and a Wh of rounding.
+        of energy at either end of the hour. And a Wh of rounding.
         """
-        before = self._wh(key, hour) - self._wh(key, hour - STEP)
-        last = self._wh(key, hour + 3600) - self._wh(key, hour + 3600 - STEP)
-        return (before + last) / 1000 + 0.002
+        chunks = [self._wh(key, end) - self._wh(key, end - STEP) for end in (hour, hour + 3600)]
+        return sum(chunks) / 1000 + 0.002
 
     async def run(self, minutes: int, at: dict[int, Callable[[], None]]) -> None:
         """Let `minutes` pass, a step at a time; a fault happens at its minute."""
@@ -161,7 +161,8 @@ class Day:
             async_fire_time_changed(self.hass)
             await self.hass.async_block_till_done(wait_background_tasks=True)
             self.note_truth()
-            do_adhoc_statistics(self.hass, start=datetime.fromtimestamp(step_end - STEP, UTC))
+            period_end = step_end - step_end % STEP  # the last 5 minutes that ended
+            do_adhoc_statistics(self.hass, start=datetime.fromtimestamp(period_end - STEP, UTC))
             await settle(self.hass)
 
 
@@ -172,7 +173,8 @@ async def start_day(
 
     Returns the day, and its truth at the start.
     """
-    freezer.move_to(DAY_START)
+    freezer.move_to(SETUP_AT)
+    sim_clock.set(SETUP_AT.timestamp())
     # One household (the same seed and sizes) seen by two devices (two MACs).
     mains = simulator.add_meter(
         "pro3em",
@@ -228,7 +230,11 @@ async def assert_counted_once(
         assert all(bar >= -1e-9 for bar in result.values()), (entity_id, result)
         counted = sum(bar for hour, bar in result.items() if hour <= last_hour)
         expected = (truth - start_truth[key]) / 1000
-        assert counted == pytest.approx(expected, abs=within_wh / 1000), (entity_id, counted)
+        assert counted == pytest.approx(expected, abs=within_wh / 1000), (
+            entity_id,
+            counted,
+            expected,
+        )
         hours_counted = {
             datetime.fromtimestamp(hour, UTC).strftime("%H:%M"): (
                 round(result.get(hour, 0.0) * 1000, 2),
