@@ -9,10 +9,10 @@ every energy sensor (meters and site) hold the simulator's own truth, within the
 state rounds at both ends, and no hour is negative; each hour holds what flowed in it, within a
 poll's worth at its ends.
 
-The same holds when the mains loses power as the sun rises, when each entry is reloaded while its
-history run is about to fix what the reboots missed (the fix is planned again after the reload,
-once), and when both meters reboot together (a power cut, a firmware update), Home Assistant
-killed with them or running on.
+The same holds when the mains loses power as the sun rises, when Home Assistant is down for less
+than two hours, when each entry is reloaded while its history run is about to fix what the
+reboots missed (the fix is planned again after the reload, once), and when both meters reboot
+together (a power cut, a firmware update), Home Assistant killed with them or running on.
 """
 
 from __future__ import annotations
@@ -201,6 +201,35 @@ async def test_a_mains_without_power_at_dawn_leaves_the_night_to_the_morning(
     faults = {4 * 60 + 36: lambda: day.mains.power_loss(51 * MINUTE)}
     await day.run(7 * 60 + 75, faults)
     await assert_counted_once(day, start_truth, 7)
+
+
+@pytest.mark.parametrize(
+    ("down", "back"),
+    [
+        # A night's 37 minutes across 02:00: no hour without a row.
+        pytest.param(1 * 60 + 35, 2 * 60 + 12, id="across-an-hour"),
+        # 88 minutes of the morning's production, from 05:16 to 06:44.
+        pytest.param(5 * 60 + 16, 6 * 60 + 44, id="into-the-morning"),
+    ],
+)
+async def test_home_assistant_down_leaves_each_hour_its_energy(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+    down: int,
+    back: int,
+) -> None:
+    """Home Assistant is killed and started again, the meters run on. What it could not record
+    was booked when it started, in the hour after: the records give it back to the hour it
+    flowed in, although the recorder may have rows for the time it was down (compiled from the
+    state before) and no hour went without one."""
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    restarts = Restarts(hass, hass_storage)
+    await day.run(8 * 60 + 75, {down: restarts.kill, back: restarts.start})
+    await assert_counted_once(day, start_truth, 8, within_wh=1.5)
 
 
 @pytest.mark.parametrize(

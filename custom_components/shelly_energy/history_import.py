@@ -268,6 +268,7 @@ class _History:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None  # the last run started in the background
         self._cancel_continuation: CALLBACK_TYPE | None = None
+        self._started_at = dt_util.utcnow().timestamp()  # set up (a start, a reload)
 
     def _series(self) -> tuple[str, ...]:
         """Return the keys of the entry's energy series."""
@@ -519,6 +520,11 @@ class _History:
             # rows tell them (no row while unavailable).
             first = max(after, window)
             short = await _async_rows(self.hass, ids, first, "5minute")
+            # Home Assistant may have been down from the hour before this entry was set up: the
+            # recorder can compile 5-minute rows for the time it was down from the last state
+            # before (it does when it compiles the missed ones once the sensors are back), and an
+            # outage that ended in the next hour leaves no hour without a row.
+            down_before_start = {hour_of(self._started_at) - HOUR}
             wanted = [
                 hour
                 for statistic_id in ids
@@ -526,7 +532,8 @@ class _History:
                     hour := records_needed_since(
                         rows[statistic_id],
                         after=after,
-                        outages=outage_hours(short[statistic_id], first, _compiled_before()),
+                        outages=outage_hours(short[statistic_id], first, _compiled_before())
+                        | down_before_start,
                     )
                 )
                 is not None
