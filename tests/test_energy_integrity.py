@@ -290,8 +290,8 @@ async def test_counters_cleared_while_home_assistant_is_down_are_filled_from_the
     hass_storage: dict[str, Any],
 ) -> None:
     """Home Assistant is down from 09:22 to 10:20, in the morning's export, and the mains' data
-    is cleared at 09:48. Found by the random fault days (seed 8); phase a's export and the
-    site's grid export come out 3.1 kWh short. By 10:20 the cleared counter has counted past
+    is cleared at 09:48. Found by the random fault days (seed 8); the site's grid export comes
+    out 3.1 kWh short, as does phase a's export. By 10:20 the cleared counter has counted past
     where it stood at 09:22, so the first reading is a plain rise, and a rise after a restart
     opens no span: the records are never asked about the 26 minutes before the clearing."""
     day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
