@@ -1396,6 +1396,21 @@ def test_short_counts_stored_with_one_span_number_are_told_by_it() -> None:
     }
 
 
+def test_a_short_counts_deficit_is_stored_and_0_where_it_was_not() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY)
+    acc.update(pv_readings(200.0, 5_300.0, spans=0), DAY)
+    acc.update(pv_readings(400.0, 5_400.0, spans=0), DAY)  # 100 below its highest
+    acc.update(pv_readings(500.0, 5_460.0, spans=1), DAY)  # then a span
+    saved = json.loads(json.dumps(acc.to_dict()))
+    restored = SiteAccumulator.from_dict(PV_SITE, saved)
+    assert take(restored, [("EM0001", 1)])["home_consumption"] == ShortCount(None, 40.0, 100.0)
+    for entry in saved["short_counts"]:  # as stored before 2026-12-07: [since, forgiven]
+        entry["flows"] = {name: values[:2] for name, values in entry["flows"].items()}
+    older = SiteAccumulator.from_dict(PV_SITE, saved)
+    assert take(older, [("EM0001", 1)])["home_consumption"] == ShortCount(None, 40.0, 0.0)
+
+
 def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:
     acc = SiteAccumulator(PV_SITE)
     acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY)
