@@ -520,11 +520,16 @@ class _History:
             # rows tell them (no row while unavailable).
             first = max(after, window)
             short = await _async_rows(self.hass, ids, first, "5minute")
-            # Home Assistant may have been down from the hour before this entry was set up: the
-            # recorder can compile 5-minute rows for the time it was down from the last state
-            # before (it does when it compiles the missed ones once the sensors are back), and an
-            # outage that ended in the next hour leaves no hour without a row.
-            down_before_start = {hour_of(self._started_at) - HOUR}
+            # Home Assistant may have been down from the hour before this entry was set up (not
+            # when it was set up for the first time: its day one came after): the recorder can
+            # compile 5-minute rows for the time it was down from the last state before (it does
+            # when it compiles the missed ones once the sensors are back), and an outage that
+            # ended in the next hour leaves no hour without a row.
+            down_before_start = (
+                {hour_of(self._started_at) - HOUR}
+                if state.get("day_one_at", 0.0) < self._started_at
+                else set()
+            )
             wanted = [
                 hour
                 for statistic_id in ids
