@@ -102,6 +102,56 @@ def test_a_reboot_told_by_an_unreadable_reading_holds_for_the_next_one() -> None
     assert energy.read(999.2, 30.0).verdict is Verdict.JITTER  # once: the reboot is taken
 
 
+def test_a_reboot_told_late_is_a_span_from_the_last_reading_that_could_tell() -> None:
+    # Two replies without the meter's uptime rise; the next tells it rebooted before them: a
+    # rollback may hide in either rise, so the span covers both with what they counted.
+    energy = counter(1000.0)
+    assert energy.read(1004.0, 60.0, away=True, boot_unknown=True).unaccounted is None
+    assert energy.read(1006.0, 120.0, boot_unknown=True).unaccounted is None
+    decision = energy.read(1009.0, 180.0, rebooted=True)
+    assert (decision.verdict, decision.total) == (Verdict.COUNTED, 1009.0)
+    assert decision.unaccounted == Unaccounted(0.0, 180.0, 9.0)
+    assert decision.store_soon
+    # Taken: the next reboot's span starts at the base again.
+    assert energy.read(1010.0, 240.0, rebooted=True).unaccounted == Unaccounted(180.0, 240.0, 1.0)
+
+
+def test_readings_that_could_not_tell_a_reboot_are_what_they_seemed_once_one_tells_none() -> None:
+    energy = counter(1000.0)
+    energy.read(1004.0, 60.0, boot_unknown=True)
+    assert energy.read(1006.0, 120.0).unaccounted is None  # the same boot: no reboot
+    assert energy.read(1007.0, 180.0, rebooted=True).unaccounted == Unaccounted(120.0, 180.0, 1.0)
+
+
+def test_a_reboot_told_late_after_a_drop_it_took_is_a_span_from_the_drop() -> None:
+    # The first reply back fell: a rollback, its span to it. The reboot told next adds the
+    # span since it (a rise after a reboot), not one over the rollback's again.
+    energy = counter(46_000.0)
+    rollback = energy.read(45_990.0, 60.0, away=True, boot_unknown=True)
+    assert (rollback.verdict, rollback.unaccounted) == (Verdict.ROLLBACK, Unaccounted(0.0, 60.0))
+    late = energy.read(45_992.0, 120.0, rebooted=True)
+    assert late.unaccounted == Unaccounted(60.0, 120.0, 2.0)
+
+
+def test_a_late_reboot_span_waits_over_a_reading_refused_when_told() -> None:
+    energy = counter(1000.0)
+    energy.read(1004.0, 60.0, boot_unknown=True)
+    assert energy.read(None, 120.0, rebooted=True).verdict is Verdict.MISSING
+    assert energy.read(1006.0, 180.0).unaccounted == Unaccounted(0.0, 180.0, 6.0)
+
+
+def test_readings_that_could_not_tell_a_reboot_are_kept_across_a_restart() -> None:
+    energy = counter(1000.0)
+    energy.read(1004.0, 60.0, boot_unknown=True)
+    stored = energy.to_dict()
+    assert stored["unsure"] == [0.0, 4.0]
+    restored = EnergyCounter.from_dict(stored, MAX_POWER_W)
+    assert restored.read(1005.0, 120.0, rebooted=True).unaccounted == Unaccounted(0.0, 120.0, 5.0)
+    assert EnergyCounter.from_dict({**stored, "unsure": None}).to_dict()["unsure"] is None
+    del stored["unsure"]  # stored before it was kept
+    assert EnergyCounter.from_dict(stored).to_dict()["unsure"] is None
+
+
 def test_a_drop_without_restart_to_a_value_that_could_not_be_counted_since_zero_waits() -> None:
     energy = counter(46_340.0)
     # 46 kWh cannot have been counted from 0 in a second: not a reset; the level must hold.
@@ -358,7 +408,13 @@ def test_a_restart_after_a_normal_stop_adds_no_span() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{}, {"total": 1.0, "base": "x", "base_time": 0}, {"total": -5, "base": 1, "base_time": 0}],
+    [
+        {},
+        {"total": 1.0, "base": "x", "base_time": 0},
+        {"total": -5, "base": 1, "base_time": 0},
+        {"total": 1.0, "base": 1.0, "base_time": 0, "unsure": [0.0]},
+        {"total": 1.0, "base": 1.0, "base_time": 0, "unsure": "x"},
+    ],
 )
 def test_unreadable_stored_state_is_refused(data: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="not a stored counter"):

@@ -92,6 +92,13 @@ class Corrupt:
 
 
 @dataclass(frozen=True, slots=True)
+class Blind:
+    """The meter's replies tell no uptime for some readings (garbled): a reboot shows late."""
+
+    reads: int
+
+
+@dataclass(frozen=True, slots=True)
 class Outage:
     """Off the network for a while, rebooting meanwhile or not."""
 
@@ -128,7 +135,7 @@ class Reverse:
 
 
 type Action = (
-    Run | Jitter | Reboot | Reset | Corrupt | Outage | PowerLoss | Store | Restart | Reverse
+    Run | Jitter | Reboot | Reset | Corrupt | Blind | Outage | PowerLoss | Store | Restart | Reverse
 )
 
 CHANNEL = st.integers(0, 2)
@@ -143,6 +150,7 @@ ACTIONS = st.lists(
         st.builds(Reboot, st.integers(0, 30), st.booleans()),
         st.builds(Reset, st.none() | CHANNEL),
         st.builds(Corrupt, st.none() | CHANNEL, st.sampled_from(CORRUPT_VALUES), st.integers(1, 3)),
+        st.builds(Blind, st.integers(1, 3)),
         st.builds(Outage, st.integers(20, 7200), st.booleans(), st.booleans()),
         st.builds(PowerLoss, st.integers(1, 600)),
         st.builds(Store),
@@ -206,6 +214,7 @@ class MeterUnderTest:
         self.reversed: frozenset[str] = frozenset()
         self.counters = self.new_counters()
         self.away = False
+        self.blind = 0  # replies still to come without the uptime
         self.shown: dict[str, list[tuple[float, float]]] = {key: [] for key in self.keys}
         # What the recorder last recorded of each sensor: its state (kWh) and when it was set.
         self.recorded: dict[str, tuple[float, float]] = {}
@@ -257,6 +266,9 @@ class MeterUnderTest:
             self.away = True  # the read failed
             return
         status = decode_json(dumps(self.status()).encode())
+        if self.blind:
+            self.blind -= 1
+            (status if self.meter.gen == 1 else status["sys"]).pop("uptime")
         snapshot = self.parse(status, self.info, self.clock.now())
         corrected = Corrections(reversed_channels=self.reversed).apply(snapshot)
         published, urgent = self.counters.apply(corrected, away=self.away)
@@ -339,6 +351,8 @@ class MeterUnderTest:
                 self.meter.corrupt_counters(
                     None if channel is None else channel % self.meter.channel_count, value, reads
                 )
+            case Blind(reads):
+                self.blind = reads
             case Outage(seconds, reboot, rollback):
                 self.meter.set_online(False)
                 self.step(seconds // 2)

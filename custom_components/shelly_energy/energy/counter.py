@@ -32,7 +32,9 @@ Whatever the counter could not count (the energy between the last accepted readi
 reset or new level) is reported as an `Unaccounted` span: the meters' stored records can fill it
 (see `energy.history_plan`); where there are none, it stays uncounted, never guessed. So is a rise
 after a reboot (it may hide a rollback) or after rejected or missing readings (it is counted when
-it is read, maybe in a later hour than it flowed), with what was counted over it.
+it is read, maybe in a later hour than it flowed), with what was counted over it. A reboot told
+late (the readings after it could not tell the meter's uptime) may hide a rollback in any of
+those readings: the span starts at the last reading that could have told it.
 
 Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
 decisions above, so a store written at those moments (`Decision.store_soon`), and now and then
@@ -164,6 +166,14 @@ class _Drop:
     counted: float = 0.0
 
 
+@dataclass(slots=True)
+class _Unsure:
+    """Since when readings could not tell a reboot, and what was counted since."""
+
+    since: float
+    counted: float = 0.0
+
+
 class EnergyCounter:
     """One cumulative counter's published total, by the module's rules.
 
@@ -179,6 +189,7 @@ class EnergyCounter:
         "_pending",
         "_rebooted",
         "_skipped",
+        "_unsure",
         "base",
         "base_time",
         "decisions",
@@ -204,6 +215,8 @@ class EnergyCounter:
         # The meter restarted since the base: told by a reading the counter did not take (a
         # Gen1 meter's first after a boot reads invalid), it still holds for the next one.
         self._rebooted = False
+        # Readings since the base could not tell a reboot: where a span for one told later starts.
+        self._unsure: _Unsure | None = None
 
     @property
     def lagging(self) -> bool:
@@ -215,15 +228,27 @@ class EnergyCounter:
         return self.max_power_w * max(elapsed, MIN_ELAPSED_S) / 3600 + ALLOWANCE_WH
 
     def read(
-        self, value: object, now: float, *, rebooted: bool = False, away: bool = False
+        self,
+        value: object,
+        now: float,
+        *,
+        rebooted: bool = False,
+        away: bool = False,
+        boot_unknown: bool = False,
     ) -> Decision:
         """Decide on one reading taken at `now` (unix seconds).
 
-        `rebooted`: the meter restarted since the last reading (its uptime fell): even a small
-        drop is a rollback, up to the first reading taken since. `away`: it could not be read
-        for a while (or Home Assistant was down): a larger drop is believed at once.
+        `rebooted`: the meter restarted since the last reading that could tell (its uptime fell):
+        even a small drop is a rollback, up to the first reading taken since. `away`: it could
+        not be read for a while (or Home Assistant was down): a larger drop is believed at once.
+        `boot_unknown`: the reading cannot tell whether the meter restarted (no uptime).
         """
         rebooted = self._rebooted = rebooted or self._rebooted
+        if boot_unknown:
+            if self._unsure is None and self.base is not None:
+                self._unsure = _Unsure(self.base_time)
+        elif self._unsure is not None and not rebooted:
+            self._unsure = None  # no reboot since: the readings were what they seemed
         raw = counter_value(value)
         if raw is None:
             verdict = Verdict.MISSING if value is None else Verdict.REJECTED
@@ -251,7 +276,7 @@ class EnergyCounter:
             # After a reboot the rise may hide a rollback; after rejected or missing readings
             # it lands in a later hour than it flowed: the records can tell.
             uncertain = rebooted or self._skipped
-            gap = Unaccounted(self.base_time, now, delta) if uncertain else None
+            gap = self._span_until(now, delta) if uncertain else None
             self._count(delta)
             self._accept(raw, now)
             if gap is None and self._floor is None:  # nearly every reading: the short way
@@ -269,11 +294,22 @@ class EnergyCounter:
 
     def _resume(self, verdict: Verdict, now: float, raw: float) -> Decision:
         """Hold the total and count on from `raw`: a rollback or a reset."""
-        gap = Unaccounted(self.base_time, now)
+        gap = self._span_until(now)
         assert self.base is not None
         self._drop = _Drop(self.base, self.base_time, now)
         self._accept(raw, now)
         return self._settled(verdict, now, raw, store_soon=True, unaccounted=gap)
+
+    def _span_until(self, now: float, counted: float = 0.0) -> Unaccounted:
+        """Return the span to `now` the counter could not count, with `counted` counted over it.
+
+        It starts at the base; after readings that could not tell a reboot, at the last one
+        that could: a rollback may hide in any of them.
+        """
+        unsure = self._unsure
+        if unsure is None:
+            return Unaccounted(self.base_time, now, counted)
+        return Unaccounted(unsure.since, now, unsure.counted + counted)
 
     def _restored(self, raw: float, now: float) -> Decision | None:
         """Undo the last drop if `raw` is within reach of the level before it; else None."""
@@ -317,6 +353,8 @@ class EnergyCounter:
         self.total += delta
         if self._drop is not None:
             self._drop.counted += delta
+        if self._unsure is not None:
+            self._unsure.counted += delta
 
     def _accept(self, raw: float, now: float) -> None:
         self.base = raw
@@ -351,7 +389,9 @@ class EnergyCounter:
                 self.total = max(self.total, shown)
                 unaccounted = Unaccounted(since, now, self.total - shown)
         # A span (and the end of the refusals before it) must survive a restart: store it soon.
-        store_soon = store_soon or unaccounted is not None
+        if unaccounted is not None:
+            store_soon = True
+            self._unsure = None  # up to here, a reboot told later is the span's to fill
         decision = Decision(verdict, now, raw, self.total, store_soon, unaccounted)
         if verdict in NOTABLE:
             self.decisions.append(decision)
@@ -398,8 +438,10 @@ class EnergyCounter:
 
         And what the next reading must still know: a reboot told by a reading the counter could
         not take (the meter's boot time is stored as moved on, so after a restart nothing else
-        tells it), and readings refused since the base (they may have hidden a real drop).
+        tells it), readings refused since the base (they may have hidden a real drop), and
+        readings that could not tell a reboot (since when, and what they counted).
         """
+        unsure = self._unsure
         return {
             "total": self.total,
             "base": self.base,
@@ -407,6 +449,7 @@ class EnergyCounter:
             "started": self.started,
             "rebooted": self._rebooted,
             "skipped": self._skipped,
+            "unsure": None if unsure is None else [unsure.since, unsure.counted],
         }
 
     @classmethod
@@ -423,6 +466,15 @@ class EnergyCounter:
             base is not None and counter_value(base) is None
         ):
             raise ValueError(f"not a stored counter: {data!r}")
+        try:
+            stored_unsure = data.get("unsure")
+            if stored_unsure is None:
+                unsure = None
+            else:
+                since, counted = stored_unsure
+                unsure = _Unsure(float(since), float(counted))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"not a stored counter: {err!r}") from err
         counter = cls(max_power_w, total)
         counter.base = base
         counter.base_time = base_time
@@ -430,5 +482,6 @@ class EnergyCounter:
         counter.started = None if started is None else float(started)
         counter._rebooted = data.get("rebooted") is True
         counter._skipped = data.get("skipped") is True
+        counter._unsure = unsure
         counter._away = True
         return counter

@@ -76,6 +76,7 @@ class MeterCounters:
         self._rejecting: set[str] = set()  # counters whose last reading was rejected
         self._keys: dict[str, tuple[str, str]] = {}  # each reading's (import, export) keys
         self._boot: float | None = None  # when the meter last started (its clock)
+        self._boot_unknown = False  # the last snapshot could not tell it
 
     @property
     def spans(self) -> tuple[CounterSpan, ...]:
@@ -111,17 +112,22 @@ class MeterCounters:
         """Return the snapshot with published totals, and whether the state must be stored soon.
 
         `away`: the meter could not be read since the last snapshot. Whether it rebooted meanwhile
-        is told by its boot time (its clock less its uptime), kept across restarts.
+        is told by its boot time (its clock less its uptime), kept across restarts. A snapshot
+        without one cannot tell: a reboot may show only at the next that can.
         """
         now = snapshot.time
         boot = snapshot.boot_time()
         rebooted = restarted(self._boot, boot)
+        boot_unknown = boot is None and self._boot is not None
+        # Where a reboot told later starts its spans must survive a restart.
+        urgent = rebooted or (boot_unknown and not self._boot_unknown)
+        self._boot_unknown = boot_unknown
         if boot is not None:
             self._boot = boot
-        urgent = rebooted
         total = snapshot.total
         readings = snapshot.channels if total is None else (*snapshot.channels, total)
         published = []
+        how = {"rebooted": rebooted, "away": away, "boot_unknown": boot_unknown}
         for reading in readings:
             keys = self._keys.get(reading.id)
             if keys is None:
@@ -129,8 +135,8 @@ class MeterCounters:
                     counter_key(reading.id, True),
                     counter_key(reading.id, False),
                 )
-            imported = self._read(keys[0], reading.energy_in, now, rebooted, away)
-            exported = self._read(keys[1], reading.energy_out, now, rebooted, away)
+            imported = self._read(keys[0], reading.energy_in, now, **how)
+            exported = self._read(keys[1], reading.energy_out, now, **how)
             urgent = urgent or imported.store_soon or exported.store_soon
             if imported.total != reading.energy_in or exported.total != reading.energy_out:
                 reading = reading.with_energies(imported.total, exported.total)  # noqa: PLW2901
@@ -142,10 +148,19 @@ class MeterCounters:
         return snapshot._replace(channels=tuple(published[:-1]), total=published[-1]), urgent
 
     def _read(
-        self, key: str, raw: float | None, now: float, rebooted: bool, away: bool
+        self,
+        key: str,
+        raw: float | None,
+        now: float,
+        *,
+        rebooted: bool,
+        away: bool,
+        boot_unknown: bool,
     ) -> Decision:
         """Have a counter decide on its reading; note what is notable."""
-        decision = self._counter(key).read(raw, now, rebooted=rebooted, away=away)
+        decision = self._counter(key).read(
+            raw, now, rebooted=rebooted, away=away, boot_unknown=boot_unknown
+        )
         if decision.unaccounted is not None or decision.verdict in NOTABLE:
             self._note(key, decision)
         elif self._rejecting:  # what `_note` does for any other decision
