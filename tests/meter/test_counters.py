@@ -153,6 +153,23 @@ def test_a_reboot_told_late_is_a_span_from_the_last_snapshot_that_could_tell() -
     ]
 
 
+def test_a_total_that_falls_while_a_phase_is_refused_waits_for_the_next_reading() -> None:
+    counters = MeterCounters("M", PHASE_W, 3)
+    counters.apply(snap(5000.0, total=15_000.0, time=0.0), away=False)
+    # Phase a reads -1, and the total (the phases' sum) falls by its 5 kWh: a fall it could have
+    # counted from 0 in five minutes, yet not a reset.
+    snapshot, _ = counters.apply(snap(-1.0, total=9_999.0, time=300.0), away=False)
+    assert snapshot.total is not None
+    assert snapshot.total.energy_in == 15_000.0
+    snapshot, _ = counters.apply(snap(5010.0, total=15_010.0, time=600.0), away=False)
+    assert snapshot.total is not None
+    assert (snapshot.channels[0].energy_in, snapshot.total.energy_in) == (5010.0, 15_010.0)
+    # A fall of the total with its phases read is a reset.
+    snapshot, _ = counters.apply(snap(1.0, total=3.0, time=900.0), away=False)
+    assert snapshot.total is not None
+    assert counters.diagnostics()["total_in"]["decisions"][-1]["verdict"] == "reset"
+
+
 def test_the_first_refused_reading_is_stored_soon() -> None:
     counters = MeterCounters("M", PHASE_W, 3)
     counters.apply(snap(5000.0, time=0.0), away=False)

@@ -128,6 +128,7 @@ class MeterCounters:
         readings = snapshot.channels if total is None else (*snapshot.channels, total)
         published = []
         how = {"rebooted": rebooted, "away": away, "boot_unknown": boot_unknown}
+        refused_in = refused_out = False  # a phase's counter read no counter value
         for reading in readings:
             keys = self._keys.get(reading.id)
             if keys is None:
@@ -135,8 +136,14 @@ class MeterCounters:
                     counter_key(reading.id, True),
                     counter_key(reading.id, False),
                 )
-            imported = self._read(keys[0], reading.energy_in, now, **how)
-            exported = self._read(keys[1], reading.energy_out, now, **how)
+            energy_in, energy_out = reading.energy_in, reading.energy_out
+            if reading is total and (refused_in or refused_out):
+                energy_in = self._unless_fall(keys[0], energy_in, refused_in)
+                energy_out = self._unless_fall(keys[1], energy_out, refused_out)
+            imported = self._read(keys[0], energy_in, now, **how)
+            exported = self._read(keys[1], energy_out, now, **how)
+            refused_in = refused_in or imported.verdict is Verdict.REJECTED
+            refused_out = refused_out or exported.verdict is Verdict.REJECTED
             urgent = urgent or imported.store_soon or exported.store_soon
             if imported.total != reading.energy_in or exported.total != reading.energy_out:
                 reading = reading.with_energies(imported.total, exported.total)  # noqa: PLW2901
@@ -146,6 +153,19 @@ class MeterCounters:
         if total is None:
             return snapshot._replace(channels=tuple(published)), urgent
         return snapshot._replace(channels=tuple(published[:-1]), total=published[-1]), urgent
+
+    def _unless_fall(self, key: str, raw: float | None, phase_refused: bool) -> float | None:
+        """Return a three-phase total's reading, or None where it fell while a phase was refused.
+
+        The total is the phases' sum (the device's, or a Gen1 meter's summed here): a phase that
+        read -1 pulls it down by that phase's energy, a fall it could have counted from 0, and
+        the next reading's rebound would count that energy again. Such a fall is that phase's
+        glitch, not a reset: the total waits for the next reading.
+        """
+        counter = self._counters.get(key)
+        if phase_refused and raw is not None and counter and counter.base is not None:
+            return None if raw < counter.base else raw
+        return raw
 
     def _read(
         self,
