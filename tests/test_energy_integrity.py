@@ -345,3 +345,26 @@ async def test_a_reboot_whose_first_reply_hides_it_counts_every_watt_hour_once(
     }
     await day.run(HOURS * 60 + 75, faults)
     await assert_counted_once(day, start_truth, HOURS)
+
+
+async def test_a_phase_read_once_as_minus_one_after_its_data_was_cleared_leaves_the_site_counting(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The mains' data is cleared at 10:22; phase a, which imports nothing by day, held under a
+    Wh: it reads as jitter from then on. At 10:56 phase a reads -1 once. Found by the random
+    fault days (seed 27): the refused reading left phase a lagging for good, since jitter never
+    ended the lag, and the site's sensors stayed unavailable from 11:00 on."""
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    faults = {
+        10 * 60 + 22: day.mains.reset_counters,
+        10 * 60 + 56: lambda: day.mains.corrupt_counters("a", -1.0),
+    }
+    await day.run(HOURS * 60 + 75, faults)
+    consumption = hass.states.get("sensor.home_consumption_energy")
+    assert consumption is not None
+    assert consumption.state != "unavailable"
+    await assert_counted_once(day, start_truth, HOURS)

@@ -62,6 +62,18 @@ def test_jitter_is_held_and_the_rebound_not_counted_twice() -> None:
     assert energy.total == 1000.2
 
 
+def test_jitter_after_a_refused_reading_ends_the_lag() -> None:
+    # A counter cleared under a Wh reads as jitter from then on; a -1 read once made it lag,
+    # and a site summing it stayed unavailable for good.
+    energy = counter(1000.0)
+    assert energy.read(-1.0, 1.0).verdict is Verdict.REJECTED
+    lagged = energy.lagging
+    assert energy.read(999.5, 2.0).verdict is Verdict.JITTER
+    assert (lagged, energy.lagging) == (True, False)
+    # The refusal may have hidden a drop all the same: the next rise is the records' to check.
+    assert energy.read(1001.0, 3.0).unaccounted == Unaccounted(0.0, 3.0, 1.0)
+
+
 @pytest.mark.parametrize(
     "value", [None, math.nan, math.inf, -math.inf, -1.0, 1e308, 1e30, 4294967295.0, "12", True]
 )

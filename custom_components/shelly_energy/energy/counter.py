@@ -186,6 +186,7 @@ class EnergyCounter:
         "_away",
         "_drop",
         "_floor",
+        "_lagging",
         "_pending",
         "_rebooted",
         "_skipped",
@@ -212,6 +213,7 @@ class EnergyCounter:
         # (total, time) last shown elsewhere (rounded to the Wh) before a restart
         self._floor: tuple[float, float] | None = None
         self._skipped = False  # readings were rejected or missing since the base
+        self._lagging = False  # and the last reading was one of them
         # The meter restarted since the base: told by a reading the counter did not take (a
         # Gen1 meter's first after a boot reads invalid), it still holds for the next one.
         self._rebooted = False
@@ -220,8 +222,8 @@ class EnergyCounter:
 
     @property
     def lagging(self) -> bool:
-        """Return whether readings were refused since the base: the total lags the meter's."""
-        return self._skipped
+        """Return whether the last readings were refused: the total lags the meter's."""
+        return self._lagging
 
     def _limit(self, elapsed: float) -> float:
         """Return the most a plausible increase adds in `elapsed` seconds (Wh)."""
@@ -284,6 +286,10 @@ class EnergyCounter:
             return self._settled(Verdict.COUNTED, now, raw, unaccounted=gap)
         if -JITTER_WH < delta < 0 and not rebooted:
             self._pending.clear()
+            # The meter counted nothing beyond the base: the total no longer lags it (a counter
+            # cleared under a Wh reads as jitter from then on, and would lag for good). The
+            # refusals before may still have hidden a drop: the next rise stays uncertain.
+            self._lagging = False
             return self._settled(Verdict.JITTER, now, raw)
         if delta < 0 and (restarted or raw <= limit):
             verdict = Verdict.RESET if raw <= limit else Verdict.ROLLBACK
@@ -360,7 +366,7 @@ class EnergyCounter:
         self.base = raw
         self.base_time = now
         self._pending.clear()
-        self._skipped = False
+        self._skipped = self._lagging = False
         self._rebooted = False
 
     def _settled(
@@ -399,7 +405,7 @@ class EnergyCounter:
 
     def _decided(self, verdict: Verdict, now: float, value: object) -> Decision:
         first_refused = self.base is not None and not self._skipped
-        self._skipped = self.base is not None
+        self._skipped = self._lagging = self.base is not None
         total = self.total
         if self._floor is not None and total is not None:
             # A restart's floor waits for an accepted reading; what was shown stands meanwhile.
@@ -481,7 +487,7 @@ class EnergyCounter:
         started = data.get("started")
         counter.started = None if started is None else float(started)
         counter._rebooted = data.get("rebooted") is True
-        counter._skipped = data.get("skipped") is True
+        counter._skipped = counter._lagging = data.get("skipped") is True
         counter._unsure = unsure
         counter._away = True
         return counter
