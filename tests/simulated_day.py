@@ -94,6 +94,12 @@ class Day:
         self._first: dict[str, float] = {}
         self._highest_seen: dict[str, float] = {}
 
+    def reload(self, title: str) -> None:
+        """Reload the entry of that title, in the background (as the user's button does)."""
+        hass = self.hass
+        (entry,) = (e for e in hass.config_entries.async_entries(DOMAIN) if e.title == title)
+        hass.async_create_task(hass.config_entries.async_reload(entry.entry_id))
+
     def note_truth(self) -> None:
         grid = [self.mains.true_energy(phase) for phase in "abc"]
         solar = self.inverters.true_energy("0")

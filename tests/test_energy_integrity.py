@@ -438,17 +438,13 @@ async def test_a_meter_reloaded_while_its_first_readings_back_are_refused_leaves
     day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
     inverters = day.inverters
 
-    def reload_inverters() -> None:
-        (entry,) = (e for e in hass.config_entries.async_entries(DOMAIN) if e.title == "Inverters")
-        hass.async_create_task(hass.config_entries.async_reload(entry.entry_id))
-
     faults: dict[int, Callable[[], None]] = {
         1 * 60 + 28: lambda: inverters.set_online(False),
         1 * 60 + 30: lambda: inverters.reboot(invalid_for=40 * MINUTE),
         2 * 60 + 1: lambda: inverters.jitter("0", 3.4, reads=2),
         3 * 60 + 19: lambda: inverters.corrupt_counters("1", 4294967295.0, reads=2),
         3 * 60 + 55: lambda: inverters.set_online(True),
-        4 * 60 + 1: reload_inverters,
+        4 * 60 + 1: lambda: day.reload("Inverters"),
     }
     await day.run(HOURS * 60 + 75, faults)
     await assert_counted_once(day, start_truth, HOURS)

@@ -17,6 +17,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -24,7 +25,6 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder.core import Recorder
 from homeassistant.core import HomeAssistant
 
-from custom_components.shelly_energy.const import DOMAIN
 from simulator import Clock, SimulatedMeter, Simulator
 
 from .simulated_day import MINUTE, Day, Restarts, assert_counted_once, start_day
@@ -126,7 +126,8 @@ class FaultDay:
             what = f"{name}'s next status reply is garbled (seed {garble_seed})"
             act = _garble(meter, garble_seed)
         else:
-            what, act = f"{name}'s entry is reloaded", self._reload(name)
+            what = f"{name}'s entry is reloaded"
+            act = partial(self.day.reload, name.capitalize())
         # A meter without power does not reboot. An entry set up while its meter is away can
         # still be setting up when a kill comes, which cannot unload it then.
         avoid = {"reboot": self.cut, "reload": [*self.offline[name], *self.killed]}
@@ -139,19 +140,6 @@ class FaultDay:
                 meter.power_loss(minutes * MINUTE)
 
         return cut
-
-    def _reload(self, title: str) -> Callable[[], None]:
-        hass = self.day.hass
-
-        def reload() -> None:
-            (entry,) = (
-                entry
-                for entry in hass.config_entries.async_entries(DOMAIN)
-                if entry.title == title.capitalize()
-            )
-            hass.async_create_task(hass.config_entries.async_reload(entry.entry_id))
-
-        return reload
 
     def _minute(self, avoid: list[tuple[int, int]]) -> int:
         """Return a free minute of the day, not within 5 minutes of the windows to `avoid`."""
