@@ -369,6 +369,22 @@ def test_a_crash_span_takes_back_what_the_recorder_booked_to_the_wh() -> None:
     assert decision.total == pytest.approx(1061.0)
 
 
+def test_a_total_shown_again_after_an_absence_leaves_the_span_at_the_base() -> None:
+    # Read at 0 s; the meter went away and rebooted; its first reading back, at 9,000 s, was
+    # refused, and its sensor showed the same 1.000 kWh again (back from unavailable).
+    energy = counter(1000.4)
+    assert energy.read(-1.0, 9000.0, rebooted=True).verdict is Verdict.REJECTED
+    restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)  # the entry reloaded
+    restored.hold_at_least(1000.0, 9000.0)  # recorded as set at 9,000 s
+    decision = restored.read(1500.4, 9600.0)
+    assert decision.total == pytest.approx(1500.4)
+    # The recorder booked nothing after the base: the records tell the whole absence.
+    span = decision.unaccounted
+    assert span is not None
+    assert (span.start, span.end) == (0.0, 9600.0)
+    assert span.counted == pytest.approx(500.0)
+
+
 def test_a_restart_leaves_the_spans_before_the_stored_base_to_themselves() -> None:
     energy = counter(1000.0)
     spans = [

@@ -435,8 +435,12 @@ class EnergyCounter:
         already recorded a higher total. A reading refused before it shows the floor too. Held
         after the stored state is restored: up to its base the counter knows what it counted and
         left to the records, so the span from `since` starts there at the earliest (a span
-        before it would be filled twice).
+        before it would be filled twice). A total shown as the stored one shows holds nothing
+        new, whenever it was shown (a sensor back from unavailable shows it again): the span
+        still starts at the base.
         """
+        if self.total is not None and shown <= self.total + SHOWN_ROUNDING_WH:
+            return
         self._floor = (shown, max(since, self.base_time))
 
     def to_dict(self) -> dict[str, Any]:
