@@ -226,17 +226,17 @@ def test_hold_at_least_before_any_reading() -> None:
     assert counters.started("b_in") is None
 
 
-def test_spans_are_forgotten_once_handled_or_too_old() -> None:
+def test_spans_older_than_the_records_are_forgotten() -> None:
     counters = MeterCounters("M", PHASE_W, 3)
     counters.apply(snap(5000.0, 10.0, time=0.0, uptime=1000), away=False)
     counters.apply(snap(1.0, 1.0, time=10.0, uptime=1), away=False)  # both counters: two spans
     counters.apply(snap(2.0, 2.0, time=20.0, uptime=11), away=False)
-    counters.apply(snap(0.5, 0.5, time=30.0, uptime=1), away=False)  # two more
-    assert [span.seq for span in counters.spans] == [1, 2, 3, 4]
-    counters.forget_spans(2, now=40.0)
-    assert [span.seq for span in counters.spans] == [3, 4]
-    counters.forget_spans(0, now=31.0 + SPAN_RETENTION_S)
-    assert counters.spans == ()
+    assert [span.seq for span in counters.spans] == [1, 2]
+    later = 9.0 + SPAN_RETENTION_S
+    counters.apply(snap(0.5, 0.5, time=later, uptime=1), away=False)  # two more
+    assert [span.seq for span in counters.spans] == [1, 2, 3, 4]  # the first end at 10 s
+    counters.apply(snap(0.2, 0.2, time=later + 100, uptime=1), away=False)  # two more
+    assert [span.seq for span in counters.spans] == [3, 4, 5, 6]
 
 
 def test_notable_decisions_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -191,6 +191,10 @@ class MeterCounters:
         """Keep a span for the history; log a notable decision once, not at every poll."""
         if decision.unaccounted is not None:
             self._seq += 1
+            # Spans older than the meters' records are never corrected: kept, they would only
+            # grow the store.
+            oldest = decision.time - SPAN_RETENTION_S
+            self._spans = [span for span in self._spans if span.span.end > oldest]
             self._spans.append(CounterSpan(self._seq, key, decision.unaccounted))
         verdict = decision.verdict
         if verdict is Verdict.REJECTED:
@@ -212,14 +216,6 @@ class MeterCounters:
     def hold_at_least(self, key: str, shown: float, since: float) -> None:
         """Never publish a counter below what shows as `shown` Wh (shown at `since`, to the Wh)."""
         self._counter(key).hold_at_least(shown, since)
-
-    def forget_spans(self, until_seq: int, now: float) -> None:
-        """Drop the spans up to `until_seq` (handled), and those too old to be filled."""
-        self._spans = [
-            span
-            for span in self._spans
-            if span.seq > until_seq and span.span.end > now - SPAN_RETENTION_S
-        ]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the counters and spans as JSON-safe data."""
