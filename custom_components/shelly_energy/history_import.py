@@ -1158,10 +1158,49 @@ class SiteHistory(_History):
     def _new_spans(self) -> list[tuple[int, float]]:
         return [(span.seq, span.span.start) for _, span in self._meter_spans()]
 
+    def _ready_spans(self, handled: Mapping[str, int]) -> list[tuple[str, CounterSpan]]:
+        """Return the spans to correct now, each meter's in order, with each meter's MAC.
+
+        A span waits until the records tell it and its hour is compiled, and so do the spans
+        after it on its meter. So does one that an accrual of the net flows took with a span
+        that waits: the corrections must count that accrual once, over all of its spans.
+        """
+        records_end = min(intervals.end for intervals in self._intervals.values())
+        ready: dict[str, list[CounterSpan]] = {}
+        blocked: set[str] = set()
+        for mac, counter_span in self._meter_spans():
+            if mac in blocked or not _span_ready(counter_span.span, records_end):
+                blocked.add(mac)  # not told by the records, or not compiled, yet
+            else:
+                ready.setdefault(mac, []).append(counter_span)
+        while (waiting := self._taken_with_waiting(ready, handled)) is not None:
+            mac, seq = waiting
+            ready[mac] = [counter_span for counter_span in ready[mac] if counter_span.seq < seq]
+        return [(mac, counter_span) for mac, spans in ready.items() for counter_span in spans]
+
+    def _taken_with_waiting(
+        self, ready: Mapping[str, list[CounterSpan]], handled: Mapping[str, int]
+    ) -> tuple[str, int] | None:
+        """Return the first ready span (MAC, number) an accrual took with one not ready."""
+        numbers = {
+            (mac, counter_span.seq) for mac, spans in ready.items() for counter_span in spans
+        }
+        accumulator = self.coordinator.accumulator
+        for mac, spans in ready.items():
+            for counter_span in spans:
+                for accrued in accumulator.accruals([(mac, counter_span.seq)]):
+                    for taken in accrued:
+                        first = max(taken.first, handled.get(taken.meter_id, 0) + 1)
+                        if any(
+                            (taken.meter_id, number) not in numbers
+                            for number in range(first, taken.last + 1)
+                        ):
+                            return mac, counter_span.seq
+        return None
+
     def _span_corrections(self) -> dict[str, dict[int, float]]:
         if not self._intervals:
             return {}
-        records_end = min(intervals.end for intervals in self._intervals.values())
         handled: dict[str, int] = self._state.setdefault("span_seq", {})
         roles = self._config.roles
         load_keys = {load: key for key, load in self._loads.items()}
@@ -1171,12 +1210,8 @@ class SiteHistory(_History):
         faulted: dict[tuple[str, float], dict[tuple[ChannelRef, int], Unaccounted]] = {}
         numbers: dict[tuple[str, float], set[tuple[str, int]]] = {}  # (meter, span number)
         corrections: dict[str, dict[int, float]] = {}
-        blocked: set[str] = set()
-        for mac, counter_span in self._meter_spans():
+        for mac, counter_span in self._ready_spans(handled):
             span = counter_span.span
-            if mac in blocked or not _span_ready(span, records_end):
-                blocked.add(mac)  # not told by the records, or not compiled, yet
-                continue
             handled[mac] = counter_span.seq
             channel_id, _, direction = counter_span.key.partition("_")
             ref = ChannelRef(mac, channel_id)
@@ -1197,18 +1232,35 @@ class SiteHistory(_History):
         accumulator = self.coordinator.accumulator
         for groups in sharing({group: accumulator.accruals(numbers[group]) for group in faulted}):
             spans = set().union(*(numbers[group] for group in groups))
-            short_counts = accumulator.short_counts(spans)
             # Forgotten only when the corrections are queued: a run stopped before (a reload)
             # leaves them to the next, which plans the same.
-            self._planned.append(partial(self.coordinator.forget_short_counts, spans, short_counts))
+            self._planned.append(
+                partial(
+                    self.coordinator.forget_short_counts, spans, accumulator.short_counts(spans)
+                )
+            )
             fixes = site_fault_corrections(
-                self._config,
-                self._intervals,
-                [faulted[group] for group in groups],
-                short_counts={SITE_SERIES[name]: count for name, count in short_counts.items()},
+                self._config, self._intervals, [faulted[group] for group in groups], short_counts={}
             )
             for key, hours in fixes.items():
-                merge_corrections(corrections, key, hours)
+                if key not in NET_SERIES:
+                    merge_corrections(corrections, key, hours)
+            # Each net flow booked together the faults its own accruals took together (the site's
+            # consumption waits for the battery, its self-consumed solar does not).
+            for name, key in SITE_SERIES.items():
+                if key not in NET_SERIES:
+                    continue
+                taken = {group: accumulator.accruals(numbers[group], name) for group in groups}
+                for flow_groups in sharing(taken):
+                    flow_spans = set().union(*(numbers[group] for group in flow_groups))
+                    count = accumulator.short_counts(flow_spans).get(name)
+                    fixes = site_fault_corrections(
+                        self._config,
+                        self._intervals,
+                        [faulted[group] for group in flow_groups],
+                        short_counts={} if count is None else {key: count},
+                    )
+                    merge_corrections(corrections, key, fixes[key])
         return corrections
 
     def _lower_sum(self, key: str, kwh: float) -> bool:

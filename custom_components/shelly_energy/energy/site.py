@@ -895,17 +895,19 @@ class SiteAccumulator:
                 found[name] = count if before is None else _both(before, count)
         return found
 
-    def accruals(self, spans: Iterable[tuple[str, int]]) -> list[AccruedSpans]:
+    def accruals(
+        self, spans: Iterable[tuple[str, int]], flow: str | None = None
+    ) -> list[AccruedSpans]:
         """Return the accruals with short counts that took any of spans (meter, number).
 
         One accrual can take the spans of several meters (a flow that waited for each): their
-        corrections must count it once.
+        corrections must count it once. `flow`: only the accruals of that net flow.
         """
         spans = set(spans)
         return [
             accrued
-            for accrued in self._short_counts
-            if any(numbers.hold(spans) for numbers in accrued)
+            for accrued, flows in self._short_counts.items()
+            if (flow is None or flow in flows) and any(numbers.hold(spans) for numbers in accrued)
         ]
 
     def forget_short_counts(
