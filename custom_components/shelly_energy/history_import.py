@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -86,12 +86,13 @@ from .energy.history_plan import (
     site_fault_corrections,
     site_series,
     span_corrections,
+    taken_from_bars,
     with_corrections,
     within_five_minutes,
     within_hours,
     without_negative_bar,
 )
-from .energy.record_periods import RecordPeriods, hour_of, settlement_moves
+from .energy.record_periods import FIVE_MINUTES, RecordPeriods, hour_of, settlement_moves
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
@@ -317,6 +318,36 @@ class _History:
     def _records_wanted(self) -> tuple[float, float] | None:
         """Return the span of time whose records a run needs besides its gaps and spans."""
         return None
+
+    def _take_back_elsewhere(
+        self,
+        key: str,
+        rows: Sequence[StatRow],
+        short: Sequence[StatRow],
+        placed: Mapping[int, float],
+        unplaced: float,
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Return a series' corrections by hour, and the moments of those beyond its hourly rows.
+
+        For `unplaced` kWh of a take-back no hourly row holds (`without_negative_bar`), beside
+        the `placed` corrections. What the series booked since its hourly rows (the 5-minute
+        rows of an hour not compiled yet) gives first: the hour it booked them in, once
+        compiled, holds the take-back. Then its live sum gives back the rest, if it can
+        (`_lower_sum`: a site's net flow fell where it could not see it, at night, before any
+        hour published one). What neither can is left to the last corrected hour, negative.
+        """
+        hours = dict(placed)
+        since = rows[-1].start + HOUR - FIVE_MINUTES if rows else None
+        recent, rest = (
+            ({}, unplaced)
+            if since is None
+            else taken_from_bars([row for row in short if row.start >= since], unplaced)
+        )
+        if rest and not self._lower_sum(key, rest):
+            hours[max(hours)] -= rest
+        for hour, kwh in per_hour(recent).items():
+            hours[hour] = hours.get(hour, 0.0) + kwh
+        return hours, recent
 
     def _lower_sum(self, key: str, kwh: float) -> bool:
         """Have a series' live sum give `kwh` back (when the plan is queued); False: it can't.
@@ -589,11 +620,6 @@ class _History:
                 del pending[key]
             if fixes:
                 hours = never_negative(series_rows, per_hour(fixes))
-                # A take-back no hour holds (a site's net flow fell where it could not see it,
-                # at night, before any hour published one): its live sum gives it back instead.
-                placed, unplaced = without_negative_bar(series_rows, hours)
-                if unplaced and self._lower_sum(key, unplaced):
-                    hours = placed
                 # Nor may a 5-minute row of a corrected hour fall: read from the hour of the
                 # hourly row before the first (its last 5-minute row gives the next its bar),
                 # an hour that gives to a take-back included.
@@ -602,8 +628,16 @@ class _History:
                     (row.start for row in series_rows if row.start < first_hour),
                     default=first_hour,
                 )
-                short = await _async_rows(self.hass, {statistic_id}, read_from, "5minute")
-                fixes = within_five_minutes(short[statistic_id], within_hours(fixes, hours))
+                read = await _async_rows(self.hass, {statistic_id}, read_from, "5minute")
+                five_minute_rows = read[statistic_id]
+                placed, unplaced = without_negative_bar(series_rows, hours)
+                if unplaced:
+                    hours, recent = self._take_back_elsewhere(
+                        key, series_rows, five_minute_rows, placed, unplaced
+                    )
+                    for moment, kwh in recent.items():
+                        fixes[moment] = fixes.get(moment, 0.0) + kwh
+                fixes = within_five_minutes(five_minute_rows, within_hours(fixes, hours))
                 # What the counters could not count, from the records: added to the recorder's
                 # rows from each moment on; the plans below see the rows as they will be.
                 changes.extend(

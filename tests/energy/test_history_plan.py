@@ -34,6 +34,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     site_series,
     site_span_corrections,
     span_corrections,
+    taken_from_bars,
     with_corrections,
     within_five_minutes,
     within_hours,
@@ -643,6 +644,24 @@ def test_a_take_back_no_hour_holds_is_handed_back() -> None:
     rows = [StatRow(T0, 0.0, 0.0), StatRow(T0 + HOUR, 0.01, 0.01)]
     assert without_negative_bar(rows, {T0 + HOUR: -0.0065}) == ({T0 + HOUR: -0.0065}, 0.0)
     assert without_negative_bar(rows, {}) == ({}, 0.0)
+
+
+def test_a_take_back_comes_from_the_earliest_bars_each_giving_at_most_its_own() -> None:
+    # 5-minute rows of a dawn: nothing, then 2, 0 and 5 Wh.
+    rows = [
+        StatRow(T0, 0.0, 0.0),
+        StatRow(T0 + 300, 0.0, 0.0),
+        StatRow(T0 + 600, 0.002, 0.002),
+        StatRow(T0 + 900, 0.002, 0.002),
+        StatRow(T0 + 1200, 0.007, 0.007),
+    ]
+    taken, rest = taken_from_bars(rows, 0.004)
+    assert taken == {T0 + 600: pytest.approx(-0.002), T0 + 1200: pytest.approx(-0.002)}
+    assert rest == 0.0
+    taken, rest = taken_from_bars(rows, 0.009)
+    assert taken == {T0 + 600: pytest.approx(-0.002), T0 + 1200: pytest.approx(-0.005)}
+    assert rest == pytest.approx(0.002)  # beyond all that the rows hold
+    assert taken_from_bars(rows[:1], 0.004) == ({}, 0.004)
 
 
 def test_rows_are_written_for_corrected_hours_home_assistant_missed() -> None:

@@ -857,6 +857,23 @@ def without_negative_bar(
     return moved, unplaced
 
 
+def taken_from_bars(rows: Sequence[StatRow], kwh: float) -> tuple[dict[int, float], float]:
+    """Return a take-back of `kwh` from the rows' bars, and what they could not give (kWh).
+
+    The take-back is by row start (a correction from it lowers its bar): earliest first, each
+    row giving at most its bar. ``rows``: oldest first, from a row before the first that may
+    give (it gives the next its bar).
+    """
+    taken: dict[int, float] = {}
+    for before, row in pairwise(rows):
+        if kwh <= 0:
+            break
+        if (take := min(row.sum - before.sum, kwh)) > 0:
+            taken[row.start] = -take
+            kwh -= take
+    return taken, max(kwh, 0.0)
+
+
 def never_negative(rows: Sequence[StatRow], corrections: Mapping[int, float]) -> dict[int, float]:
     """Return the corrections moved so that no hour's bar falls below 0; the total stays.
 
