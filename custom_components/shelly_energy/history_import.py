@@ -112,6 +112,9 @@ MIN_CORRECTION_KWH: Final = 0.0005
 # A span is corrected once the hour it ended in was over this long ago (seconds): the recorder
 # has compiled that hour's statistics by then.
 SPAN_SETTLE_S: Final = 900
+# How long a site's span correction waits for the site's rows of its hour or later (seconds): a
+# site that waits for another meter has none meanwhile.
+SITE_ROWS_WAIT_S: Final = 6 * 3600
 # How soon day one checks again for the recorder's first rows of a new series (seconds): after
 # its next 5-minute statistics.
 CONTINUATION_CHECK_S: Final = 360
@@ -1018,6 +1021,9 @@ class SiteHistory(_History):
         }
         self._intervals: dict[str, MeterIntervals] = {}  # the meters' records last read
         self._periods: RecordPeriods | None = None  # their settlement and demand periods
+        # The last hour each of the site's series has a row for, at the records last read: None,
+        # every series (or no spans to correct).
+        self._rows_until: int | None = None
 
     def _series(self) -> tuple[str, ...]:
         if self._grid_recorded:
@@ -1084,6 +1090,7 @@ class SiteHistory(_History):
                 continue
             meters[meter_id] = intervals
         self._intervals = meters
+        self._rows_until = await self._async_rows_until()
         site_hours = SiteHours(self._config, meters, self._loads, dt_util.get_default_time_zone())
         for _ in site_hours.steps():
             await asyncio.sleep(0)  # let the event loop breathe between chunks
@@ -1192,18 +1199,39 @@ class SiteHistory(_History):
     def _new_spans(self) -> list[tuple[int, float]]:
         return [(span.seq, span.span.start) for _, span in self._meter_spans()]
 
+    async def _async_rows_until(self) -> int | None:
+        """Return the last hour all the site's series have a row for, since the spans began.
+
+        None without spans to correct. A series without any row since (a sensor enabled later)
+        does not count.
+        """
+        spans = self._meter_spans()
+        if not spans:
+            return None
+        since = hour_of(min(span.span.start for _, span in spans)) - HOUR
+        rows = await _async_rows(self.hass, set(self._statistic_ids().values()), since)
+        return min((found[-1].start for found in rows.values() if found), default=None)
+
     def _ready_spans(self, handled: Mapping[str, int]) -> list[tuple[str, CounterSpan]]:
         """Return the spans to correct now, each meter's in order, with each meter's MAC.
 
         A span waits until the records tell it and its hour is compiled, and so do the spans
-        after it on its meter. So does one that an accrual of the net flows took with a span
+        after it on its meter. It waits too while the site has no row for its hour, or a later
+        one (it waits for another meter: the correction would move rows that do not exist), up
+        to `SITE_ROWS_WAIT_S`. So does one that an accrual of the net flows took with a span
         that waits: the corrections must count that accrual once, over all of its spans.
         """
         records_end = min(intervals.end for intervals in self._intervals.values())
+        rows_until = self._rows_until
+        waited_long = dt_util.utcnow().timestamp() - SITE_ROWS_WAIT_S
         ready: dict[str, list[CounterSpan]] = {}
         blocked: set[str] = set()
         for mac, counter_span in self._meter_spans():
-            if mac in blocked or not _span_ready(counter_span.span, records_end):
+            span = counter_span.span
+            no_rows = (
+                rows_until is not None and rows_until < hour_of(span.end) and span.end > waited_long
+            )
+            if mac in blocked or no_rows or not _span_ready(span, records_end):
                 blocked.add(mac)  # not told by the records, or not compiled, yet
             else:
                 ready.setdefault(mac, []).append(counter_span)
