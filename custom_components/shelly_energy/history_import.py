@@ -92,7 +92,13 @@ from .energy.history_plan import (
     within_hours,
     without_negative_bar,
 )
-from .energy.record_periods import FIVE_MINUTES, RecordPeriods, hour_of, settlement_moves
+from .energy.record_periods import (
+    FIVE_MINUTES,
+    RecordPeriods,
+    five_minutes_of,
+    hour_of,
+    settlement_moves,
+)
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
@@ -333,19 +339,27 @@ class _History:
         """Return a series' corrections by hour, and the moments of those beyond its hourly rows.
 
         For `unplaced` kWh of a take-back no hourly row holds (`without_negative_bar`), beside
-        the `placed` corrections. What the series booked since its hourly rows (the 5-minute
-        rows of an hour not compiled yet) gives first: the hour it booked them in, once
-        compiled, holds the take-back. Then its live sum gives back the rest, if it can
-        (`_lower_sum`: a site's net flow fell where it could not see it, at night, before any
-        hour published one). What neither can is left to the last corrected hour, negative.
+        the `placed` corrections. What the series booked since its hourly rows gives first:
+        the hour it booked it in, once compiled, holds the take-back. First its 5-minute rows
+        of an hour not compiled yet; then what it booked since its last 5-minute row, taken
+        from the next one once the recorder made it (a pending move: the site booked a wait's
+        catch-up at the reading that started this run). Then its live sum gives back the rest,
+        if it can (`_lower_sum`: a site's net flow fell where it could not see it, at night,
+        before any hour published one). What none can is left to the last corrected hour,
+        negative.
         """
         hours = dict(placed)
-        since = rows[-1].start + HOUR - FIVE_MINUTES if rows else None
-        recent, rest = (
-            ({}, unplaced)
-            if since is None
-            else taken_from_bars([row for row in short if row.start >= since], unplaced)
-        )
+        recent: dict[int, float] = {}
+        rest = unplaced
+        if rows:
+            since = rows[-1].start + HOUR - FIVE_MINUTES
+            recent, rest = taken_from_bars([row for row in short if row.start >= since], rest)
+        pending: dict[str, list[float]] = self._state.setdefault("pending_shifts", {})
+        if rest and short and key not in pending:
+            taken = min(rest, max(self._counter(key) - short[-1].state, 0.0))
+            if taken >= MIN_CORRECTION_KWH:
+                pending[key] = [five_minutes_of(dt_util.utcnow().timestamp()), -taken]
+                rest -= taken
         if rest and not self._lower_sum(key, rest):
             hours[max(hours)] -= rest
         for hour, kwh in per_hour(recent).items():
