@@ -331,8 +331,8 @@ class _History:
     def _take_back_elsewhere(
         self,
         key: str,
-        rows: Sequence[StatRow],
-        short: Sequence[StatRow],
+        hourly_rows: Sequence[StatRow],
+        five_minute_rows: Sequence[StatRow],
         placed: Mapping[int, float],
         unplaced: float,
     ) -> tuple[dict[int, float], dict[int, float]]:
@@ -351,12 +351,14 @@ class _History:
         hours = dict(placed)
         recent: dict[int, float] = {}
         rest = unplaced
-        if rows:
-            since = rows[-1].start + HOUR - FIVE_MINUTES
-            recent, rest = taken_from_bars([row for row in short if row.start >= since], rest)
+        if hourly_rows:
+            since = hourly_rows[-1].start + HOUR - FIVE_MINUTES
+            recent, rest = taken_from_bars(
+                [row for row in five_minute_rows if row.start >= since], rest
+            )
         pending: dict[str, list[float]] = self._state.setdefault("pending_shifts", {})
-        if rest and short and key not in pending:
-            taken = min(rest, max(self._counter(key) - short[-1].state, 0.0))
+        if rest and five_minute_rows and key not in pending:
+            taken = min(rest, max(self._counter(key) - five_minute_rows[-1].state, 0.0))
             if taken >= MIN_CORRECTION_KWH:
                 pending[key] = [five_minutes_of(dt_util.utcnow().timestamp()), -taken]
                 rest -= taken
@@ -1035,8 +1037,8 @@ class SiteHistory(_History):
         }
         self._intervals: dict[str, MeterIntervals] = {}  # the meters' records last read
         self._periods: RecordPeriods | None = None  # their settlement and demand periods
-        # The last hour each of the site's series has a row for, at the records last read: None,
-        # every series (or no spans to correct).
+        # The last hour all the site's series have a row for, as the records were last read
+        # (`_async_rows_until`).
         self._rows_until: int | None = None
 
     def _series(self) -> tuple[str, ...]:
@@ -1246,7 +1248,7 @@ class SiteHistory(_History):
                 rows_until is not None and rows_until < hour_of(span.end) and span.end > waited_long
             )
             if mac in blocked or no_rows or not _span_ready(span, records_end):
-                blocked.add(mac)  # not told by the records, or not compiled, yet
+                blocked.add(mac)  # not told by the records, not compiled, or no rows, yet
             else:
                 ready.setdefault(mac, []).append(counter_span)
         while (waiting := self._taken_with_waiting(ready, handled)) is not None:
