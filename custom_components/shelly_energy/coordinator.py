@@ -671,9 +671,13 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
                 # for a meter away (a net flow would publish what the others counted meanwhile).
                 readings[ref] = ChannelInput(reading.power, None, None)
             else:
-                spans = 0 if counters is None else counters.span_count
+                spans, latest = (
+                    (0, 0)
+                    if counters is None
+                    else (counters.span_count, counters.latest_span(ref.channel_id))
+                )
                 readings[ref] = ChannelInput(
-                    reading.power, reading.energy_in, reading.energy_out, spans
+                    reading.power, reading.energy_in, reading.energy_out, spans, latest
                 )
             if role is Role.GRID:
                 currents[channel_key(ref)] = None if reading is None else reading.current

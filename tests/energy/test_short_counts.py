@@ -79,6 +79,7 @@ class Site:
     )
     last_read: dict[str, tuple[int, list[float]]] = field(default_factory=dict)
     span_numbers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIRECTIONS, 0))
+    latest_spans: dict[str, int] = field(default_factory=dict)  # each meter's channel's latest
     spans: list[Span] = field(default_factory=list)
     corrections: dict[str, float] = field(default_factory=dict)
 
@@ -121,6 +122,7 @@ class Site:
                 risen = self.published[ref][direction] - before[1][direction]
                 self.published[ref][direction] -= risen * share
                 self.span_numbers[meter_id] += 1
+                self.latest_spans[meter_id] = self.span_numbers[meter_id]
                 self.spans.append(
                     Span(
                         meter_id,
@@ -135,7 +137,13 @@ class Site:
                 self.span_numbers[meter_id] += elsewhere
             self.last_read[meter_id] = (self.now, list(self.published[ref]))
             energy_in, energy_out = self.published[ref]
-            readings[ref] = ChannelInput(0.0, energy_in, energy_out, self.span_numbers[meter_id])
+            readings[ref] = ChannelInput(
+                0.0,
+                energy_in,
+                energy_out,
+                self.span_numbers[meter_id],
+                self.latest_spans.get(meter_id, 0),
+            )
         self.accumulator.update(readings, DAY, float(self.now))
 
     def correct_spans(self) -> None:

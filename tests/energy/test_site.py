@@ -890,6 +890,7 @@ def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | Non
     rng = random.Random(seed)
     counters = {ref: [rng.uniform(0, 10_000), rng.uniform(0, 10_000)] for ref in SCENARIO_CHANNELS}
     spans = dict.fromkeys(METER_IDS, 0)
+    latest = dict.fromkeys(SCENARIO_CHANNELS, 0)
     steps: list[tuple[dict[ChannelRef, ChannelInput | None], date]] = []
     for step in range(60):
         offline = {meter_id for meter_id in METER_IDS if rng.random() < 0.15}
@@ -899,6 +900,7 @@ def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | Non
             if roll < 0.05:
                 counter[:] = rng.uniform(0, 5), rng.uniform(0, 5)  # reset
                 spans[ref.meter_id] += 1  # what it counted before, the records tell
+                latest[ref] = spans[ref.meter_id]
             elif roll < 0.15:
                 counter[0] -= rng.uniform(0, 0.01)  # jitter
             else:
@@ -908,7 +910,7 @@ def random_scenario(seed: int) -> list[tuple[dict[ChannelRef, ChannelInput | Non
             readings[ref] = (
                 None
                 if ref.meter_id in offline
-                else ChannelInput(power, counter[0], counter[1], spans[ref.meter_id])
+                else ChannelInput(power, counter[0], counter[1], spans[ref.meter_id], latest[ref])
             )
         steps.append((readings, date(2025, 6, 21 + step // 20)))
     return steps
@@ -1232,10 +1234,10 @@ def test_a_site_without_settlement_rebuilds_only_its_demand() -> None:
 
 
 def pv_readings(exported: float, produced: float, spans: int) -> dict[ChannelRef, ChannelInput]:
-    """The single-meter PV site's counters (Wh), with its meter's span count."""
+    """The single-meter PV site's counters (Wh), with its meter's span count, each the latest's."""
     return {
-        GRID: ChannelInput(0.0, 1_000.0, exported, spans),
-        SOLAR: ChannelInput(0.0, 0.0, produced, spans),
+        GRID: ChannelInput(0.0, 1_000.0, exported, spans, spans),
+        SOLAR: ChannelInput(0.0, 0.0, produced, spans, spans),
     }
 
 
@@ -1306,10 +1308,10 @@ def test_a_short_count_is_forgiven_only_the_fall_it_made() -> None:
 
 def test_spans_accrued_together_are_taken_together() -> None:
     acc = SiteAccumulator(BATTERY_SITE)
-    battery = ChannelInput(0.0, 0.0, 0.0, 0)
+    battery = ChannelInput(0.0, 0.0, 0.0, 0, 0)
     acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY, 60.0)
     # Both meters' counters counted short; consumption accrues both at once, falling 150.
-    short = ChannelInput(0.0, 0.0, 0.0, 1)
+    short = ChannelInput(0.0, 0.0, 0.0, 1, 1)
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: short}, DAY, 120.0)
     # Consumption's accrual took both meters' spans (self-consumed solar's only the first's):
     # either tells it.
@@ -1322,19 +1324,31 @@ def test_spans_accrued_together_are_taken_together() -> None:
 
 
 def test_a_fault_is_told_by_any_span_it_opened() -> None:
+    def after_reboot(
+        exported: float, produced: float, spans: int
+    ) -> dict[ChannelRef, ChannelInput]:
+        # A reboot opened spans 4 to 6: the solar's counter, the grid's and the meter's total
+        # (read by no site).
+        return {
+            GRID: ChannelInput(0.0, 1_000.0, exported, spans, 5),
+            SOLAR: ChannelInput(0.0, 0.0, produced, spans, 4),
+        }
+
     acc = SiteAccumulator(PV_SITE)
     acc.update(pv_readings(0.0, 5_000.0, spans=3), DAY, 60.0)
-    # A reboot opened spans 4 to 6: the grid's and solar's counters, and the meter's total
-    # (numbered last, read by no site). The sums fall 150 and are forgiven that.
-    acc.update(pv_readings(200.0, 5_050.0, spans=6), DAY, 120.0)
-    # The history asks with the numbers of the site's counters.
-    assert take(acc, [("EM0001", 4), ("EM0001", 5)]) == {
+    acc.update(after_reboot(200.0, 5_050.0, spans=6), DAY, 120.0)  # the sums fall 150: forgiven
+    # The history asks with the numbers of the site's counters: any of them tells the fault.
+    assert take(acc, [("EM0001", 5)]) == {
         "home_consumption": ShortCount(60.0, 150.0),
         "self_consumed_solar": ShortCount(60.0, 150.0),
     }
-    assert take(acc, [("EM0001", 6)]) == {}  # taken once
-    acc.update(pv_readings(200.0, 5_100.0, spans=7), DAY, 180.0)
-    assert take(acc, [("EM0001", 6), ("EM0002", 7)]) == {}  # another's, or before: not these
+    assert take(acc, [("EM0001", 4)]) == {}  # taken once
+    # The sums fall 100 while the meter's total counts short (span 7), not the site's channels:
+    # nothing is forgiven, and the rise of 200 after makes the fall up first.
+    acc.update(after_reboot(300.0, 5_050.0, spans=7), DAY, 180.0)
+    assert acc.accruals([("EM0001", 7)]) == []
+    state = acc.update(after_reboot(300.0, 5_250.0, spans=7), DAY, 240.0)
+    assert (state.energy.home_consumption, state.energy.self_consumed_solar) == (100.0, 100.0)
 
 
 # The PV site with a battery on a meter of its own.
@@ -1349,7 +1363,7 @@ def solar_short_while_the_battery_is_away() -> tuple[SiteAccumulator, ChannelInp
     The solar counted short (its span 1) while the battery's meter is away: consumption waits.
     """
     acc = SiteAccumulator(PV_AND_BATTERY_METER)
-    battery = ChannelInput(0.0, 0.0, 0.0, 0)
+    battery = ChannelInput(0.0, 0.0, 0.0, 0, 0)
     acc.update({**pv_readings(0.0, 5_000.0, spans=0), BATTERY: battery}, DAY)
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: None}, DAY)
     return acc, battery
@@ -1409,6 +1423,23 @@ def test_a_short_counts_deficit_is_stored_and_0_where_it_was_not() -> None:
         entry["flows"] = {name: values[:2] for name, values in entry["flows"].items()}
     older = SiteAccumulator.from_dict(PV_SITE, saved)
     assert take(older, [("EM0001", 1)])["home_consumption"] == ShortCount(None, 40.0, 0.0)
+
+
+def test_span_counts_stored_without_each_channels_latest_tell_from_the_next_reading() -> None:
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=2), DAY)
+    saved = json.loads(json.dumps(acc.to_dict()))
+    for entry in saved["spans"]:  # as stored before 2026-12-07: the meter's count only
+        del entry["latest"]
+    restored = SiteAccumulator.from_dict(PV_SITE, saved)
+    # The first reading after tells each channel's latest; it forgives nothing, even a rise.
+    restored.update(pv_readings(200.0, 5_050.0, spans=3), DAY)
+    assert restored.accruals([("EM0001", 3)]) == []
+    restored.update(pv_readings(300.0, 5_050.0, spans=4), DAY)  # then a span: forgiven
+    assert take(restored, [("EM0001", 4)]) == {
+        "home_consumption": ShortCount(None, 100.0, 150.0),
+        "self_consumed_solar": ShortCount(None, 100.0, 150.0),
+    }
 
 
 def test_short_counts_no_history_takes_are_kept_to_a_bound() -> None:

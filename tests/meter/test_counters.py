@@ -239,6 +239,23 @@ def test_spans_older_than_the_records_are_forgotten() -> None:
     assert [span.seq for span in counters.spans] == [3, 4, 5, 6]
 
 
+def test_each_channel_tells_the_number_of_its_own_latest_span() -> None:
+    counters = MeterCounters("M", PHASE_W, 3)
+    counters.apply(snap(100.0, 10.0, total=100.0, time=0.0), away=False)
+    # The total's import is missing once: the next reading's rise gives it a span, not phase a.
+    missing = ChannelReading(id="total", kind=ChannelKind.TOTAL, energy_in=None, energy_out=0.0)
+    counters.apply(snap(101.0, 10.0, time=1.0)._replace(total=missing), away=False)
+    counters.apply(snap(102.0, 10.0, total=102.0, time=2.0), away=False)
+    assert [(span.seq, span.key) for span in counters.spans] == [(1, "total_in")]
+    assert (counters.latest_span("a"), counters.latest_span("total")) == (0, 1)
+    counters.apply(snap(1.0, 1.0, total=1.0, time=3.0), away=False)  # cleared: three resets
+    assert (counters.latest_span("a"), counters.latest_span("total")) == (3, 4)
+    restored = MeterCounters("M", PHASE_W, 3)
+    restored.restore(counters.to_dict())
+    assert (restored.latest_span("a"), restored.latest_span("total")) == (3, 4)
+    assert restored.latest_span("b") == 0
+
+
 def test_notable_decisions_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     counters = MeterCounters("Mains", PHASE_W, 3)
     caplog.set_level(logging.INFO, logger="custom_components.shelly_energy.meter.counters")

@@ -42,10 +42,10 @@ clamped per interval: meters are read at different instants, so one update may s
 before the next sees the solar production behind it, and clamping that interval's negative value
 would count the production again later. They keep a signed running sum and publish its highest value
 so far: never decreasing, never negative, and exact once every meter has been read. Where an input's
-counter counted short (its meter's span count, `ChannelInput.spans`, rose), the fall of the sum that
-accrual made is forgiven: the meter's records give what the counter missed to the hours it flowed
-in, and a sum left that much lower would hold back as much of the consumption to come. How the flow
-accrued such a span waits, stored, for the records' correction of it (`ShortCount`,
+counter counted short (`ChannelInput.latest_span` rose), the fall of the sum that accrual made is
+forgiven: the meter's records give what the counter missed to the hours it flowed in, and a sum
+left that much lower would hold back as much of the consumption to come. How the flow accrued such
+a span waits, stored, for the records' correction of it (`ShortCount`,
 `short_counts`). The inputs are the meters' published totals (already through the counter
 model, `energy.counter`), and each baseline is such a counter too, with no physical bound: a
 channel's first sighting only sets it, jitter is held, and a drop (a meter whose totals started
@@ -143,21 +143,24 @@ class SiteConfig:
 class ChannelInput:
     """What the site needs of one channel's reading: signed W and cumulative Wh. None: missing.
 
-    ``spans``: how many spans its meter's counters could not count so far (`MeterCounters`); a
-    rise tells that a counter counted short, which the meter's records make up.
+    ``spans``: how many spans its meter's counters could not count so far (`MeterCounters`);
+    ``latest_span``: the number of the latest that was one of this channel's counters. A rise of
+    it tells that this channel counted short, which the meter's records make up: a span of a
+    counter the site does not read (a three-phase meter's total) does not.
     """
 
     power: float | None
     energy_in: float | None
     energy_out: float | None
     spans: int = 0
+    latest_span: int = 0
 
 
 class SpanNumbers(NamedTuple):
     """The spans a meter's counters opened between two readings: numbers `first` to `last`.
 
     One fault opens a span on each counter it hit, the site's and others (a three-phase meter's
-    total): which of them the site reads, the numbers do not tell.
+    total): the numbers between may be those of counters the site does not read.
     """
 
     meter_id: str
@@ -499,7 +502,9 @@ class SiteAccumulator:
         self._floors: dict[str, float] = {}  # totals never to be published lower (Wh)
         self._load_floors: dict[tuple[ChannelRef, str], float] = {}  # the same per load field
         self._loads: dict[ChannelRef, _Load] = {}
-        self._spans: dict[ChannelRef, int] = {}  # each channel's meter's span count, last seen
+        # Each channel's meter's span count and its own latest span's number, last seen (the
+        # latter None: not known yet).
+        self._spans: dict[ChannelRef, tuple[int, int | None]] = {}
         # How the net flows accrued spans, by flow: `short_counts`.
         self._short_counts: dict[AccruedSpans, dict[str, ShortCount]] = {}
         self.started: float | None = None  # when the totals were first published
@@ -648,7 +653,7 @@ class SiteAccumulator:
                 and reading.energy_out is not None
             ):
                 counters[ref] = (reading.energy_in, reading.energy_out)
-                self._note_spans(ref, reading.spans)
+                self._note_spans(ref, reading.spans, reading.latest_span)
         totals, today, flows = self._totals, self._today, self._flows
 
         grid = flows["grid"]
@@ -828,11 +833,15 @@ class SiteAccumulator:
         """
         self._floors[field] = shown - SHOWN_ROUNDING_WH
 
-    def _note_spans(self, ref: ChannelRef, spans: int) -> None:
-        """Tell the net flows that read `ref` when its meter's counters counted short."""
-        last = self._spans.get(ref, spans)
-        self._spans[ref] = spans
-        if spans > last:
+    def _note_spans(self, ref: ChannelRef, spans: int, latest: int) -> None:
+        """Tell the net flows that read `ref` when its counters counted short.
+
+        The spans numbered since its meter was last seen are the accrual's: any of them tells
+        it (a fault opens a span on each counter it hit, the ones the flow reads among them).
+        """
+        last, last_latest = self._spans.get(ref, (spans, latest))
+        self._spans[ref] = (spans, latest)
+        if last_latest is not None and latest > last_latest and spans > last:
             role = self._config.roles.get(ref)
             for name in _NET_FLOWS:
                 flow = self._flows[name]
@@ -1004,8 +1013,13 @@ class SiteAccumulator:
             "grid_time": self._grid_time,
             "capacity": None if self._capacity is None else self._capacity.to_dict(),
             "spans": [
-                {"meter_id": ref.meter_id, "channel_id": ref.channel_id, "count": count}
-                for ref, count in self._spans.items()
+                {
+                    "meter_id": ref.meter_id,
+                    "channel_id": ref.channel_id,
+                    "count": count,
+                    "latest": latest,
+                }
+                for ref, (count, latest) in self._spans.items()
             ],
             "net_flows": {
                 name: {
@@ -1088,9 +1102,13 @@ class SiteAccumulator:
             grid_import=today["grid_import"],
             home_consumption=today["home_consumption"],
         )
-        # Saved since the net flows forgive what counters missed.
+        # Saved since the net flows forgive what counters missed; each channel's latest span
+        # since 2026-12-07 (not known before: it is from the next reading).
         accumulator._spans = {
-            ChannelRef(entry["meter_id"], entry["channel_id"]): int(entry["count"])
+            ChannelRef(entry["meter_id"], entry["channel_id"]): (
+                int(entry["count"]),
+                None if entry.get("latest") is None else int(entry["latest"]),
+            )
             for entry in data.get("spans", ())
         }
         accumulator._short_counts = {

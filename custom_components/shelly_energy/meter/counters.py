@@ -43,6 +43,11 @@ def counter_key(channel_id: str, imported: bool) -> str:
     return f"{channel_id}_{'in' if imported else 'out'}"
 
 
+def _channel_of(key: str) -> str:
+    """Return the reading's id of a counter's key."""
+    return key.rpartition("_")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class CounterSpan:
     """A span one counter could not count, numbered in the order they happened."""
@@ -73,6 +78,7 @@ class MeterCounters:
         self._counters: dict[str, EnergyCounter] = {}
         self._spans: list[CounterSpan] = []
         self._seq = 0
+        self._latest: dict[str, int] = {}  # each channel's latest span number
         self._rejecting: set[str] = set()  # counters whose last reading was rejected
         self._keys: dict[str, tuple[str, str]] = {}  # each reading's (import, export) keys
         self._boot: float | None = None  # when the meter last started (its clock)
@@ -87,6 +93,14 @@ class MeterCounters:
     def span_count(self) -> int:
         """Return how many spans there have been: the number of the latest."""
         return self._seq
+
+    def latest_span(self, channel_id: str) -> int:
+        """Return the number of the latest span of a phase's or channel's counters (0: none).
+
+        A site reads its channels, not the meter: a span of a counter it does not read (the
+        three-phase total) must not tell it that one of its inputs counted short.
+        """
+        return self._latest.get(channel_id, 0)
 
     def lagging(self, channel_id: str) -> bool:
         """Return whether a phase's or channel's totals hold over refused readings.
@@ -196,6 +210,7 @@ class MeterCounters:
             oldest = decision.time - SPAN_RETENTION_S
             self._spans = [span for span in self._spans if span.span.end > oldest]
             self._spans.append(CounterSpan(self._seq, key, decision.unaccounted))
+            self._latest[_channel_of(key)] = self._seq
         verdict = decision.verdict
         if verdict is Verdict.REJECTED:
             if key in self._rejecting:
@@ -256,9 +271,11 @@ class MeterCounters:
         if version == 1:
             counters, spans = _published_keys(counters, spans, stored_reversed)
         self._counters, self._spans, self._seq, self._boot = counters, spans, seq, boot
+        # A channel whose spans were all forgotten reads 0: a new span still numbers higher.
+        self._latest = {_channel_of(span.key): span.seq for span in spans}
         changed = stored_reversed ^ self._reversed
         for key, counter in counters.items():
-            channel_id = key.rpartition("_")[0]
+            channel_id = _channel_of(key)
             if channel_id in changed or (channel_id == TOTAL_ID and changed):
                 counter.switch_source()
 
