@@ -211,6 +211,9 @@ async def test_a_mains_without_power_at_dawn_leaves_the_night_to_the_morning(
         pytest.param(1 * 60 + 35, 2 * 60 + 12, id="across-an-hour"),
         # 88 minutes of the morning's production, from 05:16 to 06:44.
         pytest.param(5 * 60 + 16, 6 * 60 + 44, id="into-the-morning"),
+        # 06:48 to 07:50: the battery discharged 12 Wh after 06:48, too little for a jump
+        # (random fault days, seeds 12 and 18: those 12 Wh stayed in 07:00).
+        pytest.param(6 * 60 + 48, 7 * 60 + 50, id="a-little-while-down"),
     ],
 )
 async def test_home_assistant_down_leaves_each_hour_its_energy(

@@ -382,6 +382,24 @@ def test_an_outage_within_two_hours_leaves_none_empty() -> None:
     assert result[-1].sum == 4.0
 
 
+def test_a_little_booked_late_after_an_outage_goes_back_to_its_hour() -> None:
+    # A battery's 20 Wh at dawn: 8 recorded live, then an outage from 48 minutes into T0+1h to
+    # T0+2h, whose bar got the other 12 at the catch-up; less than a jump after a whole hour.
+    energy = hourly(T0, [0.0, 0.020, 0.0])
+    rows = live(T0, [0.0, 0.008, 0.020])
+    outages = outage_hours(five_minute_rows(T0, 3, missing=range(22, 35)), T0, T0 + 3 * HOUR)
+    assert outages == {T0 + HOUR}
+    assert records_needed_since(rows, after=T0) is None
+    assert plan_fill(rows, energy).rows == ()
+    assert records_needed_since(rows, after=T0, outages=outages) == T0 + HOUR
+    result = apply(rows, plan_fill(rows, energy, outages))
+    assert bars(result) == {T0 + HOUR: 0.020, T0 + 2 * HOUR: 0.0}
+    # So after an hour without a row.
+    rows = live(T0, [0.0, None, 0.012])
+    assert records_needed_since(rows, after=T0) == T0 + HOUR
+    assert bars(apply(rows, plan_fill(rows, energy))) == {T0 + HOUR: 0.012, T0 + 2 * HOUR: 0.0}
+
+
 def five_minute_rows(start: int, hours: int, missing: Iterable[int]) -> list[StatRow]:
     """Return the 5-minute rows of `hours` hours from `start`, but the `missing` ones (by index)."""
     gone = set(missing)

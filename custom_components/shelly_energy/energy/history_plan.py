@@ -53,7 +53,8 @@ HOUR: Final = 3600
 # A bar up to this is "about 0" (kWh).
 ZERO_KWH: Final = 0.001
 # A bar this much above the device's energy of its hour is a catch-up jump (kWh). Larger than
-# what a poll falling just after the hour moves between hours.
+# what a poll falling just after the hour moves between hours. After an hour the series was
+# missing from (no row, or an outage), more than `ZERO_KWH` is (`_jump_above`).
 JUMP_KWH: Final = 0.02
 
 IMPORTED: Final = "energy_imported"
@@ -499,12 +500,26 @@ def plan_day_one(
     return FillPlan(tuple(rows), (live_hour, total_before + before_live))
 
 
-def plan_fill(rows: Sequence[StatRow], energy: Mapping[int, float]) -> FillPlan:
+def _jump_above(hour: int, rows: Mapping[int, StatRow], outages: Collection[int]) -> float:
+    """Return how far an hour's bar must pass its energy to be a catch-up jump (kWh).
+
+    After an hour with no row or an outage, whatever the bar has beyond the hour's own energy
+    was booked late, however little (a battery's few Wh at dawn); after an hour recorded whole,
+    a poll just after its end moves a little across.
+    """
+    before = hour - HOUR
+    return ZERO_KWH if before not in rows or before in outages else JUMP_KWH
+
+
+def plan_fill(
+    rows: Sequence[StatRow], energy: Mapping[int, float], outages: Collection[int] = ()
+) -> FillPlan:
     """Return the rows that fill one series' gaps from the device's energy.
 
     ``rows``: the series' rows, oldest first, from far enough back to hold the row before any
     gap. ``energy``: the device's energy (kWh) per complete hour, from its first to its last
-    hour (a missing hour counted 0).
+    hour (a missing hour counted 0). ``outages``: hours an outage went on past the end of
+    (`outage_hours`).
     """
     if not energy or not rows:
         return FillPlan(())
@@ -516,7 +531,7 @@ def plan_fill(rows: Sequence[StatRow], energy: Mapping[int, float]) -> FillPlan:
     for row in rows[1:]:
         if not first_hour < row.start <= last_hour:
             continue
-        if bars[row.start] <= energy.get(row.start, 0.0) + JUMP_KWH:
+        if bars[row.start] <= energy.get(row.start, 0.0) + _jump_above(row.start, by_hour, outages):
             continue
         gap_start = _gap_start(row.start, by_hour, bars, first_hour, energy)
         if gap_start == row.start:
@@ -544,7 +559,7 @@ def records_needed_since(
     low = rows[0].start if rows else 0
     needed: int | None = None
     for row in rows[1:]:
-        if row.start <= after or bars[row.start] <= JUMP_KWH:
+        if row.start <= after or bars[row.start] <= _jump_above(row.start, by_hour, outages):
             continue
         gap_start = _gap_start(row.start, by_hour, bars, low)
         before = row.start - HOUR
