@@ -563,7 +563,6 @@ class _History:
             starts.append(periods[0])
         needed = None if not starts else int(min(starts))
         outages: dict[str, set[int]] = {}  # by statistic, in the hours not checked yet
-        down_before_start: set[int] = set()
         if since is None and not day_one:
             ids = set(statistic_ids.values())
             rows = await _async_rows(self.hass, ids, window)
@@ -584,6 +583,7 @@ class _History:
             )
             outages = {
                 statistic_id: outage_hours(short[statistic_id], first, _compiled_before())
+                | down_before_start
                 for statistic_id in ids
             }
             wanted = [
@@ -591,10 +591,7 @@ class _History:
                 for statistic_id in ids
                 if (
                     hour := records_needed_since(
-                        rows[statistic_id],
-                        after=after,
-                        outages=outages[statistic_id],
-                        maybe_down=down_before_start,
+                        rows[statistic_id], after=after, outages=outages[statistic_id]
                     )
                 )
                 is not None
@@ -697,9 +694,7 @@ class _History:
                     device_hours = {
                         hour: kwh for hour, kwh in device_hours.items() if hour < held_from
                     }
-                plan = plan_fill(
-                    series_rows, device_hours, outages.get(statistic_id, ()), down_before_start
-                )
+                plan = plan_fill(series_rows, device_hours, outages.get(statistic_id, ()))
                 # Rows filled backwards by older versions start below 0: lift the series.
                 if series_rows and series_rows[0].start > window + HOUR:
                     first = series_rows[0]

@@ -394,30 +394,10 @@ def test_a_little_booked_late_after_an_outage_goes_back_to_its_hour() -> None:
     assert records_needed_since(rows, after=T0, outages=outages) == T0 + HOUR
     result = apply(rows, plan_fill(rows, energy, outages))
     assert bars(result) == {T0 + HOUR: 0.020, T0 + 2 * HOUR: 0.0}
-    # So after an hour Home Assistant may have been down across the end of (before a start).
-    assert records_needed_since(rows, after=T0, maybe_down=outages) == T0 + HOUR
-    assert apply(rows, plan_fill(rows, energy, maybe_down=outages)) == result
     # So after an hour without a row.
     rows = live(T0, [0.0, None, 0.012])
     assert records_needed_since(rows, after=T0) == T0 + HOUR
     assert bars(apply(rows, plan_fill(rows, energy))) == {T0 + HOUR: 0.012, T0 + 2 * HOUR: 0.0}
-
-
-def test_an_hour_an_outage_went_on_past_is_in_the_gap_not_its_anchor() -> None:
-    energy = hourly(T0, [1.0] * 5)
-    # Down from 30 minutes into T0+1h; the catch-up came in T0+3h, and T0+3h's own last
-    # 24 minutes in T0+4h: T0+3h's row is short of them, no anchor for the gap before it.
-    rows = live(T0, [1.0, 1.5, 1.5, 3.6, 5.0])
-    outages = {T0 + HOUR, T0 + 3 * HOUR}
-    assert records_needed_since(rows, after=T0, outages={T0 + HOUR}) == T0 + HOUR
-    assert records_needed_since(rows, after=T0, outages=outages) == T0 + HOUR
-    plan = plan_fill(rows, energy, outages)
-    assert [row.start for row in plan.rows] == [T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR]
-    assert set(bars(apply(rows, plan)).values()) == {1.0}
-    # Taken as the anchor, T0+3h would have given the gap 0.4 too little. An hour Home Assistant
-    # only may have been down across the end of is one.
-    assert bars(apply(rows, plan_fill(rows, energy, {T0 + HOUR})))[T0 + HOUR] == 0.6
-    assert bars(apply(rows, plan_fill(rows, energy, maybe_down=outages)))[T0 + HOUR] == 0.6
 
 
 def five_minute_rows(start: int, hours: int, missing: Iterable[int]) -> list[StatRow]:

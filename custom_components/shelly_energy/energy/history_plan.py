@@ -448,21 +448,19 @@ def _gap_start(
     rows: Mapping[int, StatRow],
     bars: Mapping[int, float],
     low: int,
-    *,
     energy: Mapping[int, float] | None = None,
-    outages: Collection[int] = (),
 ) -> int:
     """Return the first hour of the gap before an anchor (the anchor itself: no gap).
 
-    A gap's hours have no row, a bar of about 0, an outage past their end (`outages`) or, where
-    the device's `energy` is known, a bar short of it (the hour an outage began in, or one a
-    span's correction gave a channel's share to). Where it is not known yet (None), the hour
-    before a run of missing or empty hours may be in it too.
+    A gap's hours have no row, a bar of about 0 or, where the device's `energy` is known, a bar
+    short of it (the hour an outage began in, or one a span's correction gave a channel's share
+    to). Where it is not known yet (None), the hour before a run of missing or empty hours may
+    be in it too.
     """
 
     def in_gap(hour: int) -> bool:
         bar = bars.get(hour)
-        if hour not in rows or hour in outages or (bar is not None and bar <= ZERO_KWH):
+        if hour not in rows or (bar is not None and bar <= ZERO_KWH):
             return True
         return energy is not None and bar is not None and bar < energy.get(hour, 0.0) - ZERO_KWH
 
@@ -514,19 +512,14 @@ def _jump_above(hour: int, rows: Mapping[int, StatRow], outages: Collection[int]
 
 
 def plan_fill(
-    rows: Sequence[StatRow],
-    energy: Mapping[int, float],
-    outages: Collection[int] = (),
-    maybe_down: Collection[int] = (),
+    rows: Sequence[StatRow], energy: Mapping[int, float], outages: Collection[int] = ()
 ) -> FillPlan:
     """Return the rows that fill one series' gaps from the device's energy.
 
     ``rows``: the series' rows, oldest first, from far enough back to hold the row before any
     gap. ``energy``: the device's energy (kWh) per complete hour, from its first to its last
     hour (a missing hour counted 0). ``outages``: hours an outage went on past the end of
-    (`outage_hours`): in a gap, and never its anchor (what they missed at their end was booked
-    later, so their sums are short). After one of them or of ``maybe_down`` (Home Assistant
-    may have been down across its end), a jump of any size is a catch-up.
+    (`outage_hours`).
     """
     if not energy or not rows:
         return FillPlan(())
@@ -535,13 +528,12 @@ def plan_fill(
     by_hour = {row.start: row for row in rows}
     starts = [row.start for row in rows]
     bars = _bars(rows)
-    missed = {*outages, *maybe_down}
     for row in rows[1:]:
-        if not first_hour < row.start <= last_hour or row.start in outages:
+        if not first_hour < row.start <= last_hour:
             continue
-        if bars[row.start] <= energy.get(row.start, 0.0) + _jump_above(row.start, by_hour, missed):
+        if bars[row.start] <= energy.get(row.start, 0.0) + _jump_above(row.start, by_hour, outages):
             continue
-        gap_start = _gap_start(row.start, by_hour, bars, first_hour, energy=energy, outages=outages)
+        gap_start = _gap_start(row.start, by_hour, bars, first_hour, energy)
         if gap_start == row.start:
             continue
         before = bisect.bisect_left(starts, gap_start) - 1
@@ -553,32 +545,26 @@ def plan_fill(
 
 
 def records_needed_since(
-    rows: Sequence[StatRow],
-    *,
-    after: int,
-    outages: Collection[int] = (),
-    maybe_down: Collection[int] = (),
+    rows: Sequence[StatRow], *, after: int, outages: Collection[int] = ()
 ) -> int | None:
     """Return the first hour whose device energy a plan may need; None: nothing to fill.
 
     Looks for anchors later than ``after`` (the last hour already checked): a row with a
-    positive jump after a run of hours without rows or with bars of about 0, or after an hour
-    of ``outages`` (`outage_hours`; an outage shorter than two hours may leave no hour empty)
-    or of ``maybe_down`` (Home Assistant may have been down across its end: the recorder may
-    have compiled its rows from the state before). An hour of ``outages`` is no anchor: what it
-    missed at its end was booked later.
+    positive jump after a run of hours without rows or with bars of about 0, or right after an
+    hour of ``outages`` (`outage_hours`): an outage shorter than two hours may leave no hour
+    empty.
     """
     by_hour = {row.start: row for row in rows}
     bars = _bars(rows)
     low = rows[0].start if rows else 0
-    missed = {*outages, *maybe_down}
     needed: int | None = None
     for row in rows[1:]:
-        if row.start <= after or row.start in outages:
+        if row.start <= after or bars[row.start] <= _jump_above(row.start, by_hour, outages):
             continue
-        if bars[row.start] <= _jump_above(row.start, by_hour, missed):
-            continue
-        gap_start = _gap_start(row.start, by_hour, bars, low, outages=missed)
+        gap_start = _gap_start(row.start, by_hour, bars, low)
+        before = row.start - HOUR
+        if gap_start == row.start and before >= low and before in outages:
+            gap_start = before
         if gap_start < row.start and (needed is None or gap_start < needed):
             needed = gap_start
     return needed
