@@ -1336,6 +1336,36 @@ async def test_a_saved_import_of_another_layout_starts_over(
 AT = {hour: datetime(2025, 6, 1, tzinfo=UTC) + timedelta(hours=hour) for hour in range(10)}
 
 
+async def test_a_settled_sites_first_live_hour_holds_what_its_periods_booked_before(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    reader: Reader,
+    clock_at_0020: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A site settled each hour is set up at 00:20, on a meter with a day of records.
+
+    Its grid sensors book each hour's net at the hour's end: the hour from 00:00 holds the net
+    of 23:00, booked at midnight, before the site went live; what flowed from 00:00 to 00:20 is
+    in the period booked at 01:00.
+    """
+    meter, _ = await add_meter(hass, simulator, reader, history_days=1)
+    await add_site(
+        hass, {CONF_GRID: [f"{meter.mac}:{phase}" for phase in "abc"], CONF_SETTLEMENT: "60"}
+    )
+    await live_until(hass, clock_at_0020, freezer, AT[1] + timedelta(minutes=10))
+    nets: dict[int, float] = defaultdict(float)
+    for record in device_records(meter):
+        nets[record.ts - record.ts % HOUR] += sum(record.energy_in) - sum(record.energy_out)
+    midnight = int(AT[0].timestamp())
+    before = nets[midnight - HOUR]
+    assert before > 0 and nets[midnight] > 0  # both hours import: a flow would differ
+    result = await bars(hass, "sensor.home_grid_import_energy")
+    assert result[midnight - HOUR] == pytest.approx(max(nets[midnight - 2 * HOUR], 0.0) / 1000)
+    assert result[midnight] == pytest.approx(before / 1000)
+
+
 async def site_down_at_0210(
     hass: HomeAssistant,
     simulator: Simulator,

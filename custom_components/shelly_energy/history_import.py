@@ -94,6 +94,7 @@ from .energy.history_plan import (
 )
 from .energy.record_periods import (
     FIVE_MINUTES,
+    SETTLED_FLOWS,
     RecordPeriods,
     five_minutes_of,
     hour_of,
@@ -1132,8 +1133,13 @@ class SiteHistory(_History):
             return 0.0
         if (load := self._loads.get(key)) is not None:
             return load_energy_between(self._intervals, *load, start, end)
+        field = _SITE_FIELDS[key]
+        periods = self._periods
+        if periods is not None and periods.settles and field in SETTLED_FLOWS:
+            # A settled sensor books each period's net at its end, not the flow as it came.
+            return periods.booked_between(start, end)[SETTLED_FLOWS.index(field)]
         flows = site_energy_between(self._config, self._intervals, start, end)
-        return float(getattr(flows, _SITE_FIELDS[key]))
+        return float(getattr(flows, field))
 
     def _day_one_series(self, statistic_ids: Mapping[str, str]) -> set[str]:
         """Return the series whose hours before their first value this run imports.

@@ -106,6 +106,30 @@ def test_an_outage_straddling_periods_is_settled_as_the_records_tell() -> None:
     assert (live.imported, live.exported) == pytest.approx((360.0, 1800.0))
 
 
+def test_a_settled_sensor_books_each_period_at_its_end() -> None:
+    # Quarters from 10:00: 2 Wh in and 1 out a minute, then 3 out a minute from 10:30.
+    start = ts(2025, 6, 1, 10)
+    periods = recorded(
+        RecordPeriods(PeriodClock(15, UTC), None, start),
+        start,
+        [(2.0, 1.0)] * 30 + [(0.0, 3.0)] * 30,
+    )
+    assert periods.nets == {
+        start: 15.0,
+        start + 15 * MINUTE: 15.0,
+        start + 30 * MINUTE: -45.0,
+        start + 45 * MINUTE: -45.0,
+    }
+    # Rows stopping at 10:40: what the quarters ending at 10:15 and 10:30 booked.
+    assert periods.booked_between(start, start + 40 * MINUTE) == (30.0, 0.0)
+    # The quarter ending at 10:45 is booked at the first update from then, not before.
+    assert periods.booked_between(start, start + 45 * MINUTE) == (30.0, 0.0)
+    assert periods.booked_between(start, start + HOUR) == (30.0, 45.0)
+    assert periods.booked_between(start + 20 * MINUTE, start + HOUR + 1) == (15.0, 90.0)
+    with pytest.raises(ValueError, match="no settlement periods"):
+        RecordPeriods(None, PeriodClock(15, UTC), start).booked_between(start, start + HOUR)
+
+
 def test_a_gap_across_the_month_change_gives_aprils_first_peak() -> None:
     # Brussels: Home Assistant down from 31 March 23:30 to 1 April 00:30, quarters, highest.
     tracker = CapacityTracker(PeriodClock(15, BRUSSELS), BillingCycle())

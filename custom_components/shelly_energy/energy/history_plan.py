@@ -44,7 +44,7 @@ from typing import Any, Final
 from ..meter.records import EARLIEST_VALID_TS, EnergyRecord
 from .counter import Unaccounted
 from .periods import PeriodClock
-from .record_periods import FIVE_MINUTES, RecordPeriods, hour_of
+from .record_periods import FIVE_MINUTES, SETTLED_FLOWS, RecordPeriods, hour_of
 from .site import ChannelRef, Role, ShortCount, SiteConfig, SiteEnergy, interval_energy
 
 _BALANCE_ROLES: Final = (Role.GRID, Role.SOLAR, Role.BATTERY)
@@ -359,7 +359,7 @@ class SiteHours:
             self.start,
         )
         # The series the periods book (settled), and those each interval adds to.
-        settled = ("grid_import", "grid_export") if self.periods.settles else ()
+        settled = SETTLED_FLOWS if self.periods.settles else ()
         self._interval_series = {
             name: key for name, key in SITE_SERIES.items() if name not in settled
         }
@@ -397,7 +397,7 @@ class SiteHours:
         last = self.end - self.end % HOUR
         if self.periods.settles:
             booked = self.periods.booked
-            for index, name in enumerate(("grid_import", "grid_export")):
+            for index, name in enumerate(SETTLED_FLOWS):
                 self.hours[SITE_SERIES[name]] = {
                     hour: booked[hour][index] if hour in booked else 0.0
                     for hour in range(first, max(last, first), HOUR)

@@ -39,6 +39,8 @@ from .periods import PeriodClock, PeriodSums
 from .settlement import Rebuilt, changed_by, settled
 
 HOUR = 3600
+# The site's flows a settlement books by period, in the order `RecordPeriods.booked` holds them.
+SETTLED_FLOWS = ("grid_import", "grid_export")
 FIVE_MINUTES = 300  # the recorder's short-term statistics
 
 
@@ -75,6 +77,23 @@ class RecordPeriods:
     def settles(self) -> bool:
         """Return whether settlement periods are summed."""
         return self._settlement is not None
+
+    def booked_between(self, start: float, end: float) -> tuple[float, float]:
+        """Return what the settled import and export book (Wh) in [start, end).
+
+        The nets of the whole periods that end then: the live settlement books a period at the
+        first update that reaches its end, so one ending at `end` is not booked before it.
+        """
+        if self._settlement is None:
+            raise ValueError("no settlement periods are summed")
+        clock = self._settlement.clock
+        totals = [0.0, 0.0]
+        for period_start, net in self.nets.items():
+            if period_start < end and start <= clock.bounds(period_start)[1] < end:
+                booked = settled(net)
+                totals[0] += booked[0]
+                totals[1] += booked[1]
+        return totals[0], totals[1]
 
     def add(self, start: float, end: float, grid_import: float, grid_export: float) -> None:
         """Add the grid import and export (Wh) of the interval [start, end)."""
