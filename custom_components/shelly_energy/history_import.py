@@ -564,6 +564,7 @@ class _History:
             starts.append(periods[0])
         needed = None if not starts else int(min(starts))
         outages: dict[str, set[int]] = {}  # by statistic, in the hours not checked yet
+        rows_stop: dict[str, dict[int, int]] = {}  # by statistic: where an outage hour's rows stop
         if since is None and not day_one:
             ids = set(statistic_ids.values())
             rows = await _async_rows(self.hass, ids, window)
@@ -587,6 +588,13 @@ class _History:
                 | down_before_start
                 for statistic_id in ids
             }
+            for statistic_id, found in short.items():
+                stops = rows_stop.setdefault(statistic_id, {})
+                for row in found:
+                    if (row_hour := hour_of(row.start)) in outages[statistic_id]:
+                        stops[row_hour] = max(
+                            stops.get(row_hour, row_hour), row.start + FIVE_MINUTES
+                        )
             wanted = [
                 hour
                 for statistic_id in ids
@@ -695,7 +703,11 @@ class _History:
                     device_hours = {
                         hour: kwh for hour, kwh in device_hours.items() if hour < held_from
                     }
-                plan = plan_fill(series_rows, device_hours, outages.get(statistic_id, ()))
+                recorded = {
+                    hour: self._energy_between(key, hour, stop) / 1000
+                    for hour, stop in rows_stop.get(statistic_id, {}).items()
+                }
+                plan = plan_fill(series_rows, device_hours, outages.get(statistic_id, ()), recorded)
                 # Rows filled backwards by older versions start below 0: lift the series.
                 if series_rows and series_rows[0].start > window + HOUR:
                     first = series_rows[0]

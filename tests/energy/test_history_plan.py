@@ -400,6 +400,34 @@ def test_a_little_booked_late_after_an_outage_goes_back_to_its_hour() -> None:
     assert bars(apply(rows, plan_fill(rows, energy))) == {T0 + HOUR: 0.012, T0 + 2 * HOUR: 0.0}
 
 
+def test_an_anchor_an_outage_went_on_past_keeps_what_was_not_booked_later() -> None:
+    # Home Assistant down through T0+1h; back in T0+2h, its first row booked the 1.5 kWh
+    # missed; the meter then away from 20 minutes into T0+2h (0.3 kWh by then) to T0+3h,
+    # whose row booked the other 0.7 kWh of T0+2h.
+    energy = hourly(T0, [1.0, 1.5, 1.0, 1.0])
+    missing = (*range(12, 24), *range(28, 36))
+    outages = outage_hours(five_minute_rows(T0, 4, missing), T0, T0 + 4 * HOUR)
+    assert outages == {T0 + 2 * HOUR}  # T0+1h has no row at all
+    recorded = {T0 + 2 * HOUR: 0.3}
+    rows = live(T0, [1.0, None, 2.8, 4.5])
+    truth = {T0 + HOUR: 1.5, T0 + 2 * HOUR: 1.0, T0 + 3 * HOUR: 1.0}
+    assert bars(apply(rows, plan_fill(rows, energy, outages, recorded))) == truth
+    # Taken whole, T0+2h gives its gap 0.7 kWh too little.
+    assert bars(apply(rows, plan_fill(rows, energy, outages))) == {
+        T0 + HOUR: 0.8,
+        T0 + 2 * HOUR: 1.0,
+        T0 + 3 * HOUR: 1.7,
+    }
+    # Before T0+3h is compiled, T0+2h keeps what its rows recorded: the rest is still to come.
+    assert bars(apply(rows[:-1], plan_fill(rows[:-1], energy, outages, recorded))) == {
+        T0 + HOUR: 1.5,
+        T0 + 2 * HOUR: 0.3,
+    }
+    # A span's correction gave T0+2h its rest (T0+3h has no surplus): it keeps its whole hour.
+    rows = live(T0, [1.0, None, 3.5, 4.5])
+    assert bars(apply(rows, plan_fill(rows, energy, outages, recorded))) == truth
+
+
 def five_minute_rows(start: int, hours: int, missing: Iterable[int]) -> list[StatRow]:
     """Return the 5-minute rows of `hours` hours from `start`, but the `missing` ones (by index)."""
     gone = set(missing)

@@ -511,16 +511,46 @@ def _jump_above(hour: int, rows: Mapping[int, StatRow], outages: Collection[int]
     return ZERO_KWH if before not in rows or before in outages else JUMP_KWH
 
 
+def _kept(
+    anchor: StatRow,
+    later: Sequence[StatRow],
+    energy: Mapping[int, float],
+    recorded: Mapping[int, float],
+) -> float:
+    """Return the energy (kWh) an anchor keeps of its hour when it fills the gap before it.
+
+    The device's whole hour, unless an outage went on past its end: its rows stopped where the
+    device had counted `recorded`, and the rest was booked when the series came back, in the
+    surplus of the `later` row (the next, if compiled) over its own hours. A span's correction
+    may have given that rest back to its hour already: then no surplus shows and it keeps all.
+    """
+    whole = energy.get(anchor.start, 0.0)
+    if (upto := recorded.get(anchor.start)) is None:
+        return whole
+    rest = whole - upto
+    for after in later:
+        own_hours = range(anchor.start + HOUR, after.start + HOUR, HOUR)
+        surplus = after.sum - anchor.sum - math.fsum(energy.get(hour, 0.0) for hour in own_hours)
+        rest = min(rest, max(surplus, 0.0))
+    return whole - rest
+
+
 def plan_fill(
-    rows: Sequence[StatRow], energy: Mapping[int, float], outages: Collection[int] = ()
+    rows: Sequence[StatRow],
+    energy: Mapping[int, float],
+    outages: Collection[int] = (),
+    recorded: Mapping[int, float] | None = None,
 ) -> FillPlan:
     """Return the rows that fill one series' gaps from the device's energy.
 
     ``rows``: the series' rows, oldest first, from far enough back to hold the row before any
     gap. ``energy``: the device's energy (kWh) per complete hour, from its first to its last
     hour (a missing hour counted 0). ``outages``: hours an outage went on past the end of
-    (`outage_hours`).
+    (`outage_hours`); ``recorded``: the device's energy of such an hour up to where its
+    5-minute rows stop (kWh). As a gap's anchor, such an hour keeps only what was not booked
+    later (`_kept`); the hour after, an anchor then, gives it the rest.
     """
+    recorded = recorded or {}
     if not energy or not rows:
         return FillPlan(())
     first_hour, last_hour = min(energy), max(energy)
@@ -528,19 +558,26 @@ def plan_fill(
     by_hour = {row.start: row for row in rows}
     starts = [row.start for row in rows]
     bars = _bars(rows)
-    for row in rows[1:]:
+    for index, row in enumerate(rows[1:], start=1):
         if not first_hour < row.start <= last_hour:
             continue
-        if bars[row.start] <= energy.get(row.start, 0.0) + _jump_above(row.start, by_hour, outages):
+        own = _kept(row, rows[index + 1 : index + 2], energy, recorded)
+        if bars[row.start] <= own + _jump_above(row.start, by_hour, outages):
             continue
         gap_start = _gap_start(row.start, by_hour, bars, first_hour, energy)
         if gap_start == row.start:
             continue
-        before = bisect.bisect_left(starts, gap_start) - 1
-        floor = rows[before].sum if before >= 0 else -math.inf
-        planned.update(
-            (filled.start, filled) for filled in _backwards(row, gap_start, energy, floor)
-        )
+        previous = by_hour.get(gap_start - HOUR)
+        if previous is None:
+            before = bisect.bisect_left(starts, gap_start) - 1
+            previous = rows[before] if before >= 0 else None
+        floor = -math.inf if previous is None else previous.sum
+        filled = _backwards(row, gap_start, {**energy, row.start: own}, floor)
+        planned.update((fill.start, fill) for fill in filled)
+        # Later anchors see the rows as filled: an anchor that kept only what its rows recorded
+        # is then short, and in the next one's gap.
+        by_hour.update((fill.start, fill) for fill in filled)
+        bars.update(_bars([*([] if previous is None else [previous]), *reversed(filled), row]))
     return FillPlan(tuple(planned[hour] for hour in sorted(planned)))
 
 
