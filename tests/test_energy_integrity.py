@@ -420,6 +420,29 @@ async def test_home_assistant_down_across_an_hour_then_the_meter_away_fills_each
     await assert_counted_once(day, start_truth, HOURS, within_wh=1.5)
 
 
+async def test_a_meter_away_twice_in_a_morning_leaves_each_hour_its_energy(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The inverters are off the network from 05:45 to 07:23, and again from 07:45 to 09:38.
+    Found by the random fault days (seed 18): the 07:00 row holds what 05:00 and 06:00 missed,
+    but not what flowed after 07:45, booked at 09:38; as a gap's anchor it keeps what the
+    records tell up to its last reading at 07:45. Taken up to 07:50, where its 5-minute rows
+    stop, 207 Wh of 05:00 showed in 07:00."""
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    faults = {
+        5 * 60 + 45: lambda: day.inverters.set_online(False),
+        7 * 60 + 23: lambda: day.inverters.set_online(True),
+        7 * 60 + 45: lambda: day.inverters.set_online(False),
+        9 * 60 + 38: lambda: day.inverters.set_online(True),
+    }
+    await day.run(HOURS * 60 + 75, faults)
+    await assert_counted_once(day, start_truth, HOURS)
+
+
 async def test_a_meter_cleared_while_the_other_is_away_leaves_the_site_counting_once(
     recorder_mock: Recorder,
     hass: HomeAssistant,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 from unittest.mock import patch
 
 import pytest
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder.core import Recorder
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
@@ -16,7 +18,10 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 
 from custom_components.shelly_energy import recorded_states
 from custom_components.shelly_energy.const import DOMAIN
-from custom_components.shelly_energy.recorded_states import async_last_recorded_totals
+from custom_components.shelly_energy.recorded_states import (
+    async_last_readings,
+    async_last_recorded_totals,
+)
 
 from .blocked_query import BlockedQuery, assert_cancelled_only_after_the_query
 
@@ -84,3 +89,34 @@ async def test_a_recorder_that_does_not_answer_in_time_leaves_the_stored_totals(
         assert await async_last_recorded_totals(hass, UNIQUE_IDS) == {}
     assert query.started.is_set() and query.release.is_set()  # its query ended before
     assert "The recorder did not answer in time: energy totals continue as stored" in caplog.text
+
+
+async def test_an_hours_last_reading_is_its_last_number_where_its_rows_stop(
+    recorder_mock: Recorder, hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    """Meters away from about 05:50: their 5-minute rows of the hour stop at 05:55."""
+    hour = datetime(2025, 6, 1, 5, tzinfo=UTC)
+    stop = hour + timedelta(minutes=55)
+    moves = {
+        # Read every 5 minutes until 05:45, unavailable from 05:51; back at 05:58.
+        "sensor.polled": ((40, "0.5"), (45, "0.6"), (51, "unavailable"), (58, "0.9")),
+        # Quiet since 05:10 (the total did not change), then unavailable.
+        "sensor.quiet": ((10, "1.0"), (52, "unavailable")),
+    }
+    for minute in range(60):
+        freezer.move_to(hour + timedelta(minutes=minute))
+        for entity_id, states in moves.items():
+            for at, value in states:
+                if at == minute:
+                    hass.states.async_set(entity_id, value)
+    await async_wait_recording_done(hass)
+    stops = {entity_id: {int(hour.timestamp()): int(stop.timestamp())} for entity_id in moves}
+    assert await async_last_readings(hass, stops) == {
+        "sensor.polled": {int(hour.timestamp()): (hour + timedelta(minutes=45)).timestamp()},
+        "sensor.quiet": {int(hour.timestamp()): stop.timestamp()},
+    }
+    assert await async_last_readings(hass, {}) == {}
+
+
+async def test_no_reading_is_known_without_the_recorder(hass: HomeAssistant) -> None:
+    assert await async_last_readings(hass, {"sensor.polled": {0: 300}}) == {}

@@ -103,6 +103,7 @@ from .energy.record_periods import (
 from .energy.site import ChannelRef, Role
 from .meter.counters import CounterSpan
 from .meter.errors import MeterError, NoStoredRecordsError
+from .recorded_states import async_last_readings
 from .recorder_query import async_query
 from .storage import DurableStore
 
@@ -564,7 +565,8 @@ class _History:
             starts.append(periods[0])
         needed = None if not starts else int(min(starts))
         outages: dict[str, set[int]] = {}  # by statistic, in the hours not checked yet
-        rows_stop: dict[str, dict[int, int]] = {}  # by statistic: where an outage hour's rows stop
+        # By statistic: when each outage hour's last reading was (unix s).
+        last_reading: dict[str, dict[int, float]] = {}
         if since is None and not day_one:
             ids = set(statistic_ids.values())
             rows = await _async_rows(self.hass, ids, window)
@@ -588,13 +590,14 @@ class _History:
                 | down_before_start
                 for statistic_id in ids
             }
+            stops: dict[str, dict[int, int]] = {}  # where each outage hour's rows stop
             for statistic_id, found in short.items():
-                stops = rows_stop.setdefault(statistic_id, {})
                 for row in found:
                     if (row_hour := hour_of(row.start)) in outages[statistic_id]:
-                        stops[row_hour] = max(
-                            stops.get(row_hour, row_hour), row.start + FIVE_MINUTES
-                        )
+                        stop_of = stops.setdefault(statistic_id, {})
+                        stop_of[row_hour] = max(stop_of.get(row_hour, 0), row.start + FIVE_MINUTES)
+            # The sensors are the statistics' entities (the recorder's own statistics).
+            last_reading = await async_last_readings(self.hass, stops)
             wanted = [
                 hour
                 for statistic_id in ids
@@ -704,8 +707,8 @@ class _History:
                         hour: kwh for hour, kwh in device_hours.items() if hour < held_from
                     }
                 recorded = {
-                    hour: self._energy_between(key, hour, stop) / 1000
-                    for hour, stop in rows_stop.get(statistic_id, {}).items()
+                    hour: self._energy_between(key, hour, moment) / 1000
+                    for hour, moment in last_reading.get(statistic_id, {}).items()
                 }
                 plan = plan_fill(series_rows, device_hours, outages.get(statistic_id, ()), recorded)
                 # Rows filled backwards by older versions start below 0: lift the series.

@@ -3,6 +3,9 @@
 After a crash the integration's own stored state can be a little older than what the recorder
 already wrote; energy totals must never be published lower than that (the statistics would get
 a negative hour), so the counters hold at least the recorded value (`EnergyCounter.hold_at_least`).
+
+And when a sensor's last reading before an outage was (`async_last_readings`): the history
+import fills the hours an outage went on past from it.
 """
 
 from __future__ import annotations
@@ -10,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
 
-from homeassistant.components.recorder.history import get_last_state_changes
+from homeassistant.components.recorder.history import (
+    get_last_state_changes,
+    state_changes_during_period,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.recorder import get_instance
 
-from .const import DOMAIN
+from .const import DOMAIN, MAX_POLL_INTERVAL
 from .recorder_query import async_query
 
 _LOGGER = logging.getLogger(__name__)
@@ -27,6 +34,9 @@ RECORDER_WAIT_S: Final = 10.0
 # The last state changes read of each sensor: the last total shown may be followed by
 # "unavailable" (its meter went away, or its entry was unloaded, before the crash).
 STATES_READ: Final = 4
+# An hour's last reading is at most a polling interval before its sensor went unavailable, in
+# its last 5-minute row: searched in the last three polling intervals (at most) before the stop.
+READINGS_WINDOW_S: Final = 3 * MAX_POLL_INTERVAL
 
 
 def _read(hass: HomeAssistant, entity_ids: Mapping[str, str]) -> dict[str, tuple[float, float]]:
@@ -73,3 +83,44 @@ async def async_last_recorded_totals(
     except TimeoutError:
         _LOGGER.warning("The recorder did not answer in time: energy totals continue as stored")
         return {}
+
+
+def _last_readings(
+    hass: HomeAssistant, stops: Mapping[str, Mapping[int, int]]
+) -> dict[str, dict[int, float]]:
+    found: dict[str, dict[int, float]] = {}
+    for entity_id, hours in stops.items():
+        for hour, stop in hours.items():
+            states = state_changes_during_period(
+                hass,
+                datetime.fromtimestamp(max(hour, stop - READINGS_WINDOW_S), UTC),
+                datetime.fromtimestamp(stop, UTC),
+                entity_id,
+                no_attributes=True,
+                include_start_time_state=False,
+            ).get(entity_id, [])
+            readings = [state.last_updated.timestamp() for state in states if _numeric(state.state)]
+            found.setdefault(entity_id, {})[hour] = max(readings, default=float(stop))
+    return found
+
+
+def _numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def async_last_readings(
+    hass: HomeAssistant, stops: Mapping[str, Mapping[int, int]]
+) -> dict[str, dict[int, float]]:
+    """Return when a sensor's last reading of each of these hours was (unix s), by entity id.
+
+    `stops`: by entity id, the hours (their starts) and where their rows stop (the end of the
+    last 5-minute row: the reading before is at most a polling interval older). Without a
+    recorded change there (a counter that did not move), the stop.
+    """
+    if "recorder" not in hass.config.components or not stops:
+        return {}
+    return await async_query(hass, _last_readings, hass, stops)

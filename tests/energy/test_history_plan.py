@@ -423,6 +423,14 @@ def test_an_anchor_an_outage_went_on_past_keeps_what_was_not_booked_later() -> N
         T0 + HOUR: 1.5,
         T0 + 2 * HOUR: 0.3,
     }
+    # While T0+3h is held for a span (its energy not known yet), its correction may give T0+2h
+    # the rest: T0+2h keeps its whole hour.
+    held = hourly(T0, [1.0, 1.5, 1.0])
+    assert bars(apply(rows, plan_fill(rows, held, outages, recorded))) == {
+        T0 + HOUR: 0.8,
+        T0 + 2 * HOUR: 1.0,
+        T0 + 3 * HOUR: 1.7,
+    }
     # A span's correction gave T0+2h its rest (T0+3h has no surplus): it keeps its whole hour.
     rows = live(T0, [1.0, None, 3.5, 4.5])
     assert bars(apply(rows, plan_fill(rows, energy, outages, recorded))) == truth

@@ -522,7 +522,8 @@ def _kept(
     The device's whole hour, unless an outage went on past its end: its rows stopped where the
     device had counted `recorded`, and the rest was booked when the series came back, in the
     surplus of the `later` row (the next, if compiled) over its own hours. A span's correction
-    may have given that rest back to its hour already: then no surplus shows and it keeps all.
+    may have given that rest back to its hour already: then no surplus shows and it keeps all,
+    as it does while the later row's energy is not known (held for a span's correction).
     """
     whole = energy.get(anchor.start, 0.0)
     if (upto := recorded.get(anchor.start)) is None:
@@ -530,7 +531,9 @@ def _kept(
     rest = whole - upto
     for after in later:
         own_hours = range(anchor.start + HOUR, after.start + HOUR, HOUR)
-        surplus = after.sum - anchor.sum - math.fsum(energy.get(hour, 0.0) for hour in own_hours)
+        if any(hour not in energy for hour in own_hours):
+            return whole  # held for a span: its correction moves what was booked late
+        surplus = after.sum - anchor.sum - math.fsum(energy[hour] for hour in own_hours)
         rest = min(rest, max(surplus, 0.0))
     return whole - rest
 
