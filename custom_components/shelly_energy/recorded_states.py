@@ -45,13 +45,18 @@ def _read(hass: HomeAssistant, entity_ids: Mapping[str, str]) -> dict[str, tuple
     for key, entity_id in entity_ids.items():
         states = get_last_state_changes(hass, STATES_READ, entity_id).get(entity_id, [])
         for state in reversed(states):
-            try:
-                kwh = float(state.state)
-            except ValueError:
-                continue  # unavailable (its meter away, or its entry unloaded) or unknown
-            found[key] = (kwh * 1000, state.last_updated.timestamp())
-            break
+            # None: unavailable (its meter away, or its entry unloaded) or unknown.
+            if (kwh := _number(state.state)) is not None:
+                found[key] = (kwh * 1000, state.last_updated.timestamp())
+                break
     return found
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 async def async_last_recorded_totals(
@@ -99,17 +104,13 @@ def _last_readings(
                 no_attributes=True,
                 include_start_time_state=False,
             ).get(entity_id, [])
-            readings = [state.last_updated.timestamp() for state in states if _numeric(state.state)]
+            readings = [
+                state.last_updated.timestamp()
+                for state in states
+                if _number(state.state) is not None
+            ]
             found.setdefault(entity_id, {})[hour] = max(readings, default=float(stop))
     return found
-
-
-def _numeric(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 async def async_last_readings(

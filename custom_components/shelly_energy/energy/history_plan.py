@@ -513,29 +513,28 @@ def _jump_above(hour: int, rows: Mapping[int, StatRow], outages: Collection[int]
 
 def _kept(
     anchor: StatRow,
-    later: Sequence[StatRow],
+    following: StatRow | None,
     energy: Mapping[int, float],
     recorded: Mapping[int, float],
 ) -> float:
     """Return the energy (kWh) an anchor keeps of its hour when it fills the gap before it.
 
-    The device's whole hour, unless an outage went on past its end: its rows stopped where the
-    device had counted `recorded`, and the rest was booked when the series came back, in the
-    surplus of the `later` row (the next, if compiled) over its own hours. A span's correction
-    may have given that rest back to its hour already: then no surplus shows and it keeps all,
-    as it does while the later row's energy is not known (held for a span's correction).
+    The device's whole hour, unless an outage went on past its end: the device had counted
+    `recorded` by its last reading, and the rest was booked when the series came back, in the
+    surplus of the `following` row (None: not compiled yet) over its own hours. A span's
+    correction may have given that rest back to its hour already: then no surplus shows and it
+    keeps all, as it does while the following row's energy is not known (held for a span).
     """
     whole = energy.get(anchor.start, 0.0)
     if (upto := recorded.get(anchor.start)) is None:
         return whole
-    rest = whole - upto
-    for after in later:
-        own_hours = range(anchor.start + HOUR, after.start + HOUR, HOUR)
-        if any(hour not in energy for hour in own_hours):
-            return whole  # held for a span: its correction moves what was booked late
-        surplus = after.sum - anchor.sum - math.fsum(energy[hour] for hour in own_hours)
-        rest = min(rest, max(surplus, 0.0))
-    return whole - rest
+    if following is None:
+        return upto
+    own_hours = range(anchor.start + HOUR, following.start + HOUR, HOUR)
+    if any(hour not in energy for hour in own_hours):
+        return whole  # held for a span: its correction moves what was booked late
+    surplus = following.sum - anchor.sum - math.fsum(energy[hour] for hour in own_hours)
+    return whole - min(whole - upto, max(surplus, 0.0))
 
 
 def plan_fill(
@@ -549,9 +548,9 @@ def plan_fill(
     ``rows``: the series' rows, oldest first, from far enough back to hold the row before any
     gap. ``energy``: the device's energy (kWh) per complete hour, from its first to its last
     hour (a missing hour counted 0). ``outages``: hours an outage went on past the end of
-    (`outage_hours`); ``recorded``: the device's energy of such an hour up to where its
-    5-minute rows stop (kWh). As a gap's anchor, such an hour keeps only what was not booked
-    later (`_kept`); the hour after, an anchor then, gives it the rest.
+    (`outage_hours`); ``recorded``: the device's energy of such an hour up to its last reading
+    (kWh). As a gap's anchor, such an hour keeps only what was not booked later (`_kept`); the
+    hour after, an anchor then, gives it the rest.
     """
     recorded = recorded or {}
     if not energy or not rows:
@@ -564,7 +563,7 @@ def plan_fill(
     for index, row in enumerate(rows[1:], start=1):
         if not first_hour < row.start <= last_hour:
             continue
-        own = _kept(row, rows[index + 1 : index + 2], energy, recorded)
+        own = _kept(row, rows[index + 1] if index + 1 < len(rows) else None, energy, recorded)
         if bars[row.start] <= own + _jump_above(row.start, by_hour, outages):
             continue
         gap_start = _gap_start(row.start, by_hour, bars, first_hour, energy)
