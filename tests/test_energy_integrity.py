@@ -443,6 +443,54 @@ async def test_a_meter_away_twice_in_a_morning_leaves_each_hour_its_energy(
     await assert_counted_once(day, start_truth, HOURS)
 
 
+async def test_a_phase_refused_before_its_meter_lost_power_leaves_the_site_its_hours(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The mains are off the network from 02:27 to 04:54; the two replies after, phase b's
+    counters read -1; at 05:04 the mains lose power for 86 minutes. Found by the random fault
+    days (seed 46): the site's grid flow waited for phase b from its last good reading at
+    02:25, but its correction started where the other phases' spans did (05:00), and the
+    outage's 327 Wh of grid import showed at 06:35 instead of from 02:00 to 04:00."""
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    faults = {
+        2 * 60 + 27: lambda: day.mains.set_online(False),
+        3 * 60 + 46: lambda: day.mains.corrupt_counters("b", -1.0, reads=2),
+        4 * 60 + 54: lambda: day.mains.set_online(True),
+        5 * 60 + 4: lambda: day.mains.power_loss(86 * MINUTE),
+    }
+    await day.run(HOURS * 60 + 75, faults)
+    await assert_counted_once(day, start_truth, HOURS)
+
+
+async def test_a_channel_refused_after_a_restart_leaves_the_site_its_hours(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    simulator: Simulator,
+    sim_clock: Clock,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+) -> None:
+    """The battery's channel is cleared at 02:25; Home Assistant is killed at 07:34, and starts
+    at 08:00, where the channel's first two readings are -1. Found by the random fault days
+    (seed 35): the site's battery flow waited for it from the restart, but its export counter,
+    which had not moved since 07:19, started the correction there: 391 Wh of charging moved
+    from 08:00 to 07:00."""
+    day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
+    restarts = Restarts(hass, hass_storage)
+    faults = {
+        2 * 60 + 25: lambda: day.inverters.reset_counters("1"),
+        7 * 60 + 34: restarts.kill,
+        7 * 60 + 54: lambda: day.inverters.corrupt_counters("1", -1.0, reads=2),
+        8 * 60: restarts.start,
+    }
+    await day.run(HOURS * 60 + 75, faults)
+    await assert_counted_once(day, start_truth, HOURS, within_wh=2.5)
+
+
 async def test_a_meter_cleared_while_the_other_is_away_leaves_the_site_counting_once(
     recorder_mock: Recorder,
     hass: HomeAssistant,

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from custom_components.shelly_energy.energy.counter import Unaccounted
 from custom_components.shelly_energy.energy.history_plan import (
     HOUR,
     JUMP_KWH,
@@ -31,6 +32,7 @@ from custom_components.shelly_energy.energy.history_plan import (
     rows_left_behind,
     sharing,
     site_energy_between,
+    site_fault_corrections,
     site_series,
     site_span_corrections,
     span_corrections,
@@ -583,6 +585,62 @@ def test_site_span_corrections_route_a_missed_channel_through_the_flows() -> Non
     assert fixes["grid_import_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["home_energy"] == {T0: pytest.approx(0.01)}
     assert fixes["solar_energy"] == {}
+
+
+@pytest.mark.parametrize(
+    ("refused", "before_one", "from_one"),
+    [
+        # The site's grid flow waited for phase b from 00:25: it booked both phases' 1,400 Wh
+        # since then at 01:35.
+        pytest.param(True, 0.7, -0.7, id="phase-b-refused-from-00:25"),
+        # Phase b's span starts where it was stored before a restart: the meter was read whole
+        # at 00:55, and the site had booked both phases until then.
+        pytest.param(False, 0.1, -0.1, id="phase-b-stored-at-00:25"),
+    ],
+)
+def test_a_fault_starts_where_a_counter_began_refusing_readings(
+    refused: bool, before_one: float, from_one: float
+) -> None:
+    """Both phases of a grid meter import 10 Wh a minute; the meter's fault ends at 01:35.
+
+    Phase b's readings were refused from 00:25 (its span counted its 700 Wh at 01:35), then
+    the meter was away from 00:55: phase a's span counted its 400 Wh since at 01:35 too.
+    """
+    phase_a, phase_b = ChannelRef("M", "a"), ChannelRef("M", "b")
+    config = site({phase_a: Role.GRID, phase_b: Role.GRID}, GridMetering.PER_PHASE)
+    meters = {"M": intervals(("a", "b"), 60, T0, [((10.0, 10.0), (0.0, 0.0))] * 120)}
+    end = T0 + 5700
+    fault = {
+        (phase_a, 0): Unaccounted(T0 + 3300, end, 400.0),
+        (phase_b, 0): Unaccounted(T0 + 1500, end, 700.0, refused=refused),
+    }
+    fixes = site_fault_corrections(config, meters, [fault], short_counts={})
+    assert fixes["grid_import_energy"] == {
+        T0: pytest.approx(before_one),
+        T0 + HOUR: pytest.approx(from_one),
+    }
+
+
+def test_a_refused_counter_that_did_not_move_does_not_start_the_fault_earlier() -> None:
+    """A grid meter imports 10 Wh a minute and exports nothing; Home Assistant restarts.
+
+    Both of its counters refused their first readings after the restart, and counted on at
+    01:35. Each span starts where its total was last recorded: the import's at 00:55, the
+    export's (it did not move) at 00:25. The site booked the import up to 00:55.
+    """
+    grid = ChannelRef("M", "a")
+    config = site({grid: Role.GRID}, GridMetering.PER_PHASE)
+    meters = {"M": intervals(("a",), 60, T0, [((10.0,), (0.0,))] * 120)}
+    end = T0 + 5700
+    fault = {
+        (grid, 0): Unaccounted(T0 + 3300, end, 400.0, refused=True),
+        (grid, 1): Unaccounted(T0 + 1500, end, 0.0, refused=True),
+    }
+    fixes = site_fault_corrections(config, meters, [fault], short_counts={})
+    assert fixes["grid_import_energy"] == {
+        T0: pytest.approx(0.05),
+        T0 + HOUR: pytest.approx(-0.05),
+    }
 
 
 GRID, SOLAR, BATTERY = ChannelRef("M", "a"), ChannelRef("S", "1"), ChannelRef("B", "1")

@@ -128,10 +128,20 @@ def test_a_reboot_told_by_an_unusable_reading_holds_across_a_restart() -> None:
     # hides the rollback, the records tell what flowed.
     snapshot, _ = restored.apply(snap(5001.0, time=1070.0, uptime=15), away=False)
     assert snapshot.channels[0].energy_in == 5001.0
-    assert [(span.key, span.span) for span in restored.spans] == [
-        ("a_in", Unaccounted(1000.0, 1070.0, 1.0)),
-        ("a_out", Unaccounted(1000.0, 1070.0, 0.0)),
+    # The unusable reading held the totals: a site summing them waited from the last reading.
+    spans = [
+        ("a_in", Unaccounted(1000.0, 1070.0, 1.0, refused=True)),
+        ("a_out", Unaccounted(1000.0, 1070.0, 0.0, refused=True)),
     ]
+    assert [(span.key, span.span) for span in restored.spans] == spans
+    # The spans keep it across another restart; those stored before it was kept are not.
+    stored = restored.to_dict()
+    again = MeterCounters("M", PHASE_W, 3)
+    again.restore(stored)
+    assert [(span.key, span.span) for span in again.spans] == spans
+    older = MeterCounters("M", PHASE_W, 3)
+    older.restore({**stored, "spans": [span[:5] for span in stored["spans"]]})
+    assert [span.span.refused for span in older.spans] == [False, False]
 
 
 def test_a_reboot_told_late_is_a_span_from_the_last_snapshot_that_could_tell() -> None:

@@ -103,11 +103,16 @@ NOTABLE: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Unaccounted:
-    """A span whose energy a counter could not count; `counted` is what it did count (Wh)."""
+    """A span whose energy a counter could not count; `counted` is what it did count (Wh).
+
+    `refused`: it ends readings the counter refused since its start. Its total lagged the
+    meter's meanwhile, so whatever sums it with others (a site's flows) waited for it.
+    """
 
     start: float
     end: float
     counted: float = 0.0
+    refused: bool = False
 
 
 class Decision(NamedTuple):
@@ -259,14 +264,14 @@ class EnergyCounter:
         self._away = False
         if self.base is None:
             if self.started is not None:  # see switch_source
-                since = self.base_time
+                switched = Unaccounted(self.base_time, now, refused=self._lagging)
                 self._accept(raw, now)
                 return self._settled(
                     Verdict.SWITCHED,
                     now,
                     raw,
                     store_soon=True,
-                    unaccounted=Unaccounted(since, now),
+                    unaccounted=switched,
                 )
             self.total = raw if self.total is None else self.total
             self.started = now
@@ -314,7 +319,7 @@ class EnergyCounter:
         """
         unsure = self._unsure
         if unsure is None:
-            return Unaccounted(self.base_time, now, counted)
+            return Unaccounted(self.base_time, now, counted, self._lagging)
         return Unaccounted(unsure.since, now, unsure.counted + counted)
 
     def _restored(self, raw: float, now: float) -> Decision | None:
@@ -348,7 +353,7 @@ class EnergyCounter:
         if len(pending) < CONFIRM_READINGS:
             return self._decided(Verdict.REJECTED, now, raw)
         first, first_time = pending[0]
-        gap = Unaccounted(self.base_time, first_time)
+        gap = Unaccounted(self.base_time, first_time, refused=self._lagging)
         self._count(max(raw - first, 0.0))
         self._drop = None
         self._accept(raw, now)
@@ -393,7 +398,8 @@ class EnergyCounter:
                 # booked it, not at its rounding: its correction takes back what was booked.
                 store_soon = store_soon or below
                 self.total = max(self.total, shown)
-                unaccounted = Unaccounted(since, now, self.total - shown)
+                refused = unaccounted is not None and unaccounted.refused
+                unaccounted = Unaccounted(since, now, self.total - shown, refused)
         # A span (and the end of the refusals before it) must survive a restart: store it soon.
         if unaccounted is not None:
             store_soon = True

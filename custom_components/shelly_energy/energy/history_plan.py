@@ -780,20 +780,31 @@ def site_span_corrections(
 MeterFault = Mapping[tuple[ChannelRef, int], Unaccounted]
 
 
-def _from_latest_start(
+def _as_one_span(
     meter: MeterIntervals, fault: MeterFault
 ) -> tuple[float, dict[ChannelRef, tuple[float | None, float | None]]]:
-    """Return a meter's fault as one span: its latest start, and each counter's count since.
+    """Return a meter's fault as one span: its start, and each counter's count since.
 
     The meter was read whole at the latest start (a counter whose total was not recorded before
-    a restart starts where it was stored, earlier): up to it, every counter counted what its
-    records tell.
+    a restart starts where it was stored, earlier; one whose base held over jitter, where it was
+    read last): up to it, every counter counted what its records tell. But a counter that
+    refused readings held the site's flows over the meter's channels from its last accepted
+    reading: none of them was booked from there, so the fault starts at the latest start of
+    such a span (the counters a reply's refusal hit were read together before it; one starting
+    earlier still is one that did not move since it was recorded).
     """
-    start = max(span.start for span in fault.values())
+    starts = [span.start for span in fault.values() if span.refused] or [
+        span.start for span in fault.values()
+    ]
+    start = max(starts)
     channels: dict[ChannelRef, list[float | None]] = {}
     for (ref, side), span in fault.items():
-        before = meter.energy_between(meter.channel_ids.index(ref.channel_id), span.start, start)
-        channels.setdefault(ref, [None, None])[side] = max(span.counted - before[side], 0.0)
+        index = meter.channel_ids.index(ref.channel_id)
+        if span.start <= start:
+            count = span.counted - meter.energy_between(index, span.start, start)[side]
+        else:  # booked with the others at the fault's end
+            count = span.counted + meter.energy_between(index, start, span.start)[side]
+        channels.setdefault(ref, [None, None])[side] = max(count, 0.0)
     return start, {ref: (pair[0], pair[1]) for ref, pair in channels.items()}
 
 
@@ -815,7 +826,7 @@ def site_fault_corrections(
     spans = []  # each fault's meter, start, counters' counts and end
     for fault in faults:
         (ref, _), span = next(iter(fault.items()))
-        start, channels = _from_latest_start(meters[ref.meter_id], fault)
+        start, channels = _as_one_span(meters[ref.meter_id], fault)
         spans.append((ref.meter_id, start, channels, span.end))
     if len(spans) == 1:
         ((_, start, channels, end),) = spans

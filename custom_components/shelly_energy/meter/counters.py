@@ -14,7 +14,7 @@ from what they showed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from operator import is_
 from typing import Any, Final
@@ -238,7 +238,14 @@ class MeterCounters:
             "version": STORAGE_VERSION,
             "counters": {key: counter.to_dict() for key, counter in self._counters.items()},
             "spans": [
-                [span.seq, span.key, span.span.start, span.span.end, span.span.counted]
+                [
+                    span.seq,
+                    span.key,
+                    span.span.start,
+                    span.span.end,
+                    span.span.counted,
+                    span.span.refused,
+                ]
                 for span in self._spans
             ],
             "seq": self._seq,
@@ -259,10 +266,7 @@ class MeterCounters:
                 str(key): EnergyCounter.from_dict(stored, self._bound(str(key)))
                 for key, stored in data["counters"].items()
             }
-            spans = [
-                CounterSpan(int(seq), str(key), Unaccounted(float(s), float(e), float(c)))
-                for seq, key, s, e, c in data["spans"]
-            ]
+            spans = [_stored_span(stored) for stored in data["spans"]]
             seq = int(data["seq"])
             boot = None if data.get("boot") is None else float(data["boot"])
             stored_reversed = frozenset(str(c) for c in data.get("reversed", self._reversed))
@@ -297,6 +301,16 @@ class MeterCounters:
             }
             for key, counter in self._counters.items()
         }
+
+
+def _stored_span(stored: Sequence[Any]) -> CounterSpan:
+    """Return a stored span (stored before `refused` existed: False)."""
+    seq, key, start, end, counted, *refused = stored
+    return CounterSpan(
+        int(seq),
+        str(key),
+        Unaccounted(float(start), float(end), float(counted), refused == [True]),
+    )
 
 
 def _published_keys(
