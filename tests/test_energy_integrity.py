@@ -491,11 +491,6 @@ async def test_a_channel_refused_after_a_restart_leaves_the_site_its_hours(
     await assert_counted_once(day, start_truth, HOURS, within_wh=2.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the correction starts at the span, not where consumption began to wait; "
-    "342 Wh of 06:00-07:00 stay in 09:00",
-)
 async def test_a_site_waiting_for_one_meter_when_the_other_faults_leaves_each_hour_its_energy(
     recorder_mock: Recorder,
     hass: HomeAssistant,
@@ -507,9 +502,8 @@ async def test_a_site_waiting_for_one_meter_when_the_other_faults_leaves_each_ho
     and the mains' first reply back has phase c's counters overflowed. Found by the random
     fault days (seed 6): the site's consumption waited from 06:35 and booked it all at 09:01,
     but the correction of phase c's span started at 07:40: 06:00 and 07:00 came out 342 Wh
-    short, and 09:00 that much over. Starting the net flows' correction where they waited
-    fixes this day, but gives hours that the gap fill also gives (a restart while a meter was
-    away) their energy twice: the two must agree on who fills what first."""
+    short, and 09:00 that much over. The net flows' correction now starts where they waited
+    (since Home Assistant started: the hours it was down are the restart's to fill)."""
     day, start_truth = await start_day(hass, simulator, sim_clock, freezer)
     faults = {
         6 * 60 + 35: lambda: day.inverters.set_online(False),

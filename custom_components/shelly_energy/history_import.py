@@ -1361,6 +1361,7 @@ class SiteHistory(_History):
                         self._intervals,
                         [faulted[group] for group in flow_groups],
                         short_counts={} if count is None else {key: count},
+                        running_since=self._started_at,
                     )
                     merge_corrections(corrections, key, fixes[key])
         return corrections

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 
@@ -742,6 +743,45 @@ def test_site_span_corrections_make_up_the_fall_before_the_span_first(
     assert found.get(T0, 0.0) == pytest.approx(first_hour)
     assert found.get(T0 + HOUR, 0.0) == pytest.approx(second_hour)
     assert found.keys() <= {T0, T0 + HOUR}
+
+
+@pytest.mark.parametrize(
+    ("running_since", "home_before_one"),
+    [
+        # Consumption waited from 00:35: its 250 Wh of 00:00 go back there.
+        pytest.param(-math.inf, 0.25, id="running-all-along"),
+        # Home Assistant started at 00:45: the hours it was down are the restart's to fill.
+        pytest.param(T0 + 2700, 0.15, id="started-at-00:45"),
+    ],
+)
+def test_site_span_corrections_give_a_net_flow_what_it_waited_for_before_the_span(
+    running_since: float, home_before_one: float
+) -> None:
+    """The home draws 10 Wh a minute from the grid; the solar makes nothing.
+
+    The solar's meter is away from 00:35, so consumption waits for it from there; the grid
+    counter refuses its readings from 00:50 and counts its 200 Wh at 01:10, where consumption
+    books all 350 Wh since 00:35. The grid's correction starts at 00:50, consumption's at 00:35.
+    """
+    config = site({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((10.0,), (0.0,))] * 120),
+        "S": intervals(("1",), 60, T0, [((0.0,), (0.0,))] * 120),
+    }
+    fixes = site_span_corrections(
+        config,
+        meters,
+        {GRID: (200.0, None)},
+        T0 + 3000,
+        T0 + 4200,
+        short_counts={"home_energy": ShortCount(T0 + 2100, 0.0)},
+        running_since=running_since,
+    )
+    assert fixes["grid_import_energy"] == {T0: pytest.approx(0.1), T0 + HOUR: pytest.approx(-0.1)}
+    assert fixes["home_energy"] == {
+        T0: pytest.approx(home_before_one),
+        T0 + HOUR: pytest.approx(-home_before_one),
+    }
 
 
 def test_a_take_back_no_hour_holds_is_handed_back() -> None:

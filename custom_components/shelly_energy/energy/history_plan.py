@@ -697,6 +697,7 @@ def site_span_corrections(
     end: float,
     *,
     short_counts: Mapping[str, ShortCount],
+    running_since: float = -math.inf,
 ) -> dict[str, dict[int, float]]:
     """Return what each site series must gain per hour (kWh) for a span of some counters.
 
@@ -705,7 +706,9 @@ def site_span_corrections(
     amounts, booked in the hour of the span's end; the records tell the flows with what really
     flowed, hour by hour. `short_counts`: how the site's consumption and self-consumed solar
     accrued the span (by series, `SiteAccumulator.short_counts`): nothing booked from
-    their accrual before its end, and what they were forgiven never to be given again.
+    their accrual before its end (from before the span too: it waited for another meter), and
+    what they were forgiven never to be given again. `running_since`: when the site last
+    started; of a wait from before it, the hours it was down are the restart's to fill.
     """
 
     def live(
@@ -753,9 +756,11 @@ def site_span_corrections(
     below = {key: count.deficit for key, count in short_counts.items()}
     true_sums = {key: _HighestSum(below.get(key, 0.0)) for key in NET_SERIES}
     booked_sums = {key: _HighestSum(below.get(key, 0.0)) for key in NET_SERIES}
-    for hour, piece_start, piece_end in _cut(hour_pieces(start, end), waited.values()):
+    since = min(start, max(min([start, *waited.values()]), running_since))
+    for hour, piece_start, piece_end in _cut(hour_pieces(since, end), [start, *waited.values()]):
         recorded = _recorded(config, meters, piece_start, piece_end)
-        booked = flows(live(recorded, 0.0))
+        # Before the span, its counters counted normally.
+        booked = flows(recorded if piece_start < start else live(recorded, 0.0))
         true_flows = flows(recorded)
         for key in NET_SERIES:
             true_flows[key] = true_sums[key].add(true_flows[key])
@@ -814,6 +819,7 @@ def site_fault_corrections(
     faults: Sequence[MeterFault],
     *,
     short_counts: Mapping[str, ShortCount],
+    running_since: float = -math.inf,
 ) -> dict[str, dict[int, float]]:
     """Return what each site series must gain per hour (kWh) for meters' faults (spans).
 
@@ -821,7 +827,8 @@ def site_fault_corrections(
     no accrual took. A flow of one meter's channels booked each fault where it ended: corrected
     fault by fault (`site_span_corrections`). Consumption and self-consumed solar waited for
     every meter and booked them all at once: corrected once, over all of them, each counter
-    counting what its records tell outside its own span.
+    counting what its records tell outside its own span. `running_since`: see
+    `site_span_corrections`.
     """
     spans = []  # each fault's meter, start, counters' counts and end
     for fault in faults:
@@ -831,7 +838,13 @@ def site_fault_corrections(
     if len(spans) == 1:
         ((_, start, channels, end),) = spans
         return site_span_corrections(
-            config, meters, channels, start, end, short_counts=short_counts
+            config,
+            meters,
+            channels,
+            start,
+            end,
+            short_counts=short_counts,
+            running_since=running_since,
         )
     corrections: dict[str, dict[int, float]] = {}
     missed: dict[tuple[ChannelRef, int], float] = {}
@@ -860,6 +873,7 @@ def site_fault_corrections(
         first,
         last,
         short_counts=short_counts,
+        running_since=running_since,
     )
     for key, hours in fixes.items():
         if key in NET_SERIES:
