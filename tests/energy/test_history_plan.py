@@ -784,6 +784,34 @@ def test_site_span_corrections_give_a_net_flow_what_it_waited_for_before_the_spa
     }
 
 
+def test_a_net_flow_waiting_from_before_a_restart_starts_where_home_assistant_left_it() -> None:
+    """The solar makes 5 Wh a minute and the home uses it all; the grid does nothing.
+
+    Self-consumed solar was 100 Wh below its highest when the site's state was stored at
+    00:35. Home Assistant ran on to 00:47, restarted at 01:19, and the solar's counter (stored
+    at 00:45) counted its 175 Wh at 01:20: the site booked all since 00:35 then. By 00:45 the
+    sum had made up 50 of the 100; by 01:00, all of it and 25 more.
+    """
+    config = site({GRID: Role.GRID, SOLAR: Role.SOLAR}, GridMetering.PER_PHASE)
+    meters = {
+        "M": intervals(("a",), 60, T0, [((0.0,), (0.0,))] * 120),
+        "S": intervals(("1",), 60, T0, [((0.0,), (5.0,))] * 120),
+    }
+    fixes = site_span_corrections(
+        config,
+        meters,
+        {SOLAR: (0.0, 175.0)},
+        T0 + 2700,
+        T0 + 4800,
+        short_counts={"self_consumed_energy": ShortCount(T0 + 2100, 0.0, 100.0)},
+        running_since=T0 + 4740,
+    )
+    assert fixes["self_consumed_energy"] == {
+        T0: pytest.approx(0.025),
+        T0 + HOUR: pytest.approx(-0.025),
+    }
+
+
 def test_a_take_back_no_hour_holds_is_handed_back() -> None:
     # A night: the rows hold nothing, and a correction takes 6.5 Wh back from 01:00.
     rows = [StatRow(T0, 0.0, 0.0), StatRow(T0 + HOUR, 0.0, 0.0), StatRow(T0 + 2 * HOUR, 0.0, 0.0)]

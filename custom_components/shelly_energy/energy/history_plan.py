@@ -757,6 +757,13 @@ def site_span_corrections(
     true_sums = {key: _HighestSum(below.get(key, 0.0)) for key in NET_SERIES}
     booked_sums = {key: _HighestSum(below.get(key, 0.0)) for key in NET_SERIES}
     since = min(start, max(min([start, *waited.values()]), running_since))
+    # A wait from before the restart counts from the state stored then; Home Assistant ran on
+    # and booked what flowed up to `since` as it flowed: the sums start there as it left them.
+    for key, moment in waited.items():
+        if moment < since:
+            before = flows(_recorded(config, meters, moment, since))[key]
+            true_sums[key].add(before)
+            booked_sums[key].add(before)
     for hour, piece_start, piece_end in _cut(hour_pieces(since, end), [start, *waited.values()]):
         recorded = _recorded(config, meters, piece_start, piece_end)
         # Before the span, its counters counted normally.
