@@ -124,10 +124,13 @@ async def test_a_reload_while_the_history_fixes_reboots_counts_every_watt_hour_o
     forget = SiteCoordinator.forget_short_counts
 
     def noting(
-        self: SiteCoordinator, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
+        self: SiteCoordinator,
+        spans: Iterable[tuple[str, int]],
+        told: Mapping[str, ShortCount],
+        overstated: Mapping[str, float],
     ) -> None:
         forgotten[frozenset(spans)] = told  # the last time each
-        forget(self, spans, told)
+        forget(self, spans, told, overstated)
 
     monkeypatch.setattr(SiteCoordinator, "forget_short_counts", noting)
     faults = {

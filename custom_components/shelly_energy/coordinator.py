@@ -598,10 +598,13 @@ class SiteCoordinator(EntityCoordinator[SiteState]):
 
     @callback
     def forget_short_counts(
-        self, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
+        self,
+        spans: Iterable[tuple[str, int]],
+        told: Mapping[str, ShortCount],
+        overstated: Mapping[str, float],
     ) -> None:
         """Forget spans the history corrected (`SiteAccumulator.forget_short_counts`), at once."""
-        self.accumulator.forget_short_counts(spans, told)
+        self.accumulator.forget_short_counts(spans, told, overstated)
         self.store.changed(0)
 
     async def async_save(self) -> None:

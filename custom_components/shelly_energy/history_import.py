@@ -1334,13 +1334,8 @@ class SiteHistory(_History):
         accumulator = self.coordinator.accumulator
         for groups in sharing({group: accumulator.accruals(numbers[group]) for group in faulted}):
             spans = set().union(*(numbers[group] for group in groups))
-            # Forgotten only when the corrections are queued: a run stopped before (a reload)
-            # leaves them to the next, which plans the same.
-            self._planned.append(
-                partial(
-                    self.coordinator.forget_short_counts, spans, accumulator.short_counts(spans)
-                )
-            )
+            told = accumulator.short_counts(spans)
+            overstated: dict[str, float] = {}  # Wh, by flow: what its corrections take back
             fixes = site_fault_corrections(
                 self._config, self._intervals, [faulted[group] for group in groups], short_counts={}
             )
@@ -1364,6 +1359,14 @@ class SiteHistory(_History):
                         running_since=self._started_at,
                     )
                     merge_corrections(corrections, key, fixes[key])
+                    overstated[name] = overstated.get(name, 0.0) - 1000 * math.fsum(
+                        fixes[key].values()
+                    )
+            # Forgotten only when the corrections are queued: a run stopped before (a reload)
+            # leaves them to the next, which plans the same.
+            self._planned.append(
+                partial(self.coordinator.forget_short_counts, spans, told, overstated)
+            )
         return corrections
 
     def _lower_sum(self, key: str, kwh: float) -> bool:

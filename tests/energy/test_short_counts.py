@@ -164,13 +164,15 @@ class Site:
         for together in sharing({fault: accumulator.accruals(numbers[fault]) for fault in faults}):
             spans = set().union(*(numbers[fault] for fault in together))
             taken = accumulator.short_counts(spans)
-            accumulator.forget_short_counts(spans, taken)
             fixes = site_fault_corrections(
                 CONFIG,
                 self.records,
                 [faults[fault] for fault in together],
                 short_counts={SITE_SERIES[name]: count for name, count in taken.items()},
             )
+            # What the corrections take back of a net flow, its running sum had too much.
+            overstated = {name: -1000 * sum(fixes[SITE_SERIES[name]].values()) for name in taken}
+            accumulator.forget_short_counts(spans, taken, overstated)
             for key, hours in fixes.items():
                 self.corrections[key] = self.corrections.get(key, 0.0) + sum(hours.values())
         self.spans.clear()

@@ -1244,7 +1244,7 @@ def pv_readings(exported: float, produced: float, spans: int) -> dict[ChannelRef
 def take(acc: SiteAccumulator, spans: list[tuple[str, int]]) -> dict[str, ShortCount]:
     """Return and forget how the net flows accrued spans, as a history run does."""
     told = acc.short_counts(spans)
-    acc.forget_short_counts(spans, told)
+    acc.forget_short_counts(spans, told, {})
     return told
 
 
@@ -1369,6 +1369,37 @@ def solar_short_while_the_battery_is_away() -> tuple[SiteAccumulator, ChannelInp
     return acc, battery
 
 
+def two_short_counts() -> SiteAccumulator:
+    """Return `PV_SITE`'s accumulator after two spans that self-consumed solar accrued.
+
+    It falls 150 while the meter counts short (span 1, forgiven), 50 more, then rises 50 as
+    the meter counts short again (span 2).
+    """
+    acc = SiteAccumulator(PV_SITE)
+    acc.update(pv_readings(0.0, 5_000.0, spans=0), DAY, 60.0)
+    acc.update(pv_readings(200.0, 5_050.0, spans=1), DAY, 120.0)
+    acc.update(pv_readings(300.0, 5_100.0, spans=1), DAY, 180.0)
+    acc.update(pv_readings(300.0, 5_150.0, spans=2), DAY, 240.0)
+    return acc
+
+
+def test_a_short_count_noted_after_a_fall_the_records_took_back_grows_its_deficit() -> None:
+    acc = two_short_counts()
+    assert acc.short_counts([("EM0001", 2)])["self_consumed_solar"] == ShortCount(180.0, 0.0, 50.0)
+    # The records tell that the first fall was real: its corrections take the 150 back, and
+    # the sum had been 200 below its highest at the second span, not 50.
+    told = acc.short_counts([("EM0001", 1)])
+    acc.forget_short_counts([("EM0001", 1)], told, {"self_consumed_solar": 150.0})
+    assert acc.short_counts([("EM0001", 2)])["self_consumed_solar"] == ShortCount(180.0, 0.0, 200.0)
+
+
+def test_a_short_count_noted_before_the_one_taken_back_keeps_its_deficit() -> None:
+    acc = two_short_counts()
+    told = acc.short_counts([("EM0001", 2)])
+    acc.forget_short_counts([("EM0001", 2)], told, {"self_consumed_solar": 30.0})
+    assert acc.short_counts([("EM0001", 1)])["self_consumed_solar"] == ShortCount(60.0, 150.0, 0.0)
+
+
 def test_a_short_count_the_records_corrected_first_is_not_forgiven() -> None:
     acc, battery = solar_short_while_the_battery_is_away()
     # Self-consumed solar needs no battery: it fell 150 and was forgiven. The records corrected
@@ -1387,7 +1418,7 @@ def test_a_flow_that_accrues_a_span_while_the_history_plans_takes_its_forgivenes
     assert told == {"self_consumed_solar": ShortCount(None, 150.0)}
     # Consumption accrues the span meanwhile: it falls 150 and is forgiven that.
     acc.update({**pv_readings(200.0, 5_050.0, spans=1), BATTERY: battery}, DAY)
-    acc.forget_short_counts([("EM0001", 1)], told)
+    acc.forget_short_counts([("EM0001", 1)], told, {})
     assert acc.short_counts([("EM0001", 1)]) == {}
     # The correction gives all that consumption missed: the 150 forgiven is made up first.
     state = acc.update({**pv_readings(200.0, 5_250.0, spans=1), BATTERY: battery}, DAY)

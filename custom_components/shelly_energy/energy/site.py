@@ -920,14 +920,29 @@ class SiteAccumulator:
         ]
 
     def forget_short_counts(
-        self, spans: Iterable[tuple[str, int]], told: Mapping[str, ShortCount]
+        self,
+        spans: Iterable[tuple[str, int]],
+        told: Mapping[str, ShortCount],
+        overstated: Mapping[str, float],
     ) -> None:
         """Forget spans the records' corrections took, `told` by `short_counts` when planned.
 
         A flow still waiting to accrue such a span forgives it nothing: the corrections give all
         that it missed. One that accrued it since it was told takes back what it forgave then.
+        `overstated` (Wh, by flow): how far the records found the flow's running sum too high
+        after these spans (it forgave a fall that was real). Short counts noted since saw it
+        that much too high: their deficits grow by it.
         """
         spans = set(spans)
+        accrued = self.accruals(spans)
+        noted = list(self._short_counts)
+        for later in noted[
+            max((noted.index(taken) for taken in accrued), default=len(noted)) + 1 :
+        ]:
+            counts = self._short_counts[later]
+            for name, wh in overstated.items():
+                if (count := counts.get(name)) is not None:
+                    counts[name] = count._replace(deficit=max(count.deficit + wh, 0.0))
         for flow in self._flows.values():
             flow.counted_short = {
                 meter_id: numbers
@@ -938,8 +953,8 @@ class SiteAccumulator:
             name: count.forgiven - (told[name].forgiven if name in told else 0.0)
             for name, count in self.short_counts(spans).items()
         }
-        for accrued in self.accruals(spans):
-            del self._short_counts[accrued]
+        for taken in accrued:
+            del self._short_counts[taken]
         self.lower_net_sums({name: wh for name, wh in since_told.items() if wh > 0})
 
     def _apply_floors(self, accrued: Mapping[str, bool]) -> None:
