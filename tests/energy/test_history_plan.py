@@ -622,6 +622,38 @@ def test_a_fault_starts_where_a_counter_began_refusing_readings(
     }
 
 
+@pytest.mark.parametrize(
+    "phase_a_later",
+    [
+        pytest.param(None, id="phase-a-read-on"),
+        # Phase a's counters fault again from 01:00: its span there counted its 350 Wh.
+        pytest.param(Unaccounted(T0 + HOUR, T0 + 5700, 350.0), id="phase-a-faulted-again"),
+    ],
+)
+def test_a_fault_that_ended_while_another_phase_refused_readings_is_booked_with_it(
+    phase_a_later: Unaccounted | None,
+) -> None:
+    """Both phases of a grid meter import 10 Wh a minute.
+
+    The meter is away from 00:25 to 00:55: phase a's span counted its 300 Wh then. Phase b's
+    readings are refused from there; it counts on at 01:35, its span (from 00:25) counting
+    its 700 Wh. The grid flow waited for phase b: it booked both phases' 1,400 Wh at 01:35.
+    """
+    phase_a, phase_b = ChannelRef("M", "a"), ChannelRef("M", "b")
+    config = site({phase_a: Role.GRID, phase_b: Role.GRID}, GridMetering.PER_PHASE)
+    meters = {"M": intervals(("a", "b"), 60, T0, [((10.0, 10.0), (0.0, 0.0))] * 120)}
+    away = {(phase_a, 0): Unaccounted(T0 + 1500, T0 + 3300, 300.0)}
+    refused = {(phase_b, 0): Unaccounted(T0 + 1500, T0 + 5700, 700.0, refused=True)}
+    if phase_a_later is not None:
+        refused[phase_a, 0] = phase_a_later
+    fixes = site_fault_corrections(config, meters, [away, refused], short_counts={})
+    # 00:25-01:00 flowed in its hour: 35 minutes of both phases.
+    assert fixes["grid_import_energy"] == {
+        T0: pytest.approx(0.7),
+        T0 + HOUR: pytest.approx(-0.7),
+    }
+
+
 def test_a_refused_counter_that_did_not_move_does_not_start_the_fault_earlier() -> None:
     """A grid meter imports 10 Wh a minute and exports nothing; Home Assistant restarts.
 

@@ -820,6 +820,53 @@ def _as_one_span(
     return start, {ref: (pair[0], pair[1]) for ref, pair in channels.items()}
 
 
+def _fault_end(fault: MeterFault) -> float:
+    return next(iter(fault.values())).end
+
+
+def _held_together(
+    config: SiteConfig, meters: Mapping[str, MeterIntervals], faults: Sequence[MeterFault]
+) -> list[MeterFault]:
+    """Return the faults, each counter's span joined with the next fault that held its booking.
+
+    A counter that refused readings held the site's flow of its role: a span of its meter's
+    counters of that role that ended meanwhile (a meter back from an absence, one phase's
+    counters still unreadable) was booked with it, at its end. Joined, each counter's spans
+    are one span to that end, counting what its records tell between them and after them.
+    """
+    ordered = sorted(faults, key=_fault_end)
+
+    def booked_with(index: int, role: Role | None) -> int:
+        meter_id, end = next(iter(ordered[index]))[0].meter_id, _fault_end(ordered[index])
+        for later in range(index + 1, len(ordered)):
+            if next(iter(ordered[later]))[0].meter_id == meter_id and any(
+                span.refused and span.start <= end < span.end and config.roles.get(ref) == role
+                for (ref, _), span in ordered[later].items()
+            ):
+                return booked_with(later, role)
+        return index
+
+    booked: dict[int, dict[tuple[ChannelRef, int], list[Unaccounted]]] = {}
+    for index, fault in enumerate(ordered):
+        for (ref, side), span in fault.items():
+            at = booked_with(index, config.roles.get(ref))
+            booked.setdefault(at, {}).setdefault((ref, side), []).append(span)
+    joined: list[MeterFault] = []
+    for at, spans in sorted(booked.items()):
+        meter, end = meters[next(iter(spans))[0].meter_id], _fault_end(ordered[at])
+        merged: dict[tuple[ChannelRef, int], Unaccounted] = {}
+        for (ref, side), found in spans.items():
+            channel = meter.channel_ids.index(ref.channel_id)
+            counted = 0.0
+            for span, following in zip(found, [*found[1:], None], strict=True):
+                until = end if following is None else following.start
+                counted += span.counted + meter.energy_between(channel, span.end, until)[side]
+            refused = any(span.refused for span in found)
+            merged[ref, side] = Unaccounted(found[0].start, end, counted, refused)
+        joined.append(merged)
+    return joined
+
+
 def site_fault_corrections(
     config: SiteConfig,
     meters: Mapping[str, MeterIntervals],
@@ -831,14 +878,14 @@ def site_fault_corrections(
     """Return what each site series must gain per hour (kWh) for meters' faults (spans).
 
     `faults`: those of one accrual of the net flows (`SiteAccumulator.accruals`), or one fault
-    no accrual took. A flow of one meter's channels booked each fault where it ended: corrected
-    fault by fault (`site_span_corrections`). Consumption and self-consumed solar waited for
-    every meter and booked them all at once: corrected once, over all of them, each counter
-    counting what its records tell outside its own span. `running_since`: see
-    `site_span_corrections`.
+    no accrual took. A flow of one meter's channels booked each fault where it ended (or where
+    a refused counter of its meter let it, `_held_together`): corrected fault by fault
+    (`site_span_corrections`). Consumption and self-consumed solar waited for every meter and
+    booked them all at once: corrected once, over all of them, each counter counting what its
+    records tell outside its own span. `running_since`: see `site_span_corrections`.
     """
     spans = []  # each fault's meter, start, counters' counts and end
-    for fault in faults:
+    for fault in _held_together(config, meters, faults):
         (ref, _), span = next(iter(fault.items()))
         start, channels = _as_one_span(meters[ref.meter_id], fault)
         spans.append((ref.meter_id, start, channels, span.end))
