@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from custom_components.shelly_energy.energy.counter import (
     CONFIRM_READINGS,
     DECISIONS_KEPT,
+    Decision,
     EnergyCounter,
     Unaccounted,
     Verdict,
@@ -117,15 +118,16 @@ def test_a_reboot_told_by_an_unreadable_reading_holds_for_the_next_one() -> None
 def test_a_reboot_told_late_is_a_span_from_the_last_reading_that_could_tell() -> None:
     # Two replies without the meter's uptime rise; the next tells it rebooted before them: a
     # rollback may hide in either rise, so the span covers both with what they counted.
-    energy = counter(1000.0)
-    assert energy.read(1004.0, 60.0, away=True, boot_unknown=True).unaccounted is None
-    assert energy.read(1006.0, 120.0, boot_unknown=True).unaccounted is None
-    decision = energy.read(1009.0, 180.0, rebooted=True)
-    assert (decision.verdict, decision.total) == (Verdict.COUNTED, 1009.0)
+    energy = counter(46_000.0)
+    assert energy.read(46_004.0, 60.0, away=True, boot_unknown=True).unaccounted is None
+    assert energy.read(46_006.0, 120.0, boot_unknown=True).unaccounted is None
+    decision = energy.read(46_009.0, 180.0, rebooted=True)
+    assert (decision.verdict, decision.total) == (Verdict.COUNTED, 46_009.0)
     assert decision.unaccounted == Unaccounted(0.0, 180.0, 9.0)
     assert decision.store_soon
     # Taken: the next reboot's span starts at the base again.
-    assert energy.read(1010.0, 240.0, rebooted=True).unaccounted == Unaccounted(180.0, 240.0, 1.0)
+    later = energy.read(46_010.0, 240.0, rebooted=True)
+    assert later.unaccounted == Unaccounted(180.0, 240.0, 1.0)
 
 
 def test_readings_that_could_not_tell_a_reboot_are_what_they_seemed_once_one_tells_none() -> None:
@@ -428,11 +430,28 @@ def test_a_restart_with_nothing_stored_takes_the_higher_of_both() -> None:
 
 
 def test_a_restart_after_a_normal_stop_adds_no_span() -> None:
-    energy = counter(1000.0)
+    # 46 kWh: more than the meter could count from 0 in the 10 minutes it was not read (12 kWh).
+    energy = counter(46_000.0)
     restored = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)
-    restored.hold_at_least(1000.0, 0.0)
-    decision = restored.read(1200.0, 600.0)
+    restored.hold_at_least(46_000.0, 0.0)
+    decision = restored.read(46_200.0, 600.0)
     assert decision.unaccounted is None  # the downtime's energy is counted as it stands
+
+
+@pytest.mark.parametrize("absence", ["restart", "away"])
+def test_a_rise_after_an_absence_that_may_hide_a_reset_is_a_span(absence: str) -> None:
+    # 1.2 kWh, 10 minutes after 1 kWh: the meter may have been cleared meanwhile and counted
+    # 1.2 kWh since (up to 12 kWh in reach), losing what it counted before: the records tell.
+    energy = counter(1000.0)
+    if absence == "restart":
+        energy = EnergyCounter.from_dict(energy.to_dict(), MAX_POWER_W)
+    decision = energy.read(1200.0, 600.0, away=absence == "away")
+    assert (decision.verdict, decision.total) == (Verdict.COUNTED, 1200.0)
+    assert decision.unaccounted == Unaccounted(0.0, 600.0, 200.0)
+    assert decision.store_soon
+    # Read on: a plain rise again; and a counter that did not move hides no reset.
+    assert energy.read(1201.0, 601.0) == Decision(Verdict.COUNTED, 601.0, 1201.0, 1201.0)
+    assert energy.read(1201.0, 1200.0, away=True).unaccounted is None
 
 
 @pytest.mark.parametrize(

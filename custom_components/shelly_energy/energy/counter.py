@@ -31,10 +31,12 @@ its reason (`Decision`).
 Whatever the counter could not count (the energy between the last accepted reading and a rollback,
 reset or new level) is reported as an `Unaccounted` span: the meters' stored records can fill it
 (see `energy.history_plan`); where there are none, it stays uncounted, never guessed. So is a rise
-after a reboot (it may hide a rollback) or after rejected or missing readings (it is counted when
-it is read, maybe in a later hour than it flowed), with what was counted over it. A reboot told
-late (the readings after it could not tell the meter's uptime) may hide a rollback in any of
-those readings: the span starts at the last reading that could have told it.
+after a reboot (it may hide a rollback), after rejected or missing readings (it is counted when
+it is read, maybe in a later hour than it flowed), or after an absence to a value the meter could
+have counted from 0 meanwhile (it may hide a reset: the data cleared, then counted past the old
+value), with what was counted over it. A reboot told late (the readings after it could not tell
+the meter's uptime) may hide a rollback in any of those readings: the span starts at the last
+reading that could have told it.
 
 Only the *offset* (total minus base) has to survive a restart exactly: it changes only at the rare
 decisions above, so a store written at those moments (`Decision.store_soon`), and now and then
@@ -281,8 +283,9 @@ class EnergyCounter:
         limit = self._limit(now - self.base_time)
         if 0 <= delta <= limit:
             # After a reboot the rise may hide a rollback; after rejected or missing readings
-            # it lands in a later hour than it flowed: the records can tell.
-            uncertain = rebooted or self._skipped
+            # it lands in a later hour than it flowed; after an absence, a rise to a value the
+            # meter could have counted from 0 meanwhile may hide a reset: the records can tell.
+            uncertain = rebooted or self._skipped or (restarted and delta > 0 and raw <= limit)
             gap = self._span_until(now, delta) if uncertain else None
             self._count(delta)
             self._accept(raw, now)
