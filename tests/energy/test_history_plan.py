@@ -844,6 +844,19 @@ def test_a_net_flow_waiting_from_before_a_restart_starts_where_home_assistant_le
     }
 
 
+def test_a_take_back_the_next_hour_holds_only_in_part_is_handed_back_for_the_rest() -> None:
+    # The night's 04:00 holds nothing, the dawn's 05:00 holds 134 Wh, and a correction takes
+    # 229 Wh back from 04:00 (found by the random fault days, seed 49): 05:00 gives its 134,
+    # and the 95 no hour holds are handed back, not left in 04:00 as a negative bar.
+    rows = [StatRow(T0 + hour * HOUR, 0.0, 0.0) for hour in range(5)]
+    rows.append(StatRow(T0 + 5 * HOUR, 0.134, 0.134))
+    corrections = never_negative(rows, {T0 + 4 * HOUR: -0.229})
+    assert corrections == {T0 + 4 * HOUR: pytest.approx(-0.095), T0 + 5 * HOUR: -0.134}
+    placed, unplaced = without_negative_bar(rows, corrections)
+    assert placed == {T0 + 4 * HOUR: pytest.approx(0.0), T0 + 5 * HOUR: -0.134}
+    assert unplaced == pytest.approx(0.095)
+
+
 def test_a_take_back_no_hour_holds_is_handed_back() -> None:
     # A night: the rows hold nothing, and a correction takes 6.5 Wh back from 01:00.
     rows = [StatRow(T0, 0.0, 0.0), StatRow(T0 + HOUR, 0.0, 0.0), StatRow(T0 + 2 * HOUR, 0.0, 0.0)]

@@ -975,18 +975,19 @@ def _cut(
 def without_negative_bar(
     rows: Sequence[StatRow], corrections: Mapping[int, float]
 ) -> tuple[dict[int, float], float]:
-    """Return `never_negative`'s corrections without what leaves its last hour negative, and that.
+    """Return `never_negative`'s corrections without what leaves an hour negative, and that.
 
     What it takes back beyond all that the rows hold (kWh, positive), for the caller to take back
-    otherwise.
+    otherwise. It is left in the last corrected hour, which may come before hours that gave it
+    what they held.
     """
     moved = dict(corrections)
-    if not moved:
-        return moved, 0.0
-    last = max(moved)
     bars = {row.start: row.sum - before.sum for before, row in pairwise(rows)}
-    unplaced = max(-(bars.get(last, 0.0) + moved[last]), 0.0)
-    moved[last] += unplaced
+    unplaced = 0.0
+    for hour, kwh in moved.items():
+        if (short := -(bars.get(hour, 0.0) + kwh)) > 0:
+            moved[hour] += short
+            unplaced += short
     return moved, unplaced
 
 
