@@ -820,6 +820,10 @@ def _as_one_span(
     return start, {ref: (pair[0], pair[1]) for ref, pair in channels.items()}
 
 
+def _fault_meter(fault: MeterFault) -> str:
+    return next(iter(fault))[0].meter_id
+
+
 def _fault_end(fault: MeterFault) -> float:
     return next(iter(fault.values())).end
 
@@ -837,9 +841,9 @@ def _held_together(
     ordered = sorted(faults, key=_fault_end)
 
     def booked_with(index: int, role: Role | None) -> int:
-        meter_id, end = next(iter(ordered[index]))[0].meter_id, _fault_end(ordered[index])
+        meter_id, end = _fault_meter(ordered[index]), _fault_end(ordered[index])
         for later in range(index + 1, len(ordered)):
-            if next(iter(ordered[later]))[0].meter_id == meter_id and any(
+            if _fault_meter(ordered[later]) == meter_id and any(
                 span.refused and span.start <= end < span.end and config.roles.get(ref) == role
                 for (ref, _), span in ordered[later].items()
             ):
@@ -853,7 +857,7 @@ def _held_together(
             booked.setdefault(at, {}).setdefault((ref, side), []).append(span)
     joined: list[MeterFault] = []
     for at, spans in sorted(booked.items()):
-        meter, end = meters[next(iter(spans))[0].meter_id], _fault_end(ordered[at])
+        meter, end = meters[_fault_meter(ordered[at])], _fault_end(ordered[at])
         merged: dict[tuple[ChannelRef, int], Unaccounted] = {}
         for (ref, side), found in spans.items():
             channel = meter.channel_ids.index(ref.channel_id)
@@ -886,9 +890,9 @@ def site_fault_corrections(
     """
     spans = []  # each fault's meter, start, counters' counts and end
     for fault in _held_together(config, meters, faults):
-        (ref, _), span = next(iter(fault.items()))
-        start, channels = _as_one_span(meters[ref.meter_id], fault)
-        spans.append((ref.meter_id, start, channels, span.end))
+        meter_id = _fault_meter(fault)
+        start, channels = _as_one_span(meters[meter_id], fault)
+        spans.append((meter_id, start, channels, _fault_end(fault)))
     if len(spans) == 1:
         ((_, start, channels, end),) = spans
         return site_span_corrections(

@@ -936,9 +936,8 @@ class SiteAccumulator:
         spans = set(spans)
         accrued = self.accruals(spans)
         noted = list(self._short_counts)
-        for later in noted[
-            max((noted.index(taken) for taken in accrued), default=len(noted)) + 1 :
-        ]:
+        last_taken = max(map(noted.index, accrued), default=len(noted))
+        for later in noted[last_taken + 1 :]:
             counts = self._short_counts[later]
             for name, wh in overstated.items():
                 if (count := counts.get(name)) is not None:
